@@ -1,0 +1,440 @@
+"""Facts about the app under check, gathered once per session and shared by every rule.
+
+Static facts (routes with their dependants, middleware, exception handlers, ORM models, settings) are
+read off the imported app object. Runtime facts (engines and session factories, which apps usually
+create in their lifespan) are read after the lifespan has started, through :class:`AppRuntime`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import sys
+import sysconfig
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from fastapi.dependencies.models import Dependant
+from fastapi.security.base import SecurityBase
+from pydantic import BaseModel
+from starlette.applications import Starlette
+
+from pytest_fastapi_rules.compat import (
+    EffectiveRoute,
+    iter_effective_routes,
+    middleware_class,
+    middleware_options,
+)
+from pytest_fastapi_rules.loading import LoadedApp
+from pytest_fastapi_rules.registry import Location
+from pytest_fastapi_rules.runtime import AppRuntime
+
+_LIBRARY_ROOTS = tuple(
+    str(Path(p).resolve())
+    for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], sysconfig.get_paths()["stdlib"]}
+)
+
+
+def unwrap_callable(func: Any) -> Any:
+    """The function behind partials and decorators (``functools.wraps``), for locating and judging."""
+    seen = 0
+    while seen < 32:
+        seen += 1
+        if isinstance(func, functools.partial):
+            func = func.func
+            continue
+        wrapped = getattr(func, "__wrapped__", None)
+        if wrapped is not None and wrapped is not func:
+            func = wrapped
+            continue
+        break
+    return func
+
+
+def is_coroutine_callable(call: Any) -> bool:
+    """Whether FastAPI runs ``call`` on the event loop (as FastAPI itself decides it)."""
+    while isinstance(call, functools.partial):
+        call = call.func
+    if inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call):
+        return True
+    if inspect.isroutine(call) or inspect.isclass(call):
+        return False
+    dunder_call = getattr(call, "__call__", None)  # noqa: B004 - callable instances
+    return inspect.iscoroutinefunction(dunder_call) or inspect.isasyncgenfunction(dunder_call)
+
+
+def type_hints(func: Any) -> dict[str, Any]:
+    """Resolved annotations of ``func`` (with ``Annotated`` extras), or the raw ones if unresolvable."""
+    target = func
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        target = getattr(func, "__call__", func)  # noqa: B004
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception:  # noqa: BLE001 - forward references the app never resolved
+        return dict(getattr(target, "__annotations__", {}) or {})
+
+
+@dataclass
+class RouteFacts:
+    """One (method, path) of the app, as served, with what FastAPI knows about it."""
+
+    method: str
+    path: str
+    effective: EffectiveRoute
+    endpoint: Callable[..., Any]
+    location: Location | None
+    root: Path
+
+    @property
+    def target(self) -> str:
+        return f"{self.method} {self.path}"
+
+    @property
+    def function(self) -> Any:
+        """The endpoint function behind decorators and partials."""
+        return unwrap_callable(self.endpoint)
+
+    @property
+    def name(self) -> str:
+        return str(self.effective.get("name") or getattr(self.function, "__name__", "endpoint"))
+
+    @property
+    def status_code(self) -> int | None:
+        code = self.effective.get("status_code")
+        return int(code) if code is not None else None
+
+    @property
+    def declared_status(self) -> int:
+        """The success status the route answers with (FastAPI's default is 200)."""
+        return self.status_code or 200
+
+    @property
+    def response_model(self) -> Any:
+        return self.effective.get("response_model")
+
+    @property
+    def response_class(self) -> Any:
+        response_class = self.effective.get("response_class")
+        return getattr(response_class, "value", response_class)
+
+    @property
+    def tags(self) -> list[str]:
+        return [str(getattr(tag, "value", tag)) for tag in (self.effective.get("tags") or [])]
+
+    @property
+    def include_in_schema(self) -> bool:
+        return bool(self.effective.get("include_in_schema", True))
+
+    @property
+    def dependant(self) -> Dependant | None:
+        return self.effective.get("dependant")
+
+    def iter_dependants(self) -> Iterator[Dependant]:
+        """The endpoint's dependant and every sub-dependency, depth first, each call once."""
+        root = self.dependant
+        if root is None:
+            return
+        seen: set[int] = set()
+        stack = [root]
+        while stack:
+            current = stack.pop()
+            key = id(current.call) if current.call is not None else id(current)
+            if key in seen and current is not root:
+                continue
+            seen.add(key)
+            yield current
+            stack.extend(reversed(current.dependencies))
+
+    def security_schemes(self) -> list[SecurityBase]:
+        """Security scheme objects (OAuth2, HTTP bearer, API key...) anywhere in the dependency tree."""
+        return [d.call for d in self.iter_dependants() if isinstance(d.call, SecurityBase)]
+
+    def endpoint_type_hints(self) -> dict[str, Any]:
+        return type_hints(self.endpoint)
+
+
+@dataclass
+class MiddlewareFacts:
+    cls: Any
+    options: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return getattr(self.cls, "__name__", repr(self.cls))
+
+
+@dataclass
+class Discovered:
+    """A runtime object (engine, session factory) and the path it was found at."""
+
+    obj: Any
+    where: str
+
+
+@dataclass
+class RuntimeFacts:
+    engines: list[Discovered] = field(default_factory=list)
+    session_factories: list[Discovered] = field(default_factory=list)
+
+
+class AppFacts:
+    """Everything the rules know about the app. Built once per session; expensive parts are lazy."""
+
+    def __init__(self, loaded: LoadedApp, root: Path, runtime: AppRuntime) -> None:
+        self.loaded = loaded
+        self.app: Starlette = loaded.app
+        self.root = root
+        self.runtime = runtime
+        self._runtime_facts: RuntimeFacts | None = None
+        self.own_packages = self._find_own_packages()
+        self.routes = self._collect_routes()
+
+    # -- the app's own code -------------------------------------------------------------------
+
+    def _find_own_packages(self) -> frozenset[str]:
+        """Top-level packages that hold the app's code: the app module's and its endpoints'."""
+        names = {self.loaded.module.__name__.split(".")[0]}
+        for effective in iter_effective_routes(self.app):
+            endpoint = effective.get("endpoint")
+            module_name = getattr(unwrap_callable(endpoint), "__module__", None)
+            if module_name and self._is_project_module_name(module_name):
+                names.add(module_name.split(".")[0])
+        return frozenset(names)
+
+    @staticmethod
+    def _is_project_module_name(module_name: str) -> bool:
+        module = sys.modules.get(module_name)
+        file = getattr(module, "__file__", None)
+        if not file:
+            return False
+        resolved = str(Path(file).resolve())
+        return not resolved.startswith(_LIBRARY_ROOTS) and "site-packages" not in resolved
+
+    def is_own_module(self, module_name: str | None) -> bool:
+        return bool(module_name) and str(module_name).split(".")[0] in self.own_packages
+
+    def is_own_object(self, obj: Any) -> bool:
+        return self.is_own_module(getattr(obj, "__module__", None))
+
+    @functools.cached_property
+    def own_modules(self) -> list[ModuleType]:
+        """Imported modules of the app's own packages, sorted by name (deterministic order)."""
+        modules = [
+            module
+            for name, module in list(sys.modules.items())
+            if module is not None and self.is_own_module(name) and getattr(module, "__file__", None)
+        ]
+        return sorted(modules, key=lambda m: m.__name__)
+
+    def own_globals(self) -> Iterator[tuple[str, Any]]:
+        """``(module.name, value)`` for every global of every own module."""
+        for module in self.own_modules:
+            for name, value in list(vars(module).items()):
+                if not name.startswith("__"):
+                    yield f"{module.__name__}.{name}", value
+
+    @functools.cached_property
+    def own_classes(self) -> list[type]:
+        """Classes defined in the app's own modules (not merely imported into them)."""
+        seen: dict[int, type] = {}
+        for _, value in self.own_globals():
+            if inspect.isclass(value) and self.is_own_object(value):
+                seen.setdefault(id(value), value)
+        return sorted(seen.values(), key=lambda c: (c.__module__, c.__qualname__))
+
+    def relative(self, path: str | Path) -> str:
+        resolved = Path(path).resolve()
+        try:
+            return str(resolved.relative_to(self.root))
+        except ValueError:
+            return str(resolved)
+
+    def location_of(self, obj: Any) -> Location | None:
+        return location_of(obj, self.root)
+
+    # -- routes -------------------------------------------------------------------------------
+
+    def _collect_routes(self) -> list[RouteFacts]:
+        routes: list[RouteFacts] = []
+        for effective in iter_effective_routes(self.app):
+            if not effective.is_api_route:
+                continue
+            endpoint = effective.get("endpoint")
+            location = location_of(endpoint, self.root)
+            for method in sorted(effective.get("methods") or ()):
+                routes.append(
+                    RouteFacts(
+                        method=method,
+                        path=effective.path,
+                        effective=effective,
+                        endpoint=endpoint,
+                        location=location,
+                        root=self.root,
+                    )
+                )
+        return routes
+
+    # -- middleware and handlers --------------------------------------------------------------
+
+    @functools.cached_property
+    def middleware(self) -> list[MiddlewareFacts]:
+        return [
+            MiddlewareFacts(middleware_class(m), middleware_options(m))
+            for m in getattr(self.app, "user_middleware", [])
+        ]
+
+    def middleware_named(self, *names: str) -> list[MiddlewareFacts]:
+        return [m for m in self.middleware if m.name in names]
+
+    @property
+    def exception_handlers(self) -> dict[Any, Callable[..., Any]]:
+        return dict(getattr(self.app, "exception_handlers", {}) or {})
+
+    # -- models -------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def own_pydantic_models(self) -> list[type[BaseModel]]:
+        return [c for c in self.own_classes if issubclass(c, BaseModel) and c is not BaseModel]
+
+    @functools.cached_property
+    def mapped_classes(self) -> list[type]:
+        """ORM classes of every SQLAlchemy registry that the app's own models belong to."""
+        from sqlalchemy import inspect as sa_inspect
+        from sqlalchemy.orm import Mapper
+
+        registries: dict[int, Any] = {}
+        for cls in self.own_classes:
+            mapper = sa_inspect(cls, raiseerr=False)
+            if isinstance(mapper, Mapper):
+                registries.setdefault(id(mapper.registry), mapper.registry)
+        classes: dict[int, type] = {}
+        for registry in registries.values():
+            for mapper in registry.mappers:
+                classes.setdefault(id(mapper.class_), mapper.class_)
+        return sorted(classes.values(), key=lambda c: (c.__module__, c.__qualname__))
+
+    # -- runtime ------------------------------------------------------------------------------
+
+    def runtime_facts(self, engine_paths: tuple[str, ...], factory_paths: tuple[str, ...]) -> RuntimeFacts:
+        """Engines and session factories, found once the lifespan runs (raises AppStartupError)."""
+        if self._runtime_facts is None:
+            self.runtime.start()
+            self._runtime_facts = discover_runtime_objects(self, engine_paths, factory_paths)
+        return self._runtime_facts
+
+
+def location_of(obj: Any, root: Path) -> Location | None:
+    """``file:line`` of a function or class, relative to ``root`` where possible."""
+    target = unwrap_callable(obj)
+    if not (inspect.isfunction(target) or inspect.isclass(target) or inspect.ismethod(target)):
+        target = type(target)
+    try:
+        file = inspect.getsourcefile(target)
+    except TypeError:
+        return None
+    if not file:
+        return None
+    line: int | None
+    if inspect.isclass(target):
+        try:
+            line = inspect.getsourcelines(target)[1]
+        except (OSError, TypeError):
+            line = None
+    else:
+        code = getattr(target, "__code__", None)
+        line = code.co_firstlineno if code is not None else None
+    resolved = Path(file).resolve()
+    try:
+        shown = str(resolved.relative_to(root))
+    except ValueError:
+        shown = str(resolved)
+    return Location(file=shown, line=line)
+
+
+# -- engines and session factories ---------------------------------------------------------------
+
+
+def _engine_key(obj: Any) -> int | None:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    if isinstance(obj, AsyncEngine):
+        return id(obj.sync_engine)
+    if isinstance(obj, Engine):
+        return id(obj)
+    return None
+
+
+def _is_session_factory(obj: Any) -> bool:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+    from sqlalchemy.orm import sessionmaker
+
+    return isinstance(obj, async_sessionmaker | sessionmaker)
+
+
+def _resolve_path(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return target
+
+
+class DiscoveryError(Exception):
+    """An explicitly named engine or session factory could not be resolved."""
+
+
+def discover_runtime_objects(
+    facts: AppFacts, engine_paths: tuple[str, ...], factory_paths: tuple[str, ...]
+) -> RuntimeFacts:
+    """Find engines and session factories without the user naming them.
+
+    Looks at: objects named in ini; globals of the app's own modules; attributes of objects of the
+    app's own classes held in those globals (session managers); ``app.state`` and the lifespan
+    state; the engine a session factory is bound to.
+    """
+    found = RuntimeFacts()
+    engine_ids: set[int] = set()
+    factory_ids: set[int] = set()
+
+    def consider(obj: Any, where: str) -> None:
+        key = _engine_key(obj)
+        if key is not None:
+            if key not in engine_ids:
+                engine_ids.add(key)
+                found.engines.append(Discovered(obj, where))
+            return
+        if _is_session_factory(obj) and id(obj) not in factory_ids:
+            factory_ids.add(id(obj))
+            found.session_factories.append(Discovered(obj, where))
+            bind = getattr(obj, "kw", {}).get("bind")
+            if bind is not None:
+                consider(bind, f"{where} (bind)")
+
+    for path in engine_paths + factory_paths:
+        try:
+            consider(_resolve_path(path), path)
+        except Exception as exc:  # noqa: BLE001 - reported to the user as a discovery error
+            raise DiscoveryError(
+                f"fastapi_rules_engines / fastapi_rules_session_factories: cannot resolve {path!r} "
+                f"({type(exc).__name__}: {exc}). Use module:attribute, e.g. src.database:engine."
+            ) from None
+
+    for where, value in facts.own_globals():
+        consider(value, where)
+        if _engine_key(value) is None and not _is_session_factory(value) and facts.is_own_object(type(value)):
+            for attr, inner in list(getattr(value, "__dict__", {}).items()):
+                consider(inner, f"{where}.{attr}")
+
+    state = getattr(getattr(facts.app, "state", None), "_state", {}) or {}
+    for key, value in list(state.items()):
+        consider(value, f"app.state.{key}")
+    if facts.runtime.started:
+        for key, value in list(facts.runtime.lifespan_state.items()):
+            consider(value, f"lifespan state[{key!r}]")
+    return found

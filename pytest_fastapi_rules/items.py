@@ -1,0 +1,267 @@
+"""The pytest items: one per app-level rule, one per (rule, route) for route rules.
+
+The items do not come from a file. A :class:`RulesCollector` is appended to the session's own
+collection result (see ``plugin.pytest_make_collect_report``), so it goes through pytest's normal
+collection: ``-k``, ``-m``, ``--lf``, ``--co``, ``--deselect`` and xdist all see ordinary items,
+and a failure to load the app is reported as an ordinary collection error.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pytest._code.code import ExceptionInfo, TerminalRepr
+
+from pytest_fastapi_rules.facts import DiscoveryError, RouteFacts
+from pytest_fastapi_rules.loading import AppLoadError
+from pytest_fastapi_rules.registry import (
+    CheckContext,
+    Finding,
+    Rule,
+    RuleSkipped,
+    Scope,
+    Severity,
+    all_rules,
+    run_check,
+)
+from pytest_fastapi_rules.runtime import AppStartupError
+from pytest_fastapi_rules.session import SESSION_KEY, ItemResult, RulesSession
+
+COLLECTOR_NAME = "fastapi-rules"
+RULEBOOK = "fastapi-rules-ru.md"
+
+
+class RuleViolation(Exception):
+    """Raised by an item whose rule found violations that fail the run."""
+
+
+class PluginInternalError(Exception):
+    """A rule function crashed: a bug in the plugin, never reported as the app's failure."""
+
+    def __init__(self, rule: Rule, original: BaseException) -> None:
+        super().__init__(f"{rule.code} crashed: {original!r}")
+        self.rule = rule
+        self.original = original
+
+
+class UserSetupError(Exception):
+    """The user's configuration prevents the check (e.g. an unresolvable engine path)."""
+
+
+class RulesCollector(pytest.Collector):
+    """Collects the rule items of the app named by ``--fastapi-app``."""
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        state = self.config.stash[SESSION_KEY]
+        facts = state.facts()
+        options = state.options
+        for base_rule in all_rules():
+            if not options.rule_is_selected(base_rule.code):
+                continue
+            rule = options.effective_rule(base_rule)
+            if rule.scope is Scope.APP:
+                yield RuleItem.from_parent(self, name=rule.code, rule=rule, route=None)
+                continue
+            routes = [
+                route
+                for route in facts.routes
+                if rule.applies_to is None or rule.applies_to(route, options)
+            ]
+            if not routes:
+                yield RuleItem.from_parent(
+                    self,
+                    name=f"{rule.code}[no matching routes]",
+                    rule=rule,
+                    route=None,
+                    skip_reason=f"{rule.code} {rule.name}: the app has no route this rule applies to",
+                )
+            for route in routes:
+                yield RuleItem.from_parent(
+                    self, name=f"{rule.code}[{route.target}]", rule=rule, route=route
+                )
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: ExceptionInfo[BaseException]
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, AppLoadError):
+            return excinfo.value.render()
+        return super().repr_failure(excinfo)
+
+
+class RuleItem(pytest.Item):
+    """One rule checked against the app, or against one of its routes."""
+
+    def __init__(
+        self,
+        *,
+        rule: Rule,
+        route: RouteFacts | None,
+        skip_reason: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.rule = rule
+        self.route = route
+        self.skip_reason = skip_reason
+        self.findings: list[Finding] = []
+        self.warned = False
+        for marker in (
+            pytest.mark.fastapi_rules,
+            getattr(pytest.mark, rule.code),
+            getattr(pytest.mark, rule.family),
+            pytest.mark.fastapi_rule(
+                code=rule.code, name=rule.name, severity=rule.severity.value, family=rule.family
+            ),
+        ):
+            self.add_marker(marker)
+        self.extra_keyword_matches.add(rule.name)
+        self.user_properties.extend(
+            [
+                ("fastapi_rule_code", rule.code),
+                ("fastapi_rule_name", rule.name),
+                ("fastapi_rule_severity", rule.severity.value),
+                ("fastapi_rule_target", self.target),
+            ]
+        )
+
+    @property
+    def state(self) -> RulesSession:
+        return self.config.stash[SESSION_KEY]
+
+    @property
+    def target(self) -> str:
+        return self.route.target if self.route is not None else "app"
+
+    def location_dict(self) -> dict[str, Any] | None:
+        location = self.findings[0].location if self.findings else None
+        if location is None and self.route is not None:
+            location = self.route.location
+        if location is None:
+            return None
+        return {"file": location.file, "line": location.line}
+
+    def finding_severity(self, finding: Finding) -> Severity:
+        if finding.severity is Severity.WARNING or self.rule.severity is Severity.WARNING:
+            return Severity.WARNING
+        return Severity.ERROR
+
+    def runtest(self) -> None:
+        if self.skip_reason:
+            pytest.skip(self.skip_reason)
+        state = self.state
+        facts = state.facts()
+        options = state.options
+        if self.rule.needs_running_app:
+            try:
+                facts.runtime_facts(options.engine_paths, options.session_factory_paths)
+            except DiscoveryError as exc:
+                raise UserSetupError(str(exc)) from None
+        context = CheckContext(facts=facts, options=options, route=self.route)
+        try:
+            self.findings = run_check(self.rule, context)
+        except RuleSkipped as skipped:
+            pytest.skip(f"{self.rule.code} {self.rule.name}: {skipped}")
+        except (AppStartupError, UserSetupError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a crash of the rule itself is the plugin's bug
+            raise PluginInternalError(self.rule, exc) from exc
+        blocking = [
+            f
+            for f in self.findings
+            if options.strict or self.finding_severity(f) is Severity.ERROR
+        ]
+        if blocking:
+            raise RuleViolation(self.format_findings())
+        self.warned = bool(self.findings)
+
+    def headline(self) -> str:
+        first = self.findings[0]
+        target = first.target or self.target
+        more = f" (+{len(self.findings) - 1} more)" if len(self.findings) > 1 else ""
+        return f"{self.rule.code} {self.rule.name}: {target}: {first.message}{more}"
+
+    def format_findings(self) -> str:
+        """The failure text, ruff-style: headline first, then one block per finding."""
+        lines = [self.headline()]
+        for finding in self.findings:
+            where = f"{finding.location}: " if finding.location else ""
+            severity = self.finding_severity(finding).value
+            lines.append("")
+            lines.append(
+                f"  {where}{self.rule.code} [{severity}] {finding.target or self.target}: "
+                f"{finding.message}"
+            )
+            lines.append(f"    fix: {finding.fix or self.rule.fix}")
+        lines.append("")
+        lines.append(f"  rule: {self.rule.summary} (rulebook {self.rule.section}, {RULEBOOK})")
+        return "\n".join(lines)
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: ExceptionInfo[BaseException], style: Any = None
+    ) -> str | TerminalRepr:
+        error = excinfo.value
+        if isinstance(error, RuleViolation):
+            return str(error)
+        if isinstance(error, AppStartupError):
+            return (
+                f"{self.rule.code} {self.rule.name}: {self.target}: cannot check, the app did not "
+                f"start.\n\n{error.render()}"
+            )
+        if isinstance(error, AppLoadError):
+            return f"{self.rule.code} {self.rule.name}: cannot check.\n\n{error.render()}"
+        if isinstance(error, UserSetupError):
+            return f"{self.rule.code} {self.rule.name}: cannot check: {error}"
+        if isinstance(error, PluginInternalError):
+            original = error.original
+            formatted = "".join(
+                traceback.format_exception(type(original), original, original.__traceback__)
+            )
+            return (
+                f"{self.rule.code} {self.rule.name}: internal error in pytest-fastapi-rules while "
+                f"checking {self.target}. This is a bug in the plugin, not a finding about your "
+                "app: please report it with the traceback below, and skip the rule meanwhile "
+                f"with --fastapi-rules-ignore={self.rule.code}.\n\n{formatted}"
+            )
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path | str, int | None, str]:
+        location = self.route.location if self.route is not None else None
+        return self.path, None, f"{self.rule.code} {self.rule.name} {self.target}"
+
+    def outcome_kind(self, excinfo: ExceptionInfo[BaseException] | None) -> str:
+        """The JSON report's outcome for a call that raised ``excinfo`` (None: it passed)."""
+        if excinfo is None:
+            return "warning" if self.warned else "passed"
+        if isinstance(excinfo.value, RuleViolation):
+            return "failed"
+        if excinfo.errisinstance(pytest.skip.Exception):
+            return "skipped"
+        return "error"
+
+    def result(self, excinfo: ExceptionInfo[BaseException] | None) -> ItemResult:
+        outcome = self.outcome_kind(excinfo)
+        if outcome in ("failed", "warning"):
+            message = self.headline()
+        elif outcome == "skipped" and excinfo is not None:
+            message = str(getattr(excinfo.value, "msg", excinfo.value))
+        elif excinfo is not None:
+            message = str(self.repr_failure(excinfo)).splitlines()[0]
+        else:
+            message = ""
+        return ItemResult(
+            rule=self.rule,
+            target=self.target,
+            outcome=outcome,
+            message=message,
+            findings=list(self.findings),
+            location=self.location_dict(),
+            nodeid=self.nodeid,
+        )
+
+
+def iter_rule_items(items: Iterable[pytest.Item]) -> Iterator[RuleItem]:
+    return (item for item in items if isinstance(item, RuleItem))

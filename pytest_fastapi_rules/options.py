@@ -1,0 +1,414 @@
+"""Command-line options and ini keys, resolved once into :class:`RulesOptions`.
+
+Every setting can come from the command line or from ``[tool.pytest.ini_options]``; the command line
+wins. Where a value came from is kept so the report header can say it, as pytest-django does.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pytest_fastapi_rules.registry import Rule, Severity, all_rules
+
+DEFAULT_VERSION_PREFIX = r"^(/api)?/v[0-9]+(\.[0-9]+)?(/|$)"
+DEFAULT_INFRA_PATHS = (
+    "/",
+    "/health",
+    "/health/*",
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/live",
+    "/ready",
+    "/ping",
+    "/metrics",
+    "/favicon.ico",
+)
+DEFAULT_PUBLIC_WRITE_SUFFIXES = ("register", "signup", "sign-up", "login", "signin", "sign-in")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the plugin's command-line options and ini keys."""
+    group = parser.getgroup("fastapi-rules", "FastAPI conformance rules (pytest-fastapi-rules)")
+    group.addoption(
+        "--fastapi-app",
+        dest="fastapi_app",
+        metavar="MODULE:ATTR",
+        help="The FastAPI app to check, as module:attribute (an app or an app factory). "
+        "Without it the plugin adds nothing.",
+    )
+    group.addoption(
+        "--fastapi-app-dir",
+        dest="fastapi_app_dir",
+        metavar="DIR",
+        help="Folder the app module is imported from (default: pytest's rootdir).",
+    )
+    group.addoption(
+        "--fastapi-rules-select",
+        dest="fastapi_rules_select",
+        metavar="CODES",
+        help="Comma-separated rule codes or prefixes to run, e.g. FR2,FR501 (default: all).",
+    )
+    group.addoption(
+        "--fastapi-rules-ignore",
+        dest="fastapi_rules_ignore",
+        metavar="CODES",
+        help="Comma-separated rule codes or prefixes to skip, e.g. FR109,FR7.",
+    )
+    group.addoption(
+        "--fastapi-rules-strict",
+        dest="fastapi_rules_strict",
+        action="store_true",
+        default=None,
+        help="Fail the run on warnings too, not only on errors.",
+    )
+    group.addoption(
+        "--fastapi-rules-list",
+        dest="fastapi_rules_list",
+        action="store_true",
+        default=False,
+        help="Print the rule catalog (code, name, severity, summary) and exit.",
+    )
+    group.addoption(
+        "--fastapi-rules-json",
+        dest="fastapi_rules_json",
+        metavar="PATH",
+        help="Write every rule item's result to PATH as JSON.",
+    )
+    group.addoption(
+        "--fastapi-rules-startup-timeout",
+        dest="fastapi_rules_startup_timeout",
+        type=float,
+        metavar="SECONDS",
+        help="How long the app's lifespan may take to start or stop (default: 30).",
+    )
+
+    parser.addini("fastapi_app", "The FastAPI app to check, as module:attribute.", default=None)
+    parser.addini("fastapi_app_dir", "Folder the app module is imported from.", default=None)
+    parser.addini("fastapi_rules_select", "Rule codes or prefixes to run.", type="args", default=[])
+    parser.addini("fastapi_rules_ignore", "Rule codes or prefixes to skip.", type="args", default=[])
+    parser.addini("fastapi_rules_strict", "Fail the run on warnings too.", type="bool", default=False)
+    parser.addini(
+        "fastapi_rules_per_route_ignores",
+        "Lines 'PATTERN = CODES', PATTERN a path glob optionally preceded by methods: "
+        "'GET /api/v1/legacy/* = FR201,FR202'.",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "fastapi_rules_severity",
+        "Lines 'CODE = error|warning' overriding a rule's default severity.",
+        type="linelist",
+        default=[],
+    )
+    parser.addini("fastapi_rules_json", "Write the JSON report to this path.", default=None)
+    parser.addini(
+        "fastapi_rules_engines",
+        "module:attribute paths of SQLAlchemy engines, when discovery does not find them.",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "fastapi_rules_session_factories",
+        "module:attribute paths of session factories, when discovery does not find them.",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "fastapi_rules_version_prefix",
+        "Regular expression every API path must match (FR109).",
+        default=DEFAULT_VERSION_PREFIX,
+    )
+    parser.addini(
+        "fastapi_rules_infra_paths",
+        "Path globs of infrastructure routes (health, metrics) that API rules leave alone.",
+        type="linelist",
+        default=list(DEFAULT_INFRA_PATHS),
+    )
+    parser.addini(
+        "fastapi_rules_public_routes",
+        "More public write routes for FR706, as path globs optionally preceded by methods.",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "fastapi_rules_action_verbs",
+        "More words that mark a POST path segment as an action, not a create (FR204).",
+        type="args",
+        default=[],
+    )
+    parser.addini("fastapi_rules_max_page_size", "Largest allowed page size (FR207).", default="100")
+    parser.addini(
+        "fastapi_rules_production_env",
+        "Lines NAME=VALUE that put the app in production mode (FR108, FR503).",
+        type="linelist",
+        default=["ENVIRONMENT=production"],
+    )
+    parser.addini(
+        "fastapi_rules_startup_timeout",
+        "Seconds the app's lifespan may take to start or stop.",
+        default="30",
+    )
+
+
+class OptionsError(ValueError):
+    """A setting that cannot be understood; turned into a pytest usage error."""
+
+
+@dataclass(frozen=True)
+class RouteIgnore:
+    """One ``fastapi_rules_per_route_ignores`` line: methods + path glob -> code prefixes."""
+
+    methods: frozenset[str]
+    path_glob: str
+    codes: tuple[str, ...]
+
+    def matches(self, method: str, path: str, code: str) -> bool:
+        if self.methods and method not in self.methods:
+            return False
+        if not fnmatch.fnmatchcase(path, self.path_glob):
+            return False
+        return any(code.startswith(prefix) for prefix in self.codes)
+
+
+@dataclass(frozen=True)
+class RulesOptions:
+    """Every setting of the plugin, resolved from the command line and the ini file."""
+
+    app_spec: str | None
+    app_dir: Path
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    strict: bool = False
+    per_route_ignores: tuple[RouteIgnore, ...] = ()
+    severity_overrides: dict[str, Severity] = field(default_factory=dict)
+    json_path: Path | None = None
+    engine_paths: tuple[str, ...] = ()
+    session_factory_paths: tuple[str, ...] = ()
+    version_prefix: re.Pattern[str] = re.compile(DEFAULT_VERSION_PREFIX)
+    infra_paths: tuple[str, ...] = DEFAULT_INFRA_PATHS
+    public_routes: tuple[RouteIgnore, ...] = ()
+    action_verbs: tuple[str, ...] = ()
+    max_page_size: int = 100
+    production_env: dict[str, str] = field(default_factory=lambda: {"ENVIRONMENT": "production"})
+    startup_timeout: float = 30.0
+    #: Where each user-facing setting came from ("command line", "ini", "default").
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.app_spec)
+
+    def rule_is_selected(self, code: str) -> bool:
+        selected = not self.select or any(code.startswith(prefix) for prefix in self.select)
+        return selected and not any(code.startswith(prefix) for prefix in self.ignore)
+
+    def effective_rule(self, rule: Rule) -> Rule:
+        override = self.severity_overrides.get(rule.code)
+        return rule.with_severity(override) if override else rule
+
+    def route_ignored(self, method: str, path: str, code: str) -> bool:
+        return any(entry.matches(method, path, code) for entry in self.per_route_ignores)
+
+    def is_infra_path(self, path: str) -> bool:
+        return any(fnmatch.fnmatchcase(path, glob) for glob in self.infra_paths)
+
+    def is_public_route(self, method: str, path: str) -> bool:
+        return any(entry.matches(method, path, "") for entry in self.public_routes)
+
+
+def _split_codes(values: list[str] | str | None) -> tuple[str, ...]:
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    codes: list[str] = []
+    for value in values:
+        codes.extend(part.strip().upper() for part in value.split(",") if part.strip())
+    return tuple(codes)
+
+
+def _check_codes(codes: tuple[str, ...], setting: str) -> None:
+    known = [rule.code for rule in all_rules()]
+    for prefix in codes:
+        if not re.fullmatch(r"FR\d{0,3}", prefix) or not any(c.startswith(prefix) for c in known):
+            raise OptionsError(
+                f"{setting}: {prefix!r} matches no rule. Use rule codes or prefixes such as "
+                "FR201 or FR2; `pytest --fastapi-rules-list` shows them all."
+            )
+
+
+def _parse_route_pattern(text: str, setting: str, line: str) -> tuple[frozenset[str], str]:
+    words = text.split()
+    if not words:
+        raise OptionsError(f"{setting}: {line!r} has no path pattern before '='.")
+    *methods, glob = words
+    if len(methods) == 1 and "," in methods[0]:
+        methods = methods[0].split(",")
+    methods_upper = frozenset(m.strip().upper() for m in methods if m.strip())
+    if not glob.startswith("/"):
+        raise OptionsError(
+            f"{setting}: {line!r}: the path pattern must start with '/', e.g. "
+            "'GET /api/v1/legacy/* = FR201'."
+        )
+    return methods_upper, glob
+
+
+def _parse_per_route_ignores(lines: list[str]) -> tuple[RouteIgnore, ...]:
+    setting = "fastapi_rules_per_route_ignores"
+    entries: list[RouteIgnore] = []
+    for line in lines:
+        if "=" not in line:
+            raise OptionsError(
+                f"{setting}: {line!r} needs the form 'PATTERN = CODES', e.g. "
+                "'GET /api/v1/legacy/* = FR201,FR202'."
+            )
+        pattern, _, codes_text = line.rpartition("=")
+        methods, glob = _parse_route_pattern(pattern, setting, line)
+        codes = _split_codes(codes_text)
+        if not codes:
+            raise OptionsError(f"{setting}: {line!r} names no rule codes after '='.")
+        _check_codes(codes, setting)
+        entries.append(RouteIgnore(methods, glob, codes))
+    return tuple(entries)
+
+
+def _parse_public_routes(lines: list[str]) -> tuple[RouteIgnore, ...]:
+    entries = []
+    for line in lines:
+        methods, glob = _parse_route_pattern(line, "fastapi_rules_public_routes", line)
+        entries.append(RouteIgnore(methods, glob, ("",)))
+    return tuple(entries)
+
+
+def _parse_severities(lines: list[str]) -> dict[str, Severity]:
+    overrides: dict[str, Severity] = {}
+    for line in lines:
+        code, sep, level = line.partition("=")
+        code = code.strip().upper()
+        if not sep:
+            raise OptionsError(
+                f"fastapi_rules_severity: {line!r} needs the form 'CODE = error|warning'."
+            )
+        _check_codes((code,), "fastapi_rules_severity")
+        try:
+            severity = Severity.parse(level)
+        except ValueError as exc:
+            raise OptionsError(f"fastapi_rules_severity: {line!r}: {exc}.") from None
+        for rule in all_rules():
+            if rule.code.startswith(code):
+                overrides[rule.code] = severity
+    return overrides
+
+
+def _parse_env(lines: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise OptionsError(f"fastapi_rules_production_env: {line!r} needs the form NAME=VALUE.")
+        env[name.strip()] = value.strip()
+    return env
+
+
+def _parse_float(text: str, setting: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionsError(f"{setting}: {text!r} is not a number of seconds.") from None
+    if value <= 0:
+        raise OptionsError(f"{setting}: must be positive, got {text!r}.")
+    return value
+
+
+def resolve_options(config: pytest.Config) -> RulesOptions:
+    """Read every setting once; raises :class:`OptionsError` on values that make no sense."""
+    sources: dict[str, str] = {}
+
+    def pick(option: str, ini: str) -> object:
+        value = config.getoption(option)
+        if value is not None and value != "":
+            sources[ini] = "command line"
+            return value
+        ini_value = config.getini(ini)
+        if ini_value not in (None, "", []):
+            sources[ini] = "ini"
+            return ini_value
+        return None
+
+    if config.getoption("fastapi_app") is not None and not config.getoption("fastapi_app").strip():
+        raise OptionsError(
+            "--fastapi-app is empty. Give the app as module:attribute, e.g. "
+            "--fastapi-app=src.main:app (or a factory such as src.main:create_application)."
+        )
+    app_spec = pick("fastapi_app", "fastapi_app")
+    app_dir_value = pick("fastapi_app_dir", "fastapi_app_dir")
+    app_dir = Path(str(app_dir_value)) if app_dir_value else config.rootpath
+    if not app_dir.is_absolute():
+        base = config.invocation_params.dir if sources.get("fastapi_app_dir") == "command line" else config.rootpath
+        app_dir = (base / app_dir).resolve()
+
+    select = _split_codes(pick("fastapi_rules_select", "fastapi_rules_select"))  # type: ignore[arg-type]
+    ignore = _split_codes(pick("fastapi_rules_ignore", "fastapi_rules_ignore"))  # type: ignore[arg-type]
+    _check_codes(select, "fastapi_rules_select")
+    _check_codes(ignore, "fastapi_rules_ignore")
+
+    strict_cli = config.getoption("fastapi_rules_strict")
+    strict = bool(strict_cli) or bool(config.getini("fastapi_rules_strict"))
+
+    json_value = pick("fastapi_rules_json", "fastapi_rules_json")
+    json_path = None
+    if json_value:
+        json_path = Path(str(json_value))
+        if not json_path.is_absolute():
+            json_path = config.invocation_params.dir / json_path
+
+    version_prefix_text = config.getini("fastapi_rules_version_prefix")
+    try:
+        version_prefix = re.compile(version_prefix_text)
+    except re.error as exc:
+        raise OptionsError(
+            f"fastapi_rules_version_prefix: {version_prefix_text!r} is not a valid regular "
+            f"expression ({exc})."
+        ) from None
+
+    max_page_text = config.getini("fastapi_rules_max_page_size")
+    try:
+        max_page_size = int(max_page_text)
+    except ValueError:
+        raise OptionsError(
+            f"fastapi_rules_max_page_size: {max_page_text!r} is not a whole number."
+        ) from None
+
+    timeout_cli = config.getoption("fastapi_rules_startup_timeout")
+    startup_timeout = (
+        float(timeout_cli)
+        if timeout_cli is not None
+        else _parse_float(config.getini("fastapi_rules_startup_timeout"), "fastapi_rules_startup_timeout")
+    )
+
+    return RulesOptions(
+        app_spec=str(app_spec).strip() if app_spec is not None else None,
+        app_dir=app_dir,
+        select=select,
+        ignore=ignore,
+        strict=strict,
+        per_route_ignores=_parse_per_route_ignores(config.getini("fastapi_rules_per_route_ignores")),
+        severity_overrides=_parse_severities(config.getini("fastapi_rules_severity")),
+        json_path=json_path,
+        engine_paths=tuple(config.getini("fastapi_rules_engines")),
+        session_factory_paths=tuple(config.getini("fastapi_rules_session_factories")),
+        version_prefix=version_prefix,
+        infra_paths=tuple(config.getini("fastapi_rules_infra_paths")),
+        public_routes=_parse_public_routes(config.getini("fastapi_rules_public_routes")),
+        action_verbs=tuple(v.lower() for v in config.getini("fastapi_rules_action_verbs")),
+        max_page_size=max_page_size,
+        production_env=_parse_env(config.getini("fastapi_rules_production_env")),
+        startup_timeout=startup_timeout,
+        sources=sources,
+    )

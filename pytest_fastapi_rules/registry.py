@@ -1,0 +1,224 @@
+"""The rule registry: every check is one declaration plus one function.
+
+A rule is declared with :func:`rule` on the function that checks it. The decorator records the
+public metadata (code, name, severity, rationale, fix) that the README table, ``--fastapi-rules-list``,
+the reports and the failure text are all built from, so adding a rule touches one place.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_fastapi_rules.facts import AppFacts, RouteFacts
+    from pytest_fastapi_rules.options import RulesOptions
+
+
+class Severity(enum.Enum):
+    """How much a finding matters: errors fail the run, warnings only under ``--fastapi-rules-strict``."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            raise ValueError(f"unknown severity {text!r}: use 'error' or 'warning'") from None
+
+
+class Scope(enum.Enum):
+    """Whether a rule yields one item for the whole app or one item per matching route."""
+
+    APP = "app"
+    ROUTE = "route"
+
+
+class Basis(enum.Enum):
+    """Where a rule takes its facts from (RULES.md's *basis* column)."""
+
+    APP = "app"
+    PROBE = "probe"
+    SOURCE = "source"
+    PROJECT = "project"
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in the user's code that a finding points at."""
+
+    file: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.file]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One violation of a rule: what is wrong, where, and (optionally) a more specific fix."""
+
+    message: str
+    target: str | None = None
+    location: Location | None = None
+    fix: str | None = None
+    #: A finding may be milder than its rule (e.g. FR504's ``autoflush`` half is a warning).
+    severity: Severity | None = None
+
+
+@dataclass
+class CheckContext:
+    """What a rule function receives: the app's facts, the options, and the route for route rules."""
+
+    facts: AppFacts
+    options: RulesOptions
+    route: RouteFacts | None = None
+
+    @property
+    def the_route(self) -> RouteFacts:
+        """The route under check; only valid for route-scoped rules."""
+        assert self.route is not None, "the_route is only set for route-scoped rules"
+        return self.route
+
+
+class RuleSkipped(Exception):
+    """Raised by a rule function when the rule does not apply to this app (reported as a skip)."""
+
+
+CheckFunction = Callable[[CheckContext], Iterable[Finding]]
+RoutePredicate = Callable[["RouteFacts", "RulesOptions"], bool]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The public declaration of one check (see RULES.md)."""
+
+    code: str
+    name: str
+    severity: Severity
+    scope: Scope
+    basis: Basis
+    section: str
+    summary: str
+    rationale: str
+    fix: str
+    check: CheckFunction = field(repr=False, compare=False)
+    #: For route rules: which routes get an item. Routes that do not match get none.
+    applies_to: RoutePredicate | None = field(default=None, repr=False, compare=False)
+    #: Whether the app's lifespan must be running (e.g. engines created at startup).
+    needs_running_app: bool = False
+    #: Short bad/good examples for ``--fastapi-rules-explain``.
+    bad_example: str = ""
+    good_example: str = ""
+
+    @property
+    def family(self) -> str:
+        """The rule family marker, e.g. ``FR2xx`` for ``FR201``."""
+        return f"{self.code[:3]}xx"
+
+    def with_severity(self, severity: Severity) -> Rule:
+        return replace(self, severity=severity)
+
+
+_CODE = re.compile(r"^FR[1-9]\d\d$")
+_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_REGISTRY: dict[str, Rule] = {}
+
+
+def rule(
+    *,
+    code: str,
+    name: str,
+    severity: Severity,
+    scope: Scope,
+    basis: Basis,
+    section: str,
+    summary: str,
+    rationale: str,
+    fix: str,
+    applies_to: RoutePredicate | None = None,
+    needs_running_app: bool = False,
+    bad_example: str = "",
+    good_example: str = "",
+) -> Callable[[CheckFunction], CheckFunction]:
+    """Register the decorated function as the check of rule ``code``."""
+    if not _CODE.match(code):
+        raise ValueError(f"rule code {code!r} must look like FR201")
+    if not _NAME.match(name):
+        raise ValueError(f"rule name {name!r} must be kebab-case")
+    if scope is Scope.APP and applies_to is not None:
+        raise ValueError(f"{code}: applies_to only makes sense for route rules")
+
+    def register(check: CheckFunction) -> CheckFunction:
+        if code in _REGISTRY:
+            raise ValueError(f"rule code {code} registered twice")
+        if any(existing.name == name for existing in _REGISTRY.values()):
+            raise ValueError(f"rule name {name} registered twice")
+        _REGISTRY[code] = Rule(
+            code=code,
+            name=name,
+            severity=severity,
+            scope=scope,
+            basis=basis,
+            section=section,
+            summary=summary,
+            rationale=rationale,
+            fix=fix,
+            check=check,
+            applies_to=applies_to,
+            needs_running_app=needs_running_app,
+            bad_example=bad_example,
+            good_example=good_example,
+        )
+        return check
+
+    return register
+
+
+def all_rules() -> list[Rule]:
+    """Every registered rule, sorted by code."""
+    from pytest_fastapi_rules import rules as _rules  # noqa: F401  (registers the rule modules)
+
+    return [_REGISTRY[code] for code in sorted(_REGISTRY)]
+
+
+def get_rule(code: str) -> Rule:
+    all_rules()
+    return _REGISTRY[code]
+
+
+def run_check(rule_: Rule, context: CheckContext) -> list[Finding]:
+    """Run a rule's check and materialise its findings."""
+    return list(rule_.check(context))
+
+
+def iter_codes_matching(prefixes: Iterable[str]) -> Iterator[str]:
+    """Codes selected by ruff-style prefixes (``FR2`` matches ``FR201``...)."""
+    wanted = [p.strip().upper() for p in prefixes if p.strip()]
+    for candidate in all_rules():
+        if any(candidate.code.startswith(prefix) for prefix in wanted):
+            yield candidate.code
+
+
+def describe(rule_: Rule) -> dict[str, Any]:
+    """The rule's metadata as plain data, for the JSON/SARIF reports."""
+    return {
+        "code": rule_.code,
+        "name": rule_.name,
+        "severity": rule_.severity.value,
+        "scope": rule_.scope.value,
+        "basis": rule_.basis.value,
+        "section": rule_.section,
+        "summary": rule_.summary,
+    }

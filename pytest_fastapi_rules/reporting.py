@@ -1,0 +1,132 @@
+"""What the plugin prints and writes: the rule catalog, the terminal summary and the JSON report.
+
+Results travel on the test reports (``report.fastapi_rules``), not on the items, so that they reach
+the controller intact under pytest-xdist, where items run in other processes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_fastapi_rules.registry import Finding, Rule, all_rules
+
+JSON_SCHEMA_VERSION = 1
+REPORT_ATTRIBUTE = "fastapi_rules"
+OUTCOME_ORDER = ("error", "failed", "warning", "skipped", "passed")
+
+
+def finding_to_dict(finding: Finding, default_target: str, severity: str) -> dict[str, Any]:
+    location = finding.location
+    return {
+        "target": finding.target or default_target,
+        "message": finding.message,
+        "fix": finding.fix,
+        "severity": severity,
+        "location": (
+            {"file": location.file, "line": location.line, "column": location.column}
+            if location
+            else None
+        ),
+    }
+
+
+def format_catalog(rules: list[Rule] | None = None) -> str:
+    """The ``--fastapi-rules-list`` text: one line per rule, like ``ruff rule --all``."""
+    rules = rules if rules is not None else all_rules()
+    width = max(len(rule.name) for rule in rules)
+    lines = [f"{'code':<6} {'name':<{width}} {'severity':<8} {'basis':<7} summary"]
+    for rule in rules:
+        lines.append(
+            f"{rule.code:<6} {rule.name:<{width}} {rule.severity.value:<8} "
+            f"{rule.basis.value:<7} {rule.summary}"
+        )
+    return "\n".join(lines)
+
+
+def markdown_rule_table(rules: list[Rule] | None = None) -> str:
+    """The README's rule table, generated from the registry (a test keeps them in sync)."""
+    rules = rules if rules is not None else all_rules()
+    lines = ["| code | name | severity | basis | what it checks |", "|---|---|---|---|---|"]
+    for rule in rules:
+        summary = rule.summary.replace("|", "\\|")
+        lines.append(
+            f"| {rule.code} | {rule.name} | {rule.severity.value} | {rule.basis.value} | {summary} |"
+        )
+    return "\n".join(lines)
+
+
+class ResultCollector:
+    """Gathers the rule results from reports, on the process that writes the summary and files."""
+
+    def __init__(self) -> None:
+        self.results: list[dict[str, Any]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Runs where reports arrive: the xdist controller, or the only process."""
+        self.add(report)
+
+    def add(self, report: pytest.TestReport) -> None:
+        data = getattr(report, REPORT_ATTRIBUTE, None)
+        if data is None:
+            return
+        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            self.results.append(data)
+
+    def sorted_results(self) -> list[dict[str, Any]]:
+        return sorted(self.results, key=lambda r: (r["code"], r["target"], r["nodeid"]))
+
+    def write_json(self, path: Path, app_spec: str | None) -> None:
+        counts = Counter(result["outcome"] for result in self.results)
+        payload = {
+            "version": JSON_SCHEMA_VERSION,
+            "tool": "pytest-fastapi-rules",
+            "app": app_spec,
+            "summary": {outcome: counts.get(outcome, 0) for outcome in OUTCOME_ORDER},
+            "results": self.sorted_results(),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+    def summary_lines(self) -> list[str]:
+        """Per rule: counts by outcome, worst first; a single line when everything passed."""
+        if not self.results:
+            return []
+        per_rule: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        for result in self.results:
+            per_rule[(result["code"], result["name"])][result["outcome"]] += 1
+        total = Counter(result["outcome"] for result in self.results)
+        if set(total) <= {"passed", "skipped"}:
+            return [
+                f"fastapi-rules: all {total['passed']} checks passed"
+                + (f", {total['skipped']} skipped" if total["skipped"] else "")
+                + f" ({len(per_rule)} rules)"
+            ]
+
+        def badness(item: tuple[tuple[str, str], Counter[str]]) -> tuple[int, ...]:
+            counts = item[1]
+            return tuple(-counts.get(o, 0) for o in OUTCOME_ORDER[:4]) + (0,)
+
+        lines = []
+        for (code, name), counts in sorted(per_rule.items(), key=lambda i: (badness(i), i[0])):
+            parts = [f"{counts[o]} {o}" for o in OUTCOME_ORDER if counts.get(o)]
+            lines.append(f"{code} {name}: {', '.join(parts)}")
+        return lines
+
+    def warning_lines(self) -> list[str]:
+        lines = []
+        for result in self.sorted_results():
+            if result["outcome"] != "warning":
+                continue
+            for finding in result["findings"]:
+                location = finding["location"]
+                where = f"{location['file']}:{location['line']}: " if location else ""
+                lines.append(
+                    f"{where}{result['code']} {result['name']}: {finding['target']}: "
+                    f"{finding['message']}"
+                )
+        return lines

@@ -1,0 +1,3 @@
+"""Rules of this family (see RULES.md)."""
+
+from __future__ import annotations

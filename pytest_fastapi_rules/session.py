@@ -1,0 +1,80 @@
+"""The per-session state of the plugin: options, the loaded app, its facts, its runtime, results.
+
+One :class:`RulesSession` lives in ``config.stash`` for the whole pytest session. The app is imported
+lazily, at collection, and only once; facts are gathered once and shared by every item.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_fastapi_rules.facts import AppFacts
+from pytest_fastapi_rules.loading import AppLoadError, load_app
+from pytest_fastapi_rules.options import RulesOptions
+from pytest_fastapi_rules.registry import Finding, Rule
+from pytest_fastapi_rules.runtime import AppRuntime
+
+
+@dataclass
+class ItemResult:
+    """What one rule item produced, for the JSON report and the terminal summary."""
+
+    rule: Rule
+    target: str
+    outcome: str
+    message: str
+    findings: list[Finding] = field(default_factory=list)
+    location: dict[str, Any] | None = None
+    nodeid: str = ""
+
+
+class RulesSession:
+    """Holds everything the plugin knows during one pytest session."""
+
+    def __init__(self, config: pytest.Config, options: RulesOptions) -> None:
+        self.config = config
+        self.options = options
+        self._facts: AppFacts | None = None
+        self._load_error: AppLoadError | None = None
+        self._runtime: AppRuntime | None = None
+        self.results: dict[str, ItemResult] = {}
+        self._sys_path_before = list(sys.path)
+        self._environ_before = dict(os.environ)
+
+    def facts(self) -> AppFacts:
+        """Import the app and gather its facts, once; raises :class:`AppLoadError` every time it failed."""
+        if self._load_error is not None:
+            raise self._load_error
+        if self._facts is None:
+            assert self.options.app_spec
+            try:
+                loaded = load_app(self.options.app_spec, self.options.app_dir)
+            except AppLoadError as exc:
+                self._load_error = exc
+                raise
+            self._runtime = AppRuntime(loaded.app, timeout=self.options.startup_timeout)
+            self._facts = AppFacts(loaded, root=self.config.rootpath, runtime=self._runtime)
+        return self._facts
+
+    def stop_app(self) -> None:
+        """Stop the app's lifespan (it is started again if another item needs it)."""
+        if self._runtime is not None:
+            self._runtime.stop()
+
+    def close(self) -> None:
+        """Leave the process as the plugin found it: lifespan stopped, loop closed, sys.path restored."""
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+        added = [entry for entry in sys.path if entry not in self._sys_path_before]
+        for entry in added:
+            while entry in sys.path:
+                sys.path.remove(entry)
+
+
+SESSION_KEY = pytest.StashKey[RulesSession]()

@@ -1,0 +1,81 @@
+"""Shared helpers: run the plugin in a pytester sandbox against a sample app and read its report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Imported once here so pytester's per-run module snapshots do not re-import the heavy libraries.
+import fastapi  # noqa: F401
+import pydantic  # noqa: F401
+import pytest
+import sqlalchemy  # noqa: F401
+import sqlalchemy.ext.asyncio  # noqa: F401
+
+SAMPLE_APPS = Path(__file__).resolve().parent.parent / "sample_apps"
+BLOG = "src.main:app"
+
+
+@dataclass
+class RulesRun:
+    """One plugin run: pytest's result plus the parsed JSON report."""
+
+    result: pytest.RunResult
+    report: dict[str, Any]
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout.str()
+
+    def results_for(self, code: str) -> list[dict[str, Any]]:
+        return [r for r in self.report["results"] if r["code"] == code]
+
+    def outcomes(self, code: str) -> dict[str, str]:
+        """``{target: outcome}`` of every item of rule ``code``."""
+        return {r["target"]: r["outcome"] for r in self.results_for(code)}
+
+    def failing(self) -> list[dict[str, Any]]:
+        return [r for r in self.report["results"] if r["outcome"] in ("failed", "warning", "error")]
+
+    def findings(self, code: str) -> list[dict[str, Any]]:
+        return [f for r in self.results_for(code) for f in r["findings"]]
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The environment the sample apps need: a secret, and a database nobody else uses."""
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key-for-the-sample-apps-0123456789")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'app.db'}")
+    monkeypatch.delenv("ENVIRONMENT", raising=False)
+
+
+@pytest.fixture
+def blog(pytester: pytest.Pytester, app_env: None) -> Path:
+    """A copy of the conforming sample app (with its violating variants) as pytester's rootdir."""
+    shutil.copytree(SAMPLE_APPS / "blog", pytester.path, dirs_exist_ok=True)
+    return pytester.path
+
+
+@pytest.fixture
+def run_rules(pytester: pytest.Pytester) -> Any:
+    """Run pytest with the plugin on ``app`` and return a :class:`RulesRun`."""
+
+    def run(app: str, *args: str) -> RulesRun:
+        report_path = pytester.path / "fastapi-rules-report.json"
+        if report_path.exists():
+            report_path.unlink()
+        result = pytester.runpytest(
+            f"--fastapi-app={app}",
+            f"--fastapi-rules-json={report_path}",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            *args,
+        )
+        report = json.loads(report_path.read_text()) if report_path.exists() else {"results": []}
+        return RulesRun(result=result, report=report)
+
+    return run

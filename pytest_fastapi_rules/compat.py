@@ -65,9 +65,7 @@ def _iter_mount(mount: Mount, prefix: str, depth: int) -> Iterator[EffectiveRout
     """Routes of a mounted FastAPI sub-app or router, with the mount path prefixed."""
     inner = mount.app
     inner_routes: list[BaseRoute] | None = None
-    if isinstance(inner, Starlette):
-        inner_routes = list(inner.routes)
-    elif isinstance(inner, Router):
+    if isinstance(inner, (Starlette, Router)):
         inner_routes = list(inner.routes)
     if inner_routes is None:
         return

@@ -36,7 +36,11 @@ from pytest_fastapi_rules.runtime import AppRuntime
 
 _LIBRARY_ROOTS = tuple(
     str(Path(p).resolve())
-    for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], sysconfig.get_paths()["stdlib"]}
+    for p in {
+        sysconfig.get_paths()["purelib"],
+        sysconfig.get_paths()["platlib"],
+        sysconfig.get_paths()["stdlib"],
+    }
 )
 
 
@@ -132,7 +136,8 @@ class RouteFacts:
 
     @property
     def dependant(self) -> Dependant | None:
-        return self.effective.get("dependant")
+        dependant: Dependant | None = self.effective.get("dependant")
+        return dependant
 
     def iter_dependants(self) -> Iterator[Dependant]:
         """The endpoint's dependant and every sub-dependency, depth first, each call once."""
@@ -152,7 +157,11 @@ class RouteFacts:
 
     def security_schemes(self) -> list[SecurityBase]:
         """Security scheme objects (OAuth2, HTTP bearer, API key...) anywhere in the dependency tree."""
-        return [d.call for d in self.iter_dependants() if isinstance(d.call, SecurityBase)]
+        schemes: list[SecurityBase] = []
+        for dependant in self.iter_dependants():
+            if isinstance(dependant.call, SecurityBase):
+                schemes.append(dependant.call)
+        return schemes
 
     def endpoint_type_hints(self) -> dict[str, Any]:
         return type_hints(self.endpoint)
@@ -309,7 +318,7 @@ class AppFacts:
 
         registries: dict[int, Any] = {}
         for cls in self.own_classes:
-            mapper = sa_inspect(cls, raiseerr=False)
+            mapper: Any = sa_inspect(cls, raiseerr=False)
             if isinstance(mapper, Mapper):
                 registries.setdefault(id(mapper.registry), mapper.registry)
         classes: dict[int, type] = {}
@@ -339,21 +348,27 @@ def location_of(obj: Any, root: Path) -> Location | None:
         return None
     if not file:
         return None
-    line: int | None
-    if inspect.isclass(target):
-        try:
-            line = inspect.getsourcelines(target)[1]
-        except (OSError, TypeError):
-            line = None
-    else:
-        code = getattr(target, "__code__", None)
-        line = code.co_firstlineno if code is not None else None
+    line = _definition_line(target)
     resolved = Path(file).resolve()
     try:
         shown = str(resolved.relative_to(root))
     except ValueError:
         shown = str(resolved)
     return Location(file=shown, line=line)
+
+
+def _definition_line(target: Any) -> int | None:
+    """The line of the ``def``/``class`` statement itself, below any decorators (as linters report)."""
+    try:
+        lines, start = inspect.getsourcelines(target)
+    except (OSError, TypeError):
+        code = getattr(target, "__code__", None)
+        return code.co_firstlineno if code is not None else None
+    keywords = ("class ",) if inspect.isclass(target) else ("def ", "async def ")
+    for offset, text in enumerate(lines):
+        if text.lstrip().startswith(keywords):
+            return start + offset
+    return start
 
 
 # -- engines and session factories ---------------------------------------------------------------

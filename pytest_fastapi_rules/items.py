@@ -64,25 +64,25 @@ class RulesCollector(pytest.Collector):
                 continue
             rule = options.effective_rule(base_rule)
             if rule.scope is Scope.APP:
-                yield RuleItem.from_parent(self, name=rule.code, rule=rule, route=None)
+                yield self._item(rule.code, rule=rule, route=None)
                 continue
             routes = [
-                route
-                for route in facts.routes
-                if rule.applies_to is None or rule.applies_to(route, options)
+                route for route in facts.routes if rule.applies_to is None or rule.applies_to(route, options)
             ]
             if not routes:
-                yield RuleItem.from_parent(
-                    self,
-                    name=f"{rule.code}[no matching routes]",
+                yield self._item(
+                    f"{rule.code}[no matching routes]",
                     rule=rule,
                     route=None,
                     skip_reason=f"{rule.code} {rule.name}: the app has no route this rule applies to",
                 )
             for route in routes:
-                yield RuleItem.from_parent(
-                    self, name=f"{rule.code}[{route.target}]", rule=rule, route=route
-                )
+                yield self._item(f"{rule.code}[{route.target}]", rule=rule, route=route)
+
+    def _item(self, name: str, **kwargs: Any) -> RuleItem:
+        # The node id is given as text so that pytest parses "CODE[target]" exactly as it parses
+        # the ids it stored (--lf, --deselect), rather than deriving it from the parent.
+        return RuleItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}", **kwargs)
 
     def repr_failure(  # type: ignore[override]
         self, excinfo: ExceptionInfo[BaseException]
@@ -167,13 +167,9 @@ class RuleItem(pytest.Item):
             pytest.skip(f"{self.rule.code} {self.rule.name}: {skipped}")
         except (AppStartupError, UserSetupError):
             raise
-        except Exception as exc:  # noqa: BLE001 - a crash of the rule itself is the plugin's bug
+        except Exception as exc:
             raise PluginInternalError(self.rule, exc) from exc
-        blocking = [
-            f
-            for f in self.findings
-            if options.strict or self.finding_severity(f) is Severity.ERROR
-        ]
+        blocking = [f for f in self.findings if options.strict or self.finding_severity(f) is Severity.ERROR]
         if blocking:
             raise RuleViolation(self.format_findings())
         self.warned = bool(self.findings)
@@ -192,15 +188,14 @@ class RuleItem(pytest.Item):
             severity = self.finding_severity(finding).value
             lines.append("")
             lines.append(
-                f"  {where}{self.rule.code} [{severity}] {finding.target or self.target}: "
-                f"{finding.message}"
+                f"  {where}{self.rule.code} [{severity}] {finding.target or self.target}: {finding.message}"
             )
             lines.append(f"    fix: {finding.fix or self.rule.fix}")
         lines.append("")
         lines.append(f"  rule: {self.rule.summary} (rulebook {self.rule.section}, {RULEBOOK})")
         return "\n".join(lines)
 
-    def repr_failure(  # type: ignore[override]
+    def repr_failure(
         self, excinfo: ExceptionInfo[BaseException], style: Any = None
     ) -> str | TerminalRepr:
         error = excinfo.value
@@ -217,9 +212,7 @@ class RuleItem(pytest.Item):
             return f"{self.rule.code} {self.rule.name}: cannot check: {error}"
         if isinstance(error, PluginInternalError):
             original = error.original
-            formatted = "".join(
-                traceback.format_exception(type(original), original, original.__traceback__)
-            )
+            formatted = "".join(traceback.format_exception(type(original), original, original.__traceback__))
             return (
                 f"{self.rule.code} {self.rule.name}: internal error in pytest-fastapi-rules while "
                 f"checking {self.target}. This is a bug in the plugin, not a finding about your "
@@ -229,7 +222,6 @@ class RuleItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path | str, int | None, str]:
-        location = self.route.location if self.route is not None else None
         return self.path, None, f"{self.rule.code} {self.rule.name} {self.target}"
 
     def outcome_kind(self, excinfo: ExceptionInfo[BaseException] | None) -> str:

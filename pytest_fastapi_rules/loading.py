@@ -102,7 +102,7 @@ def import_app_module(module_name: str, spec: str, app_dir: Path) -> ModuleType:
             "dependencies into the environment pytest runs in.",
             _app_frames_only(exc),
         ) from None
-    except BaseException as exc:  # noqa: BLE001 - anything the app's import raises is the app's
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise AppLoadError(
@@ -158,7 +158,7 @@ def _call_factory(factory: Any, spec: str) -> Any:
             )
     try:
         result = factory()
-    except BaseException as exc:  # noqa: BLE001 - the factory is the app's code
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise AppLoadError(

@@ -253,8 +253,7 @@ def _parse_route_pattern(text: str, setting: str, line: str) -> tuple[frozenset[
     methods_upper = frozenset(m.strip().upper() for m in methods if m.strip())
     if not glob.startswith("/"):
         raise OptionsError(
-            f"{setting}: {line!r}: the path pattern must start with '/', e.g. "
-            "'GET /api/v1/legacy/* = FR201'."
+            f"{setting}: {line!r}: the path pattern must start with '/', e.g. 'GET /api/v1/legacy/* = FR201'."
         )
     return methods_upper, glob
 
@@ -292,9 +291,7 @@ def _parse_severities(lines: list[str]) -> dict[str, Severity]:
         code, sep, level = line.partition("=")
         code = code.strip().upper()
         if not sep:
-            raise OptionsError(
-                f"fastapi_rules_severity: {line!r} needs the form 'CODE = error|warning'."
-            )
+            raise OptionsError(f"fastapi_rules_severity: {line!r} needs the form 'CODE = error|warning'.")
         _check_codes((code,), "fastapi_rules_severity")
         try:
             severity = Severity.parse(level)
@@ -350,7 +347,11 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
     app_dir_value = pick("fastapi_app_dir", "fastapi_app_dir")
     app_dir = Path(str(app_dir_value)) if app_dir_value else config.rootpath
     if not app_dir.is_absolute():
-        base = config.invocation_params.dir if sources.get("fastapi_app_dir") == "command line" else config.rootpath
+        base = (
+            config.invocation_params.dir
+            if sources.get("fastapi_app_dir") == "command line"
+            else config.rootpath
+        )
         app_dir = (base / app_dir).resolve()
 
     select = _split_codes(pick("fastapi_rules_select", "fastapi_rules_select"))  # type: ignore[arg-type]
@@ -381,9 +382,7 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
     try:
         max_page_size = int(max_page_text)
     except ValueError:
-        raise OptionsError(
-            f"fastapi_rules_max_page_size: {max_page_text!r} is not a whole number."
-        ) from None
+        raise OptionsError(f"fastapi_rules_max_page_size: {max_page_text!r} is not a whole number.") from None
 
     timeout_cli = config.getoption("fastapi_rules_startup_timeout")
     startup_timeout = (

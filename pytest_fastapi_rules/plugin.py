@@ -135,8 +135,7 @@ def _result_dict(item: RuleItem, result: Any) -> dict[str, Any]:
         "location": result.location,
         "nodeid": result.nodeid,
         "findings": [
-            finding_to_dict(f, result.target, item.finding_severity(f).value)
-            for f in result.findings
+            finding_to_dict(f, result.target, item.finding_severity(f).value) for f in result.findings
         ],
     }
 

@@ -28,9 +28,7 @@ def finding_to_dict(finding: Finding, default_target: str, severity: str) -> dic
         "fix": finding.fix,
         "severity": severity,
         "location": (
-            {"file": location.file, "line": location.line, "column": location.column}
-            if location
-            else None
+            {"file": location.file, "line": location.line, "column": location.column} if location else None
         ),
     }
 
@@ -109,7 +107,7 @@ class ResultCollector:
 
         def badness(item: tuple[tuple[str, str], Counter[str]]) -> tuple[int, ...]:
             counts = item[1]
-            return tuple(-counts.get(o, 0) for o in OUTCOME_ORDER[:4]) + (0,)
+            return tuple(-counts.get(o, 0) for o in OUTCOME_ORDER[:4])
 
         lines = []
         for (code, name), counts in sorted(per_rule.items(), key=lambda i: (badness(i), i[0])):
@@ -126,7 +124,6 @@ class ResultCollector:
                 location = finding["location"]
                 where = f"{location['file']}:{location['line']}: " if location else ""
                 lines.append(
-                    f"{where}{result['code']} {result['name']}: {finding['target']}: "
-                    f"{finding['message']}"
+                    f"{where}{result['code']} {result['name']}: {finding['target']}: {finding['message']}"
                 )
         return lines

@@ -41,9 +41,7 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._run, name="pytest-fastapi-rules-loop", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="pytest-fastapi-rules-loop", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -140,7 +138,7 @@ class AppRuntime:
                 "not wait on a service that is not running."
             )
             raise self._startup_error from exc
-        except BaseException as exc:  # noqa: BLE001 - the lifespan is the app's code
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             self._startup_error = _startup_error_from(exc, self._timeout)
@@ -154,7 +152,7 @@ class AppRuntime:
             assert self._holder is not None
             try:
                 self._holder.result(timeout=self._timeout + 5)
-            except BaseException as exc:  # noqa: BLE001 - the app's shutdown code failed
+            except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import fastapi  # noqa: F401
 import pydantic  # noqa: F401
 import pytest
-import sqlalchemy  # noqa: F401
+import sqlalchemy
 import sqlalchemy.ext.asyncio  # noqa: F401
 
 SAMPLE_APPS = Path(__file__).resolve().parent.parent / "sample_apps"
@@ -44,6 +45,9 @@ class RulesRun:
         return [f for r in self.results_for(code) for f in r["findings"]]
 
 
+RunRules = Callable[..., RulesRun]
+
+
 @pytest.fixture
 def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The environment the sample apps need: a secret, and a database nobody else uses."""
@@ -60,7 +64,7 @@ def blog(pytester: pytest.Pytester, app_env: None) -> Path:
 
 
 @pytest.fixture
-def run_rules(pytester: pytest.Pytester) -> Any:
+def run_rules(pytester: pytest.Pytester) -> RunRules:
     """Run pytest with the plugin on ``app`` and return a :class:`RulesRun`."""
 
     def run(app: str, *args: str) -> RulesRun:

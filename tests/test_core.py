@@ -1,0 +1,312 @@
+"""The plugin's core behaviour: collection, selection, severity, reports, and staying out of the way."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import RulesRun, RunRules
+
+SMALL_APP = """
+from fastapi import APIRouter, FastAPI
+
+router = APIRouter(tags=["items"])
+
+
+@router.get("/items")
+def list_items() -> list[int]:
+    return [1, 2]
+
+
+@router.get("/items/{item_id}")
+async def get_item(item_id: int) -> int:
+    return item_id
+
+
+def create_app() -> FastAPI:
+    app = FastAPI()
+    app.include_router(router, prefix="/api/v1")
+    return app
+
+
+app = create_app()
+"""
+
+USER_TEST = """
+def test_users_own_test():
+    assert 1 + 1 == 2
+"""
+
+
+@pytest.fixture
+def small_app(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(small=SMALL_APP)
+
+
+def test_without_an_app_the_plugin_adds_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mine=USER_TEST)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=1)
+    assert "fastapi-rules::" not in result.stdout.str()
+    assert "fastapi-rules: app" not in result.stdout.str()
+
+
+def test_rule_items_are_collected_beside_the_users_tests(pytester: pytest.Pytester, small_app: None) -> None:
+    pytester.makepyfile(test_mine=USER_TEST)
+    pytester.makeini("[pytest]\ntestpaths = test_mine.py\n")
+    result = pytester.runpytest("--fastapi-app=small:app", "--co", "-q", "-p", "no:cacheprovider")
+    lines = result.stdout.lines
+    assert "test_mine.py::test_users_own_test" in lines
+    assert "fastapi-rules::FR201[GET /api/v1/items]" in lines
+    assert "fastapi-rules::FR201[GET /api/v1/items/{item_id}]" in lines
+    assert "fastapi-rules::FR101" in lines
+
+
+def test_a_failing_item_reads_like_a_linter(
+    pytester: pytest.Pytester, small_app: None, run_rules: RunRules
+) -> None:
+    run: RulesRun = run_rules("small:app", "--fastapi-rules-select=FR201")
+    run.result.assert_outcomes(passed=1, failed=1)
+    output = run.output
+    run.result.stdout.fnmatch_lines(
+        ["FAILED fastapi-rules::FR201[[]GET /api/v1/items[]] - FR201 async-endpoint: *"]
+    )
+    assert "small.py:7: FR201 [error] GET /api/v1/items: endpoint `list_items` is a sync `def`" in output
+    assert "fix: Declare the endpoint with `async def`" in output
+    assert "rulebook Rule #7" in output
+    assert "_pytest" not in output and "Traceback" not in output
+    assert run.outcomes("FR201") == {
+        "GET /api/v1/items": "failed",
+        "GET /api/v1/items/{item_id}": "passed",
+    }
+
+
+def test_json_report_is_complete(pytester: pytest.Pytester, small_app: None, run_rules: RunRules) -> None:
+    run: RulesRun = run_rules("small:app", "--fastapi-rules-select=FR101,FR201")
+    report = run.report
+    assert report["version"] == 1
+    assert report["app"] == "small:app"
+    assert report["summary"]["failed"] == 1 and report["summary"]["passed"] == 2
+    failed = next(r for r in report["results"] if r["outcome"] == "failed")
+    assert failed == {
+        "code": "FR201",
+        "name": "async-endpoint",
+        "severity": "error",
+        "target": "GET /api/v1/items",
+        "outcome": "failed",
+        "message": failed["message"],
+        "location": {"file": "small.py", "line": 7},
+        "nodeid": "fastapi-rules::FR201[GET /api/v1/items]",
+        "findings": [
+            {
+                "target": "GET /api/v1/items",
+                "message": "endpoint `list_items` is a sync `def`; FastAPI runs it in a worker thread",
+                "fix": None,
+                "severity": "error",
+                "location": {"file": "small.py", "line": 7, "column": None},
+            }
+        ],
+    }
+    assert failed["message"].startswith("FR201 async-endpoint: GET /api/v1/items: endpoint")
+    assert {r["outcome"] for r in report["results"]} == {"passed", "failed"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-k", "FR201"], {"FR201[GET /api/v1/items]", "FR201[GET /api/v1/items/{item_id}]"}),
+        (
+            ["-k", "async-endpoint"],
+            {"FR201[GET /api/v1/items]", "FR201[GET /api/v1/items/{item_id}]"},
+        ),
+        (["-k", "FR201 and items/"], {"FR201[GET /api/v1/items/{item_id}]"}),
+        (["-m", "FR101"], {"FR101"}),
+        (["-m", "FR1xx"], None),
+        (
+            ["-m", "fastapi_rule(code='FR201')"],
+            {"FR201[GET /api/v1/items]", "FR201[GET /api/v1/items/{item_id}]"},
+        ),
+        (["-m", "not fastapi_rules"], set()),
+    ],
+)
+def test_keyword_and_marker_selection(
+    pytester: pytest.Pytester, small_app: None, args: list[str], expected: set[str] | None
+) -> None:
+    result = pytester.runpytest(
+        "--fastapi-app=small:app", "--strict-markers", "--co", "-q", "-p", "no:cacheprovider", *args
+    )
+    names = {line.split("::", 1)[1] for line in result.stdout.lines if line.startswith("fastapi-rules::")}
+    if expected is None:  # a family marker: every FR1xx item and nothing else
+        assert names and all(name.startswith("FR1") for name in names)
+    else:
+        assert names == expected
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_select_and_ignore_from_command_line_and_ini(pytester: pytest.Pytester, small_app: None) -> None:
+    result = pytester.runpytest(
+        "--fastapi-app=small:app",
+        "--fastapi-rules-select=FR10,FR201",
+        "--fastapi-rules-ignore=FR1",
+        "--co",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    )
+    names = {line for line in result.stdout.lines if line.startswith("fastapi-rules::")}
+    assert names == {
+        "fastapi-rules::FR201[GET /api/v1/items]",
+        "fastapi-rules::FR201[GET /api/v1/items/{item_id}]",
+    }
+
+    pytester.makeini(
+        "[pytest]\nfastapi_app = small:app\nfastapi_rules_select = FR1 FR2\nfastapi_rules_ignore = FR201\n"
+    )
+    result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider")
+    names = {line for line in result.stdout.lines if line.startswith("fastapi-rules::")}
+    assert "fastapi-rules::FR101" in names
+    assert not any("FR201" in name for name in names)
+
+
+def test_unknown_codes_are_a_usage_error(pytester: pytest.Pytester, small_app: None) -> None:
+    result = pytester.runpytest("--fastapi-app=small:app", "--fastapi-rules-select=FR999")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*fastapi_rules_select: 'FR999' matches no rule*--fastapi-rules-list*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_per_route_ignores_deselect_matching_items(pytester: pytest.Pytester, small_app: None) -> None:
+    pytester.makeini(
+        "[pytest]\nfastapi_rules_per_route_ignores =\n    GET /api/v1/items = FR201\n    POST /api/v1/* = FR2\n"
+    )
+    result = pytester.runpytest(
+        "--fastapi-app=small:app", "--fastapi-rules-select=FR201", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_per_route_ignores_reject_malformed_lines(pytester: pytest.Pytester, small_app: None) -> None:
+    pytester.makeini("[pytest]\nfastapi_rules_per_route_ignores =\n    GET /api/v1/items FR201\n")
+    result = pytester.runpytest("--fastapi-app=small:app")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*fastapi_rules_per_route_ignores*needs the form 'PATTERN = CODES'*"])
+
+
+def test_warnings_do_not_fail_the_run_unless_strict(
+    pytester: pytest.Pytester, small_app: None, run_rules: RunRules
+) -> None:
+    pytester.makeini("[pytest]\nfastapi_rules_severity =\n    FR201 = warning\n")
+    run: RulesRun = run_rules("small:app", "--fastapi-rules-select=FR201")
+    assert run.result.ret == pytest.ExitCode.OK
+    assert run.outcomes("FR201")["GET /api/v1/items"] == "warning"
+    assert run.results_for("FR201")[0]["severity"] == "warning"
+    run.result.stdout.fnmatch_lines(
+        [
+            "*fastapi-rules warnings*",
+            "small.py:7: FR201 async-endpoint: GET /api/v1/items: endpoint*",
+            "*1 passed, 1 warned*",
+        ]
+    )
+
+    strict: RulesRun = run_rules("small:app", "--fastapi-rules-select=FR201", "--fastapi-rules-strict")
+    assert strict.result.ret == pytest.ExitCode.TESTS_FAILED
+    assert strict.outcomes("FR201")["GET /api/v1/items"] == "failed"
+
+
+def test_rule_catalog(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--fastapi-rules-list")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        ["code *name *severity *basis *summary", "FR101 *lifespan-not-on-event *error *app *"]
+    )
+
+
+def test_header_says_where_the_app_came_from(pytester: pytest.Pytester, small_app: None) -> None:
+    pytester.makeini("[pytest]\nfastapi_app = small:app\n")
+    result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "-v")
+    result.stdout.fnmatch_lines(["fastapi-rules: app small:app (from ini)*rules selected; strict: off"])
+
+
+def test_factory_is_called(pytester: pytest.Pytester, small_app: None) -> None:
+    result = pytester.runpytest(
+        "--fastapi-app=small:create_app", "--fastapi-rules-select=FR201", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+
+
+def test_last_failed_reruns_only_the_failed_rule_items(pytester: pytest.Pytester, small_app: None) -> None:
+    pytester.makepyfile(test_mine=USER_TEST)
+    first = pytester.runpytest("--fastapi-app=small:app", "--fastapi-rules-select=FR201")
+    first.assert_outcomes(passed=2, failed=1)
+    again = pytester.runpytest("--fastapi-app=small:app", "--fastapi-rules-select=FR201", "--lf")
+    again.assert_outcomes(failed=1, deselected=2)
+
+
+def test_exitfirst_stops_at_the_first_failing_rule(pytester: pytest.Pytester, small_app: None) -> None:
+    result = pytester.runpytest("--fastapi-app=small:app", "-x", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.parseoutcomes()["failed"] == 1
+
+
+def test_a_crashing_rule_is_reported_as_the_plugins_bug(pytester: pytest.Pytester, small_app: None) -> None:
+    pytester.makeconftest(
+        """
+import dataclasses
+from pytest_fastapi_rules import registry
+
+_saved = {}
+
+def pytest_configure(config):
+    rule = registry.get_rule("FR201")
+    _saved["FR201"] = rule
+    def boom(context):
+        raise KeyError("oops")
+    registry._REGISTRY["FR201"] = dataclasses.replace(rule, check=boom)
+
+def pytest_unconfigure(config):
+    registry._REGISTRY["FR201"] = _saved["FR201"]
+"""
+    )
+    result = pytester.runpytest(
+        "--fastapi-app=small:app", "--fastapi-rules-select=FR201", "-p", "no:cacheprovider"
+    )
+    output = result.stdout.str()
+    assert "internal error in pytest-fastapi-rules" in output
+    assert "This is a bug in the plugin, not a finding about your app" in output
+    assert "KeyError: 'oops'" in output
+    assert result.parseoutcomes().get("errors") == 2
+
+
+def test_route_rule_without_matching_routes_is_one_skipped_item(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(empty="from fastapi import FastAPI\napp = FastAPI()\n")
+    result = pytester.runpytest(
+        "--fastapi-app=empty:app", "--fastapi-rules-select=FR201", "-rs", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*FR201 async-endpoint: the app has no route this rule applies to*"])
+
+
+def test_xdist_runs_the_same_items_with_the_same_verdicts(
+    pytester: pytest.Pytester, small_app: None, run_rules: RunRules
+) -> None:
+    pytest.importorskip("xdist")
+    serial: RulesRun = run_rules("small:app")
+    parallel: RulesRun = run_rules("small:app", "-n", "2")
+    assert parallel.report["results"] == serial.report["results"]
+    assert parallel.report["summary"] == serial.report["summary"]
+
+
+def test_the_app_module_is_imported_once(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        counted=SMALL_APP
+        + "\nimport os\nos.environ['COUNTED_IMPORTS'] = str(int(os.environ.get('COUNTED_IMPORTS', '0')) + 1)\n",
+        test_count="""
+import os
+
+def test_imported_once():
+    assert os.environ["COUNTED_IMPORTS"] == "1"
+""",
+    )
+    result = pytester.runpytest_subprocess(
+        "--fastapi-app=counted:app", "-p", "no:cacheprovider", "-k", "imported_once or FR201"
+    )
+    result.assert_outcomes(passed=2, failed=1)

@@ -1,3 +1,193 @@
-"""Rules of this family (see RULES.md)."""
+"""FR8xx: stack, observability, deployment (stack list, Rules #18, #23, #24)."""
 
 from __future__ import annotations
+
+import inspect
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pytest_fastapi_rules.facts import AppFacts, type_hints
+from pytest_fastapi_rules.registry import (
+    Basis,
+    CheckContext,
+    Finding,
+    Location,
+    Scope,
+    Severity,
+    rule,
+)
+from pytest_fastapi_rules.rules.wiring import is_app_code_module
+
+_ENVIRON_READ = re.compile(r"\bos\.environ\b|\bos\.getenv\s*\(|\bgetenv\s*\(")
+#: Names that mark an unannotated cached function as the settings accessor.
+_SETTINGS_NAME = re.compile(r"settings|config", re.IGNORECASE)
+
+
+def _all_subclasses(base: type) -> Iterator[type]:
+    stack: list[type] = list(base.__subclasses__())
+    seen: set[int] = set()
+    while stack:
+        cls = stack.pop()
+        if id(cls) in seen:
+            continue
+        seen.add(id(cls))
+        yield cls
+        stack.extend(cls.__subclasses__())
+
+
+def _live_app_classes(facts: AppFacts, base: type) -> list[type]:
+    """Subclasses of ``base`` defined at module level in the app's code and still importable.
+
+    Walking ``__subclasses__`` finds settings classes in sibling packages that
+    ``facts.own_classes`` does not cover; requiring the class to be its module's global drops
+    classes of modules that were unloaded (earlier apps in the same process) and local classes.
+    """
+    found: list[type] = []
+    for cls in _all_subclasses(base):
+        module_name = getattr(cls, "__module__", None)
+        module = sys.modules.get(module_name or "")
+        if module is None or vars(module).get(cls.__name__) is not cls:
+            continue
+        if is_app_code_module(facts, module_name):
+            found.append(cls)
+    return sorted(found, key=lambda c: (c.__module__, c.__qualname__))
+
+
+def _modules_to_search(facts: AppFacts, classes: list[type]) -> list[ModuleType]:
+    """The app's own modules, plus the app-code modules of the packages the classes live in."""
+    tops = {cls.__module__.split(".")[0] for cls in classes}
+    modules = {id(m): m for m in facts.own_modules}
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in tops or id(module) in modules:
+            continue
+        if is_app_code_module(facts, name):
+            modules[id(module)] = module
+    return sorted(modules.values(), key=lambda m: m.__name__)
+
+
+def _returns_settings(function: Any, classes: tuple[type, ...]) -> bool:
+    """Whether a cached function hands out settings: by return annotation, else by its name."""
+    wrapped = getattr(function, "__wrapped__", None) or function
+    annotation = type_hints(wrapped).get("return")
+    if inspect.isclass(annotation):
+        return issubclass(annotation, classes)
+    if isinstance(annotation, str):
+        names = {cls.__name__ for cls in classes}
+        return annotation.strip("'\" ").split(".")[-1] in names
+    if annotation is None:
+        return bool(_SETTINGS_NAME.search(str(getattr(wrapped, "__name__", ""))))
+    return False
+
+
+def _cached_access(modules: list[ModuleType], classes: tuple[type, ...]) -> str | None:
+    """How the app caches its settings (``module.name``), or None when it does not."""
+    for module in modules:
+        for name, value in list(vars(module).items()):
+            if name.startswith("__"):
+                continue
+            try:
+                if isinstance(value, classes):
+                    return f"{module.__name__}.{name}"
+                cached = callable(getattr(value, "cache_info", None))
+                if cached and _returns_settings(value, classes):
+                    return f"{module.__name__}.{name}()"
+            except Exception:  # noqa: BLE001 - lazy proxies and odd globals may raise on access
+                continue
+    return None
+
+
+def _environ_reader(facts: AppFacts) -> Location | None:
+    """The first line of the app's own modules that reads ``os.environ``/``getenv`` directly."""
+    for module in facts.own_modules:
+        file = getattr(module, "__file__", None)
+        if not file or Path(file).suffix != ".py":
+            continue
+        try:
+            lines = Path(file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for number, text in enumerate(lines, start=1):
+            if _ENVIRON_READ.search(text) and not text.lstrip().startswith("#"):
+                return Location(file=facts.relative(file), line=number)
+    return None
+
+
+def _pydantic_v1_settings(facts: AppFacts) -> list[type]:
+    """App classes built on pydantic's v1 ``BaseSettings`` (only if pydantic.v1 is loaded)."""
+    v1 = sys.modules.get("pydantic.v1")
+    base = getattr(v1, "BaseSettings", None)
+    if not inspect.isclass(base):
+        return []
+    return _live_app_classes(facts, base)
+
+
+@rule(
+    code="FR805",
+    name="settings-via-pydantic",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.APP,
+    section="config.py template",
+    summary="Configuration comes from a `pydantic_settings.BaseSettings` subclass, cached "
+    "(`lru_cache` accessor or one module-level instance).",
+    rationale=(
+        "BaseSettings validates and types every variable once, at startup, so a missing or "
+        "malformed value fails fast instead of mid-request; caching it means the environment and "
+        ".env file are read once, not on every `Settings()`."
+    ),
+    fix="Declare `class Settings(BaseSettings)` in config.py and expose it through "
+    "`@lru_cache def get_settings() -> Settings: return Settings()` (or one module-level "
+    "`settings = Settings()`).",
+    bad_example='DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite:///app.db")',
+    good_example=(
+        "class Settings(BaseSettings):\n    DATABASE_URL: str\n\n"
+        "@lru_cache\ndef get_settings() -> Settings:\n    return Settings()"
+    ),
+)
+def check_settings_via_pydantic(context: CheckContext) -> Iterator[Finding]:
+    facts = context.facts
+    try:
+        from pydantic_settings import BaseSettings
+    except ImportError:
+        yield Finding(
+            message="pydantic-settings is not installed: the app cannot define a "
+            "`pydantic_settings.BaseSettings` configuration",
+            target="app",
+            location=_environ_reader(facts),
+            fix="Add `pydantic-settings>=2.6` to the app's dependencies and declare its "
+            "configuration as `class Settings(BaseSettings)`.",
+        )
+        return
+    classes = _live_app_classes(facts, BaseSettings)
+    if not classes:
+        v1_classes = _pydantic_v1_settings(facts)
+        if v1_classes:
+            cls = v1_classes[0]
+            yield Finding(
+                message=f"settings class `{cls.__qualname__}` subclasses pydantic.v1's "
+                "`BaseSettings`, not `pydantic_settings.BaseSettings`",
+                target="app",
+                location=facts.location_of(cls),
+            )
+            return
+        reader = _environ_reader(facts)
+        where = f"; {reader.file}:{reader.line} reads os.environ directly" if reader else ""
+        yield Finding(
+            message=f"no `pydantic_settings.BaseSettings` subclass in the app's code{where}",
+            target="app",
+            location=reader,
+        )
+        return
+    if _cached_access(_modules_to_search(facts, classes), tuple(classes)) is not None:
+        return
+    names = ", ".join(f"`{cls.__qualname__}`" for cls in classes)
+    yield Finding(
+        message=f"settings class {names} is not cached: no `lru_cache` accessor returns it and "
+        "no module-level instance exists, so every `Settings()` re-reads the environment",
+        target="app",
+        location=facts.location_of(classes[0]),
+    )

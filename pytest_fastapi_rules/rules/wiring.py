@@ -2,9 +2,133 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+import re
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
-from pytest_fastapi_rules.registry import Basis, CheckContext, Finding, Scope, Severity, rule
+from pytest_fastapi_rules.facts import AppFacts, RouteFacts
+from pytest_fastapi_rules.registry import (
+    Basis,
+    CheckContext,
+    Finding,
+    Location,
+    Scope,
+    Severity,
+    rule,
+)
+from pytest_fastapi_rules.rules.common import is_api_route
+
+# -- shared helpers -------------------------------------------------------------------------------
+
+#: Module name parts that mark a module as test code, not app code (the user's suite, conftest).
+_TEST_MODULE = re.compile(r"(^|\.)(tests?|conftest|test_[^.]*|[^.]*_tests?)(\.|$)")
+#: Top-level packages that are never the app's code even when installed from a checkout.
+_NEVER_APP_CODE = frozenset({"pytest_fastapi_rules", "_pytest", "pytest", "pluggy"})
+
+
+def is_app_code_module(facts: AppFacts, module_name: str | None) -> bool:
+    """Whether ``module_name`` is the app's code, in a wider sense than ``facts.is_own_module``.
+
+    ``facts.own_packages`` only knows the app module's top-level package and its endpoints'. Real
+    projects keep shared code beside them: a sibling ``core``/``common`` package, or an internal
+    library installed editable from the same repository. Those are the app's own code too, so a
+    module also counts when its file lives outside the interpreter's library folders. Test modules
+    (``tests.*``, ``conftest``, ``test_*``) and the plugin itself never count: they are imported in
+    the same process but say nothing about the app.
+    """
+    if not module_name:
+        return False
+    if facts.is_own_module(module_name):
+        return True
+    if module_name.split(".")[0] in _NEVER_APP_CODE or _TEST_MODULE.search(module_name):
+        return False
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    return bool(getattr(AppFacts, "_is_project_module_name", lambda _name: False)(module_name))
+
+
+_FASTAPI_CALL = re.compile(r"\bFastAPI\s*\(")
+
+
+def app_creation_location(facts: AppFacts) -> Location | None:
+    """Where the app is built: the ``FastAPI(`` call in the app's module, else the factory.
+
+    App-level findings about wiring (handlers, middleware) are fixed where the app is created, so
+    that is where they point when there is no more specific object to blame.
+    """
+    module = facts.loaded.module
+    file = getattr(module, "__file__", None)
+    if file and Path(file).suffix == ".py":
+        try:
+            lines = Path(file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            lines = []
+        for number, text in enumerate(lines, start=1):
+            if _FASTAPI_CALL.search(text) and not text.lstrip().startswith("#"):
+                return Location(file=facts.relative(file), line=number)
+    if facts.loaded.from_factory:
+        return facts.location_of(facts.loaded.target)
+    return Location(file=facts.relative(file)) if file else None
+
+
+# -- FR101 ----------------------------------------------------------------------------------------
+
+
+def _lifespan_parts(context: Any, depth: int = 0) -> Iterator[Any]:
+    """The lifespan callables an app's (possibly merged) lifespan context is made of.
+
+    FastAPI's ``include_router`` wraps the app's lifespan and each included router's in a
+    ``merged_lifespan`` closure (``original_context``/``nested_context``); older versions do not
+    merge. Yields the leaves: the user's lifespan functions and ``_DefaultLifespan`` objects.
+    """
+    if depth > 64:
+        return
+    function = getattr(context, "__wrapped__", context)
+    code = getattr(function, "__code__", None)
+    closure = getattr(function, "__closure__", None)
+    if code is not None and closure and getattr(function, "__name__", "") == "merged_lifespan":
+        cells = dict(zip(code.co_freevars, closure, strict=False))
+        found = False
+        for name in ("original_context", "nested_context"):
+            cell = cells.get(name)
+            if cell is None:
+                continue
+            try:
+                inner = cell.cell_contents
+            except ValueError:
+                continue
+            found = True
+            yield from _lifespan_parts(inner, depth + 1)
+        if found:
+            return
+    yield context
+
+
+def _handlers_that_run(facts: AppFacts) -> set[int] | None:
+    """Ids of the on_event handlers the app's lifespan actually calls, or None if unknowable.
+
+    A ``_DefaultLifespan`` runs its router's ``on_startup``/``on_shutdown``; a user lifespan runs
+    none. When the app passes ``lifespan=``, the app router's own default lifespan is gone, so the
+    handlers registered with ``@app.on_event`` are never called (Starlette discussion #2192).
+    """
+    router = getattr(facts.app, "router", None)
+    context = getattr(router, "lifespan_context", None)
+    if context is None:
+        return None
+    running: set[int] = set()
+    for part in _lifespan_parts(context):
+        if type(part).__name__ == "_DefaultLifespan":
+            owner = getattr(part, "_router", None)
+            if owner is None:
+                return None
+            for event in ("startup", "shutdown"):
+                running.update(id(h) for h in getattr(owner, f"on_{event}", None) or [])
+    return running
 
 
 @rule(
@@ -29,11 +153,200 @@ from pytest_fastapi_rules.registry import Basis, CheckContext, Finding, Scope, S
 )
 def check_lifespan_not_on_event(context: CheckContext) -> Iterator[Finding]:
     router = context.facts.app.router
+    running = _handlers_that_run(context.facts)
     for event in ("startup", "shutdown"):
         for handler in getattr(router, f"on_{event}", None) or []:
             name = getattr(handler, "__qualname__", repr(handler))
+            message = f"`{name}` is registered as an on_event({event!r}) handler"
+            if running is not None and id(handler) not in running:
+                message += (
+                    "; the app also passes `lifespan=`, so Starlette never calls it "
+                    f"(its {event} code silently does not run)"
+                )
             yield Finding(
-                message=f"`{name}` is registered as an on_event({event!r}) handler",
+                message=message,
                 target="app",
                 location=context.facts.location_of(handler),
             )
+
+
+# -- FR104 / FR105: exception handlers ------------------------------------------------------------
+
+#: Packages whose exception classes are the framework's, never a domain error base.
+_FRAMEWORK_PACKAGES = frozenset({"builtins", "fastapi", "starlette", "pydantic", "pydantic_core"})
+
+
+def _key_name(key: Any) -> str:
+    if isinstance(key, int):
+        return f"status {key}"
+    return str(getattr(key, "__name__", None) or repr(key))
+
+
+def _is_default_handler(handler: Callable[..., Any]) -> bool:
+    """FastAPI registers its own handlers for HTTPException and validation errors at init."""
+    return str(getattr(handler, "__module__", "")).startswith("fastapi.exception_handlers")
+
+
+def _handled_summary(handlers: dict[Any, Callable[..., Any]]) -> str:
+    if not handlers:
+        return "the app registers no exception handlers at all"
+    names = ", ".join(_key_name(key) for key in handlers)
+    if all(_is_default_handler(h) for h in handlers.values()):
+        return f"only FastAPI's default handlers exist ({names})"
+    return f"handlers exist only for {names}"
+
+
+def _is_domain_exception(facts: AppFacts, key: Any) -> bool:
+    """Whether an ``exception_handlers`` key is an exception class of the app's own making.
+
+    Own means defined in the app's code (``is_app_code_module``: own packages, sibling packages,
+    internal packages installed from a checkout), or a non-framework base class that the app's own
+    exception classes subclass (a company-wide ``DomainError`` shipped as a wheel).
+    """
+    if not (inspect.isclass(key) and issubclass(key, BaseException)):
+        return False
+    if key in (Exception, BaseException):
+        return False
+    module_name = str(getattr(key, "__module__", "") or "")
+    if is_app_code_module(facts, module_name):
+        return True
+    if module_name.split(".")[0] in _FRAMEWORK_PACKAGES:
+        return False
+    return any(
+        issubclass(own, key) and own is not key
+        for own in facts.own_classes
+        if issubclass(own, BaseException)
+    )
+
+
+def _handler_location(facts: AppFacts, handlers: dict[Any, Callable[..., Any]]) -> Location | None:
+    """The first handler the user registered (where more handlers go), else the app's creation."""
+    for handler in handlers.values():
+        if not _is_default_handler(handler):
+            location = facts.location_of(handler)
+            if location is not None:
+                return location
+    return app_creation_location(facts)
+
+
+@rule(
+    code="FR104",
+    name="domain-error-handler",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.APP,
+    section="main.py template, shared/exceptions.py template",
+    summary="An exception handler is registered for an app-defined base exception class "
+    "(the DomainError pattern), not only for HTTPException.",
+    rationale=(
+        "Services raise domain exceptions and stay free of HTTP; one handler per domain base class "
+        "turns them into the error envelope with the right status. Without it a domain error "
+        "becomes a 500, or HTTP concerns leak into the service layer."
+    ),
+    fix="Define `class DomainError(Exception)` with `status_code`/`error_code`, raise its "
+    "subclasses from services, and register `@app.exception_handler(DomainError)` in the app "
+    "factory.",
+    bad_example=(
+        "# services raise HTTPException; main.py registers no handler of its own\n"
+        "raise HTTPException(404, 'User not found')"
+    ),
+    good_example=(
+        "@app.exception_handler(DomainError)\n"
+        "async def domain_error_handler(request: Request, exc: DomainError) -> JSONResponse:\n"
+        "    return JSONResponse(status_code=exc.status_code,\n"
+        '                        content={"error": exc.error_code, "message": exc.message})'
+    ),
+)
+def check_domain_error_handler(context: CheckContext) -> Iterator[Finding]:
+    facts = context.facts
+    handlers = facts.exception_handlers
+    if any(_is_domain_exception(facts, key) for key in handlers):
+        return
+    yield Finding(
+        message=f"no exception handler for an app-defined exception class: {_handled_summary(handlers)}",
+        target="app",
+        location=_handler_location(facts, handlers),
+    )
+
+
+@rule(
+    code="FR105",
+    name="generic-error-handler",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.APP,
+    section="main.py template",
+    summary="A handler for `Exception` exists (it answers a JSON 500 without internals).",
+    rationale=(
+        "Without a generic handler an unexpected error answers Starlette's plain-text 500 (or, "
+        "with debug on, a traceback page), outside the API's error envelope and unlogged."
+    ),
+    fix="Register `@app.exception_handler(Exception)` last in the app factory: log the "
+    "exception with path and method, and answer `JSONResponse(status_code=500, content="
+    '{"error": "internal_server_error", "message": "An unexpected error occurred"})`.',
+    bad_example="app = FastAPI(lifespan=lifespan)  # no handler for Exception",
+    good_example=(
+        "@app.exception_handler(Exception)\n"
+        "async def generic_exception_handler(request: Request, exc: Exception) -> JSONResponse:\n"
+        '    logger.error("unhandled_exception", path=request.url.path, exc_info=True)\n'
+        '    return JSONResponse(status_code=500, content={"error": "internal_server_error"})'
+    ),
+)
+def check_generic_error_handler(context: CheckContext) -> Iterator[Finding]:
+    facts = context.facts
+    handlers = facts.exception_handlers
+    # Starlette routes both keys to ServerErrorMiddleware, the handler of last resort.
+    if Exception in handlers or 500 in handlers:
+        return
+    yield Finding(
+        message=f"no exception handler for `Exception` (or 500): {_handled_summary(handlers)}",
+        target="app",
+        location=_handler_location(facts, handlers),
+    )
+
+
+# -- FR109 ----------------------------------------------------------------------------------------
+
+
+def _served_path(facts: AppFacts, route: RouteFacts) -> str:
+    """The path clients call: the route's path under the app's ``root_path`` (proxy prefix)."""
+    root_path = str(getattr(facts.app, "root_path", "") or "").rstrip("/")
+    return root_path + route.path
+
+
+@rule(
+    code="FR109",
+    name="versioned-prefix-and-tags",
+    severity=Severity.WARNING,
+    scope=Scope.ROUTE,
+    basis=Basis.APP,
+    section="main.py template",
+    summary="Every API route (not health/docs) lives under a versioned prefix (`/api/v1`) and "
+    "carries at least one tag.",
+    rationale=(
+        "A version in the path lets v2 live beside v1 while clients migrate; tags group the routes "
+        "in the OpenAPI docs and generated clients instead of one 'default' heap."
+    ),
+    fix="Include the router with a versioned prefix and a tag: `app.include_router(router, "
+    'prefix="/api/v1/users", tags=["Users"])`.',
+    applies_to=is_api_route,
+    bad_example='app.include_router(users_router, prefix="/users")',
+    good_example='app.include_router(users_router, prefix="/api/v1/users", tags=["Users"])',
+)
+def check_versioned_prefix_and_tags(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    served = _served_path(context.facts, route)
+    pattern = context.options.version_prefix
+    if not pattern.search(served):
+        yield Finding(
+            message=f"path `{served}` is not under a versioned prefix (expected to match "
+            f"`{pattern.pattern}`)",
+            location=route.location,
+        )
+    if not route.tags:
+        yield Finding(
+            message=f"endpoint `{route.name}` has no tags (OpenAPI lists it under 'default')",
+            location=route.location,
+            fix='Give the router or the route a tag: `APIRouter(tags=["Users"])` or '
+            '`app.include_router(router, tags=["Users"])`.',
+        )

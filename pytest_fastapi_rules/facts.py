@@ -266,6 +266,17 @@ class AppFacts:
     def location_of(self, obj: Any) -> Location | None:
         return location_of(obj, self.root)
 
+    @functools.cached_property
+    def app_location(self) -> Location | None:
+        """Where the app is defined: the fallback location of findings about the app as a whole."""
+        file = getattr(self.loaded.module, "__file__", None)
+        if not file:
+            return None
+        target = self.loaded.target
+        if inspect.isfunction(target):
+            return location_of(target, self.root)
+        return Location(file=self.relative(file), line=1)
+
     # -- routes -------------------------------------------------------------------------------
 
     def _collect_routes(self) -> list[RouteFacts]:

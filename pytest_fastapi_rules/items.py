@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _pytest._code.code import ExceptionInfo, TerminalRepr
 
+from pytest_fastapi_rules.baseline import fingerprint
 from pytest_fastapi_rules.facts import DiscoveryError, RouteFacts
 from pytest_fastapi_rules.loading import AppLoadError
 from pytest_fastapi_rules.registry import (
@@ -28,8 +30,9 @@ from pytest_fastapi_rules.registry import (
     all_rules,
     run_check,
 )
+from pytest_fastapi_rules.reporting import finding_to_dict
 from pytest_fastapi_rules.runtime import AppStartupError
-from pytest_fastapi_rules.session import SESSION_KEY, ItemResult, RulesSession
+from pytest_fastapi_rules.session import SESSION_KEY, RulesSession
 
 COLLECTOR_NAME = "fastapi-rules"
 RULEBOOK = "fastapi-rules-ru.md"
@@ -108,7 +111,7 @@ class RuleItem(pytest.Item):
         self.route = route
         self.skip_reason = skip_reason
         self.findings: list[Finding] = []
-        self.warned = False
+        self.baselined: list[Finding] = []
         for marker in (
             pytest.mark.fastapi_rules,
             getattr(pytest.mark, rule.code),
@@ -136,18 +139,13 @@ class RuleItem(pytest.Item):
     def target(self) -> str:
         return self.route.target if self.route is not None else "app"
 
-    def location_dict(self) -> dict[str, Any] | None:
-        location = self.findings[0].location if self.findings else None
-        if location is None and self.route is not None:
-            location = self.route.location
-        if location is None:
-            return None
-        return {"file": location.file, "line": location.line}
-
     def finding_severity(self, finding: Finding) -> Severity:
         if finding.severity is Severity.WARNING or self.rule.severity is Severity.WARNING:
             return Severity.WARNING
         return Severity.ERROR
+
+    def fingerprint(self, finding: Finding) -> str:
+        return fingerprint(self.rule.code, self.target, finding)
 
     def runtest(self) -> None:
         if self.skip_reason:
@@ -162,28 +160,45 @@ class RuleItem(pytest.Item):
                 raise UserSetupError(str(exc)) from None
         context = CheckContext(facts=facts, options=options, route=self.route)
         try:
-            self.findings = run_check(self.rule, context)
+            findings = run_check(self.rule, context)
         except RuleSkipped as skipped:
             pytest.skip(f"{self.rule.code} {self.rule.name}: {skipped}")
         except (AppStartupError, UserSetupError):
             raise
         except Exception as exc:
             raise PluginInternalError(self.rule, exc) from exc
-        blocking = [f for f in self.findings if options.strict or self.finding_severity(f) is Severity.ERROR]
+        self.findings = [self._with_default_location(f) for f in findings]
+        baseline = state.baseline
+        if options.update_baseline:
+            self.baselined = list(self.findings)
+        elif baseline is not None:
+            self.baselined = [f for f in self.findings if self.fingerprint(f) in baseline]
+        new = self.new_findings()
+        blocking = [f for f in new if options.strict or self.finding_severity(f) is Severity.ERROR]
         if blocking:
             raise RuleViolation(self.format_findings())
-        self.warned = bool(self.findings)
+
+    def _with_default_location(self, finding: Finding) -> Finding:
+        """Every finding points somewhere: its own object, else the route, else the app module."""
+        if finding.location is not None:
+            return finding
+        fallback = self.route.location if self.route is not None else self.state.facts().app_location
+        return replace(finding, location=fallback)
+
+    def new_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f not in self.baselined]
 
     def headline(self) -> str:
-        first = self.findings[0]
+        shown = self.new_findings() or self.findings
+        first = shown[0]
         target = first.target or self.target
-        more = f" (+{len(self.findings) - 1} more)" if len(self.findings) > 1 else ""
+        more = f" (+{len(shown) - 1} more)" if len(shown) > 1 else ""
         return f"{self.rule.code} {self.rule.name}: {target}: {first.message}{more}"
 
     def format_findings(self) -> str:
-        """The failure text, ruff-style: headline first, then one block per finding."""
+        """The failure text, ruff-style: headline first, then one block per new finding."""
         lines = [self.headline()]
-        for finding in self.findings:
+        for finding in self.new_findings():
             where = f"{finding.location}: " if finding.location else ""
             severity = self.finding_severity(finding).value
             lines.append("")
@@ -191,13 +206,14 @@ class RuleItem(pytest.Item):
                 f"  {where}{self.rule.code} [{severity}] {finding.target or self.target}: {finding.message}"
             )
             lines.append(f"    fix: {finding.fix or self.rule.fix}")
+        if self.baselined:
+            lines.append("")
+            lines.append(f"  ({len(self.baselined)} more finding(s) of this item are in the baseline)")
         lines.append("")
         lines.append(f"  rule: {self.rule.summary} (rulebook {self.rule.section}, {RULEBOOK})")
         return "\n".join(lines)
 
-    def repr_failure(
-        self, excinfo: ExceptionInfo[BaseException], style: Any = None
-    ) -> str | TerminalRepr:
+    def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
         error = excinfo.value
         if isinstance(error, RuleViolation):
             return str(error)
@@ -225,18 +241,21 @@ class RuleItem(pytest.Item):
         return self.path, None, f"{self.rule.code} {self.rule.name} {self.target}"
 
     def outcome_kind(self, excinfo: ExceptionInfo[BaseException] | None) -> str:
-        """The JSON report's outcome for a call that raised ``excinfo`` (None: it passed)."""
+        """The report's outcome for a call that raised ``excinfo`` (None: it passed)."""
         if excinfo is None:
-            return "warning" if self.warned else "passed"
+            if self.new_findings():
+                return "warning"
+            return "baselined" if self.baselined else "passed"
         if isinstance(excinfo.value, RuleViolation):
             return "failed"
         if excinfo.errisinstance(pytest.skip.Exception):
             return "skipped"
         return "error"
 
-    def result(self, excinfo: ExceptionInfo[BaseException] | None) -> ItemResult:
+    def report_data(self, excinfo: ExceptionInfo[BaseException] | None) -> dict[str, Any]:
+        """This item's result as plain data: the JSON report entry, carried on the test report."""
         outcome = self.outcome_kind(excinfo)
-        if outcome in ("failed", "warning"):
+        if self.findings:
             message = self.headline()
         elif outcome == "skipped" and excinfo is not None:
             message = str(getattr(excinfo.value, "msg", excinfo.value))
@@ -244,15 +263,27 @@ class RuleItem(pytest.Item):
             message = str(self.repr_failure(excinfo)).splitlines()[0]
         else:
             message = ""
-        return ItemResult(
-            rule=self.rule,
-            target=self.target,
-            outcome=outcome,
-            message=message,
-            findings=list(self.findings),
-            location=self.location_dict(),
-            nodeid=self.nodeid,
-        )
+        location = self.findings[0].location if self.findings else None
+        if location is None and self.route is not None:
+            location = self.route.location
+        return {
+            "code": self.rule.code,
+            "name": self.rule.name,
+            "severity": self.rule.severity.value,
+            "target": self.target,
+            "outcome": outcome,
+            "message": message,
+            "location": {"file": location.file, "line": location.line} if location else None,
+            "nodeid": self.nodeid,
+            "findings": [
+                {
+                    **finding_to_dict(f, self.target, self.finding_severity(f).value),
+                    "fingerprint": self.fingerprint(f),
+                    "baselined": f in self.baselined,
+                }
+                for f in self.findings
+            ],
+        }
 
 
 def iter_rule_items(items: Iterable[pytest.Item]) -> Iterator[RuleItem]:

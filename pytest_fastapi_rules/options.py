@@ -81,6 +81,31 @@ def add_options(parser: pytest.Parser) -> None:
         help="Write every rule item's result to PATH as JSON.",
     )
     group.addoption(
+        "--fastapi-rules-sarif",
+        dest="fastapi_rules_sarif",
+        metavar="PATH",
+        help="Write the findings to PATH as SARIF 2.1.0 (for GitHub code scanning).",
+    )
+    group.addoption(
+        "--fastapi-rules-baseline",
+        dest="fastapi_rules_baseline",
+        metavar="PATH",
+        help="Report findings recorded in this baseline file as baselined; fail only on new ones.",
+    )
+    group.addoption(
+        "--fastapi-rules-update-baseline",
+        dest="fastapi_rules_update_baseline",
+        action="store_true",
+        default=False,
+        help="Record the findings of this run in the baseline file (and pass).",
+    )
+    group.addoption(
+        "--fastapi-rules-explain",
+        dest="fastapi_rules_explain",
+        metavar="CODE",
+        help="Print a rule's rationale, what passes, what fails and how to fix it, then exit.",
+    )
+    group.addoption(
         "--fastapi-rules-startup-timeout",
         dest="fastapi_rules_startup_timeout",
         type=float,
@@ -107,6 +132,8 @@ def add_options(parser: pytest.Parser) -> None:
         default=[],
     )
     parser.addini("fastapi_rules_json", "Write the JSON report to this path.", default=None)
+    parser.addini("fastapi_rules_sarif", "Write a SARIF 2.1.0 report to this path.", default=None)
+    parser.addini("fastapi_rules_baseline", "The baseline file of known findings.", default=None)
     parser.addini(
         "fastapi_rules_engines",
         "module:attribute paths of SQLAlchemy engines, when discovery does not find them.",
@@ -188,6 +215,9 @@ class RulesOptions:
     per_route_ignores: tuple[RouteIgnore, ...] = ()
     severity_overrides: dict[str, Severity] = field(default_factory=dict)
     json_path: Path | None = None
+    sarif_path: Path | None = None
+    baseline_path: Path | None = None
+    update_baseline: bool = False
     engine_paths: tuple[str, ...] = ()
     session_factory_paths: tuple[str, ...] = ()
     version_prefix: re.Pattern[str] = re.compile(DEFAULT_VERSION_PREFIX)
@@ -362,12 +392,25 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
     strict_cli = config.getoption("fastapi_rules_strict")
     strict = bool(strict_cli) or bool(config.getini("fastapi_rules_strict"))
 
-    json_value = pick("fastapi_rules_json", "fastapi_rules_json")
-    json_path = None
-    if json_value:
-        json_path = Path(str(json_value))
-        if not json_path.is_absolute():
-            json_path = config.invocation_params.dir / json_path
+    def output_path(option: str, ini: str) -> Path | None:
+        value = pick(option, ini)
+        if not value:
+            return None
+        path = Path(str(value))
+        if path.is_absolute():
+            return path
+        base = config.invocation_params.dir if sources.get(ini) == "command line" else config.rootpath
+        return base / path
+
+    json_path = output_path("fastapi_rules_json", "fastapi_rules_json")
+    sarif_path = output_path("fastapi_rules_sarif", "fastapi_rules_sarif")
+    baseline_path = output_path("fastapi_rules_baseline", "fastapi_rules_baseline")
+    update_baseline = bool(config.getoption("fastapi_rules_update_baseline"))
+    if update_baseline and baseline_path is None:
+        raise OptionsError(
+            "--fastapi-rules-update-baseline needs the file to write: add "
+            "--fastapi-rules-baseline=PATH (or the fastapi_rules_baseline ini key)."
+        )
 
     version_prefix_text = config.getini("fastapi_rules_version_prefix")
     try:
@@ -400,6 +443,9 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         per_route_ignores=_parse_per_route_ignores(config.getini("fastapi_rules_per_route_ignores")),
         severity_overrides=_parse_severities(config.getini("fastapi_rules_severity")),
         json_path=json_path,
+        sarif_path=sarif_path,
+        baseline_path=baseline_path,
+        update_baseline=update_baseline,
         engine_paths=tuple(config.getini("fastapi_rules_engines")),
         session_factory_paths=tuple(config.getini("fastapi_rules_session_factories")),
         version_prefix=version_prefix,

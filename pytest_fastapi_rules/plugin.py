@@ -6,15 +6,23 @@ plugin never changes another project's test run.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 
+from pytest_fastapi_rules.baseline import BaselineError
 from pytest_fastapi_rules.items import COLLECTOR_NAME, RuleItem, RulesCollector
 from pytest_fastapi_rules.options import OptionsError, add_options, resolve_options
 from pytest_fastapi_rules.registry import all_rules
-from pytest_fastapi_rules.reporting import REPORT_ATTRIBUTE, ResultCollector, format_catalog
+from pytest_fastapi_rules.reporting import (
+    REPORT_ATTRIBUTE,
+    ResultCollector,
+    explain,
+    format_catalog,
+    write_sarif,
+)
 from pytest_fastapi_rules.session import SESSION_KEY, RulesSession
 
 RESULTS_KEY = pytest.StashKey[ResultCollector]()
@@ -28,6 +36,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("fastapi_rules_list"):
         print(format_catalog())
+        return 0
+    code = config.getoption("fastapi_rules_explain")
+    if code:
+        text = explain(code)
+        if text is None:
+            print(
+                f"pytest-fastapi-rules: no rule {code!r}; `pytest --fastapi-rules-list` shows them all.",
+                file=sys.stderr,
+            )
+            return int(pytest.ExitCode.USAGE_ERROR)
+        print(text)
         return 0
     return None
 
@@ -43,7 +62,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     if not options.enabled:
         return
-    config.stash[SESSION_KEY] = RulesSession(config, options)
+    try:
+        config.stash[SESSION_KEY] = RulesSession(config, options)
+    except BaselineError as exc:
+        raise pytest.UsageError(str(exc)) from None
     results = ResultCollector()
     config.stash[RESULTS_KEY] = results
     config.pluginmanager.register(results, "fastapi-rules-results")
@@ -117,27 +139,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
     if isinstance(item, RuleItem) and (call.when == "call" or call.excinfo is not None):
-        result = item.result(call.excinfo)
-        setattr(report, REPORT_ATTRIBUTE, _result_dict(item, result))
+        setattr(report, REPORT_ATTRIBUTE, item.report_data(call.excinfo))
     return report
-
-
-def _result_dict(item: RuleItem, result: Any) -> dict[str, Any]:
-    from pytest_fastapi_rules.reporting import finding_to_dict
-
-    return {
-        "code": result.rule.code,
-        "name": result.rule.name,
-        "severity": result.rule.severity.value,
-        "target": result.target,
-        "outcome": result.outcome,
-        "message": result.message,
-        "location": result.location,
-        "nodeid": result.nodeid,
-        "findings": [
-            finding_to_dict(f, result.target, item.finding_severity(f).value) for f in result.findings
-        ],
-    }
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
@@ -146,6 +149,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
         return None
     if data["outcome"] == "warning":
         return "warned", "W", ("WARNED", {"yellow": True})
+    if data["outcome"] == "baselined":
+        return "baselined", "b", "BASELINED"
     if data["outcome"] == "error" and report.failed:
         return "error", "E", "ERROR"
     return None
@@ -163,6 +168,17 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     results = config.stash.get(RESULTS_KEY, None)
     if results is None or not results.results:
         return
+    state = _state(config)
+    if state is not None and state.baseline is not None and not state.options.update_baseline:
+        gone = state.baseline.gone(results.results)
+        if gone:
+            terminalreporter.section("fastapi-rules baseline", sep="=", green=True)
+            terminalreporter.line(
+                f"{len(gone)} baselined finding(s) are gone; shrink the baseline with "
+                "--fastapi-rules-update-baseline:"
+            )
+            for entry in gone:
+                terminalreporter.line(f"  {entry['code']} {entry['target']}: {entry['message']}")
     warnings = results.warning_lines()
     if warnings:
         terminalreporter.section("fastapi-rules warnings", sep="=", yellow=True)
@@ -181,8 +197,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     results = config.stash.get(RESULTS_KEY, None)
     is_xdist_worker = hasattr(config, "workerinput")
-    if results is not None and state.options.json_path and not is_xdist_worker:
-        results.write_json(state.options.json_path, state.options.app_spec)
+    if results is None or is_xdist_worker:
+        return
+    options = state.options
+    if options.json_path:
+        results.write_json(options.json_path, options.app_spec)
+    if options.sarif_path:
+        write_sarif(options.sarif_path, results.sorted_results(), config.rootpath)
+    if options.update_baseline and state.baseline is not None:
+        count = state.baseline.write(results.results)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"fastapi-rules: recorded {count} finding(s) in {state.baseline.path}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

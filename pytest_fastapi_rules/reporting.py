@@ -17,7 +17,9 @@ from pytest_fastapi_rules.registry import Finding, Rule, all_rules
 
 JSON_SCHEMA_VERSION = 1
 REPORT_ATTRIBUTE = "fastapi_rules"
-OUTCOME_ORDER = ("error", "failed", "warning", "skipped", "passed")
+OUTCOME_ORDER = ("error", "failed", "warning", "baselined", "skipped", "passed")
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+TOOL_URI = "https://github.com/pytest-fastapi-rules/pytest-fastapi-rules"
 
 
 def finding_to_dict(finding: Finding, default_target: str, severity: str) -> dict[str, Any]:
@@ -127,3 +129,100 @@ class ResultCollector:
                     f"{where}{result['code']} {result['name']}: {finding['target']}: {finding['message']}"
                 )
         return lines
+
+
+def explain(code: str) -> str | None:
+    """The ``--fastapi-rules-explain`` text of one rule, from the registry; None if unknown."""
+    rules = {rule.code: rule for rule in all_rules()}
+    rule = rules.get(code.strip().upper())
+    if rule is None:
+        return None
+    lines = [
+        f"{rule.code} {rule.name} ({rule.severity.value}, {rule.scope.value}-level, "
+        f"basis: {rule.basis.value})",
+        f"Rulebook: {rule.section}",
+        "",
+        f"What passes: {rule.summary}",
+        "",
+        f"Why: {rule.rationale}",
+        "",
+        f"How to fix: {rule.fix}",
+    ]
+    if rule.bad_example:
+        lines += ["", "Fails:", *("    " + line for line in rule.bad_example.splitlines())]
+    if rule.good_example:
+        lines += ["", "Passes:", *("    " + line for line in rule.good_example.splitlines())]
+    lines += ["", f"Skip it with --fastapi-rules-ignore={rule.code} or a per-route ignore."]
+    return "\n".join(lines)
+
+
+def _sarif_level(severity: str) -> str:
+    return "error" if severity == "error" else "warning"
+
+
+def write_sarif(path: Path, results: list[dict[str, Any]], root: Path) -> None:
+    """Write the findings as SARIF 2.1.0: one rule per code, one result per finding."""
+    from pytest_fastapi_rules import __version__
+
+    rules = all_rules()
+    index = {rule.code: position for position, rule in enumerate(rules)}
+    sarif_rules = [
+        {
+            "id": rule.code,
+            "name": rule.name,
+            "shortDescription": {"text": rule.summary},
+            "fullDescription": {"text": rule.rationale},
+            "help": {"text": f"{rule.fix} (rulebook {rule.section})", "markdown": f"**Fix:** {rule.fix}"},
+            "defaultConfiguration": {"level": _sarif_level(rule.severity.value)},
+            "properties": {"tags": [rule.family, rule.basis.value], "scope": rule.scope.value},
+        }
+        for rule in rules
+    ]
+    sarif_results: list[dict[str, Any]] = []
+    for result in results:
+        for finding in result["findings"]:
+            entry: dict[str, Any] = {
+                "ruleId": result["code"],
+                "ruleIndex": index[result["code"]],
+                "level": _sarif_level(finding["severity"]),
+                "message": {"text": f"{finding['target']}: {finding['message']}"},
+                "partialFingerprints": {"fastapiRules/v1": finding["fingerprint"]},
+                "baselineState": "unchanged" if finding["baselined"] else "new",
+            }
+            location = finding["location"]
+            if location:
+                region: dict[str, Any] = {"startLine": location["line"] or 1}
+                if location.get("column"):
+                    region["startColumn"] = location["column"]
+                entry["locations"] = [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {
+                                "uri": Path(location["file"]).as_posix(),
+                                "uriBaseId": "%SRCROOT%",
+                            },
+                            "region": region,
+                        }
+                    }
+                ]
+            sarif_results.append(entry)
+    payload = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "pytest-fastapi-rules",
+                        "version": __version__,
+                        "informationUri": TOOL_URI,
+                        "rules": sarif_rules,
+                    }
+                },
+                "originalUriBaseIds": {"%SRCROOT%": {"uri": root.resolve().as_uri() + "/"}},
+                "results": sarif_results,
+            }
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

@@ -6,31 +6,15 @@ lazily, at collection, and only once; facts are gathered once and shared by ever
 
 from __future__ import annotations
 
-import os
 import sys
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
+from pytest_fastapi_rules.baseline import Baseline
 from pytest_fastapi_rules.facts import AppFacts
 from pytest_fastapi_rules.loading import AppLoadError, load_app
 from pytest_fastapi_rules.options import RulesOptions
-from pytest_fastapi_rules.registry import Finding, Rule
 from pytest_fastapi_rules.runtime import AppRuntime
-
-
-@dataclass
-class ItemResult:
-    """What one rule item produced, for the JSON report and the terminal summary."""
-
-    rule: Rule
-    target: str
-    outcome: str
-    message: str
-    findings: list[Finding] = field(default_factory=list)
-    location: dict[str, Any] | None = None
-    nodeid: str = ""
 
 
 class RulesSession:
@@ -42,9 +26,13 @@ class RulesSession:
         self._facts: AppFacts | None = None
         self._load_error: AppLoadError | None = None
         self._runtime: AppRuntime | None = None
-        self.results: dict[str, ItemResult] = {}
         self._sys_path_before = list(sys.path)
-        self._environ_before = dict(os.environ)
+        #: Raises BaselineError (a usage error) when the file is missing or unreadable.
+        self.baseline: Baseline | None = (
+            Baseline.load(options.baseline_path, updating=options.update_baseline)
+            if options.baseline_path
+            else None
+        )
 
     def facts(self) -> AppFacts:
         """Import the app and gather its facts, once; raises :class:`AppLoadError` every time it failed."""

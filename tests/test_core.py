@@ -103,9 +103,12 @@ def test_json_report_is_complete(pytester: pytest.Pytester, small_app: None, run
                 "fix": None,
                 "severity": "error",
                 "location": {"file": "small.py", "line": 7, "column": None},
+                "fingerprint": failed["findings"][0]["fingerprint"],
+                "baselined": False,
             }
         ],
     }
+    assert len(failed["findings"][0]["fingerprint"]) == 20
     assert failed["message"].startswith("FR201 async-endpoint: GET /api/v1/items: endpoint")
     assert {r["outcome"] for r in report["results"]} == {"passed", "failed"}
 

@@ -8,6 +8,7 @@ default: SECRET_KEY must be set or the application refuses to start.
 from functools import lru_cache
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,7 +26,7 @@ class Settings(BaseSettings):
     ENVIRONMENT: Literal["development", "staging", "production"] = "development"
 
     # Security
-    SECRET_KEY: str  # required, from the environment only
+    SECRET_KEY: str = Field(min_length=32)  # required, from the environment only
     ALGORITHM: str = "HS256"
     ACCESS_TOKEN_EXPIRE_MINUTES: int = 30
 

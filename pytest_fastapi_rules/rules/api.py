@@ -1,12 +1,364 @@
-"""FR2xx: routes and API design (Rules #7, #15, #16, #17)."""
+"""FR2xx: routes and API design (Rules #7, #15, #16, #17).
+
+The checks here read what FastAPI itself knows about a route: its effective response model (from
+``response_model=`` or the return annotation), response class, declared status code and the
+parameters of its whole dependency tree. The type helpers at the top walk annotations the way
+FastAPI and Pydantic read them (``Annotated`` extras, ``Optional``/unions, containers, nested models),
+so one understanding of "what does this route answer" is shared by every rule of the family.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import collections.abc
+import dataclasses
+import datetime
+import enum
+import re
+import types
+import typing
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
-from pytest_fastapi_rules.facts import is_coroutine_callable
-from pytest_fastapi_rules.registry import Basis, CheckContext, Finding, Scope, Severity, rule
-from pytest_fastapi_rules.rules.common import any_route
+from pydantic import BaseModel
+from starlette.responses import JSONResponse, Response
+
+from pytest_fastapi_rules.facts import is_coroutine_callable, type_hints
+from pytest_fastapi_rules.registry import (
+    Basis,
+    CheckContext,
+    Finding,
+    Location,
+    RuleSkipped,
+    Scope,
+    Severity,
+    rule,
+)
+from pytest_fastapi_rules.rules.common import any_route, code_of, is_api_route
+
+if TYPE_CHECKING:
+    from pytest_fastapi_rules.facts import AppFacts, RouteFacts
+    from pytest_fastapi_rules.options import RulesOptions
+
+
+# -- route predicates -------------------------------------------------------------------------------
+
+
+def _api_route_with(*methods: str) -> Callable[[RouteFacts, RulesOptions], bool]:
+    """``applies_to`` for API routes of the given HTTP methods."""
+    wanted = frozenset(methods)
+
+    def predicate(route: RouteFacts, options: RulesOptions) -> bool:
+        return route.method in wanted and is_api_route(route, options)
+
+    predicate.__name__ = f"api_{'_'.join(m.lower() for m in methods)}_route"
+    return predicate
+
+
+def _api_route_with_body(route: RouteFacts, options: RulesOptions) -> bool:
+    """API routes whose method can answer with a body (HEAD and OPTIONS never do)."""
+    return route.method not in ("HEAD", "OPTIONS") and is_api_route(route, options)
+
+
+# -- reading annotations ----------------------------------------------------------------------------
+
+_NONE_TYPE = type(None)
+_UNION_ORIGINS: tuple[Any, ...] = (Union, types.UnionType)
+_SEQUENCE_ORIGINS: tuple[Any, ...] = (
+    list,
+    set,
+    frozenset,
+    tuple,
+    collections.abc.Sequence,
+    collections.abc.MutableSequence,
+    collections.abc.Set,
+    collections.abc.MutableSet,
+    collections.abc.Collection,
+    collections.abc.Iterable,
+)
+_MAPPING_ORIGINS: tuple[Any, ...] = (
+    dict,
+    collections.abc.Mapping,
+    collections.abc.MutableMapping,
+)
+#: Types whose values are never a secret (a flag, a count, a timestamp, a fixed choice).
+_SCALAR_TYPES: tuple[type, ...] = (
+    bool,
+    int,
+    float,
+    datetime.datetime,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+)
+
+
+def _strip_annotated(tp: Any) -> tuple[Any, list[Any]]:
+    """``Annotated[T, x, y]`` -> ``(T, [x, y])``, nested ``Annotated`` flattened."""
+    extras: list[Any] = []
+    while get_origin(tp) is typing.Annotated:
+        extras.extend(getattr(tp, "__metadata__", ()))
+        tp = tp.__origin__
+    return tp, extras
+
+
+def _union_members(tp: Any) -> list[Any]:
+    """The members of a union (``X | Y``, ``Optional[X]``), or ``[tp]``."""
+    if get_origin(tp) in _UNION_ORIGINS:
+        return list(get_args(tp))
+    return [tp]
+
+
+def _without_none(tp: Any) -> list[Any]:
+    """Union members other than ``None``, each with its ``Annotated`` stripped."""
+    tp, _ = _strip_annotated(tp)
+    return [_strip_annotated(m)[0] for m in _union_members(tp) if m is not _NONE_TYPE and m is not None]
+
+
+def _single(tp: Any) -> Any:
+    """The one non-None type of ``T``/``Optional[T]``/``Annotated[...]``, or None for real unions."""
+    members = _without_none(tp)
+    return members[0] if len(members) == 1 else None
+
+
+def _is_class(tp: Any, base: type | tuple[type, ...]) -> bool:
+    return isinstance(tp, type) and issubclass(tp, base)
+
+
+def _is_model(tp: Any) -> bool:
+    return _is_class(tp, BaseModel) and tp is not BaseModel
+
+
+def _is_response_class(tp: Any) -> bool:
+    return _is_class(tp, Response)
+
+
+def type_name(tp: Any) -> str:
+    """A readable name for a type in a message: ``list[UserResponse]``, ``dict[str, Any]``."""
+    if tp is None or tp is _NONE_TYPE:
+        return "None"
+    if tp is Any:
+        return "Any"
+    if isinstance(tp, type) and not get_args(tp):
+        return tp.__name__
+    text = repr(tp)
+    text = re.sub(r"\btyping\.", "", text)
+    text = re.sub(r"\bcollections\.abc\.", "", text)
+    return re.sub(r"\b(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*)", r"\1", text)
+
+
+def _sequence_item(tp: Any) -> tuple[bool, Any]:
+    """``(True, item type)`` for list-like types (``tuple[X, ...]`` too, fixed tuples not)."""
+    origin = get_origin(tp) or tp
+    if origin is str or origin is bytes:
+        return False, None
+    if origin not in _SEQUENCE_ORIGINS:
+        return False, None
+    args = get_args(tp)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return True, args[0]
+        return (not args), Any
+    return True, (args[0] if args else Any)
+
+
+def _mapping_value(tp: Any) -> tuple[bool, Any]:
+    origin = get_origin(tp) or tp
+    if origin not in _MAPPING_ORIGINS:
+        return False, None
+    args = get_args(tp)
+    return True, (args[1] if len(args) == 2 else Any)
+
+
+def _untyped(tp: Any) -> str | None:
+    """Why ``tp`` describes no shape at all (``Any``, ``dict``, ``list[Any]``...), or None if typed."""
+    tp, _ = _strip_annotated(tp)
+    if tp is Any or tp is object:
+        return type_name(tp)
+    members = _without_none(tp)
+    if len(members) > 1:
+        return type_name(tp) if all(_untyped(m) for m in members) else None
+    if not members:
+        return None
+    inner = members[0]
+    is_seq, item = _sequence_item(inner)
+    if is_seq:
+        return type_name(tp) if _untyped(item) else None
+    is_map, value = _mapping_value(inner)
+    if is_map:
+        return type_name(tp) if _untyped(value) else None
+    if inner is Any or inner is object:
+        return type_name(tp)
+    return None
+
+
+def _constraints(field_info: Any, annotation: Any) -> dict[str, Any]:
+    """Numeric and length bounds (``le``, ``lt``, ``ge``, ``gt``, ``max_length``) of a parameter.
+
+    Pydantic and FastAPI keep them as ``annotated_types`` objects (``Le``, ``MaxLen``, ``Interval``),
+    ``StringConstraints`` or nested ``FieldInfo`` in ``field_info.metadata``, or inside the
+    annotation itself (``constr(max_length=...)`` under ``Optional``): all places are read.
+    """
+    found: dict[str, list[Any]] = {}
+    pending: list[Any] = list(getattr(field_info, "metadata", None) or [])
+    for name in ("le", "lt", "ge", "gt", "max_length"):  # pydantic v1-era FieldInfo kept them flat
+        value = getattr(field_info, name, None)
+        if isinstance(value, int | float):
+            found.setdefault(name, []).append(value)
+    annotations = [annotation]
+    seen = 0
+    while annotations and seen < 64:
+        seen += 1
+        current, extras = _strip_annotated(annotations.pop())
+        pending.extend(extras)
+        for member in _union_members(current):
+            if member is not current or get_origin(member) is typing.Annotated:
+                annotations.append(member)
+    steps = 0
+    while pending and steps < 256:
+        steps += 1
+        item = pending.pop()
+        if item is None:
+            continue
+        inner = getattr(item, "metadata", None)
+        if isinstance(inner, list):
+            pending.extend(inner)
+        for name in ("le", "lt", "ge", "gt", "max_length"):
+            value = getattr(item, name, None)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                found.setdefault(name, []).append(value)
+    bounds: dict[str, Any] = {}
+    for name in ("le", "lt", "max_length"):
+        if name in found:
+            bounds[name] = min(found[name])
+    for name in ("ge", "gt"):
+        if name in found:
+            bounds[name] = max(found[name])
+    return bounds
+
+
+def _snake(name: str) -> str:
+    """``apiKey``/``APIKey``/``api-key`` -> ``api_key``: how a field name reads, whatever its case."""
+    text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
+    return text.replace("-", "_").lower()
+
+
+def _return_annotation(route: RouteFacts) -> Any:
+    """The endpoint's return annotation as FastAPI reads it (None when absent)."""
+    try:
+        from fastapi.dependencies.utils import get_typed_return_annotation
+
+        return get_typed_return_annotation(route.endpoint)
+    except Exception:  # noqa: BLE001 - unresolvable forward references, odd callables
+        hints = type_hints(route.function) or route.endpoint_type_hints()
+        return hints.get("return")
+
+
+def _answer_types(route: RouteFacts) -> list[tuple[str, Any]]:
+    """What the route hands FastAPI to serialise: ``(what, type)`` for each declared type.
+
+    The effective response model, the item type of a JSON-lines/SSE stream, and the return
+    annotation when FastAPI did not use it (``response_model=None``); duplicates removed.
+    """
+    answers: list[tuple[str, Any]] = []
+    model = route.response_model
+    if model is not None:
+        answers.append(("response model", model))
+    stream_item = route.effective.get("stream_item_type")
+    if stream_item is not None:
+        answers.append(("stream item type", stream_item))
+    annotation = _return_annotation(route)
+    if annotation is not None and model is None and stream_item is None:
+        answers.append(("return annotation", annotation))
+    return answers
+
+
+# -- query parameters of the whole dependency tree -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    """One query parameter as the client sends it, and the dependency it comes from."""
+
+    name: str
+    alias: str
+    annotation: Any
+    field_info: Any
+    #: The callable whose signature declares it (the endpoint or a sub-dependency).
+    origin: Any
+    #: The Pydantic model it is a field of, for ``Annotated[Model, Query()]`` parameters.
+    model: type[BaseModel] | None = None
+
+    @property
+    def names(self) -> set[str]:
+        """Both spellings, snake-cased: what a name list is compared against."""
+        return {_snake(self.name), _snake(self.alias)}
+
+    @property
+    def bounds(self) -> dict[str, Any]:
+        return _constraints(self.field_info, self.annotation)
+
+
+def _query_model(field: Any) -> type[BaseModel] | None:
+    """The model of an ``Annotated[Model, Query()]`` parameter (FastAPI 0.115+), else None."""
+    single = _single(getattr(field.field_info, "annotation", None))
+    return single if _is_model(single) else None
+
+
+def iter_query_params(route: RouteFacts) -> Iterator[QueryParam]:
+    """Every query parameter of the route's dependency tree, query models expanded."""
+    for dependant in route.iter_dependants():
+        origin = dependant.call if dependant.call is not None else route.endpoint
+        for field in getattr(dependant, "query_params", None) or []:
+            field_info = getattr(field, "field_info", None)
+            model = _query_model(field)
+            if model is not None:
+                for name, info in model.model_fields.items():
+                    yield QueryParam(
+                        name=name,
+                        alias=info.alias or name,
+                        annotation=info.annotation,
+                        field_info=info,
+                        origin=origin,
+                        model=model,
+                    )
+                continue
+            name = str(getattr(field, "name", ""))
+            yield QueryParam(
+                name=name,
+                alias=str(getattr(field, "alias", None) or name),
+                annotation=getattr(field_info, "annotation", None),
+                field_info=field_info,
+                origin=origin,
+            )
+
+
+def _describe_origin(param: QueryParam, route: RouteFacts, facts: AppFacts) -> str:
+    """`` (from dependency `x`)`` when the parameter is not the endpoint's own; '' otherwise."""
+    parts: list[str] = []
+    if param.model is not None:
+        parts.append(f"of query model `{param.model.__name__}`")
+    if param.origin is not route.endpoint and param.origin is not None:
+        owner = code_of(param.origin) if not facts.is_own_object(param.origin) else _short(param.origin)
+        library = "" if facts.is_own_object(param.origin) else ", a library dependency"
+        parts.append(f"from dependency `{owner}`{library}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _short(obj: Any) -> str:
+    return str(getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__)
+
+
+def _param_location(param: QueryParam, route: RouteFacts, facts: AppFacts) -> Location | None:
+    """Where to fix a parameter: the app's own dependency that declares it, else the endpoint."""
+    if param.origin is not route.endpoint and facts.is_own_object(param.origin):
+        return facts.location_of(param.origin) or route.location
+    return route.location
+
+
+# -- FR201 ----------------------------------------------------------------------------------------
 
 
 @rule(
@@ -35,3 +387,770 @@ def check_async_endpoint(context: CheckContext) -> Iterator[Finding]:
         message=f"endpoint `{name}` is a sync `def`; FastAPI runs it in a worker thread",
         location=route.location,
     )
+
+
+# -- FR202 ----------------------------------------------------------------------------------------
+
+
+def _has_no_body(status: int) -> bool:
+    """Statuses whose response carries no body (1xx, 204, 205, 304) or only a redirect (3xx)."""
+    return status < 200 or status in (204, 205) or 300 <= status < 400
+
+
+@rule(
+    code="FR202",
+    name="response-model-declared",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.APP,
+    section="Rules #15, #16",
+    summary=(
+        "Every route that returns a JSON body declares a response model (`response_model=` or "
+        "the return annotation); 204 routes and non-JSON responses (streams, files) are exempt."
+    ),
+    rationale=(
+        "The response model is what filters the answer (no stray fields, no password hash), "
+        "validates it, and documents it in OpenAPI; without one FastAPI serialises whatever the "
+        "endpoint returns, and `dict`/`Any` models do the same."
+    ),
+    fix="Annotate the endpoint's return type with a Pydantic response schema (`-> UserResponse`).",
+    applies_to=_api_route_with_body,
+    bad_example='@router.get("/users/{user_id}")\nasync def get_user(user_id: int) -> dict: ...',
+    good_example='@router.get("/users/{user_id}")\nasync def get_user(user_id: int) -> UserResponse: ...',
+)
+def check_response_model_declared(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    status = route.declared_status
+    if _has_no_body(status):
+        raise RuleSkipped(f"{route.target} answers {status}, a status without a JSON body")
+    response_class = route.response_class
+    if _is_response_class(response_class) and not _is_class(response_class, JSONResponse):
+        raise RuleSkipped(f"{route.target} answers with `{response_class.__name__}`, not JSON")
+    annotation = _return_annotation(route)
+    stripped = _single(annotation)
+    if _is_response_class(stripped) and (
+        not _is_class(stripped, JSONResponse) or route.response_model is None
+    ):
+        raise RuleSkipped(f"{route.target} returns a `{stripped.__name__}` that it builds itself")
+
+    model = route.response_model
+    if model is None:
+        model = route.effective.get("stream_item_type")
+    if model is None:
+        if route.effective.get("is_json_stream"):
+            message = "streams JSON lines with no item type; annotate `-> AsyncIterable[ItemSchema]`"
+        elif annotation is not None and orm_classes_in(annotation):
+            # One mistake, one finding: returning ORM objects is FR203's to report
+            raise RuleSkipped(
+                f"{route.target} returns the ORM class `{orm_classes_in(annotation)[0].__name__}` "
+                "with response_model=None: reported by FR203 no-orm-in-response"
+            )
+        elif annotation is not None and not _is_response_class(stripped):
+            message = (
+                f"sets `response_model=None`, so its return annotation `{type_name(annotation)}` "
+                "neither filters nor documents the answer"
+            )
+        elif _return_is_none(route):
+            message = (
+                "is annotated `-> None` but answers 200 with a `null` body; declare a response "
+                "model, or `status_code=204` when there is nothing to return"
+            )
+        else:
+            message = f"answers {status} with no response model: FastAPI serialises whatever it returns"
+        yield Finding(message=f"endpoint `{route.name}` {message}", location=route.location)
+        return
+    untyped = _untyped(model)
+    if untyped is not None:
+        yield Finding(
+            message=(
+                f"endpoint `{route.name}` declares the untyped response model `{untyped}`: "
+                "it neither filters nor documents the answer"
+            ),
+            location=route.location,
+        )
+
+
+def _return_is_none(route: RouteFacts) -> bool:
+    hints = type_hints(route.function)
+    return "return" in hints and hints["return"] in (None, _NONE_TYPE)
+
+
+# -- FR203 ----------------------------------------------------------------------------------------
+
+
+def _mapped_class(tp: Any) -> bool:
+    """Whether ``tp`` is a SQLAlchemy-mapped class (declarative or imperative)."""
+    if not isinstance(tp, type):
+        return False
+    try:
+        from sqlalchemy import inspect as sa_inspect
+        from sqlalchemy.orm import Mapper
+    except ImportError:  # pragma: no cover - the app cannot have ORM classes then
+        return False
+    try:
+        return isinstance(sa_inspect(tp, raiseerr=False), Mapper)
+    except Exception:  # noqa: BLE001 - inspection of exotic classes
+        return False
+
+
+def _iter_nested_types(tp: Any) -> Iterator[Any]:
+    """Every type reachable from ``tp``: union members, container items, dict values, fields.
+
+    Nested Pydantic models and dataclasses are entered (each once), so a mapped class hidden in a
+    field with ``arbitrary_types_allowed`` is found too.
+    """
+    stack = [tp]
+    seen: set[int] = set()
+    steps = 0
+    while stack and steps < 2000:
+        steps += 1
+        current, _ = _strip_annotated(stack.pop())
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if get_origin(current) in _UNION_ORIGINS:
+            stack.extend(get_args(current))
+            continue
+        is_seq, item = _sequence_item(current)
+        if is_seq:
+            stack.extend(get_args(current) or [item])
+            continue
+        is_map, value = _mapping_value(current)
+        if is_map:
+            stack.append(value)
+            continue
+        if _is_model(current):
+            stack.extend(f.annotation for f in current.model_fields.values())
+        elif isinstance(current, type) and dataclasses.is_dataclass(current):
+            hints = type_hints(current)
+            stack.extend(hints.get(f.name, f.type) for f in dataclasses.fields(current))
+
+
+def orm_classes_in(tp: Any) -> list[type]:
+    """SQLAlchemy-mapped classes that ``tp`` is or contains (shared with FR203's runtime half)."""
+    found: list[type] = []
+    for current in _iter_nested_types(tp):
+        if _mapped_class(current) and current not in found:
+            found.append(current)
+    return found
+
+
+def _app_has_orm(facts: AppFacts) -> bool:
+    try:
+        return bool(facts.mapped_classes)
+    except Exception:  # noqa: BLE001 - SQLAlchemy absent or a registry that cannot be read
+        return False
+
+
+@rule(
+    code="FR203",
+    name="no-orm-in-response",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.APP,
+    section="Rule #15",
+    summary=(
+        "No response model or return annotation is (or contains) a SQLAlchemy-mapped class; "
+        "endpoints convert ORM objects to Pydantic schemas."
+    ),
+    rationale=(
+        "Serialising an ORM object triggers lazy loads outside the session (MissingGreenlet on "
+        "AsyncSession), follows relationships into cycles, and leaks every column, including "
+        "password hashes."
+    ),
+    fix="Return a Pydantic schema with `from_attributes=True` (`UserResponse.model_validate(user)`).",
+    applies_to=any_route,
+    bad_example=(
+        '@router.get("/users/{user_id}", response_model=None)\n'
+        "async def get_user(user_id: int, service: UserServiceDep) -> User: ..."
+    ),
+    good_example=(
+        '@router.get("/users/{user_id}")\n'
+        "async def get_user(user_id: int, service: UserServiceDep) -> UserResponse:\n"
+        "    return UserResponse.model_validate(await service.get_user(user_id))"
+    ),
+)
+def check_no_orm_in_response(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    reported: set[int] = set()
+    for what, tp in _answer_types(route):
+        for mapped in orm_classes_in(tp):
+            if id(mapped) in reported:
+                continue
+            reported.add(id(mapped))
+            whole = f"the {what} `{type_name(tp)}`"
+            relation = "is" if _single(tp) is mapped else "contains"
+            yield Finding(
+                message=(
+                    f"{whole} of endpoint `{route.name}` {relation} the SQLAlchemy-mapped class "
+                    f"`{mapped.__name__}`"
+                ),
+                location=route.location,
+            )
+    if not reported and not _app_has_orm(context.facts):
+        raise RuleSkipped("the app has no SQLAlchemy-mapped classes")
+
+
+# -- FR204 ----------------------------------------------------------------------------------------
+
+# fmt: off
+ACTION_VERBS = frozenset({
+    "activate", "deactivate", "approve", "reject", "archive", "unarchive", "restore", "publish",
+    "unpublish", "cancel", "confirm", "verify", "validate", "send", "resend", "reset", "recover",
+    "refresh", "login", "logout", "signin", "signout", "authenticate", "authorize", "search", "query",
+    "check", "test", "run", "execute", "start", "stop", "pause", "resume", "retry", "sync", "import",
+    "export", "download", "process", "calculate", "compute", "preview", "render", "generate", "convert",
+    "ping", "subscribe", "unsubscribe", "follow", "unfollow", "like", "unlike", "join", "leave", "lock",
+    "unlock", "enable", "disable", "submit", "complete", "close", "reopen", "assign", "unassign",
+    "invite", "accept", "decline", "mark", "move", "copy", "clone", "duplicate", "merge", "transfer",
+    "charge", "refund", "pay", "notify", "trigger", "invoke", "apply", "revoke", "rotate", "renew",
+    "acknowledge", "ack", "count", "estimate", "evaluate", "predict", "batch", "bulk",
+})
+# fmt: on
+#: Segments that are endpoints by nature, never a collection to create in.
+NON_CREATE_SEGMENTS = frozenset(
+    {"graphql", "webhook", "webhooks", "callback", "callbacks", "rpc", "jsonrpc", "token"}
+)
+#: Actions that legitimately create something (a copy, a batch of rows, an invitation): 201 is fine.
+CREATING_ACTIONS = frozenset({"clone", "copy", "duplicate", "bulk", "batch", "import", "invite"})
+
+_ACTION_STATUSES = (200, 202, 204)
+_CREATE_STATUSES = (201, 202)
+
+_token_url_cache: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _words(segment: str) -> list[str]:
+    return [w for w in re.split(r"[-_.]+", _snake(segment)) if w]
+
+
+def _oauth2_token_paths(facts: AppFacts) -> frozenset[str]:
+    """``tokenUrl``/``refreshUrl`` of every OAuth2 flow of every security scheme in the app."""
+    cached = _token_url_cache.get(facts)
+    if cached is not None:
+        return cached
+    urls: set[str] = set()
+    for route in facts.routes:
+        for scheme in route.security_schemes():
+            flows = getattr(getattr(scheme, "model", None), "flows", None)
+            for flow_name in ("password", "clientCredentials", "authorizationCode"):
+                flow = getattr(flows, flow_name, None)
+                for attr in ("tokenUrl", "refreshUrl"):
+                    url = getattr(flow, attr, None)
+                    if isinstance(url, str) and url:
+                        urls.add(url)
+    result = frozenset(urls)
+    _token_url_cache[facts] = result
+    return result
+
+
+def _matches_token_url(path: str, url: str) -> bool:
+    """Whether route ``path`` is the endpoint of ``url`` (absolute URL, absolute or relative path)."""
+    from urllib.parse import urlsplit
+
+    url_path = urlsplit(url).path if "://" in url else url.split("?", 1)[0]
+    route_path = path.rstrip("/") or "/"
+    if url_path.startswith("/"):
+        return route_path == (url_path.rstrip("/") or "/")
+    relative = url_path.strip("/")
+    if not relative:
+        return False
+    return route_path == f"/{relative}" or route_path.endswith(f"/{relative}")
+
+
+def _takes_password_form(route: RouteFacts) -> bool:
+    try:
+        from fastapi.security import OAuth2PasswordRequestForm
+    except ImportError:  # pragma: no cover
+        return False
+    return any(_is_class(d.call, OAuth2PasswordRequestForm) for d in route.iter_dependants())
+
+
+def is_token_endpoint(route: RouteFacts, facts: AppFacts) -> bool:
+    """The OAuth2 token endpoint: a ``tokenUrl`` of the app's schemes, or a password-form route."""
+    if route.method != "POST":
+        return False
+    if any(_matches_token_url(route.path, url) for url in _oauth2_token_paths(facts)):
+        return True
+    return _takes_password_form(route)
+
+
+def _status_text(route: RouteFacts) -> str:
+    if route.status_code is None:
+        return "200 (FastAPI's default)"
+    return str(route.status_code)
+
+
+@rule(
+    code="FR204",
+    name="create-returns-201",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.APP,
+    section="Rule #16",
+    summary=(
+        "POST to a collection declares 201 (or 202); action POSTs (`/{id}/activate`) declare 200, "
+        "202 or 204; the OAuth2 token endpoint is a login and answers 200."
+    ),
+    rationale=(
+        "Clients and generated SDKs tell a creation from other outcomes by the status: 201 Created "
+        "says a new resource exists; an action creates nothing, so 201 misleads."
+    ),
+    fix="Declare `status_code=status.HTTP_201_CREATED` on the create route.",
+    applies_to=_api_route_with("POST"),
+    bad_example='@router.post("/posts")\nasync def create_post(data: PostCreate) -> PostResponse: ...',
+    good_example=(
+        '@router.post("/posts", status_code=status.HTTP_201_CREATED)\n'
+        "async def create_post(data: PostCreate) -> PostResponse: ..."
+    ),
+)
+def check_create_returns_201(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    status = route.declared_status
+    if is_token_endpoint(route, context.facts):
+        if status != 200:
+            yield Finding(
+                message=(
+                    f"the OAuth2 token endpoint declares {_status_text(route)}; a token request is "
+                    "a login, not a create, and answers 200 (RFC 6749, section 5.1)"
+                ),
+                location=route.location,
+                fix="Remove the `status_code=` of the token endpoint (200 is FastAPI's default).",
+            )
+        return
+    segments = [s for s in route.path.split("/") if s]
+    if not segments:
+        raise RuleSkipped(f"{route.target} has no path segment to judge")
+    last = segments[-1]
+    if last.startswith("{") and last.endswith("}"):
+        raise RuleSkipped(f"{route.target} ends in a path parameter: neither a collection nor a named action")
+    words = _words(last)
+    verbs = ACTION_VERBS | frozenset(context.options.action_verbs)
+    first = words[0] if words else last.lower()
+    if first in CREATING_ACTIONS or (len(words) > 1 and words[-1] in verbs and first not in verbs):
+        # `/items/bulk`, `/{id}/clone`, `/password-reset`: may create, may not; any success fits
+        if status in _ACTION_STATUSES + _CREATE_STATUSES:
+            return
+        yield Finding(
+            message=f"POST to `{last}` declares {_status_text(route)}, not a success status of a POST",
+            location=route.location,
+            fix="Declare 200, 201, 202 or 204.",
+        )
+        return
+    if (
+        first in verbs
+        or last.lower() in NON_CREATE_SEGMENTS
+        or (len(words) > 1 and words[-1] in NON_CREATE_SEGMENTS)
+    ):
+        if status in _ACTION_STATUSES:
+            return
+        yield Finding(
+            message=(
+                f"`{last}` is an action, not a create, yet declares {_status_text(route)}; "
+                "an action answers 200, 202 or 204"
+            ),
+            location=route.location,
+            fix="Declare 200 (the default) or 202 Accepted for queued work; 201 is for creates.",
+        )
+        return
+    if status in _CREATE_STATUSES:
+        return
+    yield Finding(
+        message=(
+            f"POST to the collection `{last}` declares {_status_text(route)}; a create answers "
+            "201 Created (or 202 Accepted when it is queued)"
+        ),
+        location=route.location,
+        fix=(
+            "Declare `status_code=status.HTTP_201_CREATED`; if this POST is an action, not a "
+            "create, add its verb to `fastapi_rules_action_verbs`."
+        ),
+    )
+
+
+# -- FR206 ----------------------------------------------------------------------------------------
+
+
+def _body_models(route: RouteFacts) -> list[type[BaseModel]]:
+    """Pydantic models received as the request body, anywhere in the dependency tree."""
+    models: list[type[BaseModel]] = []
+    for dependant in route.iter_dependants():
+        for field in getattr(dependant, "body_params", None) or []:
+            single = _single(getattr(getattr(field, "field_info", None), "annotation", None))
+            if _is_model(single) and single not in models:
+                models.append(single)
+    return models
+
+
+@rule(
+    code="FR206",
+    name="update-schema-partial",
+    severity=Severity.WARNING,
+    scope=Scope.ROUTE,
+    basis=Basis.APP,
+    section="Rules #14, #16",
+    summary="PATCH body models have every field optional; PUT body models are full.",
+    rationale=(
+        "PATCH changes only the fields sent: a required field forces clients to resend data they "
+        "do not change. PUT replaces the whole resource: a model with nothing required turns it "
+        "into a PATCH that silently keeps old values."
+    ),
+    fix="PATCH: give every field a default (`bio: str | None = None`); PUT: make the fields required.",
+    applies_to=_api_route_with("PATCH", "PUT"),
+    bad_example="class UserUpdate(BaseModel):\n    email: EmailStr\n    bio: str | None = None",
+    good_example=(
+        "class UserUpdate(BaseModel):\n    email: EmailStr | None = None\n    bio: str | None = None"
+    ),
+)
+def check_update_schema_partial(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    models = _body_models(route)
+    if not models:
+        raise RuleSkipped(f"{route.target} takes no Pydantic body model")
+    for model in models:
+        fields = model.model_fields
+        required = [name for name, info in fields.items() if info.is_required()]
+        location = context.facts.location_of(model) or route.location
+        if route.method == "PATCH" and required:
+            names = ", ".join(f"`{n}`" for n in required)
+            yield Finding(
+                message=(
+                    f"PATCH body `{model.__name__}` requires {names}; a partial update makes "
+                    "every field optional"
+                ),
+                location=location,
+            )
+        elif route.method == "PUT" and fields and not required:
+            yield Finding(
+                message=(
+                    f"PUT body `{model.__name__}` has no required field; a PUT replaces the whole "
+                    "resource, so its model is the full representation"
+                ),
+                location=location,
+                fix="Make the fields required (a PUT sends them all), or serve partial updates as PATCH.",
+            )
+
+
+# -- FR207 ----------------------------------------------------------------------------------------
+
+PAGE_SIZE_NAMES = frozenset(
+    {"limit", "page_size", "pagesize", "per_page", "size", "page_limit", "take", "count", "max_results"}
+)
+OFFSET_NAMES = frozenset({"skip", "offset", "page", "start"})
+ENVELOPE_LIST_FIELDS = ("items", "data", "results", "records", "entries", "rows")
+
+
+def _list_answer(tp: Any) -> str | None:
+    """How ``tp`` answers a list (``list[X]``, or ``Page.items``), or None for a single object."""
+    single = _single(tp)
+    if single is None:
+        return None
+    if _sequence_item(single)[0]:
+        return f"`{type_name(tp)}`"
+    if _is_model(single):
+        for name in ENVELOPE_LIST_FIELDS:
+            info = single.model_fields.get(name)
+            inner = _single(info.annotation) if info is not None else None
+            if inner is not None and _sequence_item(inner)[0]:
+                return f"`{single.__name__}.{name}` (`{type_name(info.annotation if info else None)}`)"
+    return None
+
+
+def _is_int_param(param: QueryParam) -> bool:
+    single = _single(param.annotation)
+    return _is_class(single, int) and not _is_class(single, bool)
+
+
+def _upper_bound(bounds: dict[str, Any]) -> float | None:
+    candidates = []
+    if "le" in bounds:
+        candidates.append(bounds["le"])
+    if "lt" in bounds:
+        candidates.append(bounds["lt"] - 1)
+    return min(candidates) if candidates else None
+
+
+def _lower_bound(bounds: dict[str, Any]) -> float | None:
+    candidates = []
+    if "ge" in bounds:
+        candidates.append(bounds["ge"])
+    if "gt" in bounds:
+        candidates.append(bounds["gt"] + 1)
+    return max(candidates) if candidates else None
+
+
+@rule(
+    code="FR207",
+    name="pagination-bounded",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.APP,
+    section="Rules #16, #17",
+    summary=(
+        "GET routes answering a list take a page-size query parameter bounded above (`le`, "
+        "default max 100) and, if they take an offset, bound it below (`ge=0`)."
+    ),
+    rationale=(
+        "An unbounded list answer grows with the table: one request can load every row into "
+        "memory; `?limit=1000000` or a negative offset must be refused with a 422."
+    ),
+    fix="Add `limit: int = Query(20, ge=1, le=100)` and `skip: int = Query(0, ge=0)`.",
+    applies_to=_api_route_with("GET"),
+    bad_example=(
+        '@router.get("/posts")\nasync def list_posts(service: PostServiceDep) -> list[PostResponse]:'
+    ),
+    good_example=(
+        '@router.get("/posts")\nasync def list_posts(\n    service: PostServiceDep,\n'
+        "    skip: int = Query(0, ge=0),\n    limit: int = Query(20, ge=1, le=100),\n"
+        ") -> list[PostResponse]: ..."
+    ),
+)
+def check_pagination_bounded(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    answer = None
+    for _, tp in _answer_types(route):
+        answer = _list_answer(tp)
+        if answer:
+            break
+    if answer is None:
+        raise RuleSkipped(f"{route.target} does not answer a list")
+    maximum = context.options.max_page_size
+    params = [p for p in iter_query_params(route) if _is_int_param(p)]
+    sizes = [p for p in params if p.names & PAGE_SIZE_NAMES]
+    offsets = [p for p in params if p.names & OFFSET_NAMES and p not in sizes]
+    if not sizes:
+        yield Finding(
+            message=(
+                f"endpoint `{route.name}` answers a list ({answer}) but takes no page-size query "
+                f"parameter (`limit`, `page_size`, `per_page`, ...) bounded by `le<={maximum}`"
+            ),
+            location=route.location,
+        )
+    for param in sizes:
+        upper = _upper_bound(param.bounds)
+        where = _describe_origin(param, route, context.facts)
+        if upper is None:
+            yield Finding(
+                message=f"page size `{param.alias}`{where} has no upper bound; add `le={maximum}`",
+                location=_param_location(param, route, context.facts),
+            )
+        elif upper > maximum:
+            yield Finding(
+                message=(
+                    f"page size `{param.alias}`{where} allows up to {upper:g}, above the maximum "
+                    f"page size {maximum}"
+                ),
+                location=_param_location(param, route, context.facts),
+                fix=f"Lower its bound to `le={maximum}` (or raise `fastapi_rules_max_page_size`).",
+            )
+    for param in offsets:
+        lower = _lower_bound(param.bounds)
+        if lower is None or lower < 0:
+            where = _describe_origin(param, route, context.facts)
+            found = "has no lower bound" if lower is None else f"allows {lower:g}"
+            yield Finding(
+                message=f"offset `{param.alias}`{where} {found}; add `ge=0`",
+                location=_param_location(param, route, context.facts),
+            )
+
+
+# -- FR208 ----------------------------------------------------------------------------------------
+
+SORT_PARAM_NAMES = frozenset(
+    {"sort", "sort_by", "order", "order_by", "ordering", "sort_order", "direction", "dir"}
+)
+
+
+def _is_choice(tp: Any) -> bool:
+    """``Literal[...]`` or an ``Enum``: a closed set of values, not free text."""
+    return get_origin(tp) is Literal or _is_class(tp, enum.Enum)
+
+
+@rule(
+    code="FR208",
+    name="query-strings-bounded",
+    severity=Severity.WARNING,
+    scope=Scope.ROUTE,
+    basis=Basis.APP,
+    section="Rule #17",
+    summary=(
+        "Free-text `str` query parameters carry `max_length`; sort/order parameters are `Enum` or `Literal`."
+    ),
+    rationale=(
+        "An unbounded search string reaches `LIKE` queries and logs at any size; a free-text sort "
+        "field lets clients order by any column name the code interpolates, or fail with a 500."
+    ),
+    fix="Bound free text with `Query(max_length=100)`; type sort fields as an `Enum` or `Literal`.",
+    applies_to=is_api_route,
+    bad_example="async def list_users(search: str | None = None, order: str = 'desc') -> ...",
+    good_example=(
+        "async def list_users(\n    search: str | None = Query(None, max_length=100),\n"
+        "    order: SortOrder = SortOrder.DESC,\n) -> ..."
+    ),
+)
+def check_query_strings_bounded(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    facts = context.facts
+    params = list(iter_query_params(route))
+    if not params:
+        raise RuleSkipped(f"{route.target} takes no query parameters")
+    for param in params:
+        single = _single(param.annotation)
+        if single is None or _is_choice(single) or single is not str:
+            continue
+        where = _describe_origin(param, route, facts)
+        location = _param_location(param, route, facts)
+        if param.names & SORT_PARAM_NAMES:
+            yield Finding(
+                message=(
+                    f"sort parameter `{param.alias}`{where} is a plain `str`; make it an `Enum` "
+                    "or a `Literal` of the allowed values"
+                ),
+                location=location,
+                fix="Type it as an Enum (`order: SortOrder = SortOrder.DESC`) or a Literal.",
+            )
+        elif "max_length" not in param.bounds:
+            yield Finding(
+                message=f"free-text query parameter `{param.alias}`{where} has no `max_length`",
+                location=location,
+                fix=f"Bound it: `{param.name}: str | None = Query(None, max_length=100)`.",
+            )
+
+
+# -- FR209 ----------------------------------------------------------------------------------------
+
+SECRET_NAMES = (
+    "password",
+    "passwd",
+    "hashed_password",
+    "password_hash",
+    "secret",
+    "client_secret",
+    "secret_key",
+    "api_key",
+    "apikey",
+    "private_key",
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """A field name that holds a password, a hash or a secret (``UserOut.hashedPassword``...)."""
+    snake = _snake(name)
+    if snake.startswith("hashed_"):
+        return True
+    return any(snake == secret or snake.endswith(f"_{secret}") for secret in SECRET_NAMES)
+
+
+def _cannot_hold_secret(tp: Any) -> bool:
+    """Flags, numbers, timestamps and fixed choices never carry a secret's value."""
+    members = _without_none(tp)
+    return bool(members) and all(_is_class(m, _SCALAR_TYPES) or _is_choice(m) for m in members)
+
+
+def _excluded_names(spec: Any) -> set[str]:
+    if isinstance(spec, set | frozenset | list | tuple):
+        return {str(x) for x in spec}
+    if isinstance(spec, dict):
+        return {str(k) for k, v in spec.items() if v is True or v is ...}
+    return set()
+
+
+def secret_fields(
+    tp: Any,
+    top_exclude: collections.abc.Set[str] = frozenset(),
+    top_include: collections.abc.Set[str] | None = None,
+) -> Iterator[str]:
+    """Dotted paths (``UserResponse.profile.api_key``) of secret-named fields reachable from ``tp``.
+
+    Walks nested models, dataclasses, lists, unions and dict values; fields the model never
+    serialises (``Field(exclude=True)``) and those the route excludes are left out.
+    """
+    seen: set[int] = set()
+    budget = [5000]  # fields visited: a bound for pathological, very wide schemas
+
+    def walk(current: Any, path: str, top: bool) -> Iterator[str]:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
+        current, _ = _strip_annotated(current)
+        if get_origin(current) in _UNION_ORIGINS:
+            for member in get_args(current):
+                yield from walk(member, path, top)
+            return
+        is_seq, item = _sequence_item(current)
+        if is_seq:
+            for member in get_args(current) or [item]:
+                if member is not Ellipsis:
+                    yield from walk(member, path, top)
+            return
+        is_map, value = _mapping_value(current)
+        if is_map:
+            yield from walk(value, path, False)
+            return
+        fields: list[tuple[str, list[str], Any]] = []
+        if _is_model(current):
+            for name, info in current.model_fields.items():
+                if info.exclude is True:
+                    continue
+                spellings = [name] + [a for a in (info.alias, info.serialization_alias) if isinstance(a, str)]
+                fields.append((name, spellings, info.annotation))
+        elif isinstance(current, type) and dataclasses.is_dataclass(current):
+            hints = type_hints(current)
+            fields = [(f.name, [f.name], hints.get(f.name, f.type)) for f in dataclasses.fields(current)]
+        else:
+            return
+        if id(current) in seen:
+            return
+        seen.add(id(current))
+        prefix = path or current.__name__
+        for name, spellings, annotation in fields:
+            if top and (name in top_exclude or (top_include is not None and name not in top_include)):
+                continue
+            field_path = f"{prefix}.{name}"
+            if any(is_secret_name(s) for s in spellings) and not _cannot_hold_secret(annotation):
+                yield field_path
+            yield from walk(annotation, field_path, False)
+        seen.discard(id(current))
+
+    yield from walk(tp, "", True)
+
+
+@rule(
+    code="FR209",
+    name="no-secrets-in-response",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.APP,
+    section="Rules #15, #21",
+    summary=(
+        "No response model (nested models included) has a field named like a password, hash or "
+        "secret (`password`, `hashed_password`, `secret`, `api_key`, ...)."
+    ),
+    rationale=(
+        "Whatever the response model declares is sent to the client: a `hashed_password` field "
+        "hands out the hash for offline cracking, an `api_key` field hands out the key."
+    ),
+    fix="Remove the field from the response schema (keep it in the ORM model and the create schema).",
+    applies_to=any_route,
+    bad_example="class UserResponse(BaseModel):\n    id: int\n    email: str\n    hashed_password: str",
+    good_example="class UserResponse(BaseModel):\n    id: int\n    email: str",
+)
+def check_no_secrets_in_response(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    answers = _answer_types(route)
+    if not answers:
+        raise RuleSkipped(f"{route.target} declares no response type to inspect")
+    exclude = _excluded_names(route.effective.get("response_model_exclude"))
+    include_spec = route.effective.get("response_model_include")
+    include = _excluded_names(include_spec) if include_spec is not None else None
+    reported: set[str] = set()
+    for what, tp in answers:
+        for path in secret_fields(tp, exclude, include):
+            if path in reported:
+                continue
+            reported.add(path)
+            yield Finding(
+                message=f"the {what} of endpoint `{route.name}` exposes the secret field `{path}`",
+                location=route.location,
+            )

@@ -60,6 +60,27 @@ def markdown_rule_table(rules: list[Rule] | None = None) -> str:
     return "\n".join(lines)
 
 
+README_TABLE_START = "<!-- rules-table:start -->"
+README_TABLE_END = "<!-- rules-table:end -->"
+
+
+def readme_with_rule_table(readme: str) -> str:
+    """``readme`` with the text between the rule-table markers replaced by the registry's table."""
+    start = readme.index(README_TABLE_START) + len(README_TABLE_START)
+    end = readme.index(README_TABLE_END)
+    return f"{readme[:start]}\n{markdown_rule_table()}\n{readme[end:]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pytest_fastapi_rules.reporting README.md``: regenerate the README's rule table."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0] if args else "README.md")
+    path.write_text(readme_with_rule_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
 class ResultCollector:
     """Gathers the rule results from reports, on the process that writes the summary and files."""
 
@@ -226,3 +247,7 @@ def write_sarif(path: Path, results: list[dict[str, Any]], root: Path) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,431 @@
+"""FR501-FR508: engines, session factories and ORM models (and the production-mode child process)."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import weakref
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_fastapi_rules import production
+from pytest_fastapi_rules.options import RulesOptions
+from pytest_fastapi_rules.production import ProductionFacts, ProductionModeError, run_child
+
+OWN_CODES = ("FR501", "FR502", "FR503", "FR504", "FR505", "FR506", "FR507", "FR508")
+SELECT_OWN = "--fastapi-rules-select=" + ",".join(OWN_CODES)
+
+
+def line_of(path: Path, pattern: str) -> int:
+    """1-based line of the first line of ``path`` matching ``pattern`` (so tests survive edits)."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if re.search(pattern, line):
+            return number
+    raise AssertionError(f"{pattern!r} not in {path}")
+
+
+def only(items: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(items) == 1, items
+    return items[0]
+
+
+# -- the conforming app ---------------------------------------------------------------------------
+
+
+def test_conforming_blog_passes_every_database_rule(blog: Path, run_rules: Any) -> None:
+    run = run_rules("src.main:app", SELECT_OWN)
+    for code in OWN_CODES:
+        assert run.outcomes(code) == {"app": "passed"}, (code, run.results_for(code), run.output)
+
+
+def test_production_child_reports_engines_and_docs(blog: Path) -> None:
+    """The child's document: the blog's engine with echo off, and the docs hidden in production."""
+    facts = run_child(spec="src.main:app", app_dir=blog, env={"ENVIRONMENT": "production"})
+    assert [(e.where, e.echo, e.pool) for e in facts.engines] == [
+        ("src.database.sessionmanager._engine", False, "AsyncAdaptedQueuePool")
+    ]
+    assert facts.docs_status == {"/docs": 404, "/redoc": 404, "/openapi.json": 404}
+    assert facts.docs_errors == {}
+    # Outside production the same app shows its docs: the environment reached the child.
+    development = run_child(spec="src.main:app", app_dir=blog, env={"ENVIRONMENT": "development"})
+    assert development.docs_status["/openapi.json"] == 200
+
+
+# -- one violating variant per rule ---------------------------------------------------------------
+
+VARIANTS = [
+    # (module, code, message essence, line pattern in the variant)
+    ("fr501_engine_without_pre_ping", "FR501", "created without pool_pre_ping=True", r"^reports_engine ="),
+    ("fr502_pool_recycle_missing", "FR502", "pool_recycle=-1 (connections are never recycled)", r"^reports_engine ="),
+    ("fr503_echo_in_production", "FR503", "has echo=True with ENVIRONMENT=production set", r"^reports_engine ="),
+    ("fr504_expire_on_commit_default", "FR504", "keeps expire_on_commit=True", r"^ReportsSession ="),
+    ("fr505_column_without_mapped", "FR505", "without a Mapped[...] annotation: action", r"^class AuditEntry"),
+    ("fr506_base_without_async_attrs", "FR506", "does not mix in AsyncAttrs (models: PageView)", r"^class AnalyticsBase"),
+    ("fr507_metadata_without_convention", "FR507", "no naming convention for uq, ck, fk, pk", r"^class ArchiveBase"),
+    ("fr508_relationship_default_lazy", "FR508", 'lazy-load implicitly (lazy="select"): user', r"^class Bookmark"),
+]
+
+
+@pytest.mark.parametrize(("module", "code", "essence", "line_pattern"), VARIANTS, ids=[v[1] for v in VARIANTS])
+def test_variant_fails_only_its_rule(
+    blog: Path, run_rules: Any, module: str, code: str, essence: str, line_pattern: str
+) -> None:
+    run = run_rules(f"variants.{module}:app")
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [(code, "app")], (failing, run.output)
+    finding = only(run.findings(code))
+    assert essence in finding["message"], finding
+    file = f"variants/{module}.py"
+    assert finding["location"]["file"] == file, finding
+    assert finding["location"]["line"] == line_of(blog / file, line_pattern), finding
+    assert code in run.output
+
+
+def test_variant_messages_name_the_object(blog: Path, run_rules: Any) -> None:
+    """The engine rules name the discovered path, so the user knows which engine is meant."""
+    run = run_rules("variants.fr501_engine_without_pre_ping:app", "--fastapi-rules-select=FR501")
+    finding = only(run.findings("FR501"))
+    assert finding["message"].startswith(
+        "engine `variants.fr501_engine_without_pre_ping.reports_engine` (sqlite+aiosqlite)"
+    )
+    assert "fix: Pass `pool_pre_ping=True`" in run.output
+
+
+# -- apps without a database, and engines discovery cannot see ------------------------------------
+
+NO_DB_APP = """
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+"""
+
+
+def test_app_without_database_skips_every_rule_with_a_reason(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(nodbapp=textwrap.dedent(NO_DB_APP))
+    run = run_rules("nodbapp:app", SELECT_OWN)
+    results = {r["code"]: r for r in run.report["results"] if r["code"] in OWN_CODES}
+    assert sorted(results) == list(OWN_CODES)
+    assert {code: r["outcome"] for code, r in results.items()} == dict.fromkeys(OWN_CODES, "skipped")
+    for code in ("FR501", "FR502", "FR503"):
+        assert "fastapi_rules_engines" in results[code]["message"], results[code]
+    assert "ENVIRONMENT=production" in results["FR503"]["message"]
+    assert "fastapi_rules_session_factories" in results["FR504"]["message"]
+    for code in ("FR505", "FR506", "FR507", "FR508"):
+        assert "no SQLAlchemy ORM models" in results[code]["message"], results[code]
+    assert run.failing() == []
+
+
+CLOSURE_APP = """
+    from contextlib import asynccontextmanager
+    from types import SimpleNamespace
+
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    resources = SimpleNamespace(engine=None)
+
+
+    @asynccontextmanager
+    async def lifespan(app):
+        engine = create_async_engine("sqlite+aiosqlite:///closure.db", pool_recycle=1800)
+        resources.engine = engine
+        yield
+        await engine.dispose()
+
+
+    app = FastAPI(lifespan=lifespan)
+"""
+
+
+def test_engine_named_in_ini_is_checked(pytester: pytest.Pytester, run_rules: Any) -> None:
+    """An engine only reachable through a plain namespace: discovery misses it, the ini names it."""
+    pytester.makepyfile(closureapp=textwrap.dedent(CLOSURE_APP))
+    pytester.makeini("[pytest]\nfastapi_rules_engines = closureapp:resources.engine\n")
+    run = run_rules("closureapp:app", "--fastapi-rules-select=FR501,FR502,FR503")
+    finding = only(run.findings("FR501"))
+    assert finding["message"].startswith("engine `closureapp:resources.engine` (sqlite+aiosqlite)")
+    assert finding["location"]["file"] == "closureapp.py"
+    assert finding["location"]["line"] == line_of(pytester.path / "closureapp.py", r"^resources =")
+    assert run.outcomes("FR502") == {"app": "passed"}
+    # The production child resolves the same ini path (and finds echo off there).
+    assert run.outcomes("FR503") == {"app": "passed"}
+
+
+def test_unresolvable_ini_path_is_a_clear_error(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(nodbapp=textwrap.dedent(NO_DB_APP))
+    pytester.makeini("[pytest]\nfastapi_rules_engines = nosuchmodule:engine\n")
+    run = run_rules("nodbapp:app", "--fastapi-rules-select=FR501,FR503")
+    for code in ("FR501", "FR503"):
+        result = only(run.results_for(code))
+        assert result["outcome"] == "error", result
+    assert "cannot resolve 'nosuchmodule:engine'" in run.output
+    assert "internal error" not in run.output
+    assert "FR503 echo-off-in-production: cannot check:" in run.output
+
+
+# -- false positives and the less common shapes ----------------------------------------------------
+
+SYNC_APP = """
+    from fastapi import FastAPI
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine("sqlite:///sync.db", pool_pre_ping=True, pool_recycle=600)
+    # Behind PgBouncer: no pool of our own, so nothing to pre-ping or recycle.
+    bouncer_engine = create_engine("sqlite:///bouncer.db", poolclass=NullPool)
+    big_engine = create_engine(
+        "sqlite:///big.db", pool_pre_ping=True, pool_size=50, max_overflow=0, pool_recycle=7200
+    )
+    SessionLocal = sessionmaker(engine)
+
+    app = FastAPI()
+"""
+
+
+def test_sync_engines_null_pool_and_pool_bounds(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(syncapp=textwrap.dedent(SYNC_APP))
+    run = run_rules("syncapp:app", "--fastapi-rules-select=FR501,FR502,FR504")
+    assert run.outcomes("FR501") == {"app": "passed"}  # NullPool has no idle connection to ping
+    assert run.outcomes("FR502") == {"app": "warning"}
+    finding = only(run.findings("FR502"))
+    assert finding["message"] == (
+        "engine `syncapp.big_engine` (sqlite) has pool_recycle=7200 (more than 3600 s); "
+        "pool_size=50 (expected 2-20); max_overflow=0 (expected 5-20)"
+    )
+    # A sync sessionmaker reloads expired attributes transparently: the rule is about AsyncSession.
+    assert run.outcomes("FR504") == {"app": "skipped"}
+    assert "make sync sessions" in only(run.results_for("FR504"))["message"]
+
+
+ORM_APP = '''
+    from __future__ import annotations
+
+    from datetime import datetime
+
+    import sqlalchemy.orm as so
+    from fastapi import FastAPI
+    from sqlalchemy import (
+        CheckConstraint, Column, ForeignKey, ForeignKeyConstraint, Index, Integer, MetaData,
+        PrimaryKeyConstraint, String, Table, UniqueConstraint, func,
+    )
+    from sqlalchemy.ext.asyncio import AsyncAttrs, AsyncSession, async_sessionmaker, create_async_engine
+
+    engine = create_async_engine("sqlite+aiosqlite:///orm.db", pool_pre_ping=True, pool_recycle=600)
+    SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+    # SQLAlchemy 1.4's spelling of an async factory
+    LegacySession = so.sessionmaker(engine, class_=AsyncSession)
+
+    # Constraint classes as convention keys are as good as "ix", "uq"...
+    convention = {
+        Index: "ix_%(column_0_label)s",
+        UniqueConstraint: "uq_%(table_name)s_%(column_0_name)s",
+        CheckConstraint: "ck_%(table_name)s_%(constraint_name)s",
+        ForeignKeyConstraint: "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        PrimaryKeyConstraint: "pk_%(table_name)s",
+    }
+
+
+    class Base(so.DeclarativeBase):
+        """No AsyncAttrs here: every model mixes it in itself."""
+
+        metadata = MetaData(naming_convention=convention)
+
+
+    class TimestampMixin:
+        created_at: so.Mapped[datetime] = so.mapped_column(server_default=func.now())
+
+
+    class Author(AsyncAttrs, TimestampMixin, Base):
+        __tablename__ = "authors"
+
+        id: so.Mapped[int] = so.mapped_column(primary_key=True)
+        kind: so.Mapped[str]
+        name: so.Mapped[str] = so.mapped_column(String(50))
+        name_upper = so.column_property(func.upper(name))
+        books: so.Mapped[list[Book]] = so.relationship(back_populates="author", lazy="selectin")
+        notes: so.WriteOnlyMapped[Note] = so.relationship()
+
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "author"}
+
+
+    class Editor(Author):
+        """Joined inheritance: the inherited columns and relationships are Author's business."""
+
+        __tablename__ = "editors"
+
+        id: so.Mapped[int] = so.mapped_column(ForeignKey("authors.id"), primary_key=True)
+
+        __mapper_args__ = {"polymorphic_identity": "editor"}
+
+
+    class Book(AsyncAttrs, Base):
+        __tablename__ = "books"
+
+        id: so.Mapped[int] = so.mapped_column(primary_key=True)
+        author_id: so.Mapped[int] = so.mapped_column(ForeignKey("authors.id"))
+        author: so.Mapped[Author] = so.relationship(back_populates="books", lazy="raise_on_sql")
+
+
+    class Note(AsyncAttrs, Base):
+        """A table given ready-made: its columns have no declaration to annotate."""
+
+        __table__ = Table(
+            "notes",
+            Base.metadata,
+            Column("id", Integer, primary_key=True),
+            Column("author_id", ForeignKey("authors.id")),
+            Column("body", String(500)),
+        )
+
+
+    app = FastAPI()
+'''
+
+
+def test_orm_shapes_that_conform_and_async_factories(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(ormapp=textwrap.dedent(ORM_APP))
+    run = run_rules("ormapp:app", "--fastapi-rules-select=FR504,FR505,FR506,FR507,FR508")
+    for code in ("FR505", "FR506", "FR507", "FR508"):
+        assert run.outcomes(code) == {"app": "passed"}, (code, run.results_for(code), run.output)
+    assert run.outcomes("FR504") == {"app": "failed"}
+    findings = [(f["message"], f["severity"]) for f in run.findings("FR504")]
+    assert findings == [
+        ("session factory `ormapp.SessionLocal` keeps autoflush=True", "warning"),
+        (
+            "session factory `ormapp.LegacySession` keeps expire_on_commit=True: objects read after "
+            "commit trigger a lazy load (MissingGreenlet)",
+            "error",
+        ),
+        ("session factory `ormapp.LegacySession` keeps autoflush=True", "warning"),
+    ]
+
+
+def test_autoflush_alone_is_a_warning(pytester: pytest.Pytester, run_rules: Any) -> None:
+    """A factory with only autoflush left on warns: the item is not failed (without --strict)."""
+    pytester.makepyfile(
+        flushapp=textwrap.dedent(
+            """
+            from fastapi import FastAPI
+            from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+            engine = create_async_engine("sqlite+aiosqlite:///flush.db", pool_pre_ping=True)
+            SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+            app = FastAPI()
+            """
+        )
+    )
+    run = run_rules("flushapp:app", "--fastapi-rules-select=FR504")
+    assert run.outcomes("FR504") == {"app": "warning"}
+    assert run.result.ret == 0
+
+
+# -- production mode failures ----------------------------------------------------------------------
+
+STRICT_SETTINGS_APP = """
+    from typing import Literal
+
+    from fastapi import FastAPI
+    from pydantic_settings import BaseSettings
+
+
+    class Settings(BaseSettings):
+        ENVIRONMENT: Literal["dev", "prod"] = "dev"
+
+
+    settings = Settings()
+    print("starting strictapp")
+    app = FastAPI()
+"""
+
+
+def test_production_value_the_app_rejects(
+    pytester: pytest.Pytester, run_rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ENVIRONMENT", raising=False)
+    pytester.makepyfile(strictapp=textwrap.dedent(STRICT_SETTINGS_APP))
+    run = run_rules("strictapp:app", "--fastapi-rules-select=FR503")
+    assert only(run.results_for("FR503"))["outcome"] == "error"
+    assert "the app's settings reject ENVIRONMENT=production" in run.output
+    assert "fastapi_rules_production_env" in run.output
+    assert "The app's output in production mode (stderr" in run.output
+    assert "starting strictapp" in run.output  # what the app printed is shown, as its output
+    assert "internal error" not in run.output
+
+
+def test_production_lifespan_failure_shows_the_apps_output(tmp_path: Path) -> None:
+    (tmp_path / "failingapp.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            from contextlib import asynccontextmanager
+
+            from fastapi import FastAPI
+
+
+            @asynccontextmanager
+            async def lifespan(app):
+                if os.environ.get("ENVIRONMENT") == "production":
+                    raise RuntimeError("REDIS_URL must be set in production")
+                yield
+
+
+            app = FastAPI(lifespan=lifespan)
+            """
+        )
+    )
+    with pytest.raises(ProductionModeError) as raised:
+        run_child(spec="failingapp:app", app_dir=tmp_path, env={"ENVIRONMENT": "production"})
+    error = raised.value
+    assert error.message.startswith(
+        "With the production environment set (ENVIRONMENT=production), the app's lifespan failed "
+        "at startup: The app's lifespan failed at startup with RuntimeError: REDIS_URL must be set"
+    )
+    rendered = error.render()
+    assert "The app's output in production mode" in rendered
+    assert 'raise RuntimeError("REDIS_URL must be set in production")' in rendered
+
+
+def test_production_child_timeout(tmp_path: Path) -> None:
+    (tmp_path / "slowapp.py").write_text(
+        "import time\n\ntime.sleep(30)\n\nfrom fastapi import FastAPI\n\napp = FastAPI()\n"
+    )
+    with pytest.raises(ProductionModeError) as raised:
+        run_child(spec="slowapp:app", app_dir=tmp_path, env={"ENVIRONMENT": "production"}, timeout=2)
+    assert "did not finish within 2 s" in raised.value.message
+
+
+def test_production_facts_are_gathered_once_per_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def fake_run_child(**kwargs: Any) -> ProductionFacts:
+        calls.append(kwargs)
+        return ProductionFacts(env=kwargs["env"])
+
+    class FakeLoaded:
+        spec = "src.main:app"
+
+    class FakeFacts:
+        loaded = FakeLoaded()
+
+    monkeypatch.setattr(production, "run_child", fake_run_child)
+    monkeypatch.setattr(production, "_CACHE", weakref.WeakKeyDictionary())
+    facts: Any = FakeFacts()
+    options = RulesOptions(app_spec="src.main:app", app_dir=tmp_path)
+    first = production.production_facts(facts, options)
+    assert production.production_facts(facts, options) is first
+    assert len(calls) == 1
+    other = RulesOptions(app_spec="src.main:app", app_dir=tmp_path, production_env={"APP_ENV": "prod"})
+    assert production.production_facts(facts, other).env == {"APP_ENV": "prod"}
+    assert len(calls) == 2

@@ -5,12 +5,13 @@ from __future__ import annotations
 import inspect
 import re
 import sys
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pytest_fastapi_rules.facts import AppFacts, type_hints
+from pytest_fastapi_rules.facts import AppFacts, type_hints, unwrap_callable
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -69,35 +70,96 @@ def _modules_to_search(facts: AppFacts, classes: list[type]) -> list[ModuleType]
     return sorted(modules.values(), key=lambda m: m.__name__)
 
 
-def _returns_settings(function: Any, classes: tuple[type, ...]) -> bool:
-    """Whether a cached function hands out settings: by return annotation, else by its name."""
-    wrapped = getattr(function, "__wrapped__", None) or function
+def _with_bases(found: type, classes: tuple[type, ...]) -> set[type]:
+    """``found`` and the settings classes it inherits from: an instance is one of each."""
+    return {cls for cls in classes if issubclass(found, cls)}
+
+
+def _returned_classes(function: Any, classes: tuple[type, ...]) -> set[type]:
+    """The settings classes a cached function hands out.
+
+    Judged by the return annotation; without one, by which classes its source constructs; when
+    even the source is unavailable, a function named like settings/config is trusted to return
+    them all (a miss is cheaper than a false alarm).
+    """
+    wrapped = unwrap_callable(function)
     annotation = type_hints(wrapped).get("return")
     if inspect.isclass(annotation):
-        return issubclass(annotation, classes)
+        return _with_bases(annotation, classes) if issubclass(annotation, classes) else set()
     if isinstance(annotation, str):
-        names = {cls.__name__ for cls in classes}
-        return annotation.strip("'\" ").split(".")[-1] in names
-    if annotation is None:
-        return bool(_SETTINGS_NAME.search(str(getattr(wrapped, "__name__", ""))))
-    return False
+        name = annotation.strip("'\" ").split(".")[-1]
+        named = [cls for cls in classes if cls.__name__ == name]
+        return set().union(*(_with_bases(cls, classes) for cls in named)) if named else set()
+    if annotation is not None:
+        return set()
+    try:
+        source = inspect.getsource(wrapped)
+    except (OSError, TypeError):
+        source = None
+    if source is not None:
+        built = [cls for cls in classes if re.search(rf"\b{re.escape(cls.__name__)}\s*\(", source)]
+        return set().union(*(_with_bases(cls, classes) for cls in built)) if built else set()
+    if _SETTINGS_NAME.search(str(getattr(wrapped, "__name__", ""))):
+        return set(classes)
+    return set()
 
 
-def _cached_access(modules: list[ModuleType], classes: tuple[type, ...]) -> str | None:
-    """How the app caches its settings (``module.name``), or None when it does not."""
+def _candidate_holders(
+    facts: AppFacts, modules: list[ModuleType], classes: tuple[type, ...]
+) -> Iterator[Any]:
+    """Objects that may hold or hand out settings: module globals, ``app.state``, and the
+    static/class methods of the settings classes themselves (``Settings.get()`` singletons)."""
     for module in modules:
         for name, value in list(vars(module).items()):
-            if name.startswith("__"):
-                continue
-            try:
-                if isinstance(value, classes):
-                    return f"{module.__name__}.{name}"
-                cached = callable(getattr(value, "cache_info", None))
-                if cached and _returns_settings(value, classes):
-                    return f"{module.__name__}.{name}()"
-            except Exception:  # noqa: BLE001 - lazy proxies and odd globals may raise on access
-                continue
-    return None
+            if not name.startswith("__"):
+                yield value
+    state = getattr(getattr(facts.app, "state", None), "_state", None) or {}
+    yield from list(state.values())
+    for cls in classes:
+        for value in list(vars(cls).values()):
+            yield getattr(value, "__func__", value)
+
+
+def _field_classes(annotation: Any, classes: tuple[type, ...], depth: int = 0) -> set[type]:
+    """Settings classes named anywhere in a field annotation (``DbSettings | None``...)."""
+    if depth > 8:
+        return set()
+    found: set[type] = set()
+    if inspect.isclass(annotation) and annotation in classes:
+        found.add(annotation)
+    for arg in typing.get_args(annotation):
+        found |= _field_classes(arg, classes, depth + 1)
+    return found
+
+
+def _cached_classes(facts: AppFacts, modules: list[ModuleType], classes: tuple[type, ...]) -> set[type]:
+    """The settings classes the app reads through a cache: an ``lru_cache``/``functools.cache``
+    accessor, one long-lived instance (module global or ``app.state``), or a field of one of those
+    (nested settings live inside the cached parent)."""
+    cached: set[type] = set()
+    for value in _candidate_holders(facts, modules, classes):
+        try:
+            if isinstance(value, classes):
+                cached |= _with_bases(type(value), classes)
+            elif callable(getattr(value, "cache_info", None)):
+                cached |= _returned_classes(value, classes)
+        except Exception:  # noqa: BLE001 - lazy proxies and odd globals may raise on access
+            continue
+    pending = list(cached)
+    while pending:
+        parent = pending.pop()
+        fields = getattr(parent, "model_fields", None) or {}
+        for field in list(fields.values()):
+            for nested in _field_classes(getattr(field, "annotation", None), classes):
+                for cls in _with_bases(nested, classes) - cached:
+                    cached.add(cls)
+                    pending.append(cls)
+    return cached
+
+
+def _snake(name: str) -> str:
+    """``MailSettings`` -> ``mail_settings``, for the accessor name a fix suggests."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _environ_reader(facts: AppFacts) -> Location | None:
@@ -182,12 +244,19 @@ def check_settings_via_pydantic(context: CheckContext) -> Iterator[Finding]:
             location=reader,
         )
         return
-    if _cached_access(_modules_to_search(facts, classes), tuple(classes)) is not None:
-        return
-    names = ", ".join(f"`{cls.__qualname__}`" for cls in classes)
-    yield Finding(
-        message=f"settings class {names} is not cached: no `lru_cache` accessor returns it and "
-        "no module-level instance exists, so every `Settings()` re-reads the environment",
-        target="app",
-        location=facts.location_of(classes[0]),
-    )
+    all_classes = tuple(classes)
+    cached = _cached_classes(facts, _modules_to_search(facts, classes), all_classes)
+    uncached = [cls for cls in classes if cls not in cached]
+    for cls in uncached:
+        # A base class is reported through its uncached subclass, not twice.
+        if any(other is not cls and issubclass(other, cls) for other in uncached):
+            continue
+        yield Finding(
+            message=f"settings class `{cls.__qualname__}` is not cached: no `lru_cache` accessor "
+            f"returns it and no module-level instance exists, so every `{cls.__name__}()` "
+            "re-reads the environment",
+            target="app",
+            location=facts.location_of(cls),
+            fix=f"Read it through `@lru_cache def get_{_snake(cls.__name__)}() -> {cls.__name__}: "
+            f"return {cls.__name__}()` (or one module-level instance) and use that everywhere.",
+        )

@@ -188,12 +188,15 @@ def _is_default_handler(handler: Callable[..., Any]) -> bool:
 
 
 def _handled_summary(handlers: dict[Any, Callable[..., Any]]) -> str:
+    """What the app does handle, in words: the user's handlers first, FastAPI's defaults apart."""
     if not handlers:
         return "the app registers no exception handlers at all"
-    names = ", ".join(_key_name(key) for key in handlers)
-    if all(_is_default_handler(h) for h in handlers.values()):
-        return f"only FastAPI's default handlers exist ({names})"
-    return f"handlers exist only for {names}"
+    defaults = [_key_name(key) for key, handler in handlers.items() if _is_default_handler(handler)]
+    own = [_key_name(key) for key, handler in handlers.items() if not _is_default_handler(handler)]
+    if not own:
+        return f"only FastAPI's default handlers exist ({', '.join(defaults)})"
+    besides = " (besides FastAPI's defaults)" if defaults else ""
+    return f"handlers exist only for {', '.join(own)}{besides}"
 
 
 def _is_domain_exception(facts: AppFacts, key: Any) -> bool:
@@ -213,9 +216,7 @@ def _is_domain_exception(facts: AppFacts, key: Any) -> bool:
     if module_name.split(".")[0] in _FRAMEWORK_PACKAGES:
         return False
     return any(
-        issubclass(own, key) and own is not key
-        for own in facts.own_classes
-        if issubclass(own, BaseException)
+        issubclass(own, key) and own is not key for own in facts.own_classes if issubclass(own, BaseException)
     )
 
 

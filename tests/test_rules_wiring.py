@@ -1,0 +1,631 @@
+"""FR101, FR104, FR105 (app half), FR109, FR301 and FR805 on the blog, its variants and small apps.
+
+Each variant run executes every rule, so it also proves the variant breaks exactly one rule. The
+small inline apps hold the shapes that a careless heuristic would misjudge: shared packages beside
+the app, mounted sub-apps, library routers, nested settings, sessions behind services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import fastapi.routing
+import pytest
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
+
+from pytest_fastapi_rules.rules.layers import _session_from_dependency, _session_in_annotation
+from tests.conftest import RulesRun, RunRules
+
+MY_CODES = ("FR101", "FR104", "FR105", "FR109", "FR301", "FR805")
+SELECT_MINE = "--fastapi-rules-select=" + ",".join(MY_CODES)
+
+
+def line_of(path: Path, needle: str) -> int:
+    """1-based number of the first line of ``path`` containing ``needle``."""
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if needle in text:
+            return number
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+def only_failure(run: RulesRun) -> dict[str, Any]:
+    """The single failing (or warning) item of a run, with a readable error if there are more."""
+    failing = run.failing()
+    summary = [(r["code"], r["target"], r["outcome"], r["message"]) for r in failing]
+    assert len(failing) == 1, summary
+    return failing[0]
+
+
+def assert_located(finding: dict[str, Any], file: str, line: int | None = None) -> None:
+    location = finding["location"]
+    assert location is not None, finding
+    assert location["file"] == file, location
+    if line is not None:
+        assert location["line"] == line, location
+
+
+# -- the conforming blog ----------------------------------------------------------------------------
+
+
+def test_conforming_blog_passes_every_wiring_rule(blog: Path, run_rules: RunRules) -> None:
+    run = run_rules("src.main:app", SELECT_MINE)
+    for code in ("FR101", "FR104", "FR105", "FR805"):
+        assert run.outcomes(code) == {"app": "passed"}, run.results_for(code)
+    for code in ("FR109", "FR301"):
+        outcomes = run.outcomes(code)
+        assert outcomes, code
+        assert set(outcomes.values()) == {"passed"}, run.results_for(code)
+        assert "GET /api/v1/posts/{post_id}" in outcomes
+        # Health routes are infrastructure: no versioning or layering items for them.
+        assert not any(target.startswith("GET /health") for target in outcomes), outcomes
+    assert run.failing() == []
+
+
+# -- the variants: each breaks exactly one rule ------------------------------------------------------
+
+
+def test_fr101_on_event_beside_lifespan(blog: Path, run_rules: RunRules) -> None:
+    run = run_rules("variants.fr101_on_event:app")
+    failure = only_failure(run)
+    assert (failure["code"], failure["target"], failure["outcome"]) == ("FR101", "app", "failed")
+    [finding] = run.findings("FR101")
+    assert "`warm_up_cache` is registered as an on_event('startup') handler" in finding["message"]
+    assert "passes `lifespan=`, so Starlette never calls it" in finding["message"]
+    variant = blog / "variants" / "fr101_on_event.py"
+    assert_located(finding, "variants/fr101_on_event.py", line_of(variant, "async def warm_up_cache"))
+    assert "FR101 lifespan-not-on-event" in run.output
+
+
+def test_fr104_domain_errors_handled_by_middleware(blog: Path, run_rules: RunRules) -> None:
+    run = run_rules("variants.fr104_domain_errors_in_middleware:app")
+    failure = only_failure(run)
+    assert (failure["code"], failure["target"], failure["outcome"]) == ("FR104", "app", "failed")
+    [finding] = run.findings("FR104")
+    message = finding["message"]
+    assert "no exception handler for an app-defined exception class" in message
+    assert "handlers exist only for HTTPException, RequestValidationError, Exception" in message
+    assert "DomainError" not in message
+    # Points at the handlers the app does register: where the missing one belongs.
+    main = blog / "src" / "main.py"
+    assert_located(finding, "src/main.py", line_of(main, "async def http_exception_handler"))
+    assert "FR104 domain-error-handler" in run.output
+
+
+def test_fr105_no_generic_handler(blog: Path, run_rules: RunRules) -> None:
+    run = run_rules("variants.fr105_no_generic_handler:app")
+    failure = only_failure(run)
+    assert (failure["code"], failure["target"], failure["outcome"]) == ("FR105", "app", "failed")
+    [finding] = run.findings("FR105")
+    assert "no exception handler for `Exception` (or 500)" in finding["message"]
+    assert "DomainError" in finding["message"]
+    assert_located(finding, "src/main.py")
+    assert "FR105 generic-error-handler" in run.output
+
+
+def test_fr109_unversioned_untagged_alias(blog: Path, run_rules: RunRules) -> None:
+    run = run_rules("variants.fr109_unversioned_alias:app")
+    failure = only_failure(run)
+    # A warning-severity rule: reported, not failing the run.
+    assert (failure["code"], failure["target"], failure["outcome"]) == ("FR109", "GET /posts", "warning")
+    findings = run.findings("FR109")
+    assert [f["target"] for f in findings] == ["GET /posts", "GET /posts"]
+    messages = [f["message"] for f in findings]
+    assert "path `/posts` is not under a versioned prefix" in messages[0]
+    assert "endpoint `list_posts` has no tags" in messages[1]
+    router = blog / "src" / "posts" / "router.py"
+    for finding in findings:
+        assert_located(finding, "src/posts/router.py", line_of(router, "async def list_posts"))
+    assert "FR109 versioned-prefix-and-tags: GET /posts" in run.output
+
+
+def test_fr301_endpoint_takes_the_session(blog: Path, run_rules: RunRules) -> None:
+    run = run_rules("variants.fr301_session_in_endpoint:app")
+    failure = only_failure(run)
+    target = "GET /api/v1/posts/{post_id}/author"
+    assert (failure["code"], failure["target"], failure["outcome"]) == ("FR301", target, "failed")
+    [finding] = run.findings("FR301")
+    assert (
+        "endpoint `get_post_author` receives a database session directly: "
+        "parameter `db` (AsyncSession from `get_db`)"
+    ) in finding["message"]
+    variant = blog / "variants" / "fr301_session_in_endpoint.py"
+    assert_located(
+        finding, "variants/fr301_session_in_endpoint.py", line_of(variant, "async def get_post_author")
+    )
+    assert "FR301 router-uses-service" in run.output
+
+
+def test_fr805_uncached_second_settings_class(blog: Path, run_rules: RunRules) -> None:
+    run = run_rules("variants.fr805_uncached_settings:app")
+    failure = only_failure(run)
+    assert (failure["code"], failure["target"], failure["outcome"]) == ("FR805", "app", "warning")
+    [finding] = run.findings("FR805")
+    # Only the uncached class: the conforming Settings (lru_cache + module instance) is fine.
+    assert "settings class `MailSettings` is not cached" in finding["message"]
+    assert "`Settings`" not in finding["message"]
+    assert "get_mail_settings" in finding["fix"]
+    variant = blog / "variants" / "fr805_uncached_settings.py"
+    assert_located(finding, "variants/fr805_uncached_settings.py", line_of(variant, "class MailSettings"))
+    assert "FR805 settings-via-pydantic" in run.output
+
+
+# -- small apps: what a careless heuristic would misjudge ---------------------------------------------
+
+BARE_APP = """
+import os
+
+from fastapi import FastAPI
+
+DEBUG = os.environ.get("DEBUG", "") == "1"
+
+app = FastAPI()
+
+
+@app.on_event("shutdown")
+async def close_clients() -> None:
+    pass
+
+
+@app.get("/items")
+async def list_items() -> list[int]:
+    return []
+
+
+@app.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/internal/debug", include_in_schema=False)
+async def debug_dump() -> dict[str, str]:
+    return {}
+"""
+
+
+def test_bare_app_each_missing_piece_is_one_finding(pytester: pytest.Pytester, run_rules: RunRules) -> None:
+    """No handlers, no settings, no lifespan, no prefix: one finding per missing thing."""
+    path = pytester.makepyfile(bare_app=BARE_APP)
+    run = run_rules("bare_app:app", SELECT_MINE)
+
+    [on_event] = run.findings("FR101")
+    assert "`close_clients` is registered as an on_event('shutdown') handler" in on_event["message"]
+    # No lifespan= here: the handler does run, so the message must not claim otherwise.
+    assert "never calls" not in on_event["message"]
+
+    app_line = line_of(path, "app = FastAPI()")
+    for code, essence in (
+        ("FR104", "no exception handler for an app-defined exception class"),
+        ("FR105", "no exception handler for `Exception` (or 500)"),
+    ):
+        assert run.outcomes(code) == {"app": "failed"}
+        [finding] = run.findings(code)
+        assert essence in finding["message"]
+        defaults = "only FastAPI's default handlers exist (HTTPException, RequestValidationError"
+        assert defaults in finding["message"]
+        assert_located(finding, "bare_app.py", app_line)
+
+    # Only the API route gets FR109/FR301 items: /health is infrastructure, /internal is hidden.
+    assert run.outcomes("FR109") == {"GET /items": "warning"}
+    assert [f["message"].split(" (")[0] for f in run.findings("FR109")] == [
+        "path `/items` is not under a versioned prefix",
+        "endpoint `list_items` has no tags",
+    ]
+    assert run.outcomes("FR301") == {"GET /items": "passed"}
+
+    [settings] = run.findings("FR805")
+    assert "no `pydantic_settings.BaseSettings` subclass in the app's code" in settings["message"]
+    assert_located(settings, "bare_app.py", line_of(path, "os.environ.get"))
+
+
+SHARED_ERRORS = """
+class DomainError(Exception):
+    status_code = 400
+"""
+
+SHARED_CONFIG = """
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+
+class DbSettings(BaseSettings):
+    url: str = "sqlite+aiosqlite:///:memory:"
+
+
+class Settings(BaseSettings):
+    name: str = "svc"
+    db: DbSettings = Field(default_factory=DbSettings)
+
+
+@lru_cache
+def load():
+    return Settings()
+"""
+
+SHARED_DB = """
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+
+class SQLModelLikeSession(Session):
+    \"\"\"Like sqlmodel.Session: a subclass of SQLAlchemy's.\"\"\"
+
+
+async def get_db() -> AsyncIterator[AsyncSession]:
+    yield AsyncSession()
+
+
+def get_sync_db() -> Iterator[SQLModelLikeSession]:
+    yield SQLModelLikeSession()
+
+
+SessionDep = Annotated[SQLModelLikeSession, Depends(get_sync_db)]
+"""
+
+AUTHKIT = """
+from fastapi import APIRouter
+
+
+def get_auth_router() -> APIRouter:
+    \"\"\"Like fastapi-users: a library hands out a ready-made router.\"\"\"
+    router = APIRouter()
+
+    @router.post("/login")
+    async def login() -> dict[str, str]:
+        return {"access_token": "t"}
+
+    return router
+"""
+
+SVC_MAIN = """
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authkit import get_auth_router
+from shared.config import load
+from shared.db import SessionDep, get_db
+from shared.errors import DomainError
+
+
+class Session(BaseModel):
+    \"\"\"A login session of the app's own: not a database session.\"\"\"
+
+    token: str
+
+
+class Repository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+
+class Service:
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+
+
+async def get_repository(session: Annotated[AsyncSession, Depends(get_db)]) -> Repository:
+    return Repository(session)
+
+
+async def get_service(repository: Annotated[Repository, Depends(get_repository)]) -> Service:
+    return Service(repository)
+
+
+async def get_login_session() -> Session:
+    return Session(token="t")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    app.state.title = load().name
+    yield
+
+
+users = APIRouter()
+
+
+@users.get("")
+async def list_users(service: Annotated[Service, Depends(get_service)]) -> list[int]:
+    return []
+
+
+@users.post("/logout", dependencies=[Depends(get_db)])
+async def logout(session: Annotated[Session, Depends(get_login_session)]) -> dict[str, str]:
+    return {}
+
+
+@users.on_event("startup")
+async def warm_users() -> None:
+    pass
+
+
+bad = APIRouter()
+
+
+@bad.get("/classic")
+async def classic(db: AsyncSession = Depends(get_db)) -> list[int]:
+    return []
+
+
+@bad.get("/template")
+async def template_style(session: SessionDep) -> list[int]:
+    return []
+
+
+@bad.get("/unannotated")
+async def unannotated(db=Depends(get_db)) -> list[int]:
+    return []
+
+
+reports = FastAPI()
+
+
+@reports.get("/reports", tags=["Reports"])
+async def list_reports() -> list[int]:
+    return []
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+async def domain_error_handler(request: Request, exc: DomainError) -> JSONResponse:
+    return JSONResponse({"error": "domain"}, status_code=exc.status_code)
+
+
+async def server_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": "internal"}, status_code=500)
+
+
+app.add_exception_handler(DomainError, domain_error_handler)
+app.add_exception_handler(500, server_error_handler)
+app.include_router(users, prefix="/api/v1/users", tags=["Users"])
+app.include_router(bad, prefix="/v2/bad", tags=["Bad"])
+app.include_router(get_auth_router(), prefix="/api/v1/auth", tags=["Auth"])
+app.mount("/api/v1/internal", reports)
+"""
+
+
+def test_shared_packages_sub_apps_and_library_routers(pytester: pytest.Pytester, run_rules: RunRules) -> None:
+    """Code beside the app's package is still its own; nested sessions and sessions-by-name pass."""
+    pytester.makepyfile(
+        **{
+            "shared/__init__": "",
+            "shared/errors": SHARED_ERRORS,
+            "shared/config": SHARED_CONFIG,
+            "shared/db": SHARED_DB,
+            "authkit": AUTHKIT,
+            "svc/__init__": "",
+            "svc/main": SVC_MAIN,
+        }
+    )
+    run = run_rules("svc.main:app", SELECT_MINE)
+
+    # FR104: DomainError lives in `shared`, a sibling package no endpoint comes from. FR105: 500.
+    assert run.outcomes("FR104") == {"app": "passed"}
+    assert run.outcomes("FR105") == {"app": "passed"}
+    # FR805: Settings is cached by an unannotated lru_cache function; DbSettings lives inside it.
+    assert run.outcomes("FR805") == {"app": "passed"}
+
+    # FR109: routes of a library router and of a mounted sub-app, under /api/v1 or /v2, pass.
+    assert run.outcomes("FR109") == {
+        "GET /api/v1/users": "passed",
+        "POST /api/v1/users/logout": "passed",
+        "GET /v2/bad/classic": "passed",
+        "GET /v2/bad/template": "passed",
+        "GET /v2/bad/unannotated": "passed",
+        "POST /api/v1/auth/login": "passed",
+        "GET /api/v1/internal/reports": "passed",
+    }
+
+    # FR301: a session behind a service, a parameterless get_db and an own `Session` model pass;
+    # the three ways of handing an endpoint the session directly fail, naming the parameter.
+    outcomes = run.outcomes("FR301")
+    for target in (
+        "GET /api/v1/users",
+        "POST /api/v1/users/logout",
+        "POST /api/v1/auth/login",
+        "GET /api/v1/internal/reports",
+    ):
+        assert outcomes[target] == "passed", run.results_for("FR301")
+    messages = {f["target"]: f["message"] for f in run.findings("FR301")}
+    assert messages == {
+        "GET /v2/bad/classic": "endpoint `classic` receives a database session directly: "
+        "parameter `db` (AsyncSession from `get_db`)",
+        "GET /v2/bad/template": "endpoint `template_style` receives a database session directly: "
+        "parameter `session` (SQLModelLikeSession from `get_sync_db`)",
+        "GET /v2/bad/unannotated": "endpoint `unannotated` receives a database session directly: "
+        "parameter `db` (AsyncSession from `get_db`)",
+    }
+
+    # FR101: the router's on_event handler is reported; FastAPI versions that merge router
+    # lifespans still run it, older ones drop it because the app passes lifespan=.
+    [on_event] = run.findings("FR101")
+    assert "`warm_users` is registered as an on_event('startup') handler" in on_event["message"]
+    merges = hasattr(fastapi.routing, "_merge_lifespan_context")
+    assert ("never calls" in on_event["message"]) is not merges
+
+
+LIBRARY_ERRORS_APP = """
+from functools import lru_cache
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+from sqlalchemy.exc import IntegrityError
+
+
+class Settings(BaseSettings):
+    name: str = "lib"
+
+    @classmethod
+    @lru_cache
+    def get(cls) -> "Settings":
+        return cls()
+
+
+class FeatureFlags(BaseSettings):
+    beta: bool = False
+
+
+class StorageError(Exception):
+    \"\"\"Defined by the app, but no handler is registered for it.\"\"\"
+
+
+async def handle(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": type(exc).__name__}, status_code=400)
+
+
+app = FastAPI(root_path="/api/v1")
+app.state.flags = FeatureFlags()
+app.add_exception_handler(IntegrityError, handle)
+app.add_exception_handler(ValidationError, handle)
+app.add_exception_handler(Exception, handle)
+
+
+@app.get("/items", tags=["Items"])
+async def list_items() -> list[int]:
+    return []
+"""
+
+
+def test_library_exception_handlers_are_not_domain_handlers(
+    pytester: pytest.Pytester, run_rules: RunRules
+) -> None:
+    """Handlers for library errors do not count; root_path and singleton settings do."""
+    pytester.makepyfile(lib_errors_app=LIBRARY_ERRORS_APP)
+    run = run_rules("lib_errors_app:app", SELECT_MINE)
+    [finding] = run.findings("FR104")
+    assert finding["message"] == (
+        "no exception handler for an app-defined exception class: handlers exist only for "
+        "IntegrityError, ValidationError, Exception (besides FastAPI's defaults)"
+    )
+    assert run.outcomes("FR105") == {"app": "passed"}
+    # Served under the proxy prefix root_path="/api/v1".
+    assert run.outcomes("FR109") == {"GET /items": "passed"}
+    # A classmethod lru_cache singleton, and an instance kept on app.state, are both cached.
+    assert run.outcomes("FR805") == {"app": "passed"}
+    assert [r["code"] for r in run.failing()] == ["FR104"]
+
+
+LIBRARY_BASE_APP = """
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+
+class StorageError(SQLAlchemyError):
+    \"\"\"The app's own errors derive from a base class a shared library ships.\"\"\"
+
+
+async def handle(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+    return JSONResponse({"error": "storage"}, status_code=503)
+
+
+app = FastAPI()
+app.add_exception_handler(SQLAlchemyError, handle)
+"""
+
+
+def test_handler_for_a_library_base_of_own_errors_counts(
+    pytester: pytest.Pytester, run_rules: RunRules
+) -> None:
+    """A company-wide DomainError shipped as a wheel: the app's errors subclass it."""
+    pytester.makepyfile(lib_base_app=LIBRARY_BASE_APP)
+    run = run_rules("lib_base_app:app", "--fastapi-rules-select=FR104")
+    assert run.outcomes("FR104") == {"app": "passed"}
+
+
+PYDANTIC_V1_APP = """
+import warnings
+
+from fastapi import FastAPI
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from pydantic.v1 import BaseSettings
+
+
+class Settings(BaseSettings):
+    name: str = "old"
+
+
+settings = Settings()
+app = FastAPI()
+"""
+
+
+def test_pydantic_v1_settings_are_named(pytester: pytest.Pytester, run_rules: RunRules) -> None:
+    path = pytester.makepyfile(v1_app=PYDANTIC_V1_APP)
+    run = run_rules("v1_app:app", "--fastapi-rules-select=FR805")
+    [finding] = run.findings("FR805")
+    assert finding["message"] == (
+        "settings class `Settings` subclasses pydantic.v1's `BaseSettings`, not "
+        "`pydantic_settings.BaseSettings`"
+    )
+    assert_located(finding, "v1_app.py", line_of(path, "class Settings"))
+
+
+NO_PYDANTIC_SETTINGS_APP = """
+import os
+import sys
+
+from fastapi import FastAPI
+
+sys.modules["pydantic_settings"] = None  # what an environment without pydantic-settings sees
+
+SECRET_KEY = os.getenv("SECRET_KEY", "")
+app = FastAPI()
+"""
+
+
+def test_missing_pydantic_settings_is_the_finding(pytester: pytest.Pytester, run_rules: RunRules) -> None:
+    path = pytester.makepyfile(no_settings_app=NO_PYDANTIC_SETTINGS_APP)
+    run = run_rules("no_settings_app:app", "--fastapi-rules-select=FR805")
+    [finding] = run.findings("FR805")
+    assert finding["message"].startswith("pydantic-settings is not installed")
+    assert_located(finding, "no_settings_app.py", line_of(path, "os.getenv"))
+
+
+# -- FR301's type reading, without a sandbox ----------------------------------------------------------
+
+
+async def _get_db() -> AsyncGenerator[AsyncSession, None]:
+    yield AsyncSession()
+
+
+def _get_sync_db() -> Generator[Session, None, None]:
+    yield Session()
+
+
+async def _get_sessions() -> list[AsyncSession]:
+    return []
+
+
+def test_session_types_are_read_through_wrappers() -> None:
+    assert _session_in_annotation(Annotated[AsyncSession, Depends(_get_db)]) is AsyncSession
+    assert _session_in_annotation(Optional[AsyncSession]) is AsyncSession  # noqa: UP045
+    assert _session_in_annotation(Session | None) is Session
+    assert _session_in_annotation("Annotated[AsyncSession, Depends(get_db)]") == "AsyncSession"
+    # A bare, unresolved `Session` may be anything (a login session, requests.Session).
+    assert _session_in_annotation("Session") is None
+    assert _session_in_annotation(list[AsyncSession]) is None
+    assert _session_from_dependency(_get_db) is AsyncSession
+    assert _session_from_dependency(_get_sync_db) is Session
+    assert _session_from_dependency(_get_sessions) is None
+    assert _session_from_dependency(async_sessionmaker()) == "AsyncSession"
+    assert _session_from_dependency(sessionmaker()) == "Session"

@@ -460,6 +460,7 @@ def test_shared_packages_sub_apps_and_library_routers(pytester: pytest.Pytester,
 
 
 LIBRARY_ERRORS_APP = """
+import asyncio
 from functools import lru_cache
 
 from fastapi import FastAPI, Request
@@ -500,6 +501,10 @@ app.add_exception_handler(Exception, handle)
 @app.get("/items", tags=["Items"])
 async def list_items() -> list[int]:
     return []
+
+
+# An endpoint the app did not write (here: a stdlib coroutine function).
+app.add_api_route("/sleep", asyncio.sleep, tags=["Items"])
 """
 
 
@@ -516,7 +521,11 @@ def test_library_exception_handlers_are_not_domain_handlers(
     )
     assert run.outcomes("FR105") == {"app": "passed"}
     # Served under the proxy prefix root_path="/api/v1".
-    assert run.outcomes("FR109") == {"GET /items": "passed"}
+    assert run.outcomes("FR109") == {"GET /items": "passed", "GET /sleep": "passed"}
+    # FR301 judges the app's own endpoints; a library's ready-made endpoint is skipped, saying so.
+    assert run.outcomes("FR301") == {"GET /items": "passed", "GET /sleep": "skipped"}
+    [skipped] = [r for r in run.results_for("FR301") if r["target"] == "GET /sleep"]
+    assert "endpoint `sleep` comes from `asyncio.tasks`, not the app's code" in skipped["message"]
     # A classmethod lru_cache singleton, and an instance kept on app.state, are both cached.
     assert run.outcomes("FR805") == {"app": "passed"}
     assert [r["code"] for r in run.failing()] == ["FR104"]

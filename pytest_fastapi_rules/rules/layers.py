@@ -10,8 +10,17 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from pytest_fastapi_rules.facts import type_hints, unwrap_callable
-from pytest_fastapi_rules.registry import Basis, CheckContext, Finding, Scope, Severity, rule
+from pytest_fastapi_rules.registry import (
+    Basis,
+    CheckContext,
+    Finding,
+    RuleSkipped,
+    Scope,
+    Severity,
+    rule,
+)
 from pytest_fastapi_rules.rules.common import is_api_route
+from pytest_fastapi_rules.rules.wiring import is_app_code_module
 
 #: Return-type wrappers whose first argument is what a (yield) dependency hands to the endpoint.
 _YIELDING_ORIGINS = (
@@ -129,6 +138,11 @@ def _call_name(call: Any) -> str:
 )
 def check_router_uses_service(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
+    module_name = getattr(route.function, "__module__", None)
+    if not is_app_code_module(context.facts, module_name):
+        # A library's ready-made router (an admin or CRUD generator): its layering is not the
+        # app's to fix; FR109 still judges where the app mounted it.
+        raise RuleSkipped(f"endpoint `{route.name}` comes from `{module_name}`, not the app's code")
     dependant = route.dependant
     if dependant is None:
         return

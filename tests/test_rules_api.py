@@ -1,0 +1,785 @@
+"""FR201-FR209 (app halves): endpoints, response models, POST statuses, update schemas, pagination,
+query strings and secrets in responses, on the blog, its variants and small apps built to look like
+the real ones these rules could misjudge."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+OWN_CODES = ("FR201", "FR202", "FR203", "FR204", "FR206", "FR207", "FR208", "FR209")
+SELECT_OWN = "--fastapi-rules-select=" + ",".join(OWN_CODES)
+
+
+def line_of(path: Path, pattern: str) -> int:
+    """1-based line of the first line of ``path`` matching ``pattern`` (so tests survive edits)."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if re.search(pattern, line):
+            return number
+    raise AssertionError(f"{pattern!r} not in {path}")
+
+
+def only(items: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(items) == 1, items
+    return items[0]
+
+
+def result_of(run: Any, code: str, target: str) -> dict[str, Any]:
+    return only([r for r in run.results_for(code) if r["target"] == target])
+
+
+def findings_of(run: Any, code: str, target: str) -> list[dict[str, Any]]:
+    return list(result_of(run, code, target)["findings"])
+
+
+# -- the conforming app ---------------------------------------------------------------------------
+
+
+def test_conforming_blog_passes_every_api_rule(blog: Path, run_rules: Any) -> None:
+    run = run_rules("src.main:app", SELECT_OWN, "--fastapi-rules-strict")
+    assert run.failing() == [], run.output
+    for code in OWN_CODES:
+        assert run.results_for(code), code
+    # Every route gets FR201, FR203 and FR209, and passes the first two
+    assert set(run.outcomes("FR201").values()) == {"passed"}
+    assert set(run.outcomes("FR203").values()) == {"passed"}
+    assert len(run.outcomes("FR201")) == len(run.outcomes("FR203")) == len(run.outcomes("FR209"))
+
+    deletes = ["DELETE /api/v1/users/{user_id}", "DELETE /api/v1/posts/{post_id}"]
+    for target in deletes:
+        assert "answers 204, a status without a JSON body" in result_of(run, "FR202", target)["message"]
+        assert "declares no response type" in result_of(run, "FR209", target)["message"]
+    assert {t for t, o in run.outcomes("FR202").items() if o == "skipped"} == set(deletes)
+    assert {t for t, o in run.outcomes("FR209").items() if o == "skipped"} == set(deletes)
+    # Health routes are infrastructure, not API: no FR202 item
+    assert "GET /health" not in run.outcomes("FR202")
+    assert run.outcomes("FR209")["GET /health"] == "passed"
+
+    # The token endpoint (200), register (201), a create (201) and an action (200)
+    assert run.outcomes("FR204") == {
+        "POST /api/v1/auth/token": "passed",
+        "POST /api/v1/auth/register": "passed",
+        "POST /api/v1/posts": "passed",
+        "POST /api/v1/users/{user_id}/activate": "passed",
+    }
+    assert run.outcomes("FR206") == {
+        "PATCH /api/v1/posts/{post_id}": "passed",
+        "PATCH /api/v1/users/{user_id}": "passed",
+        "PUT /api/v1/users/{user_id}": "passed",
+    }
+    # Both list routes are paginated; single-object routes are not lists
+    fr207 = run.outcomes("FR207")
+    assert fr207.pop("GET /api/v1/users") == "passed"
+    assert fr207.pop("GET /api/v1/posts") == "passed"
+    assert set(fr207.values()) == {"skipped"}
+    assert "does not answer a list" in result_of(run, "FR207", "GET /api/v1/users/me")["message"]
+    fr208 = run.outcomes("FR208")
+    assert fr208.pop("GET /api/v1/users") == "passed"  # search has max_length, sort/order are enums
+    assert fr208.pop("GET /api/v1/posts") == "passed"
+    assert set(fr208.values()) == {"skipped"}
+    assert "takes no query parameters" in result_of(run, "FR208", "GET /api/v1/users/me")["message"]
+
+
+# -- one violating variant per rule ---------------------------------------------------------------
+
+VARIANTS = [
+    # (module, code, target, message essence, location file, line pattern or None)
+    (
+        "fr201_sync_endpoint",
+        "FR201",
+        "GET /api/v1/meta/post-limits",
+        "endpoint `get_post_limits` is a sync `def`",
+        "variants/fr201_sync_endpoint.py",
+        r"^def get_post_limits",
+    ),
+    (
+        "fr202_dict_response",
+        "FR202",
+        "GET /api/v1/posts/{post_id}/summary",
+        "declares the untyped response model `dict[str, Any]`",
+        "variants/fr202_dict_response.py",
+        r"^async def get_post_summary",
+    ),
+    (
+        "fr203_orm_response",
+        "FR203",
+        "GET /api/v1/posts/{post_id}/raw",
+        "the return annotation `Post` of endpoint `get_raw_post` is the SQLAlchemy-mapped class `Post`",
+        "variants/fr203_orm_response.py",
+        r"^async def get_raw_post",
+    ),
+    (
+        "fr204_create_returns_200",
+        "FR204",
+        "POST /api/v1/posts/drafts",
+        "POST to the collection `drafts` declares 200 (FastAPI's default)",
+        "variants/fr204_create_returns_200.py",
+        r"^async def create_draft",
+    ),
+    (
+        "fr206_put_with_patch_schema",
+        "FR206",
+        "PUT /api/v1/posts/{post_id}",
+        "PUT body `PostUpdate` has no required field",
+        "src/posts/schemas.py",
+        r"^class PostUpdate",
+    ),
+    (
+        "fr207_unbounded_limit",
+        "FR207",
+        "GET /api/v1/feed",
+        "page size `limit` has no upper bound; add `le=100`",
+        "variants/fr207_unbounded_limit.py",
+        r"^async def get_feed",
+    ),
+    (
+        "fr208_unbounded_search",
+        "FR208",
+        "GET /api/v1/search/users",
+        "free-text query parameter `q` has no `max_length`",
+        "variants/fr208_unbounded_search.py",
+        r"^async def search_users",
+    ),
+    (
+        "fr209_password_hash_in_response",
+        "FR209",
+        "GET /api/v1/users/me/account",
+        "exposes the secret field `UserInDB.hashed_password`",
+        "variants/fr209_password_hash_in_response.py",
+        r"^async def read_account",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("module", "code", "target", "essence", "file", "line_pattern"), VARIANTS, ids=[v[1] for v in VARIANTS]
+)
+def test_variant_fails_only_its_rule(
+    blog: Path,
+    run_rules: Any,
+    module: str,
+    code: str,
+    target: str,
+    essence: str,
+    file: str,
+    line_pattern: str,
+) -> None:
+    run = run_rules(f"variants.{module}:app")
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [(code, target)], (failing, run.output)
+    finding = only(run.findings(code))
+    assert essence in finding["message"], finding
+    assert finding["location"]["file"] == file, finding
+    assert finding["location"]["line"] == line_of(blog / file, line_pattern), finding
+    assert code in run.output
+
+
+# -- FR201, FR202, FR203: endpoints and what they answer ------------------------------------------
+
+ENDPOINTS_APP = """
+    import functools
+    from typing import Any
+
+    from fastapi import APIRouter, FastAPI, status
+    from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+    from pydantic import BaseModel
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+    class Base(DeclarativeBase):
+        pass
+
+
+    class Item(Base):
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+
+    class ItemOut(BaseModel):
+        id: int
+
+
+    def logged(func):
+        @functools.wraps(func)
+        async def wrapper(*args, **kwargs):
+            return await func(*args, **kwargs)
+        return wrapper
+
+
+    class ItemCounter:
+        async def __call__(self) -> ItemOut:
+            return ItemOut(id=1)
+
+
+    async def item_by_offset(offset: int) -> ItemOut:
+        return ItemOut(id=offset)
+
+
+    def export_rows():
+        yield "id\\n"
+
+
+    router = APIRouter(tags=["items"])
+
+
+    @router.get("/decorated/{item_id}")
+    @logged
+    async def decorated(item_id: int) -> ItemOut:
+        return ItemOut(id=item_id)
+
+
+    router.add_api_route("/callable", ItemCounter(), methods=["GET"])
+    router.add_api_route("/partial", functools.partial(item_by_offset, offset=1), methods=["GET"])
+
+
+    @router.get("/sync")
+    def sync_item() -> ItemOut:
+        return ItemOut(id=1)
+
+
+    @router.get("/export")
+    async def export() -> StreamingResponse:
+        return StreamingResponse(export_rows(), media_type="text/csv")
+
+
+    @router.get("/page", response_class=HTMLResponse)
+    async def page():
+        return "<p>hi</p>"
+
+
+    @router.get("/download")
+    async def download() -> FileResponse:
+        return FileResponse(__file__)
+
+
+    @router.delete("/items/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
+    async def delete_item(item_id: int) -> None:
+        return None
+
+
+    @router.get("/typed-dict")
+    async def typed_dict() -> dict[str, int]:
+        return {"a": 1}
+
+
+    @router.get("/bare-dict")
+    async def bare_dict() -> dict:
+        return {}
+
+
+    @router.get("/any-list")
+    async def any_list() -> list[Any]:
+        return []
+
+
+    @router.get("/unannotated")
+    async def unannotated():
+        return {}
+
+
+    @router.post("/ping-none")
+    async def ping_none() -> None:
+        return None
+
+
+    @router.get("/disabled", response_model=None)
+    async def disabled() -> ItemOut:
+        return ItemOut(id=1)
+
+
+    @router.get("/orm-list", response_model=None)
+    async def orm_list() -> list[Item]:
+        return []
+
+
+    app = FastAPI()
+    app.include_router(router, prefix="/api/v1")
+"""
+
+
+def test_endpoints_and_response_models(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(endpointsapp=textwrap.dedent(ENDPOINTS_APP))
+    source = pytester.path / "endpointsapp.py"
+    run = run_rules("endpointsapp:app", "--fastapi-rules-select=FR201,FR202,FR203")
+
+    # FR201: decorated (functools.wraps, async wrapper), callable-class and partial endpoints are async
+    fr201 = run.outcomes("FR201")
+    for target in ("GET /api/v1/decorated/{item_id}", "GET /api/v1/callable", "GET /api/v1/partial"):
+        assert fr201[target] == "passed", target
+    assert [t for t, o in fr201.items() if o == "failed"] == ["GET /api/v1/sync"]
+    sync = only(findings_of(run, "FR201", "GET /api/v1/sync"))
+    assert sync["message"] == "endpoint `sync_item` is a sync `def`; FastAPI runs it in a worker thread"
+    assert (sync["location"]["file"], sync["location"]["line"]) == (
+        "endpointsapp.py",
+        line_of(source, r"^def sync_item"),
+    )
+    assert "GET /api/v1/sync" in run.output and "FR201" in run.output
+
+    # FR202: exempt routes are skipped with the reason, untyped ones fail naming what was found
+    skipped = {
+        "GET /api/v1/export": "returns a `StreamingResponse` that it builds itself",
+        "GET /api/v1/download": "returns a `FileResponse` that it builds itself",
+        "GET /api/v1/page": "answers with `HTMLResponse`, not JSON",
+        "DELETE /api/v1/items/{item_id}": "answers 204, a status without a JSON body",
+        "GET /api/v1/orm-list": "reported by FR203 no-orm-in-response",
+    }
+    for target, reason in skipped.items():
+        result = result_of(run, "FR202", target)
+        assert result["outcome"] == "skipped" and reason in result["message"], result
+    for target in ("GET /api/v1/typed-dict", "GET /api/v1/decorated/{item_id}", "GET /api/v1/callable"):
+        assert result_of(run, "FR202", target)["outcome"] == "passed", target
+    failed = {
+        "GET /api/v1/bare-dict": "declares the untyped response model `dict`",
+        "GET /api/v1/any-list": "declares the untyped response model `list[Any]`",
+        "GET /api/v1/unannotated": "answers 200 with no response model",
+        "POST /api/v1/ping-none": "is annotated `-> None` but answers 200 with a `null` body",
+        "GET /api/v1/disabled": "sets `response_model=None`, so its return annotation `ItemOut`",
+    }
+    for target, essence in failed.items():
+        assert essence in only(findings_of(run, "FR202", target))["message"], target
+    assert {t for t, o in run.outcomes("FR202").items() if o == "failed"} == set(failed)
+
+    # FR203: the ORM class behind response_model=None is found inside the list
+    orm = only(run.findings("FR203"))
+    assert orm["target"] == "GET /api/v1/orm-list"
+    assert orm["message"] == (
+        "the return annotation `list[Item]` of endpoint `orm_list` contains the SQLAlchemy-mapped class `Item`"
+    )
+    assert {t for t, o in run.outcomes("FR203").items() if o == "failed"} == {"GET /api/v1/orm-list"}
+
+
+def test_no_orm_rule_skips_apps_without_orm(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(
+        noorm=textwrap.dedent(
+            """
+            from fastapi import FastAPI
+            from pydantic import BaseModel
+
+            class Out(BaseModel):
+                id: int
+
+            app = FastAPI()
+
+            @app.get("/api/v1/things/{thing_id}", tags=["things"])
+            async def get_thing(thing_id: int) -> Out:
+                return Out(id=thing_id)
+            """
+        )
+    )
+    run = run_rules("noorm:app", "--fastapi-rules-select=FR203")
+    result = result_of(run, "FR203", "GET /api/v1/things/{thing_id}")
+    assert result["outcome"] == "skipped"
+    assert "the app has no SQLAlchemy-mapped classes" in result["message"]
+
+
+# -- FR204: POST statuses --------------------------------------------------------------------------
+
+POSTS_APP = """
+    from typing import Annotated
+
+    from fastapi import APIRouter, Depends, FastAPI, status
+    from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
+    from pydantic import BaseModel
+
+
+    class Out(BaseModel):
+        id: int
+
+
+    class Token(BaseModel):
+        access_token: str
+        token_type: str = "bearer"
+
+
+    oauth2_scheme = OAuth2PasswordBearer(tokenUrl="auth/token")  # relative, as in FastAPI's tutorial
+
+
+    async def current_user(token: Annotated[str, Depends(oauth2_scheme)]) -> int:
+        return 1
+
+
+    router = APIRouter(tags=["x"], dependencies=[Depends(current_user)])
+    auth = APIRouter(tags=["auth"])
+
+
+    @auth.post("/auth/token")
+    async def token() -> Token:
+        return Token(access_token="t")
+
+
+    @auth.post("/auth/jwt/access", status_code=status.HTTP_201_CREATED)
+    async def form_login(form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+        return Token(access_token="t")
+
+
+    @auth.post("/auth/register", status_code=status.HTTP_201_CREATED)
+    async def register() -> Out:
+        return Out(id=1)
+
+
+    @router.post("/users/{user_id}/activate")
+    async def activate(user_id: int) -> Out:
+        return Out(id=user_id)
+
+
+    @router.post("/users/{user_id}/deactivate", status_code=status.HTTP_201_CREATED)
+    async def deactivate(user_id: int) -> Out:
+        return Out(id=user_id)
+
+
+    @router.post("/users/{user_id}/send-verification-email", status_code=status.HTTP_202_ACCEPTED)
+    async def send_verification_email(user_id: int) -> Out:
+        return Out(id=user_id)
+
+
+    @router.post("/search")
+    async def search() -> list[Out]:
+        return []
+
+
+    @router.post("/posts")
+    async def create_post() -> Out:
+        return Out(id=1)
+
+
+    @router.post("/imports", status_code=status.HTTP_202_ACCEPTED)
+    async def queue_import() -> Out:
+        return Out(id=1)
+
+
+    @router.post("/posts/bulk", status_code=status.HTTP_201_CREATED)
+    async def bulk_create() -> list[Out]:
+        return []
+
+
+    @router.post("/posts/{post_id}/clone")
+    async def clone_post(post_id: int) -> Out:
+        return Out(id=post_id)
+
+
+    @router.post("/auth/password-reset")
+    async def password_reset() -> Out:
+        return Out(id=1)
+
+
+    @router.post("/posts/{post_id}")
+    async def post_to_item(post_id: int) -> Out:
+        return Out(id=post_id)
+
+
+    @router.post("/index/reindex")
+    async def reindex() -> Out:
+        return Out(id=1)
+
+
+    app = FastAPI()
+    app.include_router(auth, prefix="/api/v1")
+    app.include_router(router, prefix="/api/v1")
+"""
+
+
+def test_post_statuses(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(postsapp=textwrap.dedent(POSTS_APP))
+    run = run_rules(
+        "postsapp:app", "--fastapi-rules-select=FR204", "-o", "fastapi_rules_action_verbs=reindex"
+    )
+    outcomes = run.outcomes("FR204")
+    assert outcomes == {
+        # the tokenUrl (relative) of the scheme that other routes use: a login, 200
+        "POST /api/v1/auth/token": "passed",
+        # a route taking OAuth2PasswordRequestForm is the token endpoint too: 201 is wrong
+        "POST /api/v1/auth/jwt/access": "failed",
+        "POST /api/v1/auth/register": "passed",
+        "POST /api/v1/users/{user_id}/activate": "passed",
+        "POST /api/v1/users/{user_id}/deactivate": "failed",
+        "POST /api/v1/users/{user_id}/send-verification-email": "passed",
+        "POST /api/v1/search": "passed",
+        "POST /api/v1/posts": "failed",
+        "POST /api/v1/imports": "passed",  # 202: asynchronous creation
+        "POST /api/v1/posts/bulk": "passed",  # an action that creates: 201 is fine
+        "POST /api/v1/posts/{post_id}/clone": "passed",
+        "POST /api/v1/auth/password-reset": "passed",
+        "POST /api/v1/posts/{post_id}": "skipped",
+        "POST /api/v1/index/reindex": "passed",  # an action verb from the ini
+    }
+    assert (
+        "the OAuth2 token endpoint declares 201"
+        in only(findings_of(run, "FR204", "POST /api/v1/auth/jwt/access"))["message"]
+    )
+    assert only(findings_of(run, "FR204", "POST /api/v1/users/{user_id}/deactivate"))["message"] == (
+        "`deactivate` is an action, not a create, yet declares 201; an action answers 200, 202 or 204"
+    )
+    assert only(findings_of(run, "FR204", "POST /api/v1/posts"))["message"] == (
+        "POST to the collection `posts` declares 200 (FastAPI's default); a create answers "
+        "201 Created (or 202 Accepted when it is queued)"
+    )
+    assert "ends in a path parameter" in result_of(run, "FR204", "POST /api/v1/posts/{post_id}")["message"]
+    # Without the ini verb, reindex is a collection create that answers 200
+    plain = run_rules("postsapp:app", "--fastapi-rules-select=FR204")
+    assert plain.outcomes("FR204")["POST /api/v1/index/reindex"] == "failed"
+
+
+# -- FR206, FR207, FR208, FR209: bodies, query parameters, secrets -------------------------------
+
+EXTLIB = """
+    async def text_filter(name: str | None = None, pattern: str | None = None) -> dict:
+        return {"name": name}
+"""
+
+PARAMS_APP = """
+    from datetime import datetime
+    from enum import Enum
+    from typing import Annotated, Literal
+
+    from fastapi import APIRouter, Body, Depends, FastAPI, Query
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from extlib import text_filter
+
+
+    class Out(BaseModel):
+        id: int
+
+
+    class Page(BaseModel):
+        items: list[Out]
+        next_cursor: str | None = None
+
+
+    class Filters(BaseModel):
+        limit: int = Field(20, ge=1, le=50)
+        offset: int = Field(0, ge=0)
+        q: str | None = Field(None, max_length=50)
+
+
+    class Order(str, Enum):
+        ASC = "asc"
+        DESC = "desc"
+
+
+    class Patch(BaseModel):
+        title: str
+        body: str | None = None
+
+
+    class PartialPatch(BaseModel):
+        title: str | None = None
+
+
+    class FullPut(BaseModel):
+        title: str
+        body: str | None
+
+
+    class PutAllOptional(BaseModel):
+        title: str | None = None
+
+
+    class Profile(BaseModel):
+        model_config = ConfigDict(populate_by_name=True)
+        api_key: str = Field(alias="apiKey")
+        has_password: bool
+        password_changed_at: datetime | None = None
+
+
+    class UserOut(BaseModel):
+        id: int
+        profile: Profile
+        hashed_password: str = Field(exclude=True)
+        clientSecret: str | None = None
+
+
+    class Token(BaseModel):
+        access_token: str
+        refresh_token: str
+        token_type: str = "bearer"
+
+
+    async def paging(
+        limit: Annotated[int, Query(ge=1, le=100)] = 20, skip: Annotated[int, Query(ge=0)] = 0
+    ) -> tuple[int, int]:
+        return limit, skip
+
+
+    router = APIRouter(tags=["x"])
+
+
+    @router.patch("/a/{a_id}")
+    async def patch_required(a_id: int, data: Patch) -> Out:
+        return Out(id=a_id)
+
+
+    @router.patch("/b/{b_id}")
+    async def patch_partial(b_id: int, data: PartialPatch) -> Out:
+        return Out(id=b_id)
+
+
+    @router.patch("/c/{c_id}")
+    async def patch_dict(c_id: int, data: Annotated[dict, Body()]) -> Out:
+        return Out(id=c_id)
+
+
+    @router.put("/b/{b_id}")
+    async def put_full(b_id: int, data: FullPut) -> Out:
+        return Out(id=b_id)
+
+
+    @router.put("/a/{a_id}")
+    async def put_all_optional(a_id: int, data: PutAllOptional) -> Out:
+        return Out(id=a_id)
+
+
+    @router.get("/cursor")
+    async def cursor_page(
+        cursor: str | None = Query(None, max_length=200), limit: int = Query(20, ge=1, le=100)
+    ) -> Page:
+        return Page(items=[])
+
+
+    @router.get("/paged")
+    async def paged(pages: Annotated[tuple[int, int], Depends(paging)]) -> list[Out]:
+        return []
+
+
+    @router.get("/query-model")
+    async def query_model(filters: Annotated[Filters, Query()]) -> list[Out]:
+        return []
+
+
+    @router.get("/unpaginated")
+    async def unpaginated() -> list[Out]:
+        return []
+
+
+    @router.get("/too-large")
+    async def too_large(page_size: int = Query(20, le=500), page: int = Query(1)) -> list[Out]:
+        return []
+
+
+    @router.get("/sorting")
+    async def sorting(
+        sort_by: str = Query("id", max_length=20),
+        order: Order = Order.ASC,
+        direction: Literal["asc", "desc"] = "asc",
+        tags: list[str] = Query([]),
+        search: str | None = Query(None, max_length=100),
+        note: str | None = None,
+    ) -> Out:
+        return Out(id=1)
+
+
+    @router.get("/library-filter")
+    async def library_filter(f: Annotated[dict, Depends(text_filter)]) -> Out:
+        return Out(id=1)
+
+
+    @router.get("/users/{user_id}")
+    async def get_user(user_id: int) -> UserOut:
+        raise NotImplementedError
+
+
+    @router.get("/users/{user_id}/status")
+    async def user_status(user_id: int) -> Profile:
+        raise NotImplementedError
+
+
+    @router.get(
+        "/users/{user_id}/public",
+        response_model=UserOut,
+        response_model_exclude={"clientSecret", "profile"},
+    )
+    async def public_user(user_id: int) -> UserOut:
+        raise NotImplementedError
+
+
+    @router.post("/token")
+    async def login() -> Token:
+        return Token(access_token="a", refresh_token="r")
+
+
+    app = FastAPI()
+    app.include_router(router, prefix="/api/v1")
+"""
+
+
+def test_bodies_query_parameters_and_secrets(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(extlib=textwrap.dedent(EXTLIB), paramsapp=textwrap.dedent(PARAMS_APP))
+    source = pytester.path / "paramsapp.py"
+    run = run_rules("paramsapp:app", "--fastapi-rules-select=FR206,FR207,FR208,FR209")
+
+    # FR206 (warning): PATCH with a required field, PUT with nothing required; dict bodies skipped
+    assert run.outcomes("FR206") == {
+        "PATCH /api/v1/a/{a_id}": "warning",
+        "PATCH /api/v1/b/{b_id}": "passed",
+        "PATCH /api/v1/c/{c_id}": "skipped",
+        "PUT /api/v1/b/{b_id}": "passed",
+        "PUT /api/v1/a/{a_id}": "warning",
+    }
+    patch = only(findings_of(run, "FR206", "PATCH /api/v1/a/{a_id}"))
+    assert (
+        patch["message"] == "PATCH body `Patch` requires `title`; a partial update makes every field optional"
+    )
+    assert (patch["location"]["file"], patch["location"]["line"]) == (
+        "paramsapp.py",
+        line_of(source, r"^class Patch\b"),
+    )
+    assert (
+        "PUT body `PutAllOptional` has no required field"
+        in only(findings_of(run, "FR206", "PUT /api/v1/a/{a_id}"))["message"]
+    )
+
+    # FR207: cursor pages, page sizes in dependencies and in query models pass
+    fr207 = run.outcomes("FR207")
+    for target in ("GET /api/v1/cursor", "GET /api/v1/paged", "GET /api/v1/query-model"):
+        assert fr207[target] == "passed", target
+    assert (
+        "takes no page-size query parameter"
+        in only(findings_of(run, "FR207", "GET /api/v1/unpaginated"))["message"]
+    )
+    too_large = [f["message"] for f in findings_of(run, "FR207", "GET /api/v1/too-large")]
+    assert too_large == [
+        "page size `page_size` allows up to 500, above the maximum page size 100",
+        "offset `page` has no lower bound; add `ge=0`",
+    ]
+    assert fr207["GET /api/v1/sorting"] == "skipped"
+    # The maximum is configurable
+    relaxed = run_rules(
+        "paramsapp:app", "--fastapi-rules-select=FR207", "-o", "fastapi_rules_max_page_size=500"
+    )
+    assert [f["message"] for f in relaxed.findings("FR207") if f["target"] == "GET /api/v1/too-large"] == [
+        "offset `page` has no lower bound; add `ge=0`"
+    ]
+
+    # FR208 (warning): sort typed str even with max_length; unbounded free text, also from a library
+    fr208 = run.outcomes("FR208")
+    assert fr208["GET /api/v1/cursor"] == "passed"
+    assert fr208["GET /api/v1/query-model"] == "passed"
+    assert fr208["GET /api/v1/users/{user_id}"] == "skipped"
+    assert [f["message"] for f in findings_of(run, "FR208", "GET /api/v1/sorting")] == [
+        "sort parameter `sort_by` is a plain `str`; make it an `Enum` or a `Literal` of the allowed values",
+        "free-text query parameter `note` has no `max_length`",
+    ]
+    library = findings_of(run, "FR208", "GET /api/v1/library-filter")
+    assert [f["message"] for f in library] == [
+        "free-text query parameter `name` (from dependency `extlib.text_filter`, a library dependency) "
+        "has no `max_length`",
+        "free-text query parameter `pattern` (from dependency `extlib.text_filter`, a library dependency) "
+        "has no `max_length`",
+    ]
+    assert library[0]["location"]["file"] == "paramsapp.py"  # the app's route, not the library
+
+    # FR209: nested and aliased secrets are named by path; flags, timestamps, exclusions, tokens pass
+    assert [f["message"] for f in findings_of(run, "FR209", "GET /api/v1/users/{user_id}")] == [
+        "the response model of endpoint `get_user` exposes the secret field `UserOut.profile.api_key`",
+        "the response model of endpoint `get_user` exposes the secret field `UserOut.clientSecret`",
+    ]
+    assert [f["message"] for f in findings_of(run, "FR209", "GET /api/v1/users/{user_id}/status")] == [
+        "the response model of endpoint `user_status` exposes the secret field `Profile.api_key`"
+    ]
+    assert run.outcomes("FR209")["GET /api/v1/users/{user_id}/public"] == "passed"
+    assert run.outcomes("FR209")["POST /api/v1/token"] == "passed"
+    assert run.outcomes("FR209")["GET /api/v1/cursor"] == "passed"

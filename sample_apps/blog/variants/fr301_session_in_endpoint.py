@@ -15,7 +15,7 @@ router = APIRouter()
 
 @router.get("/{post_id}/author")
 async def get_post_author(
-    post_id: int, db: Annotated[AsyncSession, Depends(get_db, scope="function")]
+    post_id: int, db: Annotated[AsyncSession, Depends(get_db)]
 ) -> UserPublic:
     service = await get_post_service(await get_post_repository(db))
     post = await service.get_post(post_id)

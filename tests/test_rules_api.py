@@ -296,6 +296,15 @@ ENDPOINTS_APP = """
         return []
 
 
+    async def library_login():
+        return {}
+
+
+    # Stands for a router that a library ships (fastapi-users' login builds its own Response)
+    library_login.__module__ = "fastapi_users.router.auth"
+    router.add_api_route("/auth/jwt/login", library_login, methods=["POST"], status_code=201)
+
+
     app = FastAPI()
     app.include_router(router, prefix="/api/v1")
 """
@@ -304,7 +313,7 @@ ENDPOINTS_APP = """
 def test_endpoints_and_response_models(pytester: pytest.Pytester, run_rules: Any) -> None:
     pytester.makepyfile(endpointsapp=textwrap.dedent(ENDPOINTS_APP))
     source = pytester.path / "endpointsapp.py"
-    run = run_rules("endpointsapp:app", "--fastapi-rules-select=FR201,FR202,FR203")
+    run = run_rules("endpointsapp:app", "--fastapi-rules-select=FR201,FR202,FR203,FR204")
 
     # FR201: decorated (functools.wraps, async wrapper), callable-class and partial endpoints are async
     fr201 = run.outcomes("FR201")
@@ -342,6 +351,12 @@ def test_endpoints_and_response_models(pytester: pytest.Pytester, run_rules: Any
     for target, essence in failed.items():
         assert essence in only(findings_of(run, "FR202", target))["message"], target
     assert {t for t, o in run.outcomes("FR202").items() if o == "failed"} == set(failed)
+
+    # FR202, FR204: what a library's endpoint declares is the library's, not the app's
+    for code in ("FR202", "FR204"):
+        library = result_of(run, code, "POST /api/v1/auth/jwt/login")
+        assert library["outcome"] == "skipped", library
+        assert "from the library `fastapi_users`: its declarations are the library's" in library["message"]
 
     # FR203: the ORM class behind response_model=None is found inside the list
     orm = only(run.findings("FR203"))
@@ -536,7 +551,7 @@ PARAMS_APP = """
     from typing import Annotated, Literal
 
     from fastapi import APIRouter, Body, Depends, FastAPI, Query
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
     from extlib import text_filter
 
@@ -584,6 +599,8 @@ PARAMS_APP = """
         api_key: str = Field(alias="apiKey")
         has_password: bool
         password_changed_at: datetime | None = None
+        webhook_secret: SecretStr  # serialised as **********
+        masked_api_key: str  # "sk-...f3a9"
 
 
     class UserOut(BaseModel):

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+import pydantic
+from pydantic import BaseModel, SecretBytes, SecretStr
 from starlette.responses import JSONResponse, Response
 
 from pytest_fastapi_rules.facts import is_coroutine_callable, type_hints
@@ -303,7 +304,7 @@ class QueryParam:
 
 def _query_model(field: Any) -> type[BaseModel] | None:
     """The model of an ``Annotated[Model, Query()]`` parameter (FastAPI 0.115+), else None."""
-    single = _single(getattr(field.field_info, "annotation", None))
+    single = _single(getattr(getattr(field, "field_info", None), "annotation", None))
     return single if _is_model(single) else None
 
 
@@ -356,6 +357,23 @@ def _param_location(param: QueryParam, route: RouteFacts, facts: AppFacts) -> Lo
     if param.origin is not route.endpoint and facts.is_own_object(param.origin):
         return facts.location_of(param.origin) or route.location
     return route.location
+
+
+def _skip_library_endpoint(route: RouteFacts, facts: AppFacts) -> None:
+    """Declarations made by a library's endpoint (fastapi-users' login) are not the app's to change.
+
+    Raises :class:`RuleSkipped` naming the library, so the user sees why the route was left alone.
+    """
+    function = route.function
+    if facts.is_own_object(function):
+        return
+    module = getattr(function, "__module__", None)
+    if not module:
+        return
+    raise RuleSkipped(
+        f"{route.target} is served by `{code_of(function)}` from the library `{module.split('.')[0]}`: "
+        "its declarations are the library's"
+    )
 
 
 # -- FR201 ----------------------------------------------------------------------------------------
@@ -420,6 +438,7 @@ def _has_no_body(status: int) -> bool:
 )
 def check_response_model_declared(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
+    _skip_library_endpoint(route, context.facts)
     status = route.declared_status
     if _has_no_body(status):
         raise RuleSkipped(f"{route.target} answers {status}, a status without a JSON body")
@@ -707,6 +726,7 @@ def _status_text(route: RouteFacts) -> str:
 )
 def check_create_returns_201(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
+    _skip_library_endpoint(route, context.facts)
     status = route.declared_status
     if is_token_endpoint(route, context.facts):
         if status != 200:
@@ -805,6 +825,7 @@ def _body_models(route: RouteFacts) -> list[type[BaseModel]]:
 )
 def check_update_schema_partial(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
+    _skip_library_endpoint(route, context.facts)
     models = _body_models(route)
     if not models:
         raise RuleSkipped(f"{route.target} takes no Pydantic body model")
@@ -862,7 +883,8 @@ def _is_int_param(param: QueryParam) -> bool:
     return _is_class(single, int) and not _is_class(single, bool)
 
 
-def _upper_bound(bounds: dict[str, Any]) -> float | None:
+def upper_bound(bounds: dict[str, Any]) -> float | None:
+    """The largest integer value ``le``/``lt`` allow (``lt=101`` reads as 100), or None."""
     candidates = []
     if "le" in bounds:
         candidates.append(bounds["le"])
@@ -871,13 +893,35 @@ def _upper_bound(bounds: dict[str, Any]) -> float | None:
     return min(candidates) if candidates else None
 
 
-def _lower_bound(bounds: dict[str, Any]) -> float | None:
+def lower_bound(bounds: dict[str, Any]) -> float | None:
+    """The smallest integer value ``ge``/``gt`` allow (``gt=-1`` reads as 0), or None."""
     candidates = []
     if "ge" in bounds:
         candidates.append(bounds["ge"])
     if "gt" in bounds:
         candidates.append(bounds["gt"] + 1)
     return max(candidates) if candidates else None
+
+
+def list_answer_of(route: RouteFacts) -> str | None:
+    """How the route answers a list (``list[X]``, ``Page.items``), or None (shared with the probe)."""
+    for _, tp in _answer_types(route):
+        answer = _list_answer(tp)
+        if answer:
+            return answer
+    return None
+
+
+def pagination_params(route: RouteFacts) -> tuple[list[QueryParam], list[QueryParam]]:
+    """``(page-size parameters, offset parameters)`` of the route's dependency tree.
+
+    Shared with FR207's runtime half, which sends a page size over the bound (``param.alias``,
+    ``upper_bound(param.bounds)``) and expects a 422.
+    """
+    params = [p for p in iter_query_params(route) if _is_int_param(p)]
+    sizes = [p for p in params if p.names & PAGE_SIZE_NAMES]
+    offsets = [p for p in params if p.names & OFFSET_NAMES and p not in sizes]
+    return sizes, offsets
 
 
 @rule(
@@ -908,17 +952,11 @@ def _lower_bound(bounds: dict[str, Any]) -> float | None:
 )
 def check_pagination_bounded(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
-    answer = None
-    for _, tp in _answer_types(route):
-        answer = _list_answer(tp)
-        if answer:
-            break
+    answer = list_answer_of(route)
     if answer is None:
         raise RuleSkipped(f"{route.target} does not answer a list")
     maximum = context.options.max_page_size
-    params = [p for p in iter_query_params(route) if _is_int_param(p)]
-    sizes = [p for p in params if p.names & PAGE_SIZE_NAMES]
-    offsets = [p for p in params if p.names & OFFSET_NAMES and p not in sizes]
+    sizes, offsets = pagination_params(route)
     if not sizes:
         yield Finding(
             message=(
@@ -928,7 +966,7 @@ def check_pagination_bounded(context: CheckContext) -> Iterator[Finding]:
             location=route.location,
         )
     for param in sizes:
-        upper = _upper_bound(param.bounds)
+        upper = upper_bound(param.bounds)
         where = _describe_origin(param, route, context.facts)
         if upper is None:
             yield Finding(
@@ -945,7 +983,7 @@ def check_pagination_bounded(context: CheckContext) -> Iterator[Finding]:
                 fix=f"Lower its bound to `le={maximum}` (or raise `fastapi_rules_max_page_size`).",
             )
     for param in offsets:
-        lower = _lower_bound(param.bounds)
+        lower = lower_bound(param.bounds)
         if lower is None or lower < 0:
             where = _describe_origin(param, route, context.facts)
             found = "has no lower bound" if lower is None else f"allows {lower:g}"
@@ -1037,15 +1075,28 @@ SECRET_NAMES = (
 def is_secret_name(name: str) -> bool:
     """A field name that holds a password, a hash or a secret (``UserOut.hashedPassword``...)."""
     snake = _snake(name)
+    if snake.startswith(_MASKED_PREFIXES):
+        return False
     if snake.startswith("hashed_"):
         return True
     return any(snake == secret or snake.endswith(f"_{secret}") for secret in SECRET_NAMES)
 
 
+#: Pydantic's secret types serialise as ``**********``: the value never reaches the client.
+_MASKED_TYPES: tuple[type, ...] = tuple(
+    t for t in (SecretStr, SecretBytes, getattr(pydantic, "Secret", None)) if isinstance(t, type)
+)
+#: Prefixes of fields that show a harmless part of a secret (``masked_api_key: "sk-...f3a9"``).
+_MASKED_PREFIXES = ("masked_", "redacted_", "obfuscated_", "truncated_")
+
+
 def _cannot_hold_secret(tp: Any) -> bool:
-    """Flags, numbers, timestamps and fixed choices never carry a secret's value."""
+    """Flags, numbers, timestamps, fixed choices and masked secrets never carry a secret's value."""
     members = _without_none(tp)
-    return bool(members) and all(_is_class(m, _SCALAR_TYPES) or _is_choice(m) for m in members)
+    return bool(members) and all(
+        _is_class(m, _SCALAR_TYPES) or _is_choice(m) or _is_class(get_origin(m) or m, _MASKED_TYPES)
+        for m in members
+    )
 
 
 def _excluded_names(spec: Any) -> set[str]:

@@ -362,10 +362,26 @@ def check_expire_on_commit_off(context: CheckContext) -> Iterator[Finding]:
 
 
 def _own_mapped_classes(facts: AppFacts) -> list[type]:
-    """The app's own ORM classes; RuleSkipped when the app has none."""
+    """The app's own ORM classes, their mappers configured; RuleSkipped when the app has none.
+
+    Reading relationships configures the mappers; when the app's models cannot be configured (a
+    relationship to a class that does not exist...), that is the app's error, reported as such
+    rather than as a crash of the rule.
+    """
+    from pytest_fastapi_rules.items import UserSetupError
+
     classes = [cls for cls in facts.mapped_classes if facts.is_own_object(cls)]
     if not classes:
         raise RuleSkipped("the app has no SQLAlchemy ORM models")
+    registries = {id(_mapper(cls).registry): _mapper(cls).registry for cls in classes}
+    for registry in registries.values():
+        try:
+            registry.configure(cascade=True)
+        except Exception as exc:  # noqa: BLE001 - the app's models are broken
+            raise UserSetupError(
+                f"SQLAlchemy cannot configure the app's ORM models ({type(exc).__name__}: {exc}); "
+                "the app fails the same way at its first query"
+            ) from None
     return classes
 
 
@@ -433,6 +449,17 @@ def _declaration_value(value: Any) -> bool:
     return isinstance(value, Column | MappedColumn | ColumnProperty | declared_attr)
 
 
+def _declared_attr_is_mapped(value: Any) -> bool:
+    """A mixin's ``@declared_attr def x(cls) -> Mapped[int]`` is annotated through its return type."""
+    from sqlalchemy.orm.decl_api import declared_attr
+
+    if not isinstance(value, declared_attr):
+        return False
+    function = getattr(value, "fget", None)
+    annotations = getattr(function, "__annotations__", None) or {}
+    return "return" in annotations and _is_mapped_annotation(annotations["return"])
+
+
 def _is_table_column_property(prop: Any) -> bool:
     """A column attribute over real table columns (not a ``column_property(select(...))``)."""
     from sqlalchemy import Column, Table
@@ -468,8 +495,10 @@ def _unannotated_columns(cls: type) -> list[str]:
                     shown = text or getattr(annotations[key], "__name__", repr(annotations[key]))
                     problems.append(_declared_in(f"{key} (annotated `{shown}`)", klass, cls))
                 break
-            if klass is not cls and _declaration_value(vars(klass).get(key)):
-                problems.append(_declared_in(key, klass, cls))
+            value = vars(klass).get(key)
+            if klass is not cls and _declaration_value(value):
+                if not _declared_attr_is_mapped(value):
+                    problems.append(_declared_in(key, klass, cls))
                 break
         else:
             # No class annotates it and no mixin declares it: `x = Column(...)` on the model itself

@@ -197,6 +197,9 @@ class AppFacts:
     def __init__(self, loaded: LoadedApp, root: Path, runtime: AppRuntime) -> None:
         self.loaded = loaded
         self.app: Starlette = loaded.app
+        #: ``app.dependency_overrides`` as the app was loaded, before any test ran (FR806 compares).
+        overrides = getattr(self.app, "dependency_overrides", None) or {}
+        self.initial_dependency_overrides: dict[Any, Any] = dict(overrides)
         self.root = root
         self.runtime = runtime
         self._runtime_facts: RuntimeFacts | None = None

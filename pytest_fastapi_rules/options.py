@@ -29,6 +29,8 @@ DEFAULT_INFRA_PATHS = (
     "/metrics",
     "/favicon.ico",
 )
+DEFAULT_QUERY_BUDGET = 10
+DEFAULT_BASE_URL = "http://localhost"
 DEFAULT_PUBLIC_WRITE_SUFFIXES = ("register", "signup", "sign-up", "login", "signin", "sign-in")
 
 
@@ -106,6 +108,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="Print a rule's rationale, what passes, what fails and how to fix it, then exit.",
     )
     group.addoption(
+        "--fastapi-rules-db-url",
+        dest="fastapi_rules_db_url",
+        metavar="URL",
+        help="Run the probes on a throwaway database created on this server (e.g. "
+        "postgresql+asyncpg://postgres@localhost:5432/postgres) instead of a temporary SQLite file. "
+        "The app's own database is never used.",
+    )
+    group.addoption(
         "--fastapi-rules-startup-timeout",
         dest="fastapi_rules_startup_timeout",
         type=float,
@@ -177,6 +187,39 @@ def add_options(parser: pytest.Parser) -> None:
         default=["ENVIRONMENT=production"],
     )
     parser.addini(
+        "fastapi_rules_db_url",
+        "Server URL the probes create their throwaway database on (default: a temporary SQLite file).",
+        default=None,
+    )
+    parser.addini(
+        "fastapi_rules_query_budget",
+        "Most SQL statements one request may run (FR510).",
+        default=str(DEFAULT_QUERY_BUDGET),
+    )
+    parser.addini(
+        "fastapi_rules_query_budgets",
+        "Per-route query budgets, lines 'PATTERN = N': 'GET /api/v1/reports/* = 25'.",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "fastapi_rules_base_url",
+        "Base URL of probe requests (its host must pass the app's TrustedHostMiddleware).",
+        default=DEFAULT_BASE_URL,
+    )
+    parser.addini(
+        "fastapi_rules_auth_headers",
+        "Lines 'Name: value' sent with every probe request, instead of the current-user override.",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "fastapi_rules_seed",
+        "module:function that seeds the probe database instead of the generator: "
+        "async def seed(session: AsyncSession, size: int) -> None.",
+        default=None,
+    )
+    parser.addini(
         "fastapi_rules_startup_timeout",
         "Seconds the app's lifespan may take to start or stop.",
         default="30",
@@ -204,6 +247,20 @@ class RouteIgnore:
 
 
 @dataclass(frozen=True)
+class RouteBudget:
+    """One ``fastapi_rules_query_budgets`` line: methods + path glob -> most statements (FR510)."""
+
+    methods: frozenset[str]
+    path_glob: str
+    budget: int
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.methods and method not in self.methods:
+            return False
+        return fnmatch.fnmatchcase(path, self.path_glob)
+
+
+@dataclass(frozen=True)
 class RulesOptions:
     """Every setting of the plugin, resolved from the command line and the ini file."""
 
@@ -227,6 +284,13 @@ class RulesOptions:
     max_page_size: int = 100
     production_env: dict[str, str] = field(default_factory=lambda: {"ENVIRONMENT": "production"})
     startup_timeout: float = 30.0
+    #: Probes: server for the throwaway database (None: a temporary SQLite file).
+    db_url: str | None = None
+    query_budget: int = DEFAULT_QUERY_BUDGET
+    query_budgets: tuple[RouteBudget, ...] = ()
+    base_url: str = DEFAULT_BASE_URL
+    auth_headers: dict[str, str] = field(default_factory=dict)
+    seed_hook: str | None = None
     #: Where each user-facing setting came from ("command line", "ini", "default").
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -244,6 +308,13 @@ class RulesOptions:
 
     def route_ignored(self, method: str, path: str, code: str) -> bool:
         return any(entry.matches(method, path, code) for entry in self.per_route_ignores)
+
+    def query_budget_for(self, method: str, path: str) -> int:
+        """The FR510 budget of a route: the first matching per-route line, else the global one."""
+        for entry in self.query_budgets:
+            if entry.matches(method, path):
+                return entry.budget
+        return self.query_budget
 
     def is_infra_path(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, glob) for glob in self.infra_paths)
@@ -353,6 +424,52 @@ def _parse_float(text: str, setting: str) -> float:
     return value
 
 
+def _parse_budget(text: str, setting: str) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise OptionsError(f"{setting}: {text!r} is not a whole number of statements.") from None
+    if value < 0:
+        raise OptionsError(f"{setting}: must not be negative, got {text!r}.")
+    return value
+
+
+def _parse_query_budgets(lines: list[str]) -> tuple[RouteBudget, ...]:
+    setting = "fastapi_rules_query_budgets"
+    entries: list[RouteBudget] = []
+    for line in lines:
+        if "=" not in line:
+            raise OptionsError(
+                f"{setting}: {line!r} needs the form 'PATTERN = N', e.g. 'GET /api/v1/reports/* = 25'."
+            )
+        pattern, _, budget_text = line.rpartition("=")
+        methods, glob = _parse_route_pattern(pattern, setting, line)
+        entries.append(RouteBudget(methods, glob, _parse_budget(budget_text, setting)))
+    return tuple(entries)
+
+
+def _parse_headers(lines: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise OptionsError(
+                f"fastapi_rules_auth_headers: {line!r} needs the form 'Name: value', e.g. "
+                "'Authorization: Bearer <token>'."
+            )
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def _parse_base_url(text: str) -> str:
+    url = str(text).strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise OptionsError(
+            f"fastapi_rules_base_url: {text!r} is not an http(s) URL; use e.g. http://localhost."
+        )
+    return url
+
+
 def resolve_options(config: pytest.Config) -> RulesOptions:
     """Read every setting once; raises :class:`OptionsError` on values that make no sense."""
     sources: dict[str, str] = {}
@@ -434,12 +551,20 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         else _parse_float(config.getini("fastapi_rules_startup_timeout"), "fastapi_rules_startup_timeout")
     )
 
+    db_url_value = pick("fastapi_rules_db_url", "fastapi_rules_db_url")
+    seed_value = config.getini("fastapi_rules_seed")
     return RulesOptions(
         app_spec=str(app_spec).strip() if app_spec is not None else None,
         app_dir=app_dir,
         select=select,
         ignore=ignore,
         strict=strict,
+        db_url=str(db_url_value).strip() if db_url_value else None,
+        query_budget=_parse_budget(config.getini("fastapi_rules_query_budget"), "fastapi_rules_query_budget"),
+        query_budgets=_parse_query_budgets(config.getini("fastapi_rules_query_budgets")),
+        base_url=_parse_base_url(config.getini("fastapi_rules_base_url")),
+        auth_headers=_parse_headers(config.getini("fastapi_rules_auth_headers")),
+        seed_hook=str(seed_value).strip() if seed_value else None,
         per_route_ignores=_parse_per_route_ignores(config.getini("fastapi_rules_per_route_ignores")),
         severity_overrides=_parse_severities(config.getini("fastapi_rules_severity")),
         json_path=json_path,

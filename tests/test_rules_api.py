@@ -551,6 +551,7 @@ PARAMS_APP = """
     from typing import Annotated, Literal
 
     from fastapi import APIRouter, Body, Depends, FastAPI, Query
+    from fastapi.security import OAuth2PasswordBearer
     from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
     from extlib import text_filter
@@ -718,7 +719,21 @@ PARAMS_APP = """
         return Token(access_token="a", refresh_token="r")
 
 
-    app = FastAPI()
+    # Behind a proxy that strips /svc: clients, and so tokenUrl, carry the prefix
+    oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/svc/api/v1/sessions")
+
+
+    @router.post("/sessions")
+    async def open_session() -> Token:
+        return Token(access_token="a", refresh_token="r")
+
+
+    @router.get("/me")
+    async def me(token: Annotated[str, Depends(oauth2_scheme)]) -> Out:
+        return Out(id=1)
+
+
+    app = FastAPI(root_path="/svc")
     app.include_router(router, prefix="/api/v1")
 """
 
@@ -726,7 +741,10 @@ PARAMS_APP = """
 def test_bodies_query_parameters_and_secrets(pytester: pytest.Pytester, run_rules: Any) -> None:
     pytester.makepyfile(extlib=textwrap.dedent(EXTLIB), paramsapp=textwrap.dedent(PARAMS_APP))
     source = pytester.path / "paramsapp.py"
-    run = run_rules("paramsapp:app", "--fastapi-rules-select=FR206,FR207,FR208,FR209")
+    run = run_rules("paramsapp:app", "--fastapi-rules-select=FR204,FR206,FR207,FR208,FR209")
+
+    # FR204: the token endpoint is found through tokenUrl even when it carries the app's root_path
+    assert run.outcomes("FR204") == {"POST /api/v1/token": "passed", "POST /api/v1/sessions": "passed"}
 
     # FR206 (warning): PATCH with a required field, PUT with nothing required; dict bodies skipped
     assert run.outcomes("FR206") == {

@@ -124,7 +124,13 @@ def _single(tp: Any) -> Any:
 
 
 def _is_class(tp: Any, base: type | tuple[type, ...]) -> bool:
-    return isinstance(tp, type) and issubclass(tp, base)
+    """``issubclass`` that is False for non-classes (on Python 3.10 ``list[int]`` passes as a type)."""
+    if not isinstance(tp, type) or get_origin(tp) is not None:
+        return False
+    try:
+        return issubclass(tp, base)
+    except TypeError:
+        return False
 
 
 def _is_model(tp: Any) -> bool:
@@ -260,8 +266,9 @@ def _return_annotation(route: RouteFacts) -> Any:
 def _answer_types(route: RouteFacts) -> list[tuple[str, Any]]:
     """What the route hands FastAPI to serialise: ``(what, type)`` for each declared type.
 
-    The effective response model, the item type of a JSON-lines/SSE stream, and the return
-    annotation when FastAPI did not use it (``response_model=None``); duplicates removed.
+    The effective response model and the item type of a JSON-lines/SSE stream; the return
+    annotation only when FastAPI used neither (``response_model=None``), since it is otherwise
+    the response model itself or overridden by ``response_model=``.
     """
     answers: list[tuple[str, Any]] = []
     model = route.response_model
@@ -690,7 +697,11 @@ def is_token_endpoint(route: RouteFacts, facts: AppFacts) -> bool:
     """The OAuth2 token endpoint: a ``tokenUrl`` of the app's schemes, or a password-form route."""
     if route.method != "POST":
         return False
-    if any(_matches_token_url(route.path, url) for url in _oauth2_token_paths(facts)):
+    # tokenUrl is what clients call: with root_path="/api" behind a proxy it carries the prefix
+    root_path = str(getattr(facts.app, "root_path", "") or "").rstrip("/")
+    paths = {route.path, root_path + route.path} if root_path else {route.path}
+    urls = _oauth2_token_paths(facts)
+    if any(_matches_token_url(path, url) for path in paths for url in urls):
         return True
     return _takes_password_form(route)
 

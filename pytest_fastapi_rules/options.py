@@ -335,6 +335,8 @@ def _split_codes(values: list[str] | str | None) -> tuple[str, ...]:
 
 
 def _check_codes(codes: tuple[str, ...], setting: str) -> None:
+    if not codes:
+        return
     known = [rule.code for rule in all_rules()]
     for prefix in codes:
         if not re.fullmatch(r"FR\d{0,3}", prefix) or not any(c.startswith(prefix) for c in known):

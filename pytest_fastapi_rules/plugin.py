@@ -1,7 +1,8 @@
 """The pytest plugin: hooks only. Each concern lives in its own module; this file wires them.
 
 Without ``--fastapi-app`` (or the ``fastapi_app`` ini key) every hook returns at once: installing the
-plugin never changes another project's test run.
+plugin never changes another project's test run. This module imports nothing heavy at import time:
+FastAPI, SQLAlchemy and the rules are imported only once a run names an app.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 import pytest
 
 from pytest_fastapi_rules.baseline import BaselineError
-from pytest_fastapi_rules.items import COLLECTOR_NAME, RuleItem, RulesCollector
 from pytest_fastapi_rules.options import OptionsError, add_options, resolve_options
 from pytest_fastapi_rules.registry import all_rules
 from pytest_fastapi_rules.reporting import (
@@ -49,6 +49,13 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         print(text)
         return 0
     return None
+
+
+def _items() -> Any:
+    """The items module, imported on first use: it pulls in FastAPI, SQLAlchemy and the rules."""
+    from pytest_fastapi_rules import items
+
+    return items
 
 
 def _state(config: pytest.Config) -> RulesSession | None:
@@ -103,11 +110,11 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
         state = _state(collector.config)
         if state is not None and report.passed:
             report.result.append(
-                RulesCollector.from_parent(
+                _items().RulesCollector.from_parent(
                     collector,
-                    name=COLLECTOR_NAME,
-                    nodeid=COLLECTOR_NAME,
-                    path=collector.config.rootpath / COLLECTOR_NAME,
+                    name=_items().COLLECTOR_NAME,
+                    nodeid=_items().COLLECTOR_NAME,
+                    path=collector.config.rootpath / _items().COLLECTOR_NAME,
                 )
             )
     return report
@@ -119,11 +126,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     state = _state(config)
     if state is None or not state.options.per_route_ignores:
         return
+    rule_item = _items().RuleItem
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
         if (
-            isinstance(item, RuleItem)
+            isinstance(item, rule_item)
             and item.route is not None
             and state.options.route_ignored(item.route.method, item.route.path, item.rule.code)
         ):
@@ -138,7 +146,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
-    if isinstance(item, RuleItem) and (call.when == "call" or call.excinfo is not None):
+    if _state(item.config) is None:
+        return report
+    if isinstance(item, _items().RuleItem) and (call.when == "call" or call.excinfo is not None):
         setattr(report, REPORT_ATTRIBUTE, item.report_data(call.excinfo))
     return report
 
@@ -160,7 +170,10 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Stop the app's lifespan once no rule item follows, so the user's own tests get it back."""
     state = _state(item.config)
-    if state is not None and isinstance(item, RuleItem) and not isinstance(nextitem, RuleItem):
+    if state is None:
+        return
+    rule_item = _items().RuleItem
+    if isinstance(item, rule_item) and not isinstance(nextitem, rule_item):
         state.stop_app()
 
 

@@ -161,9 +161,11 @@ def rule(
         raise ValueError(f"{code}: applies_to only makes sense for route rules")
 
     def register(check: CheckFunction) -> CheckFunction:
-        if code in _REGISTRY:
+        existing = _REGISTRY.get(code)
+        reloaded = existing is not None and _same_function(existing.check, check)
+        if existing is not None and not reloaded:
             raise ValueError(f"rule code {code} registered twice")
-        if any(existing.name == name for existing in _REGISTRY.values()):
+        if any(other.name == name and other.code != code for other in _REGISTRY.values()):
             raise ValueError(f"rule name {name} registered twice")
         _REGISTRY[code] = Rule(
             code=code,
@@ -184,6 +186,14 @@ def rule(
         return check
 
     return register
+
+
+def _same_function(first: CheckFunction, second: CheckFunction) -> bool:
+    """Whether ``second`` is ``first`` imported again (a module reload), not a second rule."""
+    return (getattr(first, "__module__", None), getattr(first, "__qualname__", None)) == (
+        getattr(second, "__module__", None),
+        getattr(second, "__qualname__", None),
+    )
 
 
 def all_rules() -> list[Rule]:

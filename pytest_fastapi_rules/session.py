@@ -7,14 +7,17 @@ lazily, at collection, and only once; facts are gathered once and shared by ever
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_fastapi_rules.baseline import Baseline
-from pytest_fastapi_rules.facts import AppFacts
-from pytest_fastapi_rules.loading import AppLoadError, load_app
 from pytest_fastapi_rules.options import RulesOptions
-from pytest_fastapi_rules.runtime import AppRuntime
+
+if TYPE_CHECKING:
+    from pytest_fastapi_rules.facts import AppFacts
+    from pytest_fastapi_rules.loading import AppLoadError
+    from pytest_fastapi_rules.runtime import AppRuntime
 
 
 class RulesSession:
@@ -39,6 +42,10 @@ class RulesSession:
         if self._load_error is not None:
             raise self._load_error
         if self._facts is None:
+            from pytest_fastapi_rules.facts import AppFacts
+            from pytest_fastapi_rules.loading import AppLoadError, load_app
+            from pytest_fastapi_rules.runtime import AppRuntime
+
             assert self.options.app_spec
             try:
                 loaded = load_app(self.options.app_spec, self.options.app_dir)

@@ -16,6 +16,9 @@ import pytest
 import sqlalchemy
 import sqlalchemy.ext.asyncio  # noqa: F401
 
+import pytest_fastapi_rules.items
+import pytest_fastapi_rules.rules  # noqa: F401
+
 SAMPLE_APPS = Path(__file__).resolve().parent.parent / "sample_apps"
 BLOG = "src.main:app"
 
@@ -46,6 +49,14 @@ class RulesRun:
 
 
 RunRules = Callable[..., RulesRun]
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, whose nested runs (which have no ini of their own) configure pytest-asyncio's
+    default loop scope, so that it does not warn in every run."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-o asyncio_default_fixture_loop_scope=function")
+    return pytester
 
 
 @pytest.fixture

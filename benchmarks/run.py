@@ -1,0 +1,128 @@
+"""Benchmark the plugin against the floor on generated apps of 10, 100 and 1,000 routes.
+
+For each size, in one run with alternating repetitions, measures the wall time and peak memory of:
+the floor (``floor.py``), the full plugin run, the plugin with only app-level rules, and the full run
+under ``pytest -n 2``; and, once, the plugin's cost on a project that does not pass ``--fastapi-app``.
+Prints a table of medians and writes it as JSON.
+
+Usage: ``python benchmarks/run.py [--sizes 10,100,1000] [--repeat 3] [--json benchmarks/results.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from generate_app import generate  # noqa: E402
+
+
+def _app_level_codes() -> str:
+    from pytest_fastapi_rules.registry import Basis, all_rules
+
+    return ",".join(rule.code for rule in all_rules() if rule.basis is Basis.APP)
+
+
+def measure(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int]:
+    """Run ``command``; return (seconds, peak RSS of any child in MiB, exit code)."""
+    wrapper = [
+        sys.executable,
+        "-c",
+        "import resource, subprocess, sys; "
+        "code = subprocess.call(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+        "sys.exit(code)",
+        *command,
+    ]
+    started = time.perf_counter()
+    completed = subprocess.run(wrapper, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    peak_kib = int(completed.stderr.strip().splitlines()[-1])
+    if completed.returncode not in (0, 1):
+        sys.stderr.write(completed.stdout[-3000:] + completed.stderr[-3000:])
+        raise SystemExit(f"benchmark command failed ({completed.returncode}): {' '.join(command)}")
+    return elapsed, peak_kib / 1024, completed.returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", default=str(HERE / "results.json"))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    python = sys.executable
+    work = Path(tempfile.mkdtemp(prefix="fastapi-rules-bench-"))
+    env = {**os.environ, "API_KEY": "benchmark-key", "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTEST_ADDOPTS", None)
+    pytest_base = [python, "-m", "pytest", "--fastapi-app=app.main:app", "-p", "no:cacheprovider", "-q"]
+    configs = {
+        "floor": lambda d: [python, str(HERE / "floor.py"), str(d)],
+        "plugin": lambda d: pytest_base,
+        "plugin app-level": lambda d: [*pytest_base, f"--fastapi-rules-select={_app_level_codes()}"],
+        "plugin -n 2": lambda d: [*pytest_base, "-n", "2"],
+    }
+    rows = []
+    for size in sizes:
+        app_dir = generate(work / f"app{size}", size)
+        env_size = {**env, "DATABASE_URL": f"sqlite+aiosqlite:///{app_dir / 'configured.db'}"}
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}
+        for _ in range(args.repeat):
+            for name, build in configs.items():
+                seconds, peak, _code = measure(build(app_dir), app_dir, env_size)
+                samples[name].append((seconds, peak))
+        floor = statistics.median(s for s, _ in samples["floor"])
+        for name, values in samples.items():
+            median = statistics.median(s for s, _ in values)
+            rows.append(
+                {
+                    "routes": size,
+                    "run": name,
+                    "median_s": round(median, 3),
+                    "per_route_ms": round(1000 * median / size, 2),
+                    "vs_floor": round(median / floor, 2),
+                    "peak_rss_mib": round(max(p for _, p in values), 1),
+                    "samples_s": [round(s, 3) for s, _ in values],
+                }
+            )
+    overhead = _no_app_overhead(work, env, args.repeat)
+    print(f"{'routes':>6}  {'run':<17} {'median s':>9} {'ms/route':>9} {'x floor':>8} {'peak MiB':>9}")
+    for row in rows:
+        print(
+            f"{row['routes']:>6}  {row['run']:<17} {row['median_s']:>9.3f} {row['per_route_ms']:>9.2f} "
+            f"{row['vs_floor']:>8.2f} {row['peak_rss_mib']:>9.1f}"
+        )
+    print(
+        f"without --fastapi-app: pytest on one test {overhead['with_plugin_s']:.3f} s with the plugin "
+        f"installed, {overhead['without_plugin_s']:.3f} s with -p no:fastapi_rules (median)"
+    )
+    Path(args.json).write_text(json.dumps({"rows": rows, "no_app_overhead": overhead}, indent=2) + "\n")
+    return 0
+
+
+def _no_app_overhead(work: Path, env: dict[str, str], repeat: int) -> dict[str, float]:
+    project = work / "no-app"
+    project.mkdir(exist_ok=True)
+    (project / "test_one.py").write_text("def test_one():\n    assert True\n")
+    base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+    with_plugin, without_plugin = [], []
+    for _ in range(max(repeat, 5)):
+        with_plugin.append(measure(base, project, env)[0])
+        without_plugin.append(measure([*base, "-p", "no:fastapi_rules"], project, env)[0])
+    return {
+        "with_plugin_s": round(statistics.median(with_plugin), 3),
+        "without_plugin_s": round(statistics.median(without_plugin), 3),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -88,7 +88,8 @@ def test_variant_fails_only_its_rule(
     assert finding["location"]["file"] == file, finding
     assert finding["location"]["line"] == line_of(blog / file, line_pattern), finding
     assert code in run.output
-    assert "fix: " in run.output
+    if failing[0]["outcome"] == "failed":  # warnings only print their text under --fastapi-rules-strict
+        assert "fix: " in run.output
 
 
 # -- apps without a database, and engines discovery cannot see ------------------------------------

@@ -623,6 +623,10 @@ PARAMS_APP = """
         return limit, skip
 
 
+    async def loose_paging(limit: int = 50, skip: Annotated[int, Query(ge=0)] = 0) -> tuple[int, int]:
+        return limit, skip
+
+
     router = APIRouter(tags=["x"])
 
 
@@ -665,6 +669,11 @@ PARAMS_APP = """
 
     @router.get("/query-model")
     async def query_model(filters: Annotated[Filters, Query()]) -> list[Out]:
+        return []
+
+
+    @router.get("/loosely-paged")
+    async def loosely_paged(pages: Annotated[tuple[int, int], Depends(loose_paging)]) -> list[Out]:
         return []
 
 
@@ -780,6 +789,12 @@ def test_bodies_query_parameters_and_secrets(pytester: pytest.Pytester, run_rule
         "page size `page_size` allows up to 500, above the maximum page size 100",
         "offset `page` has no lower bound; add `ge=0`",
     ]
+    loose = only(findings_of(run, "FR207", "GET /api/v1/loosely-paged"))
+    assert (
+        loose["message"]
+        == "page size `limit` (from dependency `loose_paging`) has no upper bound; add `le=100`"
+    )
+    assert loose["location"]["line"] == line_of(source, r"^async def loose_paging")  # where to fix it
     assert fr207["GET /api/v1/sorting"] == "skipped"
     # The maximum is configurable
     relaxed = run_rules(

@@ -367,12 +367,34 @@ def _takes_password_form(route: RouteFacts) -> bool:
     )
 
 
+#: Account flows that anonymous users must reach besides sign-up and login: password recovery
+#: (the full-stack-fastapi-template's ``/password-recovery/{email}`` and ``/reset-password/``),
+#: e-mail verification and token refresh (the refresh token in the body is the credential).
+#: Ambiguous words (``verify``, ``refresh``) are left out: ``/cache/refresh`` is no account flow.
+ACCOUNT_FLOW_SEGMENTS = (
+    "password-recovery", "recover-password", "forgot-password", "reset-password", "password-reset",
+    "verify-email", "request-verify-token", "refresh-token",
+)  # fmt: skip
+_PUBLIC_SEGMENTS = frozenset(
+    s.replace("_", "-") for s in (*DEFAULT_PUBLIC_WRITE_SUFFIXES, *ACCOUNT_FLOW_SEGMENTS)
+)
+
+
+def _last_literal_segment(path: str) -> str:
+    """The last path segment that is not a parameter: ``/password-recovery/{email}`` ->
+    ``password-recovery``; lower case, ``_`` read as ``-``."""
+    for segment in reversed(path.strip("/").split("/")):
+        if segment and not segment.startswith("{"):
+            return segment.lower().replace("_", "-")
+    return ""
+
+
 def public_reason(facts: AppFacts, route: RouteFacts, options: RulesOptions) -> str | None:
     """Why a write route may be public (token endpoint, sign-up/login, configured), or None."""
     if options.is_public_route(route.method, route.path):
         return "listed in fastapi_rules_public_routes"
-    last = route.path.rstrip("/").rsplit("/", 1)[-1].lower()
-    if last in DEFAULT_PUBLIC_WRITE_SUFFIXES:
+    last = _last_literal_segment(route.path)
+    if last in _PUBLIC_SEGMENTS:
         return f"a {last} route"
     if _takes_password_form(route) or any(_is_token_path(route.path, u) for u in _token_urls(facts)):
         return "the OAuth2 token endpoint"
@@ -392,8 +414,9 @@ def _is_api_write(route: RouteFacts, options: RulesOptions) -> bool:
     section="Rules #6, #21",
     summary=(
         "POST/PUT/PATCH/DELETE routes depend on a security scheme or an auth-named dependency "
-        "(`get_current_user`, `require_*`, `verify_token`...), except public ones (the OAuth2 "
-        "token endpoint, register/signup/login, `fastapi_rules_public_routes`)."
+        "(`get_current_user`, `require_*`, `verify_token`...), except public ones: the OAuth2 "
+        "token endpoint, register/signup/login, password recovery/verification/refresh, "
+        "and `fastapi_rules_public_routes`."
     ),
     rationale=(
         "A write that anyone may call lets anonymous clients create, change or delete data. The "

@@ -261,10 +261,15 @@ def _failure_from(
             "lines your app uses in production (e.g. ENVIRONMENT=prod).",
             output,
         )
-    what = "the app's lifespan failed at startup" if stage == "lifespan" else "importing the app failed"
+    what = {
+        "lifespan": "the app's lifespan failed at startup",
+        "import": "importing the app failed",
+    }.get(str(stage), "the process that imports the app failed")
     return ProductionModeError(
         f"With the production environment set ({env_text}), {what}: {error} Production-mode "
-        "checks cannot run until the app starts with these variables in the test environment.",
+        "checks cannot run until the app starts with these variables in the test environment; "
+        "add the other variables production needs to the ini key fastapi_rules_production_env "
+        "(NAME=VALUE lines).",
         output,
     )
 
@@ -365,7 +370,12 @@ def gather(
             }
         except DiscoveryError as exc:
             return {**base, "ok": False, "stage": "discovery", "error": str(exc)}
-        statuses, errors = runtime.run(_probe_docs(runtime.asgi_app), timeout=startup_timeout + 30)
+        try:
+            statuses, errors = runtime.run(
+                _probe_docs(runtime.asgi_app), timeout=startup_timeout + 30
+            )
+        except Exception as exc:  # noqa: BLE001 - a hung or broken app is a fact, not a crash
+            statuses, errors = {}, dict.fromkeys(DOCS_PATHS, f"{type(exc).__name__}: {exc}")
         return {
             **base,
             "ok": True,
@@ -422,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         document = {
             "protocol": PROTOCOL,
             "ok": False,
-            "stage": "import",
+            "stage": "internal",
             "error": f"{type(exc).__name__}: {exc}",
         }
     with os.fdopen(document_fd, "w", encoding="utf-8") as out:

@@ -76,7 +76,7 @@ def _pool_of(engine: Any) -> Any:
 
 
 def _describe_engine(discovered: Discovered) -> str:
-    """```where``` plus the driver, e.g. ``src.database.sessionmanager._engine`` (sqlite+aiosqlite)."""
+    """``where`` plus the driver, e.g. ``src.database.sessionmanager._engine`` (sqlite+aiosqlite)."""
     url = getattr(_sync_engine(discovered.obj), "url", None)
     driver = getattr(url, "drivername", None)
     return f"`{discovered.where}` ({driver})" if driver else f"`{discovered.where}`"
@@ -125,6 +125,8 @@ def location_of_where(facts: AppFacts, where: str) -> Location | None:
     ``app.state`` and lifespan-state paths have no place in the code.
     """
     path = where.split(" ", 1)[0]
+    if path.startswith("app.state.") or where.startswith("lifespan state"):
+        return None
     if ":" in path:
         module_name, _, attr_text = path.partition(":")
         attrs = attr_text.split(".")

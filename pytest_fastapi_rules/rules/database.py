@@ -425,14 +425,17 @@ def _is_mapped_annotation(annotation: Any) -> bool:
     """``Mapped[...]`` (or a ``Mapped``-family generic); as text when annotations are strings."""
     import typing
 
-    from sqlalchemy.orm.base import _MappedAnnotationBase
+    try:  # the common base of Mapped, WriteOnlyMapped and DynamicMapped (private, hence the guard)
+        from sqlalchemy.orm.base import _MappedAnnotationBase as mapped_base
+    except ImportError:  # pragma: no cover - older SQLAlchemy 2.0 releases
+        from sqlalchemy.orm import Mapped as mapped_base
 
     if isinstance(annotation, str):
         return bool(_MAPPED_TEXT.match(annotation))
     if isinstance(annotation, typing.ForwardRef):
         return bool(_MAPPED_TEXT.match(annotation.__forward_arg__))
     origin = typing.get_origin(annotation) or annotation
-    return inspect.isclass(origin) and issubclass(origin, _MappedAnnotationBase)
+    return inspect.isclass(origin) and issubclass(origin, mapped_base)
 
 
 def _own_annotations(klass: type) -> dict[str, Any]:

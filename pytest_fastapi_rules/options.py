@@ -32,6 +32,15 @@ DEFAULT_INFRA_PATHS = (
 DEFAULT_QUERY_BUDGET = 10
 DEFAULT_BASE_URL = "http://localhost"
 DEFAULT_PUBLIC_WRITE_SUFFIXES = ("register", "signup", "sign-up", "login", "signin", "sign-in")
+#: Source rules (FR302-FR307): packages shared by every domain, and the module names of a domain's roles.
+DEFAULT_SHARED_PACKAGES = ("shared", "core", "common")
+DEFAULT_DOMAIN_LAYOUT: dict[str, tuple[str, ...]] = {
+    "router": ("router", "routes", "routers", "api", "endpoints", "views"),
+    "service": ("service", "services"),
+    "schemas": ("schemas", "schema"),
+    "repository": ("repository", "repositories", "crud"),
+    "models": ("models",),
+}
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -181,6 +190,19 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("fastapi_rules_max_page_size", "Largest allowed page size (FR207).", default="100")
     parser.addini(
+        "fastapi_rules_shared_packages",
+        "Package names of code shared by every domain, never a domain themselves (FR304, FR305).",
+        type="args",
+        default=list(DEFAULT_SHARED_PACKAGES),
+    )
+    parser.addini(
+        "fastapi_rules_domain_layout",
+        "Lines 'ROLE = NAME ...' naming the modules (or packages) that fill a role of a domain; roles: "
+        "router, service, schemas, repository, models; unnamed roles keep their defaults (FR302-FR307).",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
         "fastapi_rules_production_env",
         "Lines NAME=VALUE that put the app in production mode (FR108, FR503).",
         type="linelist",
@@ -282,6 +304,8 @@ class RulesOptions:
     public_routes: tuple[RouteIgnore, ...] = ()
     action_verbs: tuple[str, ...] = ()
     max_page_size: int = 100
+    shared_packages: tuple[str, ...] = DEFAULT_SHARED_PACKAGES
+    domain_layout: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_DOMAIN_LAYOUT))
     production_env: dict[str, str] = field(default_factory=lambda: {"ENVIRONMENT": "production"})
     startup_timeout: float = 30.0
     #: Probes: server for the throwaway database (None: a temporary SQLite file).
@@ -404,6 +428,22 @@ def _parse_severities(lines: list[str]) -> dict[str, Severity]:
             if rule.code.startswith(code):
                 overrides[rule.code] = severity
     return overrides
+
+
+def _parse_domain_layout(lines: list[str]) -> dict[str, tuple[str, ...]]:
+    layout = dict(DEFAULT_DOMAIN_LAYOUT)
+    for line in lines:
+        role, sep, names_text = line.partition("=")
+        role = role.strip().lower()
+        words = names_text.replace(",", " ").split()
+        names = tuple(word.removesuffix(".py") for word in words)
+        if not sep or role not in DEFAULT_DOMAIN_LAYOUT or not names:
+            raise OptionsError(
+                f"fastapi_rules_domain_layout: {line!r} needs the form 'ROLE = NAME ...' with ROLE one "
+                f"of {', '.join(DEFAULT_DOMAIN_LAYOUT)}, e.g. 'router = router handlers'."
+            )
+        layout[role] = names
+    return layout
 
 
 def _parse_env(lines: list[str]) -> dict[str, str]:
@@ -580,6 +620,8 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         public_routes=_parse_public_routes(config.getini("fastapi_rules_public_routes")),
         action_verbs=tuple(v.lower() for v in config.getini("fastapi_rules_action_verbs")),
         max_page_size=max_page_size,
+        shared_packages=tuple(config.getini("fastapi_rules_shared_packages")),
+        domain_layout=_parse_domain_layout(config.getini("fastapi_rules_domain_layout")),
         production_env=_parse_env(config.getini("fastapi_rules_production_env")),
         startup_timeout=startup_timeout,
         sources=sources,

@@ -1,0 +1,267 @@
+"""Authentication for the probes, and the shape of the app's dependency trees.
+
+Protected routes are probed too, with no configuration on apps built like the rulebook's: the
+dependency that turns the bearer token into a user (``get_current_user``: a dependency whose direct
+sub-dependency is an OAuth2/HTTP bearer/API key scheme) is overridden, while the probes run, by one
+that returns a seeded user of the ORM class it is annotated to return (the first seeded row, which
+the seed makes active and a superuser). The override asks for the app's own session dependency with
+the same ``Depends`` (same call, same scope), so the user is attached to the request's session just
+like the real one; every other dependency of the route (permissions, services) runs unchanged.
+
+Where that cannot work (the dependency returns something the plugin cannot build, or needs the
+token's claims), the ini key ``fastapi_rules_auth_headers`` supplies headers sent with every probe
+request instead (``Authorization: Bearer <a token valid for the isolated database>``, usually
+created by a seed hook); the automatic override is then not used.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, get_args, get_origin
+
+from fastapi import Depends
+from fastapi.security.base import SecurityBase
+
+from pytest_fastapi_rules.facts import type_hints, unwrap_callable
+
+if TYPE_CHECKING:
+    from fastapi.dependencies.models import Dependant
+
+    from pytest_fastapi_rules.facts import RouteFacts
+
+_SESSION_DEP_NAMES = frozenset(
+    {"get_db", "get_session", "get_async_session", "get_db_session", "get_async_db", "db_session"}
+)
+
+
+def _plain(annotation: Any) -> Any:
+    while True:
+        origin = get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) == 1:
+                annotation = members[0]
+                continue
+        return annotation
+
+
+def _is_session_type(tp: Any) -> bool:
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
+
+    tp = _plain(tp)
+    return isinstance(tp, type) and issubclass(tp, AsyncSession | Session)
+
+
+def yields_session(call: Any) -> bool:
+    """Whether ``call`` is a dependency that provides a SQLAlchemy session."""
+    function = unwrap_callable(call)
+    hints = type_hints(function)
+    returned = hints.get("return")
+    if returned is not None:
+        origin = get_origin(returned)
+        args = get_args(returned)
+        if _is_session_type(returned):
+            return True
+        if origin is not None and args and _is_session_type(args[0]):
+            return True
+    name = getattr(function, "__name__", "")
+    return name in _SESSION_DEP_NAMES and (
+        inspect.isasyncgenfunction(function) or inspect.isgeneratorfunction(function)
+    )
+
+
+def session_dependants(route: RouteFacts) -> list[Dependant]:
+    """Dependants of the route that provide the database session (usually one: ``get_db``)."""
+    found: list[Dependant] = []
+    seen: set[int] = set()
+    for dependant in route.iter_dependants():
+        call = dependant.call
+        if call is None or id(call) in seen:
+            continue
+        seen.add(id(call))
+        if yields_session(call):
+            found.append(dependant)
+            continue
+        # A parameter annotated as a session whose dependency is this sub-dependant.
+        hints = type_hints(unwrap_callable(call))
+        for sub in dependant.dependencies:
+            if (
+                sub.call is not None
+                and sub.name
+                and _is_session_type(hints.get(sub.name))
+                and id(sub.call) not in seen
+            ):
+                seen.add(id(sub.call))
+                found.append(sub)
+    return found
+
+
+def iter_schemes(route: RouteFacts) -> Iterator[tuple[Dependant, SecurityBase]]:
+    """``(consumer, scheme)``: each security scheme and the dependency that reads it."""
+    for dependant in route.iter_dependants():
+        for sub in dependant.dependencies:
+            if isinstance(sub.call, SecurityBase) and dependant.call is not None:
+                yield dependant, sub.call
+
+
+def challenge_schemes(route: RouteFacts) -> list[SecurityBase]:
+    """Bearer-style schemes (OAuth2, HTTP bearer) that reject a request without credentials."""
+    from fastapi.security import HTTPBearer
+    from fastapi.security.oauth2 import OAuth2
+
+    found = []
+    for _consumer, scheme in iter_schemes(route):
+        if isinstance(scheme, OAuth2 | HTTPBearer) and getattr(scheme, "auto_error", True):
+            found.append(scheme)
+    for dependant in route.iter_dependants():
+        call = dependant.call
+        if isinstance(call, OAuth2 | HTTPBearer) and getattr(call, "auto_error", True) and call not in found:
+            found.append(call)
+    return found
+
+
+def is_protected(route: RouteFacts) -> bool:
+    """Whether the route needs credentials (a scheme that rejects requests without them)."""
+    for dependant in route.iter_dependants():
+        if isinstance(dependant.call, SecurityBase) and getattr(dependant.call, "auto_error", True):
+            return True
+    return False
+
+
+@dataclass
+class UserOverride:
+    """The override of one current-user dependency."""
+
+    call: Any
+    model: type
+    replacement: Callable[..., Any]
+
+
+@dataclass
+class AuthPlan:
+    """How the probes authenticate: overrides of current-user dependencies, or configured headers."""
+
+    overrides: list[UserOverride] = field(default_factory=list)
+    #: Consumers that could not be overridden, with why.
+    unsupported: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    #: The primary key of the probe user, per ORM class (set after each seeding).
+    user_keys: dict[type, Any] = field(default_factory=dict)
+
+
+def _mapped(tp: Any) -> type | None:
+    from sqlalchemy import inspect as sa_inspect
+    from sqlalchemy.orm import Mapper
+
+    tp = _plain(tp)
+    if not isinstance(tp, type):
+        return None
+    try:
+        return tp if isinstance(sa_inspect(tp, raiseerr=False), Mapper) else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _depends_like(dependant: Dependant) -> Any:
+    """A ``Depends`` equal (for FastAPI's per-request cache) to the one that declared ``dependant``."""
+    kwargs: dict[str, Any] = {"use_cache": getattr(dependant, "use_cache", True)}
+    scope = getattr(dependant, "scope", None)
+    if scope is not None and "scope" in inspect.signature(Depends).parameters:
+        kwargs["scope"] = scope
+    return Depends(dependant.call, **kwargs)
+
+
+def _subtree_session(consumer: Dependant) -> Dependant | None:
+    stack = list(consumer.dependencies)
+    seen = 0
+    while stack and seen < 500:
+        seen += 1
+        current = stack.pop()
+        if current.call is not None and yields_session(current.call):
+            return current
+        stack.extend(current.dependencies)
+    return None
+
+
+def build_user_override(
+    consumer: Dependant,
+    model: type,
+    plan: AuthPlan,
+    own_session: Callable[[], Any],
+    not_recording: Callable[[], Any],
+) -> Callable[..., Any]:
+    """A dependency returning the probe user: loaded with the app's session when it has one."""
+    session_dependant = _subtree_session(consumer)
+
+    async def _load(session: Any) -> Any:
+        key = plan.user_keys.get(model)
+        if key is None:
+            return None
+        result = session.get(model, key)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    if session_dependant is not None:
+
+        async def probe_current_user(**kwargs: Any) -> Any:
+            return await _load(kwargs["fastapi_rules_session"])
+
+        probe_current_user.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(
+                    "fastapi_rules_session",
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=_depends_like(session_dependant),
+                    annotation=Any,
+                )
+            ]
+        )
+        return probe_current_user
+
+    async def probe_detached_user() -> Any:
+        with not_recording():
+            async with own_session() as session:
+                user = await _load(session)
+                if user is not None:
+                    session.expunge(user)
+                return user
+
+    return probe_detached_user
+
+
+def plan_auth(
+    routes: list[RouteFacts],
+    headers: dict[str, str],
+    own_session: Callable[[], Any],
+    not_recording: Callable[[], Any],
+) -> AuthPlan:
+    """Decide how protected routes are authenticated during the probes."""
+    plan = AuthPlan(headers=dict(headers))
+    if headers:
+        return plan
+    done: set[int] = set()
+    for route in routes:
+        for consumer, _scheme in iter_schemes(route):
+            call = consumer.call
+            if id(call) in done:
+                continue
+            done.add(id(call))
+            returned = type_hints(unwrap_callable(call)).get("return")
+            model = _mapped(returned)
+            name = getattr(unwrap_callable(call), "__qualname__", repr(call))
+            if model is None:
+                plan.unsupported[name] = (
+                    "it is not annotated to return an ORM class, so the plugin cannot build its user"
+                )
+                continue
+            replacement = build_user_override(consumer, model, plan, own_session, not_recording)
+            plan.overrides.append(UserOverride(call=call, model=model, replacement=replacement))
+    return plan

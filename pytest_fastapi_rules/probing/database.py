@@ -1,0 +1,742 @@
+"""The isolated database the probes run against, and the redirection of the app onto it.
+
+Probes never read or write the database the app is configured with.
+
+**Where the isolated database lives.** By default: an SQLite file (aiosqlite) in a temporary folder,
+deleted afterwards. With ``--fastapi-rules-db-url`` (ini ``fastapi_rules_db_url``) pointing at a
+server (PostgreSQL, or any SQLAlchemy URL whose dialect has ``CREATE DATABASE``), the plugin creates
+a throwaway database ``fastapi_rules_<pid>_<random>`` there (or, when it may not create databases,
+a throwaway schema in the given database) and drops it at the end, also when the run fails or is
+interrupted (``try/finally``; an ``atexit`` hook as the last resort).
+
+**How the app is pointed at it** (:class:`Redirector`), for the duration of the probe run only:
+
+1. *Engine creation is intercepted.* ``create_async_engine``, ``create_engine``,
+   ``async_engine_from_config`` and ``engine_from_config`` are replaced, in SQLAlchemy's modules and
+   in every loaded module that imported them by name, by a wrapper that creates the engine the app
+   asked for (same pool options, ``pool_pre_ping``, ``echo``...) on the isolated database. The probes
+   run the app's lifespan anew under this interception, so an engine created at startup (the
+   rulebook's ``sessionmanager.init(settings.DATABASE_URL)``), or even inside a request, is isolated
+   from its creation on.
+2. *Engines that already exist are swapped.* Engines created at import time are found where the
+   discovery of the core looks (globals of the app's modules, attributes of the app's objects held
+   there, ``app.state``, the names in ``fastapi_rules_engines``), replaced there by an isolated twin
+   with the same pool options, and every session factory, scoped session or module-level session
+   bound to them is rebound (``factory.kw["bind"]``). A repository or readiness check that opens a
+   session from the session manager therefore lands on the isolated database too.
+3. *Everything else is refused.* While probes run, any statement or new connection on an engine that
+   is not isolated is refused by the guard of ``counting.py`` and reported (with the app's file and
+   line), so a path the redirection cannot see fails loudly instead of touching the user's data.
+
+Everything is restored afterwards: the create functions, every swapped reference, every factory's
+original ``kw``, the app's ``dependency_overrides``, and the listeners; every engine the plugin
+created is disposed (an undisposed aiosqlite engine keeps the Python process from exiting).
+
+What the redirection cannot catch (the guard then refuses the access, and the probes say so):
+
+- an engine held only in a closure, a default argument, or the cache of an ``lru_cache``'d getter that
+  was called before the probes started (no name refers to it);
+- engine options passed as ``connect_args`` or ``creator`` (dropped: they are specific to the
+  user's server), so behaviour that depends on them is not reproduced;
+- raw driver connections (``asyncpg.connect``, ``sqlite3.connect``) that bypass SQLAlchemy: neither
+  redirected nor refused.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import inspect
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine as _original_create_engine
+from sqlalchemy import engine_from_config as _original_engine_from_config
+from sqlalchemy import text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import async_engine_from_config as _original_async_engine_from_config
+from sqlalchemy.ext.asyncio import create_async_engine as _original_create_async_engine
+from sqlalchemy.pool import NullPool, QueuePool
+
+from pytest_fastapi_rules.probing.counting import SqlMonitor, masked_url
+
+if TYPE_CHECKING:
+    from pytest_fastapi_rules.facts import AppFacts
+
+ORIGINAL_CREATE_ASYNC_ENGINE = _original_create_async_engine
+ORIGINAL_CREATE_ENGINE = _original_create_engine
+
+#: Engine options that mean the same on every backend, kept when an app's engine is redirected.
+_PORTABLE_OPTIONS = frozenset(
+    {
+        "echo",
+        "echo_pool",
+        "pool_pre_ping",
+        "pool_recycle",
+        "pool_size",
+        "max_overflow",
+        "pool_timeout",
+        "pool_use_lifo",
+        "pool_reset_on_return",
+        "poolclass",
+        "json_serializer",
+        "json_deserializer",
+        "execution_options",
+        "hide_parameters",
+        "logging_name",
+        "pool_logging_name",
+        "query_cache_size",
+        "insertmanyvalues_page_size",
+        "future",
+        "_coerce_config",
+    }
+)
+_SAME_BACKEND_OPTIONS = frozenset({"isolation_level"})
+_CREATE_NAMES = ("create_async_engine", "create_engine", "async_engine_from_config", "engine_from_config")
+_SYNC_DRIVERS = {"postgresql": ("psycopg", "psycopg2"), "mysql": ("pymysql", "mysqldb")}
+_ASYNC_DRIVERS = {"postgresql": ("asyncpg", "psycopg"), "mysql": ("aiomysql", "asyncmy")}
+_PLUGIN_PACKAGE = __name__.split(".")[0]
+
+
+class ProbeDatabaseError(Exception):
+    """The isolated database cannot be created, reached or filled; the message is for the user."""
+
+
+def _driver_importable(driver: str) -> bool:
+    module = {"mysqldb": "MySQLdb"}.get(driver, driver)
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass
+class IsolatedDatabase:
+    """A throwaway database: an SQLite file in a temporary folder, or a database/schema on a server."""
+
+    backend: str
+    #: The URL the plugin's own engines use (an async driver).
+    url: URL
+    description: str
+    tmpdir: Path | None = None
+    admin_url: URL | None = None
+    name: str | None = None
+    schema: str | None = None
+    dropped: bool = False
+
+    # -- creation ---------------------------------------------------------------------------------
+
+    @classmethod
+    async def create(cls, base_url: str | None) -> IsolatedDatabase:
+        """Create the database; raises :class:`ProbeDatabaseError` with what to do."""
+        if not base_url or make_url(base_url).get_backend_name() == "sqlite":
+            return cls._create_sqlite()
+        return await cls._create_on_server(make_url(base_url))
+
+    @classmethod
+    def _create_sqlite(cls) -> IsolatedDatabase:
+        try:
+            import aiosqlite  # noqa: F401
+        except ImportError:
+            raise ProbeDatabaseError(
+                "The probes run on an embedded SQLite database by default, which needs the "
+                "`aiosqlite` package: install it, or point --fastapi-rules-db-url at a PostgreSQL "
+                "server (postgresql+asyncpg://user@host:5432/postgres)."
+            ) from None
+        tmpdir = Path(tempfile.mkdtemp(prefix="fastapi-rules-"))
+        path = tmpdir / "probe.db"
+        database = cls(
+            backend="sqlite",
+            url=make_url(f"sqlite+aiosqlite:///{path}"),
+            description=f"a temporary SQLite database ({path})",
+            tmpdir=tmpdir,
+        )
+        _register_atexit(database)
+        return database
+
+    @classmethod
+    async def _create_on_server(cls, base: URL) -> IsolatedDatabase:
+        backend = base.get_backend_name()
+        if not base.get_driver_name() or base.get_driver_name() in _SYNC_DRIVERS.get(backend, ()):
+            async_driver = next((d for d in _ASYNC_DRIVERS.get(backend, ()) if _driver_importable(d)), None)
+            if async_driver is None:
+                raise ProbeDatabaseError(
+                    f"--fastapi-rules-db-url={masked_url(base)} needs an async driver: use a URL "
+                    f"such as {backend}+asyncpg://... and install the driver."
+                )
+            base = base.set(drivername=f"{backend}+{async_driver}")
+        name = f"fastapi_rules_{os.getpid()}_{secrets.token_hex(3)}"
+        admin = _original_create_async_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        try:
+            try:
+                async with admin.connect() as connection:
+                    try:
+                        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+                    except Exception as exc:
+                        if not _is_permission_error(exc):
+                            raise
+                        await connection.execute(text(f'CREATE SCHEMA "{name}"'))
+                        database = cls(
+                            backend=backend,
+                            url=base,
+                            description=f"a throwaway schema {name} in {masked_url(base)}",
+                            admin_url=base,
+                            name=name,
+                            schema=name,
+                        )
+                        _register_atexit(database)
+                        return database
+            except ProbeDatabaseError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the server is down or refuses us
+                raise ProbeDatabaseError(
+                    f"cannot create the probe database on --fastapi-rules-db-url="
+                    f"{masked_url(base)} ({type(exc).__name__}: {str(exc).strip()[:300]}). Start "
+                    "the server, fix the URL, or leave the option out to probe on a temporary "
+                    "SQLite database."
+                ) from None
+        finally:
+            await admin.dispose()
+        database = cls(
+            backend=backend,
+            url=base.set(database=name),
+            description=f"a throwaway database {name} on {masked_url(base.set(database=None))}",
+            admin_url=base,
+            name=name,
+        )
+        _register_atexit(database)
+        return database
+
+    # -- URLs and options for the app's engines -----------------------------------------------------
+
+    def connect_args(self, driver: str) -> dict[str, Any]:
+        """Connection arguments every isolated engine needs (the search path of a schema)."""
+        if not self.schema:
+            return {}
+        if driver == "asyncpg":
+            return {"server_settings": {"search_path": self.schema}}
+        if driver in ("psycopg", "psycopg2"):
+            return {"options": f"-csearch_path={self.schema}"}
+        return {}
+
+    def url_for(self, requested: URL | None, is_async: bool) -> URL:
+        """The isolated URL an engine gets when the app asked for ``requested``."""
+        if self.backend == "sqlite":
+            assert self.url.database
+            return make_url(
+                f"sqlite+aiosqlite:///{self.url.database}" if is_async else f"sqlite:///{self.url.database}"
+            )
+        if is_async:
+            return self.url
+        driver = None
+        if requested is not None and requested.get_backend_name() == self.backend:
+            candidate = requested.get_driver_name()
+            if candidate in _SYNC_DRIVERS.get(self.backend, ()):
+                driver = candidate
+        if driver is None:
+            driver = next((d for d in _SYNC_DRIVERS.get(self.backend, ()) if _driver_importable(d)), None)
+        if driver is None:
+            raise ProbeDatabaseError(
+                f"the app creates a synchronous {self.backend} engine, and no synchronous driver "
+                f"for {self.backend} is installed to redirect it to the probe database."
+            )
+        return self.url.set(drivername=f"{self.backend}+{driver}")
+
+    def create_plugin_engine(self) -> AsyncEngine:
+        """An engine for the plugin's own work (schema, seeding, inspection): no pool, not counted."""
+        url = self.url
+        return _original_create_async_engine(
+            url, poolclass=NullPool, connect_args=self.connect_args(url.get_driver_name())
+        )
+
+    # -- dropping ---------------------------------------------------------------------------------
+
+    async def drop(self) -> None:
+        """Delete the database (the file, or the server database/schema); safe to call twice."""
+        if self.dropped:
+            return
+        self.dropped = True
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            return
+        assert self.admin_url is not None and self.name is not None
+        admin = _original_create_async_engine(
+            self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool
+        )
+        try:
+            async with admin.connect() as connection:
+                if self.schema:
+                    await connection.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
+                    return
+                if self.backend == "postgresql":
+                    await connection.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = :name AND pid <> pg_backend_pid()"
+                        ),
+                        {"name": self.name},
+                    )
+                await connection.execute(text(f'DROP DATABASE IF EXISTS "{self.name}"'))
+        finally:
+            await admin.dispose()
+
+    def drop_blocking(self) -> None:
+        """Last-resort cleanup from ``atexit``, on a loop of its own."""
+        if self.dropped:
+            return
+        if self.tmpdir is not None:
+            self.dropped = True
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            return
+        import asyncio
+
+        with contextlib.suppress(Exception):
+            asyncio.run(self.drop())
+
+
+def _is_permission_error(exc: BaseException) -> bool:
+    text_ = f"{type(exc).__name__} {exc}".lower()
+    return "permission denied" in text_ or "insufficientprivilege" in text_ or "access denied" in text_
+
+
+_LIVE: list[IsolatedDatabase] = []
+_ATEXIT_LOCK = threading.Lock()
+_ATEXIT_REGISTERED = False
+
+
+def _register_atexit(database: IsolatedDatabase) -> None:
+    global _ATEXIT_REGISTERED
+    with _ATEXIT_LOCK:
+        _LIVE.append(database)
+        if not _ATEXIT_REGISTERED:
+            atexit.register(_drop_leftovers)
+            _ATEXIT_REGISTERED = True
+
+
+def _drop_leftovers() -> None:
+    while _LIVE:
+        _LIVE.pop().drop_blocking()
+
+
+def forget(database: IsolatedDatabase) -> None:
+    with _ATEXIT_LOCK, contextlib.suppress(ValueError):
+        _LIVE.remove(database)
+
+
+# -- redirection ------------------------------------------------------------------------------------
+
+
+@dataclass
+class RedirectedEngine:
+    """An isolated engine the plugin created, and what the app had asked for."""
+
+    engine: AsyncEngine | Engine
+    requested: str
+    #: Where the app holds it (or "created by the app" for intercepted creations).
+    where: str
+    disposed: bool = False
+
+    @property
+    def sync_engine(self) -> Engine:
+        return self.engine.sync_engine if isinstance(self.engine, AsyncEngine) else self.engine
+
+
+@dataclass
+class _Restore:
+    description: str
+    undo: Callable[[], None]
+
+
+def _is_engine(obj: Any) -> bool:
+    return isinstance(obj, AsyncEngine | Engine)
+
+
+def _is_factory(obj: Any) -> bool:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+    from sqlalchemy.orm import sessionmaker
+
+    return isinstance(obj, async_sessionmaker | sessionmaker)
+
+
+def _is_scoped(obj: Any) -> bool:
+    from sqlalchemy.ext.asyncio import async_scoped_session
+    from sqlalchemy.orm import scoped_session
+
+    return isinstance(obj, async_scoped_session | scoped_session)
+
+
+def _is_session(obj: Any) -> bool:
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
+
+    return isinstance(obj, AsyncSession | Session)
+
+
+class Redirector:
+    """Points every way the app reaches its database at the isolated one, and undoes it all."""
+
+    def __init__(self, database: IsolatedDatabase, monitor: SqlMonitor) -> None:
+        self.database = database
+        self.monitor = monitor
+        self.engines: list[RedirectedEngine] = []
+        self._restores: list[_Restore] = []
+        self._twins: dict[tuple[int, bool], AsyncEngine | Engine] = {}
+        self._local = threading.local()
+        self._patched = False
+
+    # -- engine creation ----------------------------------------------------------------------------
+
+    def _redirected_kwargs(self, requested: URL | None, url: URL, kwargs: dict[str, Any]) -> dict[str, Any]:
+        same_backend = requested is not None and requested.get_backend_name() == url.get_backend_name()
+        kept = {
+            key: value
+            for key, value in kwargs.items()
+            if key in _PORTABLE_OPTIONS or (same_backend and key in _SAME_BACKEND_OPTIONS)
+        }
+        connect_args = self.database.connect_args(url.get_driver_name())
+        if connect_args:
+            kept["connect_args"] = connect_args
+        poolclass = kept.get("poolclass")
+        if poolclass is not None and not (isinstance(poolclass, type) and issubclass(poolclass, QueuePool)):
+            for key in ("pool_size", "max_overflow", "pool_timeout", "pool_use_lifo"):
+                kept.pop(key, None)
+        return kept
+
+    def create_isolated(
+        self, requested: Any, kwargs: dict[str, Any], *, is_async: bool, where: str
+    ) -> AsyncEngine | Engine:
+        """Create the engine the app asked for, on the isolated database, and track it."""
+        try:
+            requested_url: URL | None = make_url(requested) if requested is not None else None
+        except Exception:  # noqa: BLE001 - an unparsable URL: the app would have failed too
+            requested_url = None
+        url = self.database.url_for(requested_url, is_async)
+        options = self._redirected_kwargs(requested_url, url, kwargs)
+        self._local.inside = True
+        try:
+            if is_async:
+                engine: AsyncEngine | Engine = _original_create_async_engine(url, **options)
+            else:
+                engine = _original_create_engine(url, **options)
+        finally:
+            self._local.inside = False
+        redirected = RedirectedEngine(
+            engine=engine,
+            requested=masked_url(requested_url) if requested_url is not None else "?",
+            where=where,
+        )
+        self.engines.append(redirected)
+        self.monitor.allow(redirected.sync_engine)
+        from sqlalchemy import event
+
+        def _disposed(_engine: Any, redirected: RedirectedEngine = redirected) -> None:
+            redirected.disposed = True
+
+        event.listen(redirected.sync_engine, "engine_disposed", _disposed)
+        return engine
+
+    def _wrap(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        is_async = "async" in name
+        from_config = name.endswith("from_config")
+
+        def create(*args: Any, **kwargs: Any) -> Any:
+            if getattr(self._local, "inside", False):
+                return original(*args, **kwargs)
+            where = _caller()
+            if from_config:
+                configuration = dict(args[0] if args else kwargs.pop("configuration", {}))
+                prefix = args[1] if len(args) > 1 else kwargs.pop("prefix", "sqlalchemy.")
+                options = {
+                    key[len(prefix) :]: value
+                    for key, value in configuration.items()
+                    if key.startswith(prefix)
+                }
+                options.update(kwargs)
+                requested = options.pop("url", None)
+                options["_coerce_config"] = True
+            else:
+                requested = args[0] if args else kwargs.pop("url", None)
+                options = dict(kwargs)
+            return self.create_isolated(requested, options, is_async=is_async, where=where)
+
+        create.__wrapped__ = original  # type: ignore[attr-defined]
+        create.__name__ = name
+        return create
+
+    def patch_creation(self) -> None:
+        """Replace the engine-creating functions wherever a loaded module refers to them by name."""
+        if self._patched:
+            return
+        originals = {
+            "create_async_engine": _original_create_async_engine,
+            "create_engine": _original_create_engine,
+            "async_engine_from_config": _original_async_engine_from_config,
+            "engine_from_config": _original_engine_from_config,
+        }
+        wrappers = {name: self._wrap(name, function) for name, function in originals.items()}
+        for module_name, module in list(sys.modules.items()):
+            if module is None or module_name.split(".")[0] == _PLUGIN_PACKAGE:
+                continue
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
+                continue
+            for name in _CREATE_NAMES:
+                if namespace.get(name) is originals[name]:
+                    self._set(module, name, wrappers[name], f"{module_name}.{name}")
+        self._patched = True
+
+    # -- existing engines and factories -------------------------------------------------------------
+
+    def twin_of(self, engine: AsyncEngine | Engine, where: str) -> AsyncEngine | Engine:
+        """The isolated twin of an existing engine (one per engine and kind), same pool options."""
+        is_async = isinstance(engine, AsyncEngine)
+        sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        if self.monitor.is_isolated(sync_engine):
+            return engine
+        key = (id(sync_engine), is_async)
+        if key not in self._twins:
+            pool = sync_engine.pool
+            options: dict[str, Any] = {
+                "pool_pre_ping": bool(getattr(pool, "_pre_ping", False)),
+                "echo": sync_engine.echo,
+            }
+            recycle = getattr(pool, "_recycle", -1)
+            if isinstance(recycle, int | float) and recycle > 0:
+                options["pool_recycle"] = recycle
+            if isinstance(pool, QueuePool):
+                options["pool_size"] = pool.size()
+                options["max_overflow"] = max(getattr(pool, "_max_overflow", 10), 0)
+                options["pool_timeout"] = getattr(pool, "_timeout", 30)
+            elif isinstance(pool, NullPool):
+                options["poolclass"] = NullPool
+            self._twins[key] = self.create_isolated(sync_engine.url, options, is_async=is_async, where=where)
+        return self._twins[key]
+
+    def _set(self, container: Any, name: str, value: Any, description: str) -> None:
+        if isinstance(container, dict):
+            had = name in container
+            old = container.get(name)
+            container[name] = value
+
+            def undo_item(container: dict[Any, Any] = container, had: bool = had) -> None:
+                if had:
+                    container[name] = old
+                else:
+                    container.pop(name, None)
+
+            self._restores.append(_Restore(description, undo_item))
+            return
+        old = (
+            container.__dict__[name]
+            if name in getattr(container, "__dict__", {})
+            else getattr(container, name)
+        )
+        setattr(container, name, value)
+        self._restores.append(_Restore(description, lambda: setattr(container, name, old)))
+
+    def _rebind_factory(self, factory: Any, where: str) -> bool:
+        """Point a session factory's bind (and binds) at isolated engines; True if it changed."""
+        kw = getattr(factory, "kw", None)
+        if not isinstance(kw, dict):
+            return False
+        new_kw = dict(kw)
+        changed = False
+        bind = kw.get("bind")
+        if _is_engine(bind):
+            twin = self.twin_of(bind, f"{where} (bind)")
+            if twin is not bind:
+                new_kw["bind"] = twin
+                changed = True
+        binds = kw.get("binds")
+        if isinstance(binds, dict):
+            new_binds = {
+                key: (self.twin_of(value, f"{where} (binds)") if _is_engine(value) else value)
+                for key, value in binds.items()
+            }
+            if any(new_binds[key] is not binds[key] for key in binds):
+                new_kw["binds"] = new_binds
+                changed = True
+        if changed:
+            original = dict(kw)
+            kw.clear()
+            kw.update(new_kw)
+
+            def undo(kw: dict[str, Any] = kw, original: dict[str, Any] = original) -> None:
+                kw.clear()
+                kw.update(original)
+
+            self._restores.append(_Restore(f"{where}.kw", undo))
+        return changed
+
+    def redirect_object(self, container: Any, name: str, value: Any, where: str) -> None:
+        """Redirect one reference ``container.name`` (or ``container[name]``) found holding ``value``."""
+        if _is_engine(value):
+            twin = self.twin_of(value, where)
+            if twin is not value:
+                self._set(container, name, twin, where)
+        elif _is_factory(value):
+            self._rebind_factory(value, where)
+        elif _is_scoped(value):
+            factory = getattr(value, "session_factory", None)
+            if factory is not None:
+                self._rebind_factory(factory, f"{where}.session_factory")
+        elif _is_session(value):
+            target = getattr(value, "sync_session", value)
+            bind = getattr(target, "bind", None)
+            if _is_engine(bind):
+                twin = self.twin_of(bind, f"{where}.bind")
+                if twin is not bind:
+                    self._set(target, "bind", twin, f"{where}.bind")
+
+    def redirect_existing(
+        self, facts: AppFacts, engine_paths: tuple[str, ...], factory_paths: tuple[str, ...]
+    ) -> None:
+        """Swap the engines, factories and sessions the app already holds (see module docstring)."""
+        for where, container, name, value in _references(facts, engine_paths + factory_paths):
+            with contextlib.suppress(AttributeError, TypeError):
+                self.redirect_object(container, name, value, where)
+
+    def unredirected(self, facts: AppFacts) -> list[str]:
+        """Where the app still holds an engine that is not isolated (should be empty)."""
+        left: list[str] = []
+        for where, _container, _name, value in _references(facts, ()):
+            if _is_engine(value):
+                engine = value.sync_engine if isinstance(value, AsyncEngine) else value
+                if not self.monitor.is_isolated(engine):
+                    left.append(where)
+        return left
+
+    # -- undo ---------------------------------------------------------------------------------------
+
+    def restore(self) -> list[str]:
+        """Undo every change, newest first; returns what could not be undone (should be nothing)."""
+        failed: list[str] = []
+        while self._restores:
+            restore = self._restores.pop()
+            try:
+                restore.undo()
+            except Exception as exc:  # noqa: BLE001 - keep undoing the rest
+                failed.append(f"{restore.description}: {exc}")
+        self._patched = False
+        return failed
+
+    async def dispose_all(self) -> None:
+        """Dispose every engine the plugin created (checked-out connections are invalidated)."""
+        for redirected in self.engines:
+            engine = redirected.engine
+            with contextlib.suppress(Exception):
+                if isinstance(engine, AsyncEngine):
+                    await engine.dispose()
+                else:
+                    engine.dispose()
+
+
+def _caller() -> str:
+    """``file:line`` of the first frame outside SQLAlchemy and the plugin (who created the engine)."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if (
+                f"{os.sep}sqlalchemy{os.sep}" not in filename
+                and f"{os.sep}{_PLUGIN_PACKAGE}{os.sep}" not in filename
+            ):
+                return f"{filename}:{frame.f_lineno}"
+            frame = frame.f_back
+    finally:
+        del frame
+    return "?"
+
+
+def _resolve(path: str) -> tuple[Any, str, Any] | None:
+    module_name, _, attr = path.partition(":")
+    try:
+        container: Any = importlib.import_module(module_name)
+        parts = attr.split(".")
+        for part in parts[:-1]:
+            container = getattr(container, part)
+        return container, parts[-1], getattr(container, parts[-1])
+    except Exception:  # noqa: BLE001 - the core reports unresolvable paths
+        return None
+
+
+def _references(facts: AppFacts, paths: tuple[str, ...]) -> Iterator[tuple[str, Any, str, Any]]:
+    """``(where, container, name, value)`` for every place the app may hold a database object."""
+    for path in paths:
+        resolved = _resolve(path)
+        if resolved is not None:
+            container, name, value = resolved
+            yield path, container, name, value
+    for module in facts.own_modules:
+        for name, value in list(vars(module).items()):
+            if name.startswith("__"):
+                continue
+            where = f"{module.__name__}.{name}"
+            yield where, module, name, value
+            if (
+                not _is_engine(value)
+                and not _is_factory(value)
+                and not inspect.isclass(value)
+                and not inspect.ismodule(value)
+                and facts.is_own_object(type(value))
+            ):
+                for attr, inner in list(getattr(value, "__dict__", {}).items()):
+                    yield f"{where}.{attr}", value, attr, inner
+    state = getattr(getattr(facts.app, "state", None), "_state", None)
+    if isinstance(state, dict):
+        for key, value in list(state.items()):
+            yield f"app.state.{key}", state, key, value
+
+
+@dataclass
+class OverrideSet:
+    """Entries the probes put into ``app.dependency_overrides``, removed again by :meth:`restore`."""
+
+    overrides: dict[Any, Any]
+    #: The entries as found (restored at the end).
+    snapshot: dict[Any, Any] = field(default_factory=dict)
+    #: The entries the probes start from (the app's own, as loaded).
+    baseline: dict[Any, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.snapshot = dict(self.overrides)
+        self.baseline = dict(self.overrides)
+
+    def reset_to(self, entries: dict[Any, Any]) -> None:
+        """Probe the app as it was loaded: overrides the user's tests left behind are put aside."""
+        self.baseline = dict(entries)
+        self.overrides.clear()
+        self.overrides.update(entries)
+
+    def set(self, call: Any, replacement: Any) -> None:
+        self.overrides[call] = replacement
+
+    def unset(self, call: Any) -> None:
+        if call in self.baseline:
+            self.overrides[call] = self.baseline[call]
+        else:
+            self.overrides.pop(call, None)
+
+    @contextlib.contextmanager
+    def temporarily(self, call: Any, replacement: Any) -> Iterator[None]:
+        self.set(call, replacement)
+        try:
+            yield
+        finally:
+            self.unset(call)
+
+    def restore(self) -> None:
+        """Put the dict back exactly as the probes found it (same object, same entries)."""
+        self.overrides.clear()
+        self.overrides.update(self.snapshot)

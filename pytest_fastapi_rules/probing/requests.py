@@ -1,0 +1,475 @@
+"""Requests built from the routes: valid ones, invalid ones (FR210), and ones for missing ids (FR211).
+
+- Path parameters come from seeded primary keys of the matching table: ``/users/{user_id}`` and
+  ``/users/{id}`` both map to the ``users`` table (by the parameter's name, else by the path segment
+  before it); a parameter named like a column of that table (``{username}``) takes that column's
+  value. Nested parameters pick consistent rows (the post of that user) when the seed shows which.
+- Query parameters are sent only when required, with values generated within their declared
+  constraints (``ge``/``le``/``max_length``/``pattern``, enums and literals).
+- Bodies are generated from the route's request model by polyfactory (``None`` never chosen for
+  optional fields, so a PATCH sends every field), dumped as JSON, or as form fields for ``Form``
+  bodies. A field named ``password`` gets a known value, so FR705 can look for it in the database.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+import re
+import secrets
+import typing
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, create_model
+from sqlalchemy import Table
+from sqlalchemy import types as sqltypes
+
+from pytest_fastapi_rules.probing.seeding import SeedResult
+
+if typing.TYPE_CHECKING:
+    from pytest_fastapi_rules.facts import RouteFacts
+
+_PARAM = re.compile(r"{([^}:]+)(:[^}]+)?}")
+_ID_SUFFIXES = ("_id", "_pk", "_uuid", "id", "_key")
+PASSWORD_FIELD = re.compile(r"^(password|new_password|password1|plain_password|passwd|pwd)$", re.IGNORECASE)
+MISSING_STR = "fastapi-rules-missing"
+BAD_VALUE = "not-a-valid-value"
+
+
+@dataclass
+class ProbeRequest:
+    """One request the probes send."""
+
+    method: str
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    json_body: Any = None
+    form: dict[str, str] | None = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    #: What the request is, for messages ("a body generated from PostCreate").
+    description: str = ""
+    #: The plain password this request carries, if any (FR705).
+    password: str | None = None
+
+    @property
+    def shown(self) -> str:
+        query = "&".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.method} {self.path}{'?' + query if query else ''}"
+
+
+@dataclass
+class PathBinding:
+    """How a path parameter maps to seeded data."""
+
+    name: str
+    table: Table | None
+    column: str | None
+
+
+def _singular(word: str) -> str:
+    word = word.lower()
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith(("ses", "xes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def _stem(name: str) -> str:
+    lowered = name.lower()
+    for suffix in _ID_SUFFIXES:
+        if lowered.endswith(suffix) and len(lowered) > len(suffix):
+            return lowered[: -len(suffix)].rstrip("_")
+    return "" if lowered in {"id", "pk", "uuid", "key"} else lowered
+
+
+def path_param_names(path: str) -> list[str]:
+    return [match.group(1) for match in _PARAM.finditer(path)]
+
+
+def _segment_before(path: str, name: str) -> str:
+    segments = [s for s in path.split("/") if s]
+    for index, segment in enumerate(segments):
+        if segment.startswith("{") and segment[1:].split(":")[0].rstrip("}") == name and index > 0:
+            previous = segments[index - 1]
+            return "" if previous.startswith("{") else previous
+    return ""
+
+
+def _table_matching(word: str, tables: list[Table], class_names: dict[str, str]) -> Table | None:
+    if not word:
+        return None
+    wanted = _singular(word.replace("-", "_"))
+    for table in tables:
+        if _singular(table.name) == wanted or class_names.get(table.name, "").lower() == wanted.replace(
+            "_", ""
+        ):
+            return table
+    return None
+
+
+def bind_path_params(
+    route: RouteFacts, tables: list[Table], class_names: dict[str, str]
+) -> list[PathBinding]:
+    """Map each path parameter to the table (and column) its value comes from."""
+    bindings: list[PathBinding] = []
+    for name in path_param_names(route.path):
+        table = _table_matching(_stem(name), tables, class_names)
+        if table is None:
+            table = _table_matching(_segment_before(route.path, name), tables, class_names)
+        column = None
+        if table is not None:
+            pk_names = [c.name for c in table.primary_key.columns]
+            if name in table.columns and name not in pk_names:
+                column = name
+            elif len(pk_names) == 1:
+                column = pk_names[0]
+            else:
+                table = None
+        bindings.append(PathBinding(name=name, table=table, column=column))
+    return bindings
+
+
+def _fill_path(path: str, values: dict[str, Any]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        value = values.get(match.group(1), "1")
+        return str(value.value if isinstance(value, enum.Enum) else value)
+
+    return _PARAM.sub(replace, path)
+
+
+def _plain(annotation: Any) -> Any:
+    """The type behind ``Annotated`` and ``Optional``."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) == 1:
+                annotation = members[0]
+                continue
+        return annotation
+
+
+def is_typed_param(annotation: Any) -> bool:
+    """Whether a wrong value of this type is a validation error (ints, uuids, enums, dates...)."""
+    plain = _plain(annotation)
+    if get_origin(plain) is Literal:
+        return True
+    if isinstance(plain, type):
+        if issubclass(plain, enum.Enum):
+            return True
+        return issubclass(
+            plain, int | float | uuid.UUID | datetime.date | datetime.datetime
+        ) and not issubclass(plain, str)
+    return False
+
+
+def generate_value(annotation: Any, field_info: Any = None) -> Any:
+    """A value for ``annotation`` within ``field_info``'s constraints (polyfactory), or None."""
+    from polyfactory.factories.pydantic_factory import ModelFactory
+
+    try:
+        model = create_model(
+            "ProbeValue", value=(annotation, field_info) if field_info is not None else (annotation, ...)
+        )
+        factory = ModelFactory.create_factory(model, __allow_none_optionals__=False)
+        for _ in range(5):
+            try:
+                return factory.build().value
+            except Exception:  # noqa: BLE001 - retry with other random values
+                continue
+    except Exception:  # noqa: BLE001 - an annotation polyfactory cannot build
+        return None
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(value)
+
+
+class RequestBuilder:
+    """Builds the probe requests of one route from the seeded data."""
+
+    def __init__(self, tables: list[Table], class_names: dict[str, str], headers: dict[str, str]) -> None:
+        self.tables = tables
+        self.class_names = class_names
+        self.headers = dict(headers)
+        self.seed: SeedResult | None = None
+        self.counter = 0
+
+    # -- parameters ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def params(route: RouteFacts, kind: str) -> list[Any]:
+        """ModelFields of kind ``path``/``query``/``header``/``cookie`` of the whole dependency tree."""
+        seen: dict[str, Any] = {}
+        for dependant in route.iter_dependants():
+            for model_field in getattr(dependant, f"{kind}_params", []) or []:
+                seen.setdefault(getattr(model_field, "alias", model_field.name), model_field)
+        return list(seen.values())
+
+    def _row_for(self, table: Table, chosen: dict[str, dict[str, Any]], pick: str) -> dict[str, Any] | None:
+        assert self.seed is not None
+        rows = self.seed.rows.get(table.name) or []
+        if not rows:
+            keys = self.seed.pks.get(table.name) or []
+            if not keys:
+                return None
+            key = keys[-1] if pick == "last" else keys[0]
+            return dict(zip([c.name for c in table.primary_key.columns], key, strict=False))
+        candidates = rows
+        for constraint in table.foreign_key_constraints:
+            parent = chosen.get(constraint.referred_table.name)
+            if parent is None:
+                continue
+            matching = [
+                row
+                for row in candidates
+                if all(row.get(el.parent.name) == parent.get(el.column.name) for el in constraint.elements)
+            ]
+            if matching:
+                candidates = matching
+        return candidates[-1] if pick == "last" else candidates[0]
+
+    def path_values(self, route: RouteFacts, pick: str = "first") -> dict[str, Any]:
+        """Values for every path parameter: seeded keys where the parameter maps to a table."""
+        values: dict[str, Any] = {}
+        chosen: dict[str, dict[str, Any]] = {}
+        fields = {getattr(f, "alias", f.name): f for f in self.params(route, "path")}
+        for binding in bind_path_params(route, self.tables, self.class_names):
+            row = None
+            if binding.table is not None and self.seed is not None:
+                row = self._row_for(binding.table, chosen, pick)
+            if row is not None and binding.column is not None and row.get(binding.column) is not None:
+                chosen[binding.table.name] = row  # type: ignore[union-attr]
+                values[binding.name] = row[binding.column]
+                continue
+            model_field = fields.get(binding.name)
+            generated = None
+            if model_field is not None:
+                generated = generate_value(model_field.field_info.annotation, model_field.field_info)
+            values[binding.name] = generated if generated is not None else 1
+        return values
+
+    def missing_values(self, route: RouteFacts) -> dict[str, Any] | None:
+        """Path values where the last parameter names a row that does not exist (FR211)."""
+        bindings = bind_path_params(route, self.tables, self.class_names)
+        if not bindings or self.seed is None:
+            return None
+        last = bindings[-1]
+        if last.table is None or not route.path.rstrip("/").endswith("}"):
+            return None
+        values = self.path_values(route)
+        column = last.table.columns[last.column] if last.column else None
+        if column is None:
+            return None
+        if isinstance(column.type, sqltypes.Integer):
+            existing = [k[0] for k in self.seed.pks.get(last.table.name, []) if isinstance(k[0], int)]
+            values[last.name] = max(existing, default=0) + 100_000
+        elif isinstance(column.type, sqltypes.Uuid):
+            values[last.name] = str(uuid.uuid4())
+        else:
+            values[last.name] = MISSING_STR
+        return values
+
+    def query_values(self, route: RouteFacts) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for model_field in self.params(route, "query"):
+            if not model_field.field_info.is_required():
+                continue
+            value = generate_value(model_field.field_info.annotation, model_field.field_info)
+            if value is not None:
+                values[getattr(model_field, "alias", model_field.name)] = _jsonable(value)
+        return values
+
+    # -- bodies -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def body_field(route: RouteFacts) -> Any:
+        return route.effective.get("body_field")
+
+    @staticmethod
+    def body_kind(route: RouteFacts) -> str | None:
+        """``json``, ``form``, ``file`` or None (no body)."""
+        body = route.effective.get("body_field")
+        if body is None:
+            return None
+        from fastapi import params
+
+        info = body.field_info
+        if isinstance(info, params.File):
+            return "file"
+        if isinstance(info, params.Form):
+            annotation = _plain(info.annotation)
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                for sub in annotation.model_fields.values():
+                    if "UploadFile" in repr(sub.annotation) or "bytes" in repr(sub.annotation):
+                        return "file"
+            return "form"
+        return "json"
+
+    def body(self, route: RouteFacts) -> tuple[Any, str | None, str]:
+        """A valid body for the route: ``(value, plain password or None, description)``."""
+        body = self.body_field(route)
+        annotation = _plain(body.field_info.annotation)
+        name = getattr(annotation, "__name__", repr(annotation))
+        self.counter += 1
+        password = None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            value = self._model_body(annotation)
+            if isinstance(value, dict):
+                password = self._set_password(annotation, value)
+            return value, password, f"a body generated from {name}"
+        value = generate_value(body.field_info.annotation, body.field_info)
+        return _jsonable(value), None, f"a body generated from {name}"
+
+    def _model_body(self, model: type[BaseModel]) -> Any:
+        from polyfactory.factories.pydantic_factory import ModelFactory
+
+        try:
+            factory = ModelFactory.create_factory(model, __allow_none_optionals__=False)
+        except Exception:  # noqa: BLE001 - a model polyfactory cannot build
+            return {}
+        for _ in range(8):
+            try:
+                instance = factory.build()
+            except Exception:  # noqa: BLE001 - a validator refused this draw; try another
+                continue
+            return instance.model_dump(mode="json", by_alias=True)
+        return {}
+
+    def _set_password(self, model: type[BaseModel], value: dict[str, Any]) -> str | None:
+        """Give a password field a known value (kept only if the model still validates)."""
+        for name, model_field in model.model_fields.items():
+            key = model_field.alias or name
+            if not PASSWORD_FIELD.match(name) or key not in value:
+                continue
+            plain = f"Probe-{secrets.token_hex(6)}-pw"
+            candidate = dict(value)
+            candidate[key] = plain
+            for other_name, other in model.model_fields.items():
+                other_key = other.alias or other_name
+                if (
+                    other_name != name
+                    and "confirm" in other_name.lower()
+                    and "password" in other_name.lower()
+                ):
+                    candidate[other_key] = plain
+            try:
+                model.model_validate(candidate)
+            except Exception:  # noqa: BLE001 - the app's rules refuse it; keep the generated one
+                return None
+            value.clear()
+            value.update(candidate)
+            return plain
+        return None
+
+    # -- requests -----------------------------------------------------------------------------------
+
+    def happy(self, route: RouteFacts, pick: str = "first") -> ProbeRequest | None:
+        """A valid request for the route, or None when its body cannot be built (file uploads)."""
+        kind = self.body_kind(route)
+        if kind == "file":
+            return None
+        request = ProbeRequest(
+            method=route.method,
+            path=_fill_path(route.path, self.path_values(route, pick)),
+            params=self.query_values(route),
+            headers=dict(self.headers),
+            description="a valid request",
+        )
+        if kind is not None:
+            value, password, description = self.body(route)
+            request.description = description
+            request.password = password
+            if kind == "form":
+                request.form = {
+                    str(k): str(v)
+                    for k, v in (value or {}).items()
+                    if v is not None and not isinstance(v, dict | list)
+                }
+            else:
+                request.json_body = value
+        return request
+
+    def missing(self, route: RouteFacts) -> ProbeRequest | None:
+        values = self.missing_values(route)
+        if values is None:
+            return None
+        request = self.happy(route)
+        if request is None:
+            return None
+        request.path = _fill_path(route.path, values)
+        request.description = "an id that does not exist"
+        return request
+
+    def bad_inputs(self, route: RouteFacts, limit: int = 4) -> Iterator[ProbeRequest]:
+        """Malformed bodies and wrongly typed parameters (FR210)."""
+        base = self.happy(route)
+        if base is None:
+            return
+        made = 0
+        for model_field in self.params(route, "path"):
+            if made >= limit:
+                return
+            if is_typed_param(model_field.field_info.annotation):
+                values = self.path_values(route)
+                values[getattr(model_field, "alias", model_field.name)] = BAD_VALUE
+                yield _variant(
+                    base,
+                    path=_fill_path(route.path, values),
+                    description=f"path parameter `{model_field.name}`={BAD_VALUE!r}",
+                )
+                made += 1
+        for model_field in self.params(route, "query"):
+            if made >= limit:
+                return
+            if is_typed_param(model_field.field_info.annotation):
+                params = dict(base.params)
+                params[getattr(model_field, "alias", model_field.name)] = BAD_VALUE
+                yield _variant(
+                    base, params=params, description=f"query parameter `{model_field.name}`={BAD_VALUE!r}"
+                )
+                made += 1
+        if self.body_kind(route) == "json":
+            yield _variant(
+                base,
+                json_body=None,
+                content=b'{"broken": ',
+                headers={**base.headers, "content-type": "application/json"},
+                description="a malformed JSON body",
+            )
+            annotation = _plain(self.body_field(route).field_info.annotation)
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation.model_fields:
+                wrong = {
+                    (f.alias or name): {"unexpected": [1, "two"]}
+                    for name, f in annotation.model_fields.items()
+                }
+                yield _variant(
+                    base, json_body=wrong, description="a body whose every field has the wrong type"
+                )
+                yield _variant(
+                    base, json_body=[1, 2, 3], description="a JSON array where an object is expected"
+                )
+
+
+def _variant(base: ProbeRequest, **changes: Any) -> ProbeRequest:
+    values = {**base.__dict__, **changes}
+    values["password"] = None
+    return ProbeRequest(**values)
+
+
+def encode_json(value: Any) -> bytes:
+    return json.dumps(value).encode()

@@ -1,0 +1,165 @@
+"""What one probe run observed: plain data that every probe rule reads (computed once per session)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_fastapi_rules.probing.counting import Escape, Statement
+from pytest_fastapi_rules.probing.requests import ProbeRequest
+
+
+@dataclass
+class Exchange:
+    """One request the probes sent and what came back."""
+
+    phase: str
+    target: str
+    request: ProbeRequest
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    #: The exception the app raised instead of answering (with raise_app_exceptions off: none).
+    error: str | None = None
+    statements: list[Statement] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def server_error(self) -> bool:
+        return self.error is not None or (self.status is not None and self.status >= 500)
+
+    @property
+    def json(self) -> Any:
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    @property
+    def is_json(self) -> bool:
+        return "json" in self.headers.get("content-type", "") and self.json is not None
+
+    @property
+    def outcome(self) -> str:
+        if self.error is not None:
+            return f"raised {self.error}"
+        return f"answered {self.status}"
+
+    def body_excerpt(self, limit: int = 160) -> str:
+        text = self.body.decode("utf-8", errors="replace").strip().replace("\n", " ")
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass
+class EngineReport:
+    """An isolated engine the app used during the probes, and how shutdown left it (FR103)."""
+
+    where: str
+    requested: str
+    checkouts: int = 0
+    checkins: int = 0
+    disposed: bool = False
+
+    @property
+    def used(self) -> bool:
+        return self.checkouts > 0
+
+    @property
+    def checked_out(self) -> int:
+        return max(self.checkouts - self.checkins, 0)
+
+
+@dataclass
+class SessionCheck:
+    """FR306: what the session dependency did on success and when the request failed."""
+
+    route: str
+    dependency: str
+    committed_on_success: bool | None = None
+    rolled_back_on_error: bool | None = None
+    leaked_on_success: int = 0
+    leaked_on_error: int = 0
+    skipped: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class PasswordCheck:
+    """FR705: after a create call carrying a password, where the password ended up."""
+
+    target: str
+    plain_found_in: list[str] = field(default_factory=list)
+    stored: list[tuple[str, str]] = field(default_factory=list)
+    skipped: str | None = None
+
+
+@dataclass
+class BlockingCall:
+    """FR402: a blocking call made on the event loop thread while a request was served."""
+
+    target: str
+    call: str
+    where: str
+
+
+@dataclass
+class LogRecordSeen:
+    """FR803: a log event emitted while the synthetic error was handled."""
+
+    level: str
+    text: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    has_exception: bool = False
+
+
+@dataclass
+class ProbeResults:
+    """Everything the probe run observed."""
+
+    database: str = ""
+    exchanges: list[Exchange] = field(default_factory=list)
+    startup_seconds: float = 0.0
+    shutdown_seconds: float | None = None
+    shutdown_error: str | None = None
+    engines: list[EngineReport] = field(default_factory=list)
+    escapes: list[Escape] = field(default_factory=list)
+    restore_failures: list[str] = field(default_factory=list)
+    has_orm: bool = False
+    seeded_by_hook: bool = False
+    #: Routes probed with the current-user override / configured headers / not authenticated.
+    auth_overridden: list[str] = field(default_factory=list)
+    auth_unsupported: dict[str, str] = field(default_factory=dict)
+    auth_headers_used: bool = False
+    #: Targets whose endpoint handed a mapped instance to FastAPI without a response model (FR203).
+    orm_returns: dict[str, list[str]] = field(default_factory=dict)
+    session_checks: list[SessionCheck] = field(default_factory=list)
+    session_dependency: str | None = None
+    password_checks: list[PasswordCheck] = field(default_factory=list)
+    synthetic: Exchange | None = None
+    synthetic_marker: str = ""
+    synthetic_logs: list[LogRecordSeen] = field(default_factory=list)
+    synthetic_skipped: str | None = None
+    blocking_calls: list[BlockingCall] = field(default_factory=list)
+    #: Loop stalls (seconds) per target in the FR402 pass, GC time removed.
+    stalls: dict[str, list[float]] = field(default_factory=dict)
+    blocking_skipped: str | None = None
+    connection_loss: tuple[Exchange, Exchange] | None = None
+    connection_loss_skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def for_target(self, target: str, phase: str | None = None) -> list[Exchange]:
+        return [e for e in self.exchanges if e.target == target and (phase is None or e.phase == phase)]
+
+    def in_phase(self, phase: str) -> list[Exchange]:
+        return [e for e in self.exchanges if e.phase == phase]

@@ -1,0 +1,760 @@
+"""The probe run: one orchestrator that exercises the app once per session; every probe rule reads it.
+
+The first probe item calls :func:`probe_results`; the run happens then, once, and its
+:class:`ProbeResults` (or the error that prevented it) is cached on the session's ``AppFacts``, so
+every other probe item reads the same observations. The run, in order:
+
+1. stops the app if the core had started it (its lifespan ran against the app's own configuration
+   for rules that read engine settings), creates the isolated database, and installs the
+   redirection and the SQL guard (``database.py``, ``counting.py``);
+2. starts the app's lifespan anew under the redirection (timed: FR102), creates the schema from the
+   ORM metadata, seeds it at the small size and plans authentication (``auth.py``);
+3. sends each GET route's valid request (twice) at the small size, reseeds at the large size, sends
+   them again (FR509, FR510), then the negative requests (missing ids FR211, bad input FR210, no or
+   garbage credentials FR704, page size over the bound FR207, a preflight from an unlisted origin
+   FR701), then the writes (POST, PUT, PATCH, DELETE: FR205, FR705), the session-lifecycle and
+   synthetic-error injections (FR306, FR105, FR803), the health routes (FR107), the connection-loss
+   probe on PostgreSQL (FR511), and a last pass with the blocking-call detector on (FR402);
+4. stops the lifespan (timed, FR102), looks at the engines it used (FR103), and restores everything:
+   create functions, swapped references, factory binds, dependency overrides, listeners; disposes
+   every engine it created and drops the isolated database, in ``finally``.
+
+Every coroutine runs on the plugin's app loop (``AppRuntime.run``), bounded by a timeout, so an
+``AsyncEngine`` only ever sees one loop and an interrupted run leaves at most one request running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import secrets
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from pytest_fastapi_rules.probing import auth as auth_mod
+from pytest_fastapi_rules.probing.counting import SqlMonitor, not_recording, recording
+from pytest_fastapi_rules.probing.database import (
+    IsolatedDatabase,
+    OverrideSet,
+    ProbeDatabaseError,
+    Redirector,
+)
+from pytest_fastapi_rules.probing.requests import ProbeRequest, RequestBuilder
+from pytest_fastapi_rules.probing.results import EngineReport, Exchange, ProbeResults
+from pytest_fastapi_rules.probing.seeding import LARGE, SMALL, Seeder, SeedError, SeedResult, metadatas_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from pytest_fastapi_rules.facts import AppFacts, RouteFacts
+    from pytest_fastapi_rules.options import RulesOptions
+
+#: Seconds one probe request may take before it counts as hung.
+REQUEST_TIMEOUT = 30.0
+READINESS_PATHS = ("/health/ready", "/health/readiness", "/ready", "/readyz", "/readiness")
+LIVENESS_PATHS = ("/health", "/healthz", "/health/live", "/livez")
+UNLISTED_ORIGIN = "https://fastapi-rules-unlisted-origin.example"
+GARBAGE_TOKEN = "fastapi-rules.garbage.token"
+
+_CACHE: weakref.WeakKeyDictionary[Any, ProbeResults | BaseException] = weakref.WeakKeyDictionary()
+log = logging.getLogger(__name__)
+
+
+class ProbeSetupError(Exception):
+    """The probes cannot run (database, seeding, isolation); the message is for the user."""
+
+
+def probe_results(facts: AppFacts, options: RulesOptions) -> ProbeResults:
+    """The probe run's observations, computed by the first caller and cached for the session.
+
+    Raises :class:`~pytest_fastapi_rules.runtime.AppStartupError` when the lifespan fails, and
+    :class:`ProbeSetupError` when the isolated database cannot be set up; both are cached too, so
+    every probe item reports the same cause.
+    """
+    cached = _CACHE.get(facts)
+    if cached is None:
+        try:
+            cached = ProbeRun(facts, options).execute()
+        except (ProbeSetupError, ProbeDatabaseError, SeedError) as exc:
+            cached = ProbeSetupError(str(exc))
+        except Exception as exc:  # noqa: BLE001 - AppStartupError and the plugin's own bugs alike
+            cached = exc
+        _CACHE[facts] = cached
+    if isinstance(cached, BaseException):
+        raise cached
+    return cached
+
+
+def _headers(response: httpx.Response) -> dict[str, str]:
+    return {key.lower(): value for key, value in response.headers.items()}
+
+
+class ProbeRun:
+    """One run of the probes against the app (see the module docstring for the phases)."""
+
+    def __init__(self, facts: AppFacts, options: RulesOptions) -> None:
+        self.facts = facts
+        self.options = options
+        self.runtime = facts.runtime
+        self.results = ProbeResults()
+        roots = []
+        for module in facts.own_modules:
+            file = getattr(module, "__file__", None)
+            if file:
+                roots.append(str(__import__("pathlib").Path(file).resolve().parent))
+        self.own_roots = tuple(sorted(set(roots)))
+        self.monitor = SqlMonitor(self.own_roots)
+        self.database: IsolatedDatabase | None = None
+        self.redirector: Redirector | None = None
+        self.plugin_engine: AsyncEngine | None = None
+        self.overrides = OverrideSet(getattr(facts.app, "dependency_overrides", {}))
+        self.seeder: Seeder | None = None
+        self.seed: SeedResult | None = None
+        self.auth: auth_mod.AuthPlan | None = None
+        self.builder: RequestBuilder | None = None
+        self._pool_counts: dict[int, EngineReport] = {}
+        self._serialize_patch: Any = None
+
+    # -- the whole run ----------------------------------------------------------------------------
+
+    def run(self, coro: Any, timeout: float = REQUEST_TIMEOUT * 4) -> Any:
+        return self.runtime.run(coro, timeout=timeout)
+
+    def execute(self) -> ProbeResults:
+        results = self.results
+        try:
+            mapped = list(self.facts.mapped_classes)
+        except Exception:  # noqa: BLE001 - SQLAlchemy missing or unreadable registries
+            mapped = []
+        metadatas = metadatas_of(mapped)
+        results.has_orm = bool(metadatas)
+        if self.runtime.started:
+            self.runtime.stop()
+        try:
+            self.database = self.run(IsolatedDatabase.create(self.options.db_url))
+            results.database = self.database.description
+            _check_dialect(metadatas, self.database)
+            self.redirector = Redirector(self.database, self.monitor)
+            self.monitor.install()
+            self.redirector.patch_creation()
+            self.redirector.redirect_existing(
+                self.facts, self.options.engine_paths, self.options.session_factory_paths
+            )
+            self._patch_serialization()
+            self.overrides.reset_to(
+                getattr(self.facts, "initial_dependency_overrides", self.overrides.snapshot)
+            )
+            started = time.perf_counter()
+            self.runtime.start()
+            results.startup_seconds = time.perf_counter() - started
+            self.redirector.redirect_existing(
+                self.facts, self.options.engine_paths, self.options.session_factory_paths
+            )
+            self._redirect_lifespan_state()
+            self.plugin_engine = self.database.create_plugin_engine()
+            self.monitor.allow(self.plugin_engine.sync_engine)
+            self.seeder = Seeder(metadatas, self.options.seed_hook)
+            results.seeded_by_hook = bool(self.options.seed_hook)
+            if metadatas:
+                try:
+                    self.run(self.seeder.create_schema(self.plugin_engine))
+                except Exception as exc:  # noqa: BLE001 - explained to the user
+                    raise ProbeSetupError(_schema_message(exc, self.database)) from None
+            self._plan()
+            self._phases()
+            self._shutdown()
+        finally:
+            self._cleanup()
+        results.escapes = list(self.monitor.escapes)
+        return results
+
+    def _phases(self) -> None:
+        self._seed(SMALL)
+        self._send_gets("small")
+        self._seed(LARGE)
+        self._send_gets("large")
+        self._send_missing()
+        self._send_bad_inputs()
+        self._send_page_bounds()
+        self._send_unauthenticated()
+        self._send_preflight()
+        self._send_health()
+        self._send_writes()
+        self._check_session_lifecycle()
+        self._send_synthetic_error()
+        self._check_connection_loss()
+        self._blocking_pass()
+
+    # -- setup ------------------------------------------------------------------------------------
+
+    def _redirect_lifespan_state(self) -> None:
+        assert self.redirector is not None
+        with contextlib.suppress(Exception):
+            state = self.runtime.lifespan_state
+            for key, value in list(state.items()):
+                self.redirector.redirect_object(state, key, value, f"lifespan state[{key!r}]")
+
+    def _track_engines(self) -> None:
+        """Count pool checkouts/checkins of every isolated engine (FR103: leaks after shutdown)."""
+        from sqlalchemy import event
+
+        assert self.redirector is not None
+        for redirected in self.redirector.engines:
+            key = id(redirected.sync_engine)
+            if key in self._pool_counts:
+                continue
+            report = EngineReport(where=redirected.where, requested=redirected.requested)
+            self._pool_counts[key] = report
+
+            def checkout(*_args: Any, report: EngineReport = report) -> None:
+                report.checkouts += 1
+
+            def checkin(*_args: Any, report: EngineReport = report) -> None:
+                report.checkins += 1
+
+            event.listen(redirected.sync_engine, "checkout", checkout)
+            event.listen(redirected.sync_engine, "checkin", checkin)
+
+    def _own_session(self) -> Any:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        assert self.plugin_engine is not None
+        return AsyncSession(self.plugin_engine, expire_on_commit=False)
+
+    def _plan(self) -> None:
+        facts = self.facts
+        tables = self.seeder.tables if self.seeder else []
+        class_names: dict[str, str] = {}
+        with contextlib.suppress(Exception):
+            from sqlalchemy import inspect as sa_inspect
+
+            for cls in facts.mapped_classes:
+                table = getattr(sa_inspect(cls), "local_table", None)
+                if table is not None:
+                    class_names[str(table.name)] = cls.__name__
+        self.auth = auth_mod.plan_auth(
+            facts.routes, self.options.auth_headers, self._own_session, not_recording
+        )
+        self.results.auth_headers_used = bool(self.options.auth_headers)
+        self.results.auth_unsupported = dict(self.auth.unsupported)
+        for override in self.auth.overrides:
+            self.overrides.set(override.call, override.replacement)
+        self.builder = RequestBuilder(tables, class_names, self.options.auth_headers)
+        for route in facts.routes:
+            if auth_mod.is_protected(route) and (self.auth.overrides or self.auth.headers):
+                self.results.auth_overridden.append(route.target)
+        session_calls = {
+            id(d.call): d.call for route in facts.routes for d in auth_mod.session_dependants(route)
+        }
+        if session_calls:
+            call = next(iter(session_calls.values()))
+            self.results.session_dependency = getattr(call, "__qualname__", repr(call))
+
+    def _seed(self, size: int) -> None:
+        assert self.seeder is not None and self.builder is not None and self.auth is not None
+        if self.seeder.tables and self.plugin_engine is not None:
+            self.seed = self.run(self.seeder.seed(self.plugin_engine, size))
+        else:
+            self.seed = SeedResult(size=size)
+        self.builder.seed = self.seed
+        from sqlalchemy import inspect as sa_inspect
+
+        for override in self.auth.overrides:
+            with contextlib.suppress(Exception):
+                table = sa_inspect(override.model).local_table
+                key = self.seed.first_pk(table.name)
+                self.auth.user_keys[override.model] = key[0] if key and len(key) == 1 else key
+        self._track_engines()
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.runtime.asgi_app, raise_app_exceptions=False)
+        return httpx.AsyncClient(transport=transport, base_url=self.options.base_url, follow_redirects=False)
+
+    async def _send_one(
+        self, client: httpx.AsyncClient, request: ProbeRequest, phase: str, target: str
+    ) -> Exchange:
+        import asyncio
+
+        exchange = Exchange(phase=phase, target=target, request=request)
+        kwargs: dict[str, Any] = {"params": request.params or None, "headers": request.headers or None}
+        if request.content is not None:
+            kwargs["content"] = request.content
+        elif request.form is not None:
+            kwargs["data"] = request.form
+        elif request.json_body is not None:
+            kwargs["json"] = request.json_body
+        started = time.perf_counter()
+        token = _CURRENT_TARGET.set(target)
+        try:
+            with recording() as statements:
+                try:
+                    response = await asyncio.wait_for(
+                        client.request(request.method, request.path, **kwargs), REQUEST_TIMEOUT
+                    )
+                except Exception as exc:  # noqa: BLE001 - the app's failure is an observation
+                    exchange.error = f"{type(exc).__name__}: {exc}"
+                else:
+                    exchange.status = response.status_code
+                    exchange.headers = _headers(response)
+                    exchange.body = response.content
+            exchange.statements = list(statements.statements)
+        finally:
+            _CURRENT_TARGET.reset(token)
+        exchange.seconds = time.perf_counter() - started
+        return exchange
+
+    def send(self, requests: list[tuple[ProbeRequest, str, str]]) -> list[Exchange]:
+        """Send ``(request, phase, target)`` in order, on the app loop; record and return them."""
+
+        async def go() -> list[Exchange]:
+            async with self._client() as client:
+                return [
+                    await self._send_one(client, request, phase, target)
+                    for request, phase, target in requests
+                ]
+
+        exchanges: list[Exchange] = self.run(go(), timeout=REQUEST_TIMEOUT * (len(requests) + 2))
+        self.results.exchanges.extend(exchanges)
+        return exchanges
+
+    def _routes(self, *methods: str) -> list[RouteFacts]:
+        return [route for route in self.facts.routes if not methods or route.method in methods]
+
+    def _send_gets(self, phase: str) -> None:
+        assert self.builder is not None
+        batch: list[tuple[ProbeRequest, str, str]] = []
+        for route in self._routes("GET"):
+            request = self.builder.happy(route)
+            if request is None:
+                continue
+            batch.extend([(request, phase, route.target), (request, phase, route.target)])
+        self.send(batch)
+
+    def _send_missing(self) -> None:
+        assert self.builder is not None
+        batch = []
+        for route in self._routes("GET", "PATCH", "DELETE"):
+            request = self.builder.missing(route)
+            if request is not None:
+                batch.append((request, "missing", route.target))
+        self.send(batch)
+
+    def _send_bad_inputs(self) -> None:
+        assert self.builder is not None
+        batch = []
+        for route in self._routes():
+            for request in self.builder.bad_inputs(route):
+                batch.append((request, "bad-input", route.target))
+        self.send(batch)
+
+    def _send_page_bounds(self) -> None:
+        assert self.builder is not None
+        from pytest_fastapi_rules.probing.requests import _plain
+
+        batch = []
+        for route in self._routes("GET"):
+            request = self.builder.happy(route)
+            if request is None:
+                continue
+            for model_field in self.builder.params(route, "query"):
+                name = getattr(model_field, "alias", model_field.name)
+                bounds = _bounds(model_field.field_info)
+                plain = _plain(model_field.field_info.annotation)
+                if not (isinstance(plain, type) and issubclass(plain, int)) or issubclass(plain, bool):
+                    continue
+                if "le" in bounds and _is_page_size(name):
+                    over = ProbeRequest(
+                        **{**request.__dict__, "params": {**request.params, name: bounds["le"] + 1}}
+                    )
+                    over.description = f"`{name}`={bounds['le'] + 1}, over its bound le={bounds['le']}"
+                    batch.append((over, "page-bound", route.target))
+                if "ge" in bounds and bounds["ge"] == 0 and _is_offset(name):
+                    under = ProbeRequest(**{**request.__dict__, "params": {**request.params, name: -1}})
+                    under.description = f"`{name}`=-1, under its bound ge=0"
+                    batch.append((under, "page-bound", route.target))
+        self.send(batch)
+
+    def _send_unauthenticated(self) -> None:
+        assert self.builder is not None and self.auth is not None
+        batch = []
+        for route in self._routes():
+            if not auth_mod.challenge_schemes(route):
+                continue
+            request = self.builder.happy(route)
+            if request is None:
+                continue
+            bare = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+            batch.append(
+                (
+                    ProbeRequest(**{**request.__dict__, "headers": bare, "description": "no credentials"}),
+                    "no-credentials",
+                    route.target,
+                )
+            )
+            garbage = {**bare, "Authorization": f"Bearer {GARBAGE_TOKEN}"}
+            batch.append(
+                (
+                    ProbeRequest(
+                        **{**request.__dict__, "headers": garbage, "description": "a garbage bearer token"}
+                    ),
+                    "garbage-token",
+                    route.target,
+                )
+            )
+        for override in self.auth.overrides:
+            self.overrides.unset(override.call)
+        try:
+            self.send(batch)
+        finally:
+            for override in self.auth.overrides:
+                self.overrides.set(override.call, override.replacement)
+
+    def _send_preflight(self) -> None:
+        assert self.builder is not None
+        if not self.facts.middleware_named("CORSMiddleware"):
+            return
+        routes = [r for r in self._routes("GET") if "{" not in r.path] or self._routes("GET")
+        if not routes:
+            return
+        route = routes[0]
+        request = ProbeRequest(
+            method="OPTIONS",
+            path=self.builder.happy(route).path if self.builder.happy(route) else route.path,  # type: ignore[union-attr]
+            headers={"Origin": UNLISTED_ORIGIN, "Access-Control-Request-Method": "GET"},
+            description=f"a CORS preflight from {UNLISTED_ORIGIN}",
+        )
+        self.send([(request, "preflight", "app")])
+
+    def _send_health(self) -> None:
+        batch = []
+        for path in LIVENESS_PATHS + READINESS_PATHS:
+            if any(route.path == path and route.method == "GET" for route in self.facts.routes):
+                batch.append(
+                    (
+                        ProbeRequest(method="GET", path=path, headers=dict(self.options.auth_headers)),
+                        "health",
+                        f"GET {path}",
+                    )
+                )
+        self.send(batch)
+
+    def _send_writes(self) -> None:
+        assert self.builder is not None
+        for method in ("POST", "PUT", "PATCH", "DELETE"):
+            routes = self._routes(method)
+            if method == "DELETE":
+                routes.sort(key=self._deletion_order)
+            for route in routes:
+                whole = method == "DELETE" and route.path.rstrip("/").endswith("}")
+                request = self.builder.happy(route, pick="last" if whole else "first")
+                if request is None:
+                    continue
+                before = self._password_snapshot() if request.password else None
+                (exchange,) = self.send([(request, "write", route.target)])
+                if request.password:
+                    self._check_password(route, exchange, request.password, before)
+
+    def _deletion_order(self, route: RouteFacts) -> int:
+        """Children before parents: deleting a user first would cascade to the post DELETE wants."""
+        from pytest_fastapi_rules.probing.requests import bind_path_params
+
+        assert self.builder is not None
+        tables = self.builder.tables
+        bindings = bind_path_params(route, tables, self.builder.class_names)
+        table = bindings[-1].table if bindings else None
+        return -tables.index(table) if table is not None and table in tables else 0
+
+    # -- FR705 --------------------------------------------------------------------------------------
+
+    def _password_columns(self) -> list[tuple[Any, Any]]:
+        from sqlalchemy import String
+
+        found = []
+        for table in self.seeder.tables if self.seeder else []:
+            for column in table.columns:
+                if isinstance(column.type, String):
+                    found.append((table, column))
+        return found
+
+    def _password_snapshot(self) -> dict[str, set[Any]]:
+        """Primary keys per table, to tell the rows a create call adds."""
+        from sqlalchemy import select
+
+        async def snap() -> dict[str, set[Any]]:
+            assert self.plugin_engine is not None
+            keys: dict[str, set[Any]] = {}
+            async with self.plugin_engine.connect() as connection:
+                for table in self.seeder.tables if self.seeder else []:
+                    columns = list(table.primary_key.columns)
+                    if columns:
+                        keys[table.name] = {tuple(row) for row in await connection.execute(select(*columns))}
+            return keys
+
+        return dict(self.run(snap()))
+
+    def _check_password(
+        self, route: RouteFacts, exchange: Exchange, plain: str, before: dict[str, set[Any]] | None
+    ) -> None:
+        from sqlalchemy import select
+
+        from pytest_fastapi_rules.probing.results import PasswordCheck
+
+        check = PasswordCheck(target=route.target)
+        self.results.password_checks.append(check)
+        if not exchange.ok:
+            check.skipped = f"the create call {exchange.outcome}, so nothing was stored"
+            return
+
+        async def inspect_db() -> None:
+            assert self.plugin_engine is not None
+            async with self.plugin_engine.connect() as connection:
+                for table, column in self._password_columns():
+                    hits = await connection.execute(
+                        select(column).where(column.contains(plain, autoescape=True)).limit(1)
+                    )
+                    if hits.first() is not None:
+                        check.plain_found_in.append(f"{table.name}.{column.name}")
+                for table in self.seeder.tables if self.seeder else []:
+                    secret_columns = [c for c in table.columns if _looks_like_password_column(c.name)]
+                    keys = list(table.primary_key.columns)
+                    if not secret_columns or not keys:
+                        continue
+                    rows = await connection.execute(select(*keys, *secret_columns))
+                    old = (before or {}).get(table.name, set())
+                    for row in rows:
+                        key = tuple(row[: len(keys)])
+                        if key in old:
+                            continue
+                        for column, value in zip(secret_columns, row[len(keys) :], strict=False):
+                            check.stored.append(
+                                (f"{table.name}.{column.name}", str(value) if value is not None else "")
+                            )
+
+        self.run(inspect_db())
+
+    # -- FR306 --------------------------------------------------------------------------------------
+
+    def _check_session_lifecycle(self) -> None:
+        from pytest_fastapi_rules.probing.lifecycle import check_session_lifecycle
+
+        check_session_lifecycle(self)
+
+    # -- FR105 / FR803 ------------------------------------------------------------------------------
+
+    def _send_synthetic_error(self) -> None:
+        from pytest_fastapi_rules.probing.lifecycle import send_synthetic_error
+
+        send_synthetic_error(self)
+
+    # -- FR511 --------------------------------------------------------------------------------------
+
+    def _check_connection_loss(self) -> None:
+        from pytest_fastapi_rules.probing.lifecycle import check_connection_loss
+
+        check_connection_loss(self)
+
+    # -- FR402 --------------------------------------------------------------------------------------
+
+    def _blocking_pass(self) -> None:
+        from pytest_fastapi_rules.probing.blocking import blocking_pass
+
+        blocking_pass(self)
+
+    # -- FR203 --------------------------------------------------------------------------------------
+
+    def _patch_serialization(self) -> None:
+        """Watch what endpoints without a response model hand to FastAPI (mapped instances?)."""
+        import fastapi.routing
+
+        original = getattr(fastapi.routing, "serialize_response", None)
+        if original is None:
+            return
+        orm_returns = self.results.orm_returns
+
+        async def serialize_response(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("field") is None:
+                content = kwargs.get("response_content")
+                names = _mapped_names(content)
+                target = _CURRENT_TARGET.get()
+                if names and target:
+                    orm_returns.setdefault(target, [])
+                    for name in names:
+                        if name not in orm_returns[target]:
+                            orm_returns[target].append(name)
+            return await original(*args, **kwargs)
+
+        serialize_response.__wrapped__ = original  # type: ignore[attr-defined]
+        fastapi.routing.serialize_response = serialize_response
+        self._serialize_patch = (fastapi.routing, original)
+
+    # -- shutdown and cleanup -----------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        started = time.perf_counter()
+        error = self.runtime.stop()
+        self.results.shutdown_seconds = time.perf_counter() - started
+        self.results.shutdown_error = error
+        self.results.engines = [report for report in self._pool_counts.values() if report.used]
+        if self.redirector is not None:
+            disposed = {id(r.sync_engine): r.disposed for r in self.redirector.engines}
+            for key, report in self._pool_counts.items():
+                report.disposed = disposed.get(key, False)
+
+    def _cleanup(self) -> None:
+        failures: list[str] = []
+        if self.runtime.started:
+            with contextlib.suppress(Exception):
+                self.runtime.stop()
+        self.overrides.restore()
+        if self._serialize_patch is not None:
+            module, original = self._serialize_patch
+            module.serialize_response = original
+        if self.redirector is not None:
+            failures.extend(self.redirector.restore())
+        self.monitor.remove()
+
+        async def dispose() -> None:
+            if self.redirector is not None:
+                await self.redirector.dispose_all()
+            if self.plugin_engine is not None:
+                await self.plugin_engine.dispose()
+            if self.database is not None:
+                await self.database.drop()
+
+        try:
+            self.run(dispose(), timeout=60)
+        except Exception as exc:  # noqa: BLE001 - reported; atexit retries the drop
+            failures.append(f"cleanup: {type(exc).__name__}: {exc}")
+        else:
+            if self.database is not None:
+                from pytest_fastapi_rules.probing.database import forget
+
+                forget(self.database)
+        self.results.restore_failures = failures
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+import contextvars  # noqa: E402
+
+_CURRENT_TARGET: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "pytest_fastapi_rules_target", default=None
+)
+
+
+def _mapped_names(content: Any) -> list[str]:
+    """Names of the SQLAlchemy-mapped classes of ``content`` (an instance or a list of them)."""
+    items: list[Any] = []
+    if isinstance(content, list | tuple | set):
+        items = list(content)[:20]
+    elif isinstance(content, dict):
+        items = list(content.values())[:20]
+    else:
+        items = [content]
+    names = []
+    for item in items:
+        if hasattr(type(item), "__mapper__") and hasattr(item, "_sa_instance_state"):
+            name = type(item).__name__
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _bounds(field_info: Any) -> dict[str, int]:
+    bounds: dict[str, int] = {}
+    for item in getattr(field_info, "metadata", []) or []:
+        for attr in ("ge", "le", "gt", "lt"):
+            value = getattr(item, attr, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                if attr == "lt":
+                    bounds["le"] = value - 1
+                elif attr == "gt":
+                    bounds["ge"] = value + 1
+                else:
+                    bounds[attr] = value
+    return bounds
+
+
+_PAGE_SIZE_NAMES = {
+    "limit",
+    "size",
+    "page_size",
+    "pagesize",
+    "per_page",
+    "perpage",
+    "page-size",
+    "per-page",
+    "count",
+    "take",
+    "first",
+    "max_results",
+}
+_OFFSET_NAMES = {"offset", "skip", "start", "from"}
+
+
+def _is_page_size(name: str) -> bool:
+    return name.lower() in _PAGE_SIZE_NAMES
+
+
+def _is_offset(name: str) -> bool:
+    return name.lower() in _OFFSET_NAMES
+
+
+def _looks_like_password_column(name: str) -> bool:
+    lowered = name.lower()
+    return "password" in lowered or lowered in {"passwd", "pwd", "password_hash", "pass_hash"}
+
+
+def _check_dialect(metadatas: list[Any], database: IsolatedDatabase) -> None:
+    """Tables must compile for the isolated database's dialect (no PostgreSQL-only types on SQLite)."""
+    from sqlalchemy.schema import CreateTable
+
+    dialect = database.url.get_dialect()()
+    for metadata in metadatas:
+        for table in metadata.sorted_tables:
+            try:
+                CreateTable(table).compile(dialect=dialect)
+            except Exception as exc:  # noqa: BLE001 - explained to the user
+                raise ProbeSetupError(_type_message(table.name, exc, database)) from None
+
+
+def _type_message(table: str, exc: BaseException, database: IsolatedDatabase) -> str:
+    detail = str(exc).splitlines()[0][:200]
+    if database.backend == "sqlite":
+        return (
+            f"table {table!r} cannot be created on the probes' embedded SQLite database ({detail}): "
+            "it uses a type or default only another database has (PostgreSQL JSONB, ARRAY, ...). "
+            "Point the probes at a throwaway PostgreSQL with --fastapi-rules-db-url="
+            "postgresql+asyncpg://user@localhost:5432/postgres (ini: fastapi_rules_db_url)."
+        )
+    return f"table {table!r} cannot be created on {database.description}: {detail}"
+
+
+def _schema_message(exc: BaseException, database: IsolatedDatabase) -> str:
+    detail = str(exc).splitlines()[0][:300]
+    if database.backend == "sqlite":
+        return (
+            f"creating the app's tables on the probes' embedded SQLite database failed ({detail}). "
+            "If the models use PostgreSQL-only types, defaults or functions, point the probes at a "
+            "throwaway PostgreSQL with --fastapi-rules-db-url=postgresql+asyncpg://user@localhost:5432/postgres."
+        )
+    return f"creating the app's tables on {database.description} failed: {detail}"
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _is_async(call: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(call)
+
+
+__all__ = ["ProbeResults", "ProbeRun", "ProbeSetupError", "probe_results", "secrets"]

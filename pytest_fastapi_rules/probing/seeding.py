@@ -1,0 +1,445 @@
+"""Data for the probes: rows for every table of the app's ORM metadata, at two sizes.
+
+The rows are generated from the metadata alone, in foreign-key order: every column gets a value
+that fits its type, length, precision, nullability and uniqueness (values come from polyfactory's
+SQLAlchemy type mapping, seeded for reproducibility, with a few name-based choices where random text
+would make the app misbehave: emails look like emails, password columns hold a real bcrypt hash,
+``is_active``/``is_superuser`` are true so the probe user may call every route, ``is_deleted`` is
+false). Integer primary keys are left to the database (sequences stay right for the app's own
+inserts); foreign keys point at rows of the parent table round-robin, so each parent gets children.
+
+Sizes: ``SMALL`` (3) and ``LARGE`` (9) rows in tables without parents; a child table gets two rows
+per parent row (capped), so "3 users with 6 posts" grows to "9 users with 18 posts" and a route
+whose SQL count grows with it has an N+1.
+
+Apps with invariants a generator cannot guess (check constraints, state machines, rows that must
+exist) name a seed function instead, ini ``fastapi_rules_seed = module:function``::
+
+    async def seed(session: AsyncSession, size: int) -> None:
+        # size is 3 (small) or 9 (large); the tables are empty; the plugin commits afterwards
+        session.add_all([User(email=f"u{i}@example.com", ...) for i in range(size)])
+
+It may also be a plain ``def`` taking a sync ``Session``-like object (it gets ``session.sync_session``
+through ``await session.run_sync(...)``). Primary keys are read back from the tables either way.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import importlib
+import inspect
+import random
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faker import Faker
+from polyfactory.factories.sqlalchemy_factory import SQLAlchemyFactory
+from polyfactory.field_meta import FieldMeta
+from sqlalchemy import Column, ForeignKeyConstraint, MetaData, Table, delete, insert, select, text
+from sqlalchemy import types as sqltypes
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+SMALL = 3
+LARGE = 9
+CHILDREN_PER_PARENT = 2
+MAX_ROWS_PER_TABLE = 60
+#: bcrypt hash of "probe-password-1", so a login that verifies a seeded hash does not crash.
+PROBE_PASSWORD = "probe-password-1"
+PROBE_PASSWORD_HASH = "$2b$04$zOXoKT8HalAfvnLd7qe5heQoiDSIJ/tWbeF8H5esJ5hHnXGuIrG62"
+
+_TRUE_FLAGS = re.compile(
+    r"(^|_)(active|enabled|verified|superuser|admin|staff|published|visible|public|approved|"
+    r"confirmed|available|email_verified)$"
+)
+_FALSE_FLAGS = re.compile(
+    r"(^|_)(deleted|archived|banned|blocked|disabled|hidden|private|locked|suspended|draft|"
+    r"removed|spam)$"
+)
+
+
+class SeedError(Exception):
+    """Seeding failed; the message says which table and how to seed by hand."""
+
+
+class _Values(SQLAlchemyFactory[Any]):
+    """polyfactory's SQLAlchemy type mapping, with a random generator of the plugin's own."""
+
+    __is_base_factory__ = True
+    __allow_none_optionals__ = False
+    __random__ = random.Random(20240601)
+    __faker__ = Faker()
+
+
+_Values.__faker__.seed_instance(20240601)
+
+
+@dataclass
+class SeedResult:
+    """What the database holds after seeding: primary keys per table, in a stable order."""
+
+    size: int
+    pks: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    #: Values of rows the generator inserted, per table (empty when a hook seeded).
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    by_hook: bool = False
+
+    def first_pk(self, table: str) -> tuple[Any, ...] | None:
+        keys = self.pks.get(table) or []
+        return keys[0] if keys else None
+
+    def row_count(self, table: str) -> int:
+        return len(self.pks.get(table) or [])
+
+
+def metadatas_of(mapped_classes: Sequence[type]) -> list[MetaData]:
+    """The distinct MetaData objects the app's ORM classes live in, in a stable order."""
+    from sqlalchemy import inspect as sa_inspect
+
+    found: dict[int, MetaData] = {}
+    for cls in mapped_classes:
+        mapper = sa_inspect(cls, raiseerr=False)
+        table = getattr(mapper, "local_table", None)
+        metadata = getattr(table, "metadata", None)
+        if isinstance(metadata, MetaData):
+            found.setdefault(id(metadata), metadata)
+    return list(found.values())
+
+
+def sorted_tables(metadatas: Sequence[MetaData]) -> list[Table]:
+    tables: list[Table] = []
+    for metadata in metadatas:
+        tables.extend(metadata.sorted_tables)
+    return tables
+
+
+def _is_auto_pk(column: Column[Any]) -> bool:
+    if not column.primary_key:
+        return False
+    table = column.table
+    return (
+        isinstance(table, Table)
+        and table.autoincrement_column is column
+        and isinstance(column.type, sqltypes.Integer)
+    )
+
+
+def _fits(value: str, length: int | None) -> str:
+    return value if length is None else value[-length:] if len(value) > length else value
+
+
+class RowGenerator:
+    """Values for one row of one table; deterministic for a given (table, index)."""
+
+    def __init__(self, salt: str = "") -> None:
+        self.salt = salt
+
+    def value(self, column: Column[Any], index: int) -> Any:
+        name = column.name.lower()
+        type_ = column.type
+        length = getattr(type_, "length", None)
+        unique = bool(column.unique) or column.primary_key or _in_unique_constraint(column)
+        if isinstance(type_, sqltypes.Boolean):
+            if _TRUE_FLAGS.search(name):
+                return True
+            if _FALSE_FLAGS.search(name):
+                return False
+            return index % 2 == 0
+        if isinstance(type_, sqltypes.Enum):
+            members: list[Any] = list(type_.enum_class) if type_.enum_class else list(type_.enums)
+            return members[index % len(members)] if members else None
+        if isinstance(type_, sqltypes.Integer):
+            return 1000 + index if unique else index + 1
+        if isinstance(type_, sqltypes.Numeric) and not isinstance(type_, sqltypes.Float):
+            scale = type_.scale or 0
+            precision = type_.precision or 10
+            whole = min(index + 1, 10 ** max(precision - scale, 1) - 1)
+            return decimal.Decimal(whole) + (decimal.Decimal("0.5") if scale else 0)
+        if isinstance(type_, sqltypes.Float):
+            return float(index) + 0.5
+        if isinstance(type_, sqltypes.DateTime):
+            moment = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(hours=index)
+            return moment if type_.timezone else moment.replace(tzinfo=None)
+        if isinstance(type_, sqltypes.Date):
+            return datetime.date(2024, 1, 1) + datetime.timedelta(days=index)
+        if isinstance(type_, sqltypes.Time):
+            return datetime.time(12, index % 60)
+        if isinstance(type_, sqltypes.Interval):
+            return datetime.timedelta(minutes=index + 1)
+        if isinstance(type_, sqltypes.Uuid):
+            value = uuid.uuid5(uuid.NAMESPACE_URL, f"{self.salt}{column.table.name}.{name}.{index}")
+            return value if type_.as_uuid else str(value)
+        if isinstance(type_, sqltypes.JSON):
+            return {"probe": index}
+        if isinstance(type_, sqltypes.String):
+            return self._string(column, name, index, length, unique)
+        annotation = _Values.get_type_from_column(column)
+        generated = _Values.get_field_value(FieldMeta.from_type(annotation, name=column.name))
+        if unique and isinstance(generated, str):
+            return _fits(f"{generated}{self.salt}{index}", length)
+        return generated
+
+    def _string(self, column: Column[Any], name: str, index: int, length: int | None, unique: bool) -> str:
+        table = column.table.name
+        tag = f"{self.salt}{index}"
+        if "email" in name:
+            local = f"{table[:10]}{tag}"
+            return _fits(f"{local}@example.com", length)
+        if "password" in name or name.endswith("hash") or name.startswith("hash"):
+            return PROBE_PASSWORD_HASH if length is None or length >= 60 else "x" * length
+        if name in {"username", "login", "handle", "slug", "nickname", "user_name"}:
+            return _fits(f"{table[:12]}_{tag}", length)
+        if "url" in name or name in {"website", "link", "avatar", "homepage"}:
+            return _fits(f"https://example.com/{table[:20]}/{tag}", length)
+        if "phone" in name:
+            return _fits(f"+1555{index:07d}", length)
+        if name in {"locale", "language", "lang"}:
+            return _fits("en", length)
+        if name in {"currency"}:
+            return _fits("USD", length)
+        if name in {"country", "country_code"}:
+            return _fits("US", length)
+        if length is not None and length <= 3:
+            return _fits(f"{index % 10}", length)
+        words = f"Probe {table} {name} {tag}"
+        if unique:
+            return _fits(words, length)
+        annotation = _Values.get_type_from_column(column)
+        generated = _Values.get_field_value(FieldMeta.from_type(annotation, name=column.name))
+        return generated if isinstance(generated, str) and generated else _fits(words, length)
+
+
+def _in_unique_constraint(column: Column[Any]) -> bool:
+    from sqlalchemy import UniqueConstraint
+
+    table = column.table
+    for constraint in getattr(table, "constraints", ()):
+        if isinstance(constraint, UniqueConstraint) and column.name in constraint.columns.keys():  # noqa: SIM118
+            return True
+    return False
+
+
+def _should_generate(column: Column[Any]) -> bool:
+    if _is_auto_pk(column):
+        return False
+    if column.computed is not None or column.identity is not None:
+        return False
+    if column.server_default is not None and not column.primary_key:
+        return False
+    return not (column.default is not None and not isinstance(column.type, sqltypes.Boolean))
+
+
+def _parent_tables(table: Table) -> list[Table]:
+    parents = []
+    for constraint in table.foreign_key_constraints:
+        referred = constraint.referred_table
+        if referred is not table and referred not in parents:
+            parents.append(referred)
+    return parents
+
+
+def _row_target(table: Table, counts: dict[str, int], size: int) -> int:
+    parents = _parent_tables(table)
+    if not parents:
+        return size
+    biggest = max(counts.get(parent.name, 0) for parent in parents)
+    if biggest == 0:
+        return 0
+    return min(biggest * CHILDREN_PER_PARENT, MAX_ROWS_PER_TABLE)
+
+
+class Seeder:
+    """Fills the isolated database from the metadata, or through the user's seed hook."""
+
+    def __init__(self, metadatas: Sequence[MetaData], hook_path: str | None = None) -> None:
+        self.metadatas = list(metadatas)
+        self.tables = sorted_tables(self.metadatas)
+        self.hook_path = hook_path
+        self.generator = RowGenerator()
+        self._counter = 0
+
+    def hook(self) -> Callable[..., Any] | None:
+        if not self.hook_path:
+            return None
+        module_name, _, attr = self.hook_path.partition(":")
+        try:
+            target: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                target = getattr(target, part)
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            raise SeedError(
+                f"fastapi_rules_seed = {self.hook_path}: cannot import it ({type(exc).__name__}: {exc}); "
+                "use module:function, e.g. tests.seed:seed_probes."
+            ) from None
+        if not callable(target):
+            raise SeedError(f"fastapi_rules_seed = {self.hook_path} is not a function.")
+        return target  # type: ignore[no-any-return]
+
+    async def create_schema(self, engine: AsyncEngine) -> None:
+        async with engine.begin() as connection:
+            for metadata in self.metadatas:
+                await connection.run_sync(metadata.create_all)
+
+    async def clear(self, engine: AsyncEngine) -> None:
+        """Empty every table (children first)."""
+        async with engine.begin() as connection:
+            if connection.dialect.name == "postgresql" and self.tables:
+                names = ", ".join(connection.dialect.identifier_preparer.format_table(t) for t in self.tables)
+                await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+                return
+            for table in reversed(self.tables):
+                await connection.execute(delete(table))
+
+    async def seed(self, engine: AsyncEngine, size: int) -> SeedResult:
+        """Empty the tables and fill them at ``size``; raises :class:`SeedError` with the cause."""
+        await self.clear(engine)
+        hook = self.hook()
+        result = SeedResult(size=size, by_hook=hook is not None)
+        if hook is not None:
+            await self._run_hook(hook, engine, size)
+        else:
+            async with engine.begin() as connection:
+                await self._generate(connection, size, result)
+        await self._read_keys(engine, result)
+        return result
+
+    async def _run_hook(self, hook: Callable[..., Any], engine: AsyncEngine, size: int) -> None:
+        try:
+            async with AsyncSession(engine, expire_on_commit=False) as session:
+                if inspect.iscoroutinefunction(hook):
+                    await hook(session, size)
+                else:
+                    outcome = hook(session, size)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                await session.commit()
+        except Exception as exc:
+            raise SeedError(
+                f"the seed hook {self.hook_path} failed with {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _generate(self, connection: AsyncConnection, size: int, result: SeedResult) -> None:
+        counts: dict[str, int] = {}
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for table in self.tables:
+            target = _row_target(table, counts, size)
+            inserted: list[dict[str, Any]] = []
+            used: set[tuple[Any, ...]] = set()
+            attempts = 0
+            index = 0
+            while len(inserted) < target and attempts < target * 4 + 4:
+                attempts += 1
+                row = self.row(table, index, rows, offset=attempts - 1)
+                index += 1
+                if row is None:
+                    break
+                key = _unique_key(table, row)
+                if key is not None and key in used:
+                    continue
+                if key is not None:
+                    used.add(key)
+                try:
+                    outcome = await connection.execute(insert(table).values(**row))
+                except Exception as exc:  # noqa: BLE001 - explained to the user
+                    raise SeedError(
+                        f"cannot insert a generated row into table {table.name!r} "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}). The generator "
+                        "cannot guess this table's rules: name a seed function in the ini key "
+                        "fastapi_rules_seed = module:function (see the README, 'Probes')."
+                    ) from None
+                pk = outcome.inserted_primary_key
+                if pk is not None:
+                    for column, value in zip(table.primary_key.columns, pk, strict=False):
+                        if value is not None:
+                            row[column.name] = value
+                inserted.append(row)
+            counts[table.name] = len(inserted)
+            rows[table.name] = inserted
+        result.rows = rows
+
+    def row(
+        self,
+        table: Table,
+        index: int,
+        rows: dict[str, list[dict[str, Any]]],
+        offset: int = 0,
+    ) -> dict[str, Any] | None:
+        """One generated row of ``table``; foreign keys point at ``rows`` of the parents."""
+        self._counter += 1
+        values: dict[str, Any] = {}
+        fk_columns: set[str] = set()
+        for constraint in table.foreign_key_constraints:
+            locals_ = [element.parent for element in constraint.elements]
+            fk_columns.update(column.name for column in locals_)
+            parent_rows = rows.get(constraint.referred_table.name) or []
+            if constraint.referred_table is table:
+                if all(column.nullable for column in locals_):
+                    for column in locals_:
+                        values[column.name] = None
+                    continue
+                return None
+            if not parent_rows:
+                if all(column.nullable for column in locals_):
+                    for column in locals_:
+                        values[column.name] = None
+                    continue
+                return None
+            position = _parent_position(table, constraint, index, offset, len(parent_rows))
+            parent = parent_rows[position]
+            for element in constraint.elements:
+                values[element.parent.name] = parent.get(element.column.name)
+        for column in table.columns:
+            if column.name in fk_columns or not _should_generate(column):
+                if _is_forced_flag(column):
+                    values[column.name] = self.generator.value(column, index)
+                continue
+            values[column.name] = self.generator.value(column, index + 1000 * offset)
+        return values
+
+    async def _read_keys(self, engine: AsyncEngine, result: SeedResult) -> None:
+        async with engine.connect() as connection:
+            for table in self.tables:
+                columns = list(table.primary_key.columns)
+                if not columns:
+                    continue
+                rows = await connection.execute(select(*columns).order_by(*columns).limit(200))
+                result.pks[table.name] = [tuple(row) for row in rows]
+
+
+def _is_forced_flag(column: Column[Any]) -> bool:
+    """Boolean flags the probe user needs set whatever their default (``is_superuser``)."""
+    return isinstance(column.type, sqltypes.Boolean) and bool(
+        _TRUE_FLAGS.search(column.name.lower()) or _FALSE_FLAGS.search(column.name.lower())
+    )
+
+
+def _parent_position(
+    table: Table, constraint: ForeignKeyConstraint, index: int, offset: int, count: int
+) -> int:
+    """Round-robin over the parents; a second FK of the same table is shifted (distinct pairs)."""
+    order = (
+        list(table.foreign_key_constraints).index(constraint)
+        if constraint in table.foreign_key_constraints
+        else 0
+    )
+    return (index + order * (index // max(count, 1) + offset)) % count
+
+
+def _unique_key(table: Table, row: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The values that must be unique together (a composite primary key made of foreign keys)."""
+    columns = [column.name for column in table.primary_key.columns]
+    if not columns or any(name not in row for name in columns):
+        return None
+    return tuple(_hashable(row[name]) for name in columns)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return repr(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value

@@ -1,0 +1,956 @@
+"""Probe rules: checks whose facts come from exercising the app for real (RULES.md basis *probe*).
+
+Every rule here reads the observations of one probe run (``probing.runner.probe_results``), done
+once per session by the first probe item: the app's lifespan is run anew, on an isolated database,
+with real requests sent in-process and their SQL counted (see ``pytest_fastapi_rules/probing``).
+
+The runtime halves of rules whose static half lives in another family module (FR105, FR203, FR207,
+FR209, FR701) are attached to those rules at import time by :func:`_attach_runtime_half`: the item
+reports the static findings and the runtime ones together. A runtime half that cannot run (no probe
+data, the probes could not start) adds nothing; the probe rules of this module report that cause.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from pytest_fastapi_rules import registry
+from pytest_fastapi_rules.registry import (
+    Basis,
+    CheckContext,
+    Finding,
+    Location,
+    RuleSkipped,
+    Scope,
+    Severity,
+    rule,
+)
+from pytest_fastapi_rules.rules import api, security, wiring  # noqa: F401  (their rules get runtime halves)
+from pytest_fastapi_rules.rules.common import any_route, code_of
+
+if TYPE_CHECKING:
+    from pytest_fastapi_rules.facts import AppFacts, RouteFacts
+    from pytest_fastapi_rules.options import RulesOptions
+    from pytest_fastapi_rules.probing.results import Exchange, ProbeResults
+
+
+# -- access to the probe run ------------------------------------------------------------------------
+
+
+def _probe(context: CheckContext) -> ProbeResults:
+    """The probe run's results; setup problems become the item's "cannot check" error."""
+    from pytest_fastapi_rules.items import UserSetupError
+    from pytest_fastapi_rules.probing.runner import ProbeSetupError, probe_results
+
+    try:
+        results = probe_results(context.facts, context.options)
+    except ProbeSetupError as exc:
+        raise UserSetupError(f"the probes cannot run: {exc}") from None
+    if results.escapes:
+        escape = results.escapes[0]
+        raise UserSetupError(
+            f"during the probes the app tried to reach {escape.url} (from {escape.where}), which the "
+            "plugin could not redirect to the isolated database; it refused the access, so the "
+            "probe results are incomplete. Name that engine or session factory in the ini keys "
+            "fastapi_rules_engines / fastapi_rules_session_factories (module:attribute)."
+        )
+    return results
+
+
+def _happy(results: ProbeResults, target: str) -> list[Exchange]:
+    return [e for e in results.exchanges if e.target == target and e.phase in ("small", "large", "write")]
+
+
+def _route_location(route: RouteFacts) -> Location | None:
+    return route.location
+
+
+def _is_probed_route(route: RouteFacts, options: RulesOptions) -> bool:
+    return True
+
+
+def _method_route(*methods: str) -> Callable[[RouteFacts, RulesOptions], bool]:
+    def applies(route: RouteFacts, options: RulesOptions) -> bool:
+        return route.method in methods
+
+    applies.__name__ = f"routes_{'_'.join(m.lower() for m in methods)}"
+    return applies
+
+
+# -- FR102 lifespan-starts-cleanly --------------------------------------------------------------------
+
+
+@rule(
+    code="FR102",
+    name="lifespan-starts-cleanly",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="main.py template, Rule #5",
+    summary="The lifespan's startup and shutdown both complete within the timeout, without error.",
+    rationale=(
+        "A lifespan that raises at shutdown leaks connections and loses the last log lines on every "
+        "deploy; one that fails or hangs at startup takes the service down."
+    ),
+    fix="Make startup and shutdown code robust: dispose engines and close clients after `yield` "
+    "in a `try/finally`, and do not let shutdown code raise.",
+    bad_example=(
+        "@asynccontextmanager\nasync def lifespan(app):\n    sessionmanager.init(url)\n    yield\n"
+        "    await redis.close()  # redis was never opened: AttributeError at shutdown"
+    ),
+    good_example=(
+        "@asynccontextmanager\nasync def lifespan(app):\n    sessionmanager.init(url)\n    try:\n"
+        "        yield\n    finally:\n        await sessionmanager.close()"
+    ),
+)
+def check_lifespan_starts_cleanly(context: CheckContext) -> Iterator[Finding]:
+    from pytest_fastapi_rules.runtime import AppStartupError
+
+    try:
+        results = _probe(context)
+    except AppStartupError as exc:
+        yield Finding(
+            message=f"the lifespan failed at startup: {exc.message.split('. Checks that need')[0]}",
+            location=_last_own_frame(context.facts, exc.app_traceback) or context.facts.app_location,
+            fix="Fix the startup error shown in the app's traceback below; "
+            + (exc.app_traceback or "").strip()[-1500:],
+        )
+        return
+    if results.shutdown_error:
+        lines = [line for line in results.shutdown_error.strip().splitlines() if line.strip()]
+        yield Finding(
+            message=f"the lifespan failed at shutdown: {lines[-1].strip() if lines else 'error'}",
+            location=_last_own_frame(context.facts, results.shutdown_error) or context.facts.app_location,
+            fix="Make the code after `yield` in the lifespan robust (try/finally, check what was "
+            "opened before closing it). The app's traceback: " + results.shutdown_error.strip()[-1500:],
+        )
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def _last_own_frame(facts: AppFacts, text: str | None) -> Location | None:
+    """The innermost frame of the app's own code in a formatted traceback."""
+    if not text:
+        return None
+    found: Location | None = None
+    for match in _FRAME.finditer(text):
+        path, line = match.group(1), int(match.group(2))
+        relative = facts.relative(path)
+        if "site-packages" in path or relative.startswith("/") or "pytest_fastapi_rules" in path:
+            continue
+        found = Location(file=relative, line=line)
+    return found
+
+
+# -- FR103 lifespan-disposes-engines ------------------------------------------------------------------
+
+
+@rule(
+    code="FR103",
+    name="lifespan-disposes-engines",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="database.py template, main.py template",
+    summary="Every engine the app used is disposed at shutdown, with no connection left checked out.",
+    rationale=(
+        "An engine that is never disposed keeps its connections open after the app stops (and an "
+        "aiosqlite engine keeps the process alive); a checked-out connection at shutdown is a leak."
+    ),
+    fix="Call `await engine.dispose()` (the template's `sessionmanager.close()`) after `yield` in "
+    "the lifespan, in a `finally`.",
+    bad_example="async def lifespan(app):\n    sessionmanager.init(url)\n    yield  # never closed",
+    good_example=(
+        "async def lifespan(app):\n    sessionmanager.init(url)\n    try:\n        yield\n"
+        "    finally:\n        await sessionmanager.close()"
+    ),
+)
+def check_lifespan_disposes_engines(context: CheckContext) -> Iterator[Finding]:
+    results = _probe(context)
+    if not results.engines:
+        raise RuleSkipped("the app used no SQLAlchemy engine during the probes")
+    for engine in results.engines:
+        location = _where_location(context.facts, engine.where)
+        if not engine.disposed:
+            yield Finding(
+                message=f"the engine created at {_short_where(context.facts, engine.where)} was not "
+                "disposed when the lifespan shut down",
+                location=location,
+            )
+        if engine.checked_out:
+            yield Finding(
+                message=f"{engine.checked_out} connection(s) of the engine created at "
+                f"{_short_where(context.facts, engine.where)} were still checked out after shutdown",
+                location=location,
+                fix="Close every session (`async with session_factory() as session:`), so its "
+                "connection returns to the pool before shutdown.",
+            )
+
+
+def _where_location(facts: AppFacts, where: str) -> Location | None:
+    path, _, line = where.rpartition(":")
+    if not path or not line.isdigit():
+        return None
+    return Location(file=facts.relative(path), line=int(line))
+
+
+def _short_where(facts: AppFacts, where: str) -> str:
+    location = _where_location(facts, where)
+    return str(location) if location else where
+
+
+# -- FR106 error-envelope -----------------------------------------------------------------------------
+
+_MACHINE_CODE = re.compile(r"^[a-z][a-z0-9]*([_.-][a-z0-9]+)*$")
+
+
+@rule(
+    code="FR106",
+    name="error-envelope",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="main.py template, shared/exceptions.py template",
+    summary="Error responses (404, 422, 401) share one JSON envelope with a machine-readable code.",
+    rationale=(
+        'Clients handle errors by one shape: `{"error": "user_not_found", "message": ...}`. '
+        'FastAPI\'s defaults answer `{"detail": "Not Found"}` for one error and a list for another.'
+    ),
+    fix="Register handlers for HTTPException and RequestValidationError (and the domain error) "
+    'that all answer `{"error": <code>, "message": <text>}`.',
+    bad_example='{"detail": "Not Found"}  /  {"detail": [{"loc": [...], "msg": ...}]}',
+    good_example='{"error": "user_not_found", "message": "User 7 not found"}',
+)
+def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
+    results = _probe(context)
+    samples: dict[int, Exchange] = {}
+    for exchange in results.exchanges:
+        if exchange.phase in ("missing", "bad-input", "no-credentials") and exchange.status in (
+            401,
+            404,
+            422,
+        ):
+            samples.setdefault(exchange.status, exchange)  # type: ignore[arg-type]
+    if len(samples) < 2:
+        raise RuleSkipped("the probes saw fewer than two kinds of error response (404, 422, 401) to compare")
+    bodies = {status: exchange.json for status, exchange in samples.items()}
+    not_objects = [status for status, body in bodies.items() if not isinstance(body, dict)]
+    if not_objects:
+        for status in not_objects:
+            exchange = samples[status]
+            yield Finding(
+                message=f"the {status} answer to {exchange.request.shown} is not a JSON object: "
+                f"{exchange.body_excerpt(100)!r}",
+            )
+        return
+    shared = set.intersection(*(set(body) for body in bodies.values()))
+    coded = [
+        key
+        for key in sorted(shared)
+        if all(isinstance(body.get(key), str) and _MACHINE_CODE.match(body[key]) for body in bodies.values())
+    ]
+    if coded:
+        return
+    shapes = "; ".join(f"{status}: {{{', '.join(sorted(body))}}}" for status, body in sorted(bodies.items()))
+    what = (
+        "share no key"
+        if not shared
+        else f"share {', '.join(sorted(shared))} but no machine-readable code in it"
+    )
+    yield Finding(message=f"error responses do not share one envelope: they {what} ({shapes})")
+
+
+# -- FR107 health-endpoints ---------------------------------------------------------------------------
+
+
+@rule(
+    code="FR107",
+    name="health-endpoints",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="main.py template",
+    summary="`GET /health` answers 200 JSON; a readiness route answers 200 and reaches the database.",
+    rationale=(
+        "Load balancers and Kubernetes need a liveness route that answers without dependencies and a "
+        "readiness route that fails when the database is down; a readiness check that never touches "
+        "the database routes traffic to an instance that cannot serve it."
+    ),
+    fix="Add `GET /health` (returns a small JSON) and `GET /health/ready` that runs `SELECT 1` "
+    "through the session manager and answers 503 when it fails.",
+    bad_example='@app.get("/health/ready")\nasync def ready() -> dict:\n    return {"status": "ready"}  # TODO',
+    good_example=(
+        '@app.get("/health/ready")\nasync def ready() -> ReadinessResponse:\n'
+        '    await sessionmanager.ping()  # SELECT 1\n    return ReadinessResponse(status="ready")'
+    ),
+)
+def check_health_endpoints(context: CheckContext) -> Iterator[Finding]:
+    from pytest_fastapi_rules.probing.runner import LIVENESS_PATHS, READINESS_PATHS
+
+    results = _probe(context)
+    health = results.in_phase("health")
+    liveness = [e for e in health if e.request.path in LIVENESS_PATHS]
+    readiness = [e for e in health if e.request.path in READINESS_PATHS]
+    if not liveness:
+        yield Finding(message="the app has no `GET /health` route")
+    else:
+        first = liveness[0]
+        if not first.ok or not first.is_json:
+            yield Finding(
+                message=f"{first.request.shown} {first.outcome}"
+                + ("" if first.is_json else " without a JSON body"),
+                location=_route_location_of(context.facts, first.target),
+            )
+    if not readiness:
+        yield Finding(message=f"the app has no readiness route ({', '.join(READINESS_PATHS[:3])})")
+        return
+    ready = readiness[0]
+    location = _route_location_of(context.facts, ready.target)
+    if not ready.ok:
+        yield Finding(message=f"{ready.request.shown} {ready.outcome}", location=location)
+    elif results.engines and ready.count == 0:
+        yield Finding(
+            message=f"{ready.request.shown} answers 200 without running any SQL: it does not "
+            "check that the database is reachable",
+            location=location,
+        )
+
+
+def _route_location_of(facts: AppFacts, target: str) -> Location | None:
+    for route in facts.routes:
+        if route.target == target:
+            return route.location
+    return None
+
+
+# -- FR205 delete-returns-204 (static and runtime halves) -------------------------------------------
+
+
+def _runtime_delete(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context)
+    writes = [e for e in results.for_target(route.target, "write")]
+    if not writes:
+        raise RuleSkipped(f"the probes sent no DELETE to {route.target}")
+    exchange = writes[0]
+    if not exchange.ok:
+        raise RuleSkipped(f"the probe's DELETE {exchange.request.path} {exchange.outcome}; nothing to judge")
+    if exchange.status != 204:
+        yield Finding(
+            message=f"DELETE {exchange.request.path} answered {exchange.status}, not 204",
+            location=route.location,
+        )
+    elif exchange.body:
+        yield Finding(
+            message=f"DELETE {exchange.request.path} answered 204 with a body ({exchange.body_excerpt(60)!r})",
+            location=route.location,
+        )
+
+
+def check_delete_returns_204(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    declared = route.declared_status
+    if declared != 204:
+        yield Finding(
+            message=f"DELETE endpoint `{route.name}` declares status {declared}, not 204",
+            location=route.location,
+        )
+        return
+    yield from _runtime_delete(context)
+
+
+# -- FR210 bad-input-is-422 --------------------------------------------------------------------------
+
+
+@rule(
+    code="FR210",
+    name="bad-input-is-422",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rules #14, #16",
+    summary="Malformed bodies and wrongly typed parameters answer 422, never 500.",
+    rationale=(
+        "Bad input is the client's error: a 500 pages the on-call engineer, hides the real message "
+        "from the client, and often means code ran on data nobody validated."
+    ),
+    fix="Declare bodies and parameters with types (Pydantic models, `int`, `UUID`) and let FastAPI "
+    "validate them; keep the RequestValidationError handler free of code that can fail.",
+    applies_to=any_route,
+    bad_example=(
+        "@app.exception_handler(RequestValidationError)\nasync def handler(request, exc):\n"
+        "    body = await request.json()  # raises on malformed JSON: 500"
+    ),
+    good_example=(
+        "@app.exception_handler(RequestValidationError)\nasync def handler(request, exc):\n"
+        '    return JSONResponse(status_code=422, content={"error": "validation_error", ...})'
+    ),
+)
+def check_bad_input_is_422(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context)
+    exchanges = results.for_target(route.target, "bad-input")
+    if not exchanges:
+        raise RuleSkipped(f"{route.target} takes no typed parameter or body to send bad input to")
+    for exchange in exchanges:
+        if exchange.server_error:
+            yield Finding(
+                message=f"{exchange.request.shown} with {exchange.request.description} {exchange.outcome}, "
+                "not 422",
+                location=route.location,
+            )
+
+
+# -- FR211 missing-resource-is-404 -------------------------------------------------------------------
+
+
+@rule(
+    code="FR211",
+    name="missing-resource-is-404",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #16",
+    summary="GET/PATCH/DELETE on `/{id}` for an id that does not exist answers 404, never 200 or 500.",
+    rationale=(
+        "`200 null` makes every client check for null; a 500 reports the client's mistake as an "
+        "outage. The service raises a not-found domain error; the handler answers 404."
+    ),
+    fix="Raise a NotFoundError (a DomainError with status 404) in the service when the repository "
+    "returns None.",
+    applies_to=lambda route, options: (
+        route.method in ("GET", "PATCH", "DELETE") and route.path.rstrip("/").endswith("}")
+    ),
+    bad_example="async def get_user(user_id: int, service: UserServiceDep) -> UserResponse | None:\n"
+    "    return await service.repository.get_by_id(user_id)  # None -> 200 null",
+    good_example="user = await self.repository.get_by_id(user_id)\nif user is None:\n"
+    '    raise UserNotFoundError(f"User {user_id} not found")',
+)
+def check_missing_resource_is_404(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context)
+    exchanges = results.for_target(route.target, "missing")
+    if not exchanges:
+        raise RuleSkipped(
+            f"the last path parameter of {route.target} does not map to a table the probes seeded"
+        )
+    exchange = exchanges[0]
+    if exchange.ok:
+        body = exchange.body_excerpt(60)
+        yield Finding(
+            message=f"{exchange.request.shown} (an id that does not exist) answered {exchange.status}"
+            + (f" with {body!r}" if body else " with an empty body")
+            + ", not 404",
+            location=route.location,
+        )
+    elif exchange.server_error:
+        yield Finding(
+            message=f"{exchange.request.shown} (an id that does not exist) {exchange.outcome}, not 404",
+            location=route.location,
+        )
+
+
+# -- FR509 no-n-plus-one -----------------------------------------------------------------------------
+
+
+def _min_count(exchanges: list[Exchange]) -> tuple[int, Exchange] | None:
+    good = [e for e in exchanges if e.status is not None and e.status < 500 and e.error is None]
+    if not good:
+        return None
+    best = min(good, key=lambda e: e.count)
+    return best.count, best
+
+
+@rule(
+    code="FR509",
+    name="no-n-plus-one",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #12",
+    summary="The number of SQL statements of a GET request does not grow with the number of rows "
+    "(measured with 3 and with 9 parents).",
+    rationale=(
+        "One query per row (a lazy relationship read in a loop, or a repository call per item) turns "
+        "a page of 100 rows into 101 round trips; it passes every test on a small database."
+    ),
+    fix="Load the related rows in the list query: `selectinload(Parent.children)` for one-to-many, "
+    "`joinedload(Child.parent)` for many-to-one.",
+    applies_to=_method_route("GET"),
+    bad_example="posts = (await session.scalars(select(Post))).all()\nfor post in posts:\n"
+    "    post.author = await session.get(User, post.author_id)  # one query per post",
+    good_example="posts = (await session.scalars(select(Post).options(joinedload(Post.author)))).all()",
+)
+def check_no_n_plus_one(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context)
+    small = _min_count(results.for_target(route.target, "small"))
+    large = _min_count(results.for_target(route.target, "large"))
+    if small is None or large is None:
+        raise RuleSkipped(f"the probe requests of {route.target} did not answer at both data sizes")
+    small_count, small_exchange = small
+    large_count, large_exchange = large
+    if not (small_exchange.ok and large_exchange.ok):
+        raise RuleSkipped(
+            f"{small_exchange.request.shown} {small_exchange.outcome}/{large_exchange.outcome}: "
+            "no rows to measure"
+        )
+    if large_count <= small_count:
+        return
+    shape, repeats, statement = _repeated_statement(small_exchange, large_exchange)
+    hint = _eager_load_hint(context.facts, statement, large_exchange)
+    message = (
+        f"{route.target} runs {small_count} SQL statements with {_seed_words(results, 'small')} and "
+        f"{large_count} with {_seed_words(results, 'large')}: the statement `{shape}` runs "
+        f"{repeats} times"
+    )
+    yield Finding(
+        message=message,
+        location=route.location,
+        fix=hint
+        or "Load the related rows in the list query (selectinload for one-to-many, joinedload for "
+        "many-to-one) instead of one query per row.",
+    )
+
+
+def _seed_words(results: ProbeResults, phase: str) -> str:
+    from pytest_fastapi_rules.probing.seeding import LARGE, SMALL
+
+    size = SMALL if phase == "small" else LARGE
+    return f"{size} parent rows"
+
+
+def _repeated_statement(small: Exchange, large: Exchange) -> tuple[str, int, Any]:
+    large_shapes = collections.Counter(s.shape for s in large.statements)
+    small_shapes = collections.Counter(s.shape for s in small.statements)
+    shape, _growth = max(
+        large_shapes.items(), key=lambda item: (item[1] - small_shapes.get(item[0], 0), item[1])
+    )
+    statement = next(s for s in large.statements if s.shape == shape)
+    text = statement.short
+    return text, large_shapes[shape], statement
+
+
+def _eager_load_hint(facts: AppFacts, statement: Any, exchange: Exchange) -> str | None:
+    """Name the relationship the repeated statement loads, and the eager load that avoids it."""
+    from sqlalchemy import inspect as sa_inspect
+    from sqlalchemy.orm import RelationshipDirection
+
+    if statement is None or not statement.tables:
+        return None
+    repeated_table = statement.tables[0]
+    filtered = set(statement.filter_columns)
+    other_tables = {t for s in exchange.statements if s is not statement for t in s.tables}
+    candidates: list[tuple[int, str, str]] = []
+    try:
+        classes = list(facts.mapped_classes)
+    except Exception:  # noqa: BLE001
+        return None
+    for cls in classes:
+        mapper = sa_inspect(cls, raiseerr=False)
+        if mapper is None:
+            continue
+        for relationship in mapper.relationships:
+            target = relationship.mapper.local_table
+            if getattr(target, "name", None) != repeated_table:
+                continue
+            remote = {f"{c.table.name}.{c.name}" for c in relationship.remote_side}
+            if filtered and not (remote & filtered):
+                continue
+            many_to_one = relationship.direction is RelationshipDirection.MANYTOONE
+            loader = "joinedload" if many_to_one else "selectinload"
+            parent_table = getattr(mapper.local_table, "name", "")
+            score = 2 if parent_table in other_tables else 1
+            candidates.append((score, f"{cls.__name__}.{relationship.key}", loader))
+    if not candidates:
+        return None
+    candidates.sort(key=lambda item: -item[0])
+    _score, attribute, loader = candidates[0]
+    kind = "many-to-one" if loader == "joinedload" else "one-to-many"
+    return (
+        f"Load `{attribute}` eagerly in the query that lists the rows: "
+        f"`.options({loader}({attribute}))` ({kind}), instead of one query per row."
+    )
+
+
+# -- FR510 query-budget --------------------------------------------------------------------------------
+
+
+@rule(
+    code="FR510",
+    name="query-budget",
+    severity=Severity.WARNING,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #12",
+    summary="No request runs more SQL statements than a budget (default 10; per route in the ini).",
+    rationale=(
+        "Each statement is a network round trip: a request that needs dozens is slow under load even "
+        "when it does not grow with the data."
+    ),
+    fix="Combine queries (joins, eager loads, one aggregate query), or raise this route's budget "
+    "with `fastapi_rules_query_budgets = GET /path = N` when the work is necessary.",
+    applies_to=any_route,
+    bad_example="stats = {k: await repo.count(k) for k in kinds}  # one query per kind",
+    good_example="stats = await repo.count_by_kind()  # one GROUP BY query",
+)
+def check_query_budget(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context)
+    exchanges = [
+        e
+        for e in _happy(results, route.target)
+        if e.error is None and e.status is not None and e.status < 500
+    ]
+    if not exchanges:
+        raise RuleSkipped(f"the probes got no answer below 500 from {route.target}")
+    worst = max(exchanges, key=lambda e: e.count)
+    budget = context.options.query_budget_for(route.method, route.path)
+    if worst.count > budget:
+        yield Finding(
+            message=f"{worst.request.shown} ran {worst.count} SQL statements, over the budget of {budget}",
+            location=route.location,
+        )
+
+
+# -- FR704 auth-challenge --------------------------------------------------------------------------
+
+
+def _has_challenge(route: RouteFacts, options: RulesOptions) -> bool:
+    from pytest_fastapi_rules.probing.auth import challenge_schemes
+
+    try:
+        return bool(challenge_schemes(route))
+    except Exception:  # noqa: BLE001 - an exotic dependency tree: not a bearer-protected route
+        return False
+
+
+@rule(
+    code="FR704",
+    name="auth-challenge",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #21",
+    summary="Routes behind an OAuth2/bearer scheme answer 401 with `WWW-Authenticate: Bearer` "
+    "without a token or with a garbage one; never 500.",
+    rationale=(
+        "RFC 6750 clients refresh or re-login on 401 + WWW-Authenticate; a 500 or a 403 for a bad "
+        "token breaks that, and a decoder crash on garbage input is an outage anyone can trigger."
+    ),
+    fix="Catch the JWT library's errors in the current-user dependency and raise an authentication "
+    "error that the handler answers with 401 and `WWW-Authenticate: Bearer`.",
+    applies_to=_has_challenge,
+    bad_example="payload = jwt.decode(token, key, algorithms=[ALG])  # DecodeError -> 500",
+    good_example="try:\n    payload = jwt.decode(token, key, algorithms=[ALG])\n"
+    "except jwt.InvalidTokenError as exc:\n    raise InvalidTokenError() from exc  # 401 + WWW-Authenticate",
+)
+def check_auth_challenge(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context)
+    exchanges = results.for_target(route.target, "no-credentials") + results.for_target(
+        route.target, "garbage-token"
+    )
+    if not exchanges:
+        raise RuleSkipped(f"the probes could not build a request for {route.target}")
+    for exchange in exchanges:
+        challenge = exchange.headers.get("www-authenticate", "")
+        if exchange.status == 401 and "bearer" in challenge.lower():
+            continue
+        if exchange.status == 401:
+            problem = "answered 401 without `WWW-Authenticate: Bearer`"
+        else:
+            problem = f"{exchange.outcome}, not 401"
+        yield Finding(
+            message=f"{exchange.request.shown} with {exchange.request.description} {problem}",
+            location=route.location,
+        )
+
+
+# -- FR705 passwords-hashed ---------------------------------------------------------------------------
+
+_BCRYPT = re.compile(r"^\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}$")
+_ARGON2 = re.compile(r"^\$argon2(id|i|d)\$")
+
+
+def _creates_with_password(route: RouteFacts, options: RulesOptions) -> bool:
+    from pydantic import BaseModel
+
+    from pytest_fastapi_rules.probing.requests import PASSWORD_FIELD, RequestBuilder, _plain
+
+    if route.method != "POST":
+        return False
+    try:
+        if RequestBuilder.body_kind(route) != "json":
+            return False
+        annotation = _plain(RequestBuilder.body_field(route).field_info.annotation)
+    except Exception:  # noqa: BLE001
+        return False
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return False
+    return any(PASSWORD_FIELD.match(name) for name in annotation.model_fields)
+
+
+@rule(
+    code="FR705",
+    name="passwords-hashed",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #21",
+    summary="After a create call carrying a `password`, no column holds the plain password and the "
+    "stored value is a bcrypt or argon2 hash.",
+    rationale="A database dump, a backup or an SQL injection must not hand out users' passwords.",
+    fix="Hash with bcrypt (or argon2) before storing: `bcrypt.hashpw(password.encode(), "
+    "bcrypt.gensalt())`, run in a thread (`asyncio.to_thread`).",
+    applies_to=_creates_with_password,
+    bad_example="User(**data.model_dump())  # password stored as sent",
+    good_example="User(**data.model_dump(exclude={'password'}), hashed_password=await hash_password(data.password))",
+)
+def check_passwords_hashed(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context)
+    checks = [c for c in results.password_checks if c.target == route.target]
+    if not checks:
+        raise RuleSkipped(f"the probes could not send {route.target} a body with a known password")
+    check = checks[0]
+    if check.skipped:
+        raise RuleSkipped(check.skipped)
+    for place in check.plain_found_in:
+        yield Finding(
+            message=f"the plain password sent to {route.target} is stored in column `{place}`",
+            location=route.location,
+        )
+    for place, value in check.stored:
+        if place in check.plain_found_in:
+            continue
+        if not (_BCRYPT.match(value) or _ARGON2.match(value)):
+            shown = value[:12] + "..." if len(value) > 12 else value
+            yield Finding(
+                message=f"column `{place}` of the row created by {route.target} holds {shown!r}, "
+                "not a bcrypt or argon2 hash",
+                location=route.location,
+            )
+
+
+# -- FR806 overrides-restored -------------------------------------------------------------------------
+
+
+@rule(
+    code="FR806",
+    name="overrides-restored",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="Rule #18",
+    summary="At the end of the session, `app.dependency_overrides` is as it was when the app was "
+    "loaded: the tests left no override behind.",
+    rationale=(
+        "An override a test forgets to remove leaks into every later test: they pass against a fake "
+        "database or a fake user, whatever the real code does."
+    ),
+    fix="Restore overrides in the fixture that sets them: `yield client` then "
+    "`app.dependency_overrides.clear()` (or `pop(dep)`).",
+    bad_example="app.dependency_overrides[get_db] = override_get_db  # never removed",
+    good_example="app.dependency_overrides[get_db] = override_get_db\nyield client\n"
+    "app.dependency_overrides.clear()",
+)
+def check_overrides_restored(context: CheckContext) -> Iterator[Finding]:
+    facts = context.facts
+    current = getattr(facts.app, "dependency_overrides", None)
+    if current is None:
+        raise RuleSkipped("the app has no dependency_overrides (not a FastAPI app)")
+    initial = getattr(facts, "initial_dependency_overrides", {})
+    for call, replacement in list(current.items()):
+        if call in initial and initial[call] is replacement:
+            continue
+        verb = "is now overridden" if call not in initial else "has a different override"
+        yield Finding(
+            message=f"dependency `{code_of(call)}` {verb} by `{code_of(replacement)}`, left behind by "
+            "the test session",
+            location=facts.location_of(replacement),
+        )
+    for call in initial:
+        if call not in current:
+            yield Finding(
+                message=f"the override of `{code_of(call)}` that the app set up was removed by the "
+                "test session",
+                location=facts.location_of(call),
+            )
+
+
+# -- runtime halves of rules declared elsewhere --------------------------------------------------------
+
+
+def _runtime_generic_handler(context: CheckContext) -> Iterator[Finding]:
+    """FR105: the generic handler, invoked on a synthetic exception, answers a clean JSON 500."""
+    results = _probe(context)
+    exchange = results.synthetic
+    if exchange is None:
+        raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")
+    marker = results.synthetic_marker
+    shown = exchange.request.shown
+    if exchange.error is not None:
+        yield Finding(message=f"a synthetic exception in {shown} was not handled: the app {exchange.outcome}")
+        return
+    if exchange.status != 500:
+        yield Finding(message=f"a synthetic exception in {shown} answered {exchange.status}, not 500")
+    text = exchange.body.decode("utf-8", errors="replace")
+    if not exchange.is_json:
+        yield Finding(
+            message=f"a synthetic exception in {shown} answered a non-JSON body ({exchange.body_excerpt(60)!r})"
+        )
+    leaks = []
+    if marker and marker in text:
+        leaks.append("the exception's text")
+    if "Traceback" in text or 'File "' in text:
+        leaks.append("a traceback")
+    if re.search(r"(/[\w.-]+){2,}\.py", text):
+        leaks.append("file paths")
+    if leaks:
+        yield Finding(
+            message=f"the 500 answer to a synthetic exception in {shown} carries {' and '.join(leaks)}"
+        )
+
+
+def _runtime_no_orm_in_response(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context)
+    names = results.orm_returns.get(route.target)
+    if names:
+        yield Finding(
+            message=f"at runtime, endpoint `{route.name}` handed SQLAlchemy `{', '.join(names)}` "
+            "instance(s) to FastAPI for serialisation without a response model",
+            location=route.location,
+        )
+
+
+def _runtime_pagination(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context)
+    for exchange in results.for_target(route.target, "page-bound"):
+        if exchange.status is not None and 400 <= exchange.status < 500:
+            continue
+        yield Finding(
+            message=f"{exchange.request.shown} ({exchange.request.description}) {exchange.outcome}, not 422",
+            location=route.location,
+        )
+
+
+def _secret_keys(value: Any, path: str = "") -> Iterator[str]:
+    from pytest_fastapi_rules.rules.api import is_secret_name
+
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if (
+                isinstance(key, str)
+                and is_secret_name(key)
+                and isinstance(inner, str)
+                and inner
+                and set(inner) != {"*"}
+            ):
+                yield where
+            yield from _secret_keys(inner, where)
+    elif isinstance(value, list):
+        for item in value[:50]:
+            yield from _secret_keys(item, f"{path}[]")
+
+
+def _runtime_no_secrets(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context)
+    seen: set[str] = set()
+    for exchange in _happy(results, route.target):
+        if not exchange.ok:
+            continue
+        for key in _secret_keys(exchange.json):
+            leaf = key.rsplit(".", 1)[-1]
+            if leaf in seen:
+                continue
+            seen.add(leaf)
+            yield Finding(
+                message=f"the response body of {exchange.request.shown} carries `{key}`",
+                location=route.location,
+            )
+
+
+def _runtime_cors(context: CheckContext) -> Iterator[Finding]:
+    from pytest_fastapi_rules.probing.runner import UNLISTED_ORIGIN
+
+    results = _probe(context)
+    for exchange in results.in_phase("preflight"):
+        allowed = exchange.headers.get("access-control-allow-origin", "")
+        if allowed in ("*", UNLISTED_ORIGIN):
+            yield Finding(
+                message=f"a CORS preflight from the unlisted origin {UNLISTED_ORIGIN} is allowed "
+                f"(Access-Control-Allow-Origin: {allowed})",
+            )
+
+
+def _attach_runtime_half(
+    code: str,
+    runtime: Callable[[CheckContext], Iterable[Finding]],
+    full: Callable[[CheckContext], Iterable[Finding]] | None = None,
+    **declaration: Any,
+) -> None:
+    """Add ``runtime``'s findings to rule ``code``; declare the rule when no module did.
+
+    Wrapping keeps the static half's behaviour: its findings come first, a RuleSkipped of the static
+    half stands, and when the probes cannot run (or do not apply) the runtime half adds nothing.
+    """
+    existing = registry._REGISTRY.get(code)
+    if existing is None:
+        rule(code=code, **declaration)(full or runtime)
+        return
+    if getattr(existing.check, "_fastapi_rules_runtime_half", None) is runtime:
+        return
+    static = existing.check
+
+    def combined(context: CheckContext) -> list[Finding]:
+        from pytest_fastapi_rules.items import UserSetupError
+        from pytest_fastapi_rules.runtime import AppStartupError
+
+        findings = list(static(context))
+        if findings:
+            return findings  # the declaration already shows the problem; the runtime adds nothing
+        with contextlib.suppress(RuleSkipped, UserSetupError, AppStartupError):
+            findings.extend(runtime(context))
+        return findings
+
+    combined._fastapi_rules_runtime_half = runtime  # type: ignore[attr-defined]
+    combined.__name__ = getattr(static, "__name__", "check")
+    combined.__qualname__ = getattr(static, "__qualname__", "check")
+    combined.__module__ = getattr(static, "__module__", __name__)
+    registry._REGISTRY[code] = dataclasses.replace(existing, check=combined)
+
+
+_attach_runtime_half("FR105", _runtime_generic_handler)
+_attach_runtime_half("FR203", _runtime_no_orm_in_response)
+_attach_runtime_half("FR207", _runtime_pagination)
+_attach_runtime_half("FR209", _runtime_no_secrets)
+_attach_runtime_half("FR701", _runtime_cors)
+_attach_runtime_half(
+    "FR205",
+    _runtime_delete,
+    full=check_delete_returns_204,
+    name="delete-returns-204",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #16",
+    summary="DELETE declares 204 and its response has an empty body.",
+    rationale="204 No Content tells clients there is nothing to parse; a 200 with `null` or the "
+    "deleted object makes every client special-case deletes.",
+    fix="Declare `status_code=status.HTTP_204_NO_CONTENT` and return None.",
+    applies_to=_method_route("DELETE"),
+    bad_example='@router.delete("/{post_id}")\nasync def delete_post(...) -> dict:\n    return {"ok": True}',
+    good_example='@router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT)\n'
+    "async def delete_post(...) -> None: ...",
+)

@@ -4,6 +4,7 @@ from pytest_fastapi_rules.rules import (  # noqa: F401
     api,
     database,
     layers,
+    probes,
     schemas,
     security,
     stack,

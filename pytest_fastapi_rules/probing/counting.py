@@ -34,6 +34,7 @@ _CURRENT: contextvars.ContextVar[StatementLog | None] = contextvars.ContextVar(
     "pytest_fastapi_rules_statements", default=None
 )
 _WHITESPACE = re.compile(r"\s+")
+_COLUMNS = re.compile(r"^(SELECT (?:DISTINCT )?)((?:[^,()]+, ){2,}[^,()]+?) FROM ")
 _LITERAL_LIST = re.compile(r"\((\s*(\?|%\(\w+\)s|\$\d+|:\w+|__\[POSTCOMPILE_\w+\])\s*,?)+\)")
 
 
@@ -59,8 +60,9 @@ class Statement:
 
     @property
     def short(self) -> str:
-        text = self.shape
-        return text if len(text) <= 160 else text[:157] + "..."
+        """The shape with a long column list shortened: ``SELECT users.id, ... FROM users WHERE ...``."""
+        text = _COLUMNS.sub(lambda m: f"{m.group(1)}{m.group(2).split(',')[0]}, ... FROM ", self.shape)
+        return text if len(text) <= 200 else text[:197] + "..."
 
 
 @dataclass

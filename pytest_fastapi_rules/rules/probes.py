@@ -284,7 +284,9 @@ def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
     ),
     fix="Add `GET /health` (returns a small JSON) and `GET /health/ready` that runs `SELECT 1` "
     "through the session manager and answers 503 when it fails.",
-    bad_example='@app.get("/health/ready")\nasync def ready() -> dict:\n    return {"status": "ready"}  # TODO',
+    bad_example=(
+        '@app.get("/health/ready")\nasync def ready() -> dict:\n    return {"status": "ready"}  # TODO'
+    ),
     good_example=(
         '@app.get("/health/ready")\nasync def ready() -> ReadinessResponse:\n'
         '    await sessionmanager.ping()  # SELECT 1\n    return ReadinessResponse(status="ready")'
@@ -348,7 +350,8 @@ def _runtime_delete(context: CheckContext) -> Iterator[Finding]:
         )
     elif exchange.body:
         yield Finding(
-            message=f"DELETE {exchange.request.path} answered 204 with a body ({exchange.body_excerpt(60)!r})",
+            message=f"DELETE {exchange.request.path} answered 204 with a body "
+            f"({exchange.body_excerpt(60)!r})",
             location=route.location,
         )
 
@@ -711,7 +714,8 @@ def _creates_with_password(route: RouteFacts, options: RulesOptions) -> bool:
     "bcrypt.gensalt())`, run in a thread (`asyncio.to_thread`).",
     applies_to=_creates_with_password,
     bad_example="User(**data.model_dump())  # password stored as sent",
-    good_example="User(**data.model_dump(exclude={'password'}), hashed_password=await hash_password(data.password))",
+    good_example="User(**data.model_dump(exclude={'password'}),\n"
+    "     hashed_password=await hash_password(data.password))",
 )
 def check_passwords_hashed(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -804,7 +808,8 @@ def _runtime_generic_handler(context: CheckContext) -> Iterator[Finding]:
     text = exchange.body.decode("utf-8", errors="replace")
     if not exchange.is_json:
         yield Finding(
-            message=f"a synthetic exception in {shown} answered a non-JSON body ({exchange.body_excerpt(60)!r})"
+            message=f"a synthetic exception in {shown} answered a non-JSON body "
+            f"({exchange.body_excerpt(60)!r})"
         )
     leaks = []
     if marker and marker in text:

@@ -1,0 +1,155 @@
+"""Each violating variant of the blog fails exactly its probe rule (all rules run)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import RulesRun
+
+
+def only_codes(run: RulesRun) -> list[tuple[str, str]]:
+    return sorted({(r["code"], r["target"]) for r in run.failing()})
+
+
+def line_of(path: Path, pattern: str) -> int:
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if re.search(pattern, line):
+            return number
+    raise AssertionError(f"{pattern!r} not in {path}")
+
+
+# -- the violating variants ------------------------------------------------------------------------
+
+VARIANTS = [
+    # module, code, targets, essence, file, line pattern, codes that may fail with it (same cause)
+    (
+        "fr509_query_per_row",
+        "FR509",
+        ["GET /api/v1/posts"],
+        "`.options(joinedload(Post.author))` (many-to-one)",
+        "src/posts/router.py",
+        r"^async def list_posts",
+        (),
+    ),
+    (
+        "fr509_lazy_per_row",
+        "FR509",
+        ["GET /api/v1/posts"],
+        "`.options(joinedload(Post.author))` (many-to-one)",
+        "src/posts/router.py",
+        r"^async def list_posts",
+        (),
+    ),
+    (
+        "fr510_monthly_counts",
+        "FR510",
+        [
+            "DELETE /api/v1/users/{user_id}",
+            "GET /api/v1/users/{user_id}",
+            "PATCH /api/v1/users/{user_id}",
+            "POST /api/v1/users/{user_id}/activate",
+            "PUT /api/v1/users/{user_id}",
+        ],
+        "SQL statements, over the budget of 10",
+        "src/users/router.py",
+        None,
+        (),
+    ),
+    (
+        "fr210_handler_reads_body",
+        "FR210",
+        [
+            "PATCH /api/v1/posts/{post_id}",
+            "PATCH /api/v1/users/{user_id}",
+            "POST /api/v1/auth/register",
+            "POST /api/v1/posts",
+            "PUT /api/v1/users/{user_id}",
+        ],
+        "with a malformed JSON body answered 500, not 422",
+        "src/",
+        None,
+        (),
+    ),
+    (
+        "fr211_missing_post_is_none",
+        "FR211",
+        ["DELETE /api/v1/posts/{post_id}", "GET /api/v1/posts/{post_id}", "PATCH /api/v1/posts/{post_id}"],
+        "(an id that does not exist) answered 500, not 404",
+        "src/posts/router.py",
+        None,
+        (),
+    ),
+    (
+        "fr102_shutdown_fails",
+        "FR102",
+        ["app"],
+        "the lifespan failed at shutdown: AttributeError: 'NoneType' object has no attribute 'flush'",
+        "variants/fr102_shutdown_fails.py",
+        r"await metrics_client.flush\(\)",
+        (),
+    ),
+    (
+        "fr103_engine_not_disposed",
+        "FR103",
+        ["app"],
+        "the engine created at src/database.py:",
+        "src/database.py",
+        r"self._engine = create_async_engine\(",
+        (),
+    ),
+    (
+        "fr205_delete_answers_200",
+        "FR205",
+        ["DELETE /api/v1/posts/{post_id}/publication"],
+        "DELETE endpoint `unpublish_post` declares status 200, not 204",
+        "variants/fr205_delete_answers_200.py",
+        r"^async def unpublish_post",
+        (),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("module", "code", "targets", "essence", "file", "line_pattern", "also"),
+    VARIANTS,
+    ids=[v[0] for v in VARIANTS],
+)
+def test_variant_fails_only_its_rule(
+    blog: Path,
+    run_rules: Any,
+    module: str,
+    code: str,
+    targets: list[str],
+    essence: str,
+    file: str,
+    line_pattern: str | None,
+    also: tuple[str, ...],
+) -> None:
+    run = run_rules(f"variants.{module}:app")
+    failing = [(c, t) for c, t in only_codes(run) if c not in also]
+    assert failing == [(code, target) for target in sorted(targets)], (failing, run.output)
+    findings = run.findings(code)
+    assert findings and all(essence in f["message"] or essence in (f.get("fix") or "") for f in findings), (
+        findings
+    )
+    for finding in findings:
+        assert finding["location"]["file"].startswith(file), finding
+        if line_pattern is not None:
+            assert finding["location"]["line"] == line_of(blog / file, line_pattern), finding
+    assert code in run.output
+
+
+def test_n_plus_one_message_names_route_counts_and_statement(blog: Path, run_rules: Any) -> None:
+    run = run_rules("variants.fr509_query_per_row:app", "--fastapi-rules-select=FR509")
+    (finding,) = run.findings("FR509")
+    assert finding["message"].startswith("GET /api/v1/posts runs")
+    assert "runs 4 SQL statements with 3 parent rows and 10 with 9 parent rows" in finding["message"]
+    assert (
+        "the statement `SELECT users.id, ... FROM users WHERE users.id = ?` runs 9 times"
+        in finding["message"]
+    )
+    assert "FROM users WHERE users.id" in finding["message"]

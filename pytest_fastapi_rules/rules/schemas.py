@@ -216,6 +216,27 @@ def _field_read_names(name: str, field: Any) -> set[str]:
     return names
 
 
+_ORM_AFFIXES = ("model", "row", "orm", "table", "entity", "record", "db")
+
+
+def _stem(name: str) -> str:
+    """``ItemRow``/``DBItem``/``ItemModel`` -> ``item``: the entity an ORM class is named after."""
+    stem = name.lower()
+    for affix in _ORM_AFFIXES:
+        if stem.endswith(affix) and len(stem) > len(affix):
+            stem = stem[: -len(affix)]
+        if stem.startswith(affix) and len(stem) > len(affix):
+            stem = stem[len(affix) :]
+    return stem
+
+
+def _fit(model: type[BaseModel], orm_class: type, names: frozenset[str]) -> tuple[bool, int, str]:
+    """Sort key of the ORM class a model most likely mirrors: named alike (``TierRead`` and
+    ``Tier``, ``ItemOut`` and ``ItemRow``), then the fewest attributes the model leaves out."""
+    named_alike = _stem(_name(orm_class)) in _name(model).lower()
+    return (not named_alike, len(names) - len(_model_fields(model)), _name(orm_class))
+
+
 def _api_response_models(facts: AppFacts, options: RulesOptions) -> dict[type[BaseModel], str]:
     """Every model an API route answers with (nested ones included) -> the first route using it."""
     used_by: dict[type[BaseModel], str] = {}
@@ -274,11 +295,11 @@ def check_response_from_attributes(context: CheckContext) -> Iterator[Finding]:
         ]
         if not matches:
             continue
-        orm_names = ", ".join(f"`{_name(cls)}`" for cls in matches)
+        orm_class = min(matches, key=lambda cls: _fit(model, cls, attributes[cls]))
         yield Finding(
             message=(
-                f"response model `{_name(model)}` (of {target}) mirrors ORM class {orm_names} "
-                "but does not set `from_attributes=True`"
+                f"response model `{_name(model)}` (of {target}) mirrors ORM class "
+                f"`{_name(orm_class)}` but does not set `from_attributes=True`"
             ),
             location=facts.location_of(model),
         )

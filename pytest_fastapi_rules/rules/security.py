@@ -389,6 +389,16 @@ def _last_literal_segment(path: str) -> str:
     return ""
 
 
+_TOKEN_PATH_WORDS = frozenset({"auth", "token", "tokens", "jwt", "session", "sessions"})
+
+
+def _is_token_refresh(route: RouteFacts) -> bool:
+    """``/auth/refresh`` or ``refresh_access_token``: the refresh token is the credential (but
+    ``/cache/refresh`` is an ordinary write)."""
+    segments = {s.lower() for s in route.path.strip("/").split("/")}
+    return bool(segments & _TOKEN_PATH_WORDS) or "token" in _words(route.name)
+
+
 def public_reason(facts: AppFacts, route: RouteFacts, options: RulesOptions) -> str | None:
     """Why a write route may be public (token endpoint, sign-up/login, configured), or None."""
     if options.is_public_route(route.method, route.path):
@@ -396,9 +406,31 @@ def public_reason(facts: AppFacts, route: RouteFacts, options: RulesOptions) -> 
     last = _last_literal_segment(route.path)
     if last in _PUBLIC_SEGMENTS:
         return f"a {last} route"
+    if last == "refresh" and _is_token_refresh(route):
+        return "a token refresh route"
     if _takes_password_form(route) or any(_is_token_path(route.path, u) for u in _token_urls(facts)):
         return "the OAuth2 token endpoint"
     return None
+
+
+def _is_protected(route: RouteFacts) -> bool:
+    """A security scheme, or an auth-like dependency, anywhere in the route's dependency tree."""
+    if route.security_schemes():
+        return True
+    root = route.dependant
+    return any(_is_security_dependant(d) for d in route.iter_dependants() if d is not root)
+
+
+_AUTHENTICATES: weakref.WeakKeyDictionary[AppFacts, bool] = weakref.WeakKeyDictionary()
+
+
+def _authenticates_somewhere(facts: AppFacts) -> bool:
+    """Whether any route of the app (any method) is protected: only then is an unprotected write
+    a forgotten dependency rather than the app's design."""
+    cached = _AUTHENTICATES.get(facts)
+    if cached is None:
+        cached = _AUTHENTICATES[facts] = any(_is_protected(route) for route in facts.routes)
+    return cached
 
 
 def _is_api_write(route: RouteFacts, options: RulesOptions) -> bool:
@@ -423,8 +455,9 @@ def _is_api_write(route: RouteFacts, options: RulesOptions) -> bool:
         "rulebook protects writes with `Depends(get_current_user)` and its compositions "
         "(`get_current_active_user`, `get_current_superuser`). The name heuristic is broad on "
         "purpose (a route that looks protected is not flagged); the rule is skipped when a "
-        "middleware authenticates every request, and for endpoints defined by libraries (their "
-        "sign-up and password-reset routes are public by design)."
+        "middleware authenticates every request, when no route at all is protected (auth at a "
+        "gateway is a design choice), and for endpoints defined by libraries (their sign-up and "
+        "password-reset routes are public by design)."
     ),
     fix="Add a security dependency (`current_user: CurrentUser`, or "
     "`dependencies=[Depends(get_current_superuser)]`), or list the route in "
@@ -442,18 +475,18 @@ def check_writes_need_auth(context: CheckContext) -> Iterator[Finding]:
     middleware = auth_middleware(facts)
     if middleware is not None:
         raise RuleSkipped(f"the app authenticates in middleware ({middleware})")
+    if not _authenticates_somewhere(facts):
+        raise RuleSkipped(
+            "no route of the app has a security dependency: authentication happens outside the "
+            "app (gateway, proxy) or nowhere, which is a design choice this rule cannot judge"
+        )
     if not facts.is_own_object(route.function):
         module = getattr(route.function, "__module__", "?")
         raise RuleSkipped(
             f"endpoint `{route.name}` comes from the library module `{module}`, whose routes "
             "(sign-up, password reset, verification) are public by design"
         )
-    if public_reason(facts, route, context.options) is not None:
-        return
-    if route.security_schemes():
-        return
-    root = route.dependant
-    if any(_is_security_dependant(d) for d in route.iter_dependants() if d is not root):
+    if public_reason(facts, route, context.options) is not None or _is_protected(route):
         return
     yield Finding(
         message=(

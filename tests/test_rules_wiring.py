@@ -42,7 +42,7 @@ def only_failure(run: RulesRun) -> dict[str, Any]:
 
 def static_findings(run: RulesRun, code: str) -> list[dict[str, Any]]:
     """FR104/FR105 findings of the app half: the ones about which handlers are registered."""
-    return [f for f in run.findings(code) if f["message"].startswith("no exception handler")]
+    return [f for f in run.findings(code) if "no exception handler for" in f["message"]]
 
 
 def assert_located(finding: dict[str, Any], file: str, line: int | None = None) -> None:
@@ -380,6 +380,11 @@ async def unannotated(db=Depends(get_db)) -> list[int]:
 reports = FastAPI()
 
 
+@reports.on_event("startup")
+async def load_report_templates() -> None:
+    pass
+
+
 @reports.get("/reports", tags=["Reports"])
 async def list_reports() -> list[int]:
     return []
@@ -420,9 +425,17 @@ def test_shared_packages_sub_apps_and_library_routers(pytester: pytest.Pytester,
     )
     run = run_rules("svc.main:app", SELECT_MINE)
 
-    # FR104: DomainError lives in `shared`, a sibling package no endpoint comes from. FR105: 500.
+    # FR104: DomainError lives in `shared`, a sibling package no endpoint comes from.
     assert run.outcomes("FR104") == {"app": "passed"}
-    assert run.outcomes("FR105") == {"app": "passed"}
+    # FR105: the main app's 500 handler counts; the mounted app answers its own errors without one.
+    [generic] = static_findings(run, "FR105")
+    assert generic["message"] == (
+        "the app mounted at `/api/v1/internal` has no exception handler for `Exception` (or 500): "
+        "only FastAPI's default handlers exist (HTTPException, RequestValidationError, "
+        "WebSocketRequestValidationError)"
+    )
+    main = pytester.path / "svc" / "main.py"
+    assert_located(generic, "svc/main.py", line_of(main, "reports = FastAPI()"))
     # FR805: Settings is cached by an unannotated lru_cache function; DbSettings lives inside it.
     assert run.outcomes("FR805") == {"app": "passed"}
 
@@ -459,10 +472,61 @@ def test_shared_packages_sub_apps_and_library_routers(pytester: pytest.Pytester,
 
     # FR101: the router's on_event handler is reported; FastAPI versions that merge router
     # lifespans still run it, older ones drop it because the app passes lifespan=.
-    [on_event] = run.findings("FR101")
+    on_event, mounted = run.findings("FR101")
     assert "`warm_users` is registered as an on_event('startup') handler" in on_event["message"]
     merges = hasattr(fastapi.routing, "_merge_lifespan_context")
     assert ("never calls" in on_event["message"]) is not merges
+    # A mounted app never receives lifespan events at all.
+    assert mounted["message"] == (
+        "`load_report_templates` is registered as an on_event('startup') handler of the app "
+        "mounted at `/api/v1/internal`; mounted apps get no lifespan events, so it never runs"
+    )
+    assert_located(mounted, "svc/main.py", line_of(main, "async def load_report_templates"))
+
+
+MOUNTED_API_APP = """
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+
+class DomainError(Exception):
+    pass
+
+
+async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+    return JSONResponse({"error": "domain"}, status_code=400)
+
+
+async def server_error(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": "internal"}, status_code=500)
+
+
+api = FastAPI(exception_handlers={DomainError: domain_error, Exception: server_error})
+
+
+@api.get("/items", tags=["Items"])
+async def list_items() -> list[int]:
+    return []
+
+
+app = FastAPI(exception_handlers={Exception: server_error})
+
+
+@app.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+app.mount("/api/v1", api)
+"""
+
+
+def test_handlers_of_a_mounted_api_app_count(pytester: pytest.Pytester, run_rules: RunRules) -> None:
+    """The shell app mounts the versioned API app, which registers the domain handler itself."""
+    pytester.makepyfile(mounted_api=MOUNTED_API_APP)
+    run = run_rules("mounted_api:app", "--fastapi-rules-select=FR104,FR105")
+    assert run.outcomes("FR104") == {"app": "passed"}
+    assert static_findings(run, "FR105") == []
 
 
 LIBRARY_ERRORS_APP = """

@@ -9,6 +9,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from starlette.applications import Starlette
+from starlette.routing import Mount, Router
+
+from pytest_fastapi_rules.compat import iter_effective_routes
 from pytest_fastapi_rules.facts import AppFacts, RouteFacts
 from pytest_fastapi_rules.registry import (
     Basis,
@@ -52,7 +56,43 @@ def is_app_code_module(facts: AppFacts, module_name: str | None) -> bool:
     return bool(getattr(AppFacts, "_is_project_module_name", lambda _name: False)(module_name))
 
 
-_FASTAPI_CALL = re.compile(r"\bFastAPI\s*\(")
+_FASTAPI_CALL = re.compile(r"\b(FastAPI|Starlette)\s*\(")
+
+
+def _names_bound_to(module: Any, obj: Any) -> list[str]:
+    """Global names of ``module`` that hold ``obj`` (``app``, ``api_v1``...)."""
+    try:
+        items = list(vars(module).items())
+    except TypeError:
+        return []
+    return [name for name, value in items if value is obj]
+
+
+def _creation_line(facts: AppFacts, module: Any, names: list[str]) -> Location | None:
+    """The ``FastAPI(``/``Starlette(`` call in ``module`` that builds the app held by ``names``.
+
+    Prefers a call assigned to one of ``names`` (``app = FastAPI(``); otherwise the first call.
+    """
+    file = getattr(module, "__file__", None)
+    if not file or Path(file).suffix != ".py":
+        return None
+    try:
+        lines = Path(file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    calls: list[tuple[int, str]] = []
+    for number, text in enumerate(lines, start=1):
+        match = _FASTAPI_CALL.search(text)
+        if match is not None and not text.lstrip().startswith("#"):
+            calls.append((number, text[: match.start()]))
+    for name in names:
+        assigned = re.compile(rf"(^|[\s,(]){re.escape(name)}\s*(:[^=]*)?=\s*$")
+        for number, before in calls:
+            if assigned.search(before):
+                return Location(file=facts.relative(file), line=number)
+    if calls:
+        return Location(file=facts.relative(file), line=calls[0][0])
+    return None
 
 
 def app_creation_location(facts: AppFacts) -> Location | None:
@@ -62,18 +102,39 @@ def app_creation_location(facts: AppFacts) -> Location | None:
     that is where they point when there is no more specific object to blame.
     """
     module = facts.loaded.module
-    file = getattr(module, "__file__", None)
-    if file and Path(file).suffix == ".py":
-        try:
-            lines = Path(file).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
-            lines = []
-        for number, text in enumerate(lines, start=1):
-            if _FASTAPI_CALL.search(text) and not text.lstrip().startswith("#"):
-                return Location(file=facts.relative(file), line=number)
+    names = [*_names_bound_to(module, facts.app), "app", "application"]
+    found = _creation_line(facts, module, names)
+    if found is not None:
+        return found
     if facts.loaded.from_factory:
         return facts.location_of(facts.loaded.target)
+    file = getattr(module, "__file__", None)
     return Location(file=facts.relative(file)) if file else None
+
+
+def mounted_apps(app: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Starlette]]:
+    """Apps mounted under ``app`` (``app.mount("/v1", v1_app)``), with their full mount paths.
+
+    A mounted app has its own exception handlers and its own ServerErrorMiddleware, and Starlette
+    never sends it lifespan events: what the main app registers does not cover it.
+    """
+    if depth >= 4:
+        return
+    for route in list(getattr(app, "routes", None) or []):
+        if not isinstance(route, Mount):
+            continue
+        inner = route.app
+        path = prefix + str(route.path or "")
+        if isinstance(inner, Starlette):
+            yield path, inner
+            yield from mounted_apps(inner, path, depth + 1)
+        elif isinstance(inner, Router):
+            # Mount(routes=[...]): plain routes served by the enclosing app.
+            yield from mounted_apps(inner, path, depth + 1)
+
+
+def _mount_label(path: str) -> str:
+    return f"the app mounted at `{path or '/'}`"
 
 
 # -- FR101 ----------------------------------------------------------------------------------------
@@ -152,10 +213,10 @@ def _handlers_that_run(facts: AppFacts) -> set[int] | None:
     ),
 )
 def check_lifespan_not_on_event(context: CheckContext) -> Iterator[Finding]:
-    router = context.facts.app.router
-    running = _handlers_that_run(context.facts)
+    facts = context.facts
+    running = _handlers_that_run(facts)
     for event in ("startup", "shutdown"):
-        for handler in getattr(router, f"on_{event}", None) or []:
+        for handler in getattr(facts.app.router, f"on_{event}", None) or []:
             name = getattr(handler, "__qualname__", repr(handler))
             message = f"`{name}` is registered as an on_event({event!r}) handler"
             if running is not None and id(handler) not in running:
@@ -163,11 +224,20 @@ def check_lifespan_not_on_event(context: CheckContext) -> Iterator[Finding]:
                     "; the app also passes `lifespan=`, so Starlette never calls it "
                     f"(its {event} code silently does not run)"
                 )
-            yield Finding(
-                message=message,
-                target="app",
-                location=context.facts.location_of(handler),
-            )
+            yield Finding(message=message, target="app", location=facts.location_of(handler))
+    for path, sub_app in mounted_apps(facts.app):
+        router = getattr(sub_app, "router", None)
+        for event in ("startup", "shutdown"):
+            for handler in getattr(router, f"on_{event}", None) or []:
+                name = getattr(handler, "__qualname__", repr(handler))
+                yield Finding(
+                    message=f"`{name}` is registered as an on_event({event!r}) handler of "
+                    f"{_mount_label(path)}; mounted apps get no lifespan events, so it never runs",
+                    target="app",
+                    location=facts.location_of(handler),
+                    fix="Move the code into the main app's lifespan: Starlette runs only the "
+                    "lifespan of the app the server starts, never that of mounted apps.",
+                )
 
 
 # -- FR104 / FR105: exception handlers ------------------------------------------------------------
@@ -220,14 +290,56 @@ def _is_domain_exception(facts: AppFacts, key: Any) -> bool:
     )
 
 
-def _handler_location(facts: AppFacts, handlers: dict[Any, Callable[..., Any]]) -> Location | None:
+def _handler_location(
+    facts: AppFacts,
+    handlers: dict[Any, Callable[..., Any]],
+    sub_app: Any = None,
+    routes: list[RouteFacts] | None = None,
+) -> Location | None:
     """The first handler the user registered (where more handlers go), else the app's creation."""
     for handler in handlers.values():
         if not _is_default_handler(handler):
             location = facts.location_of(handler)
             if location is not None:
                 return location
+    if sub_app is not None:
+        module = _first_endpoint_module(routes or [])
+        if module is None:
+            return None
+        return _creation_line(facts, module, _names_bound_to(module, sub_app))
     return app_creation_location(facts)
+
+
+def _handlers_of(app: Any) -> dict[Any, Callable[..., Any]]:
+    return dict(getattr(app, "exception_handlers", None) or {})
+
+
+def _serving_apps(facts: AppFacts) -> list[tuple[str, Any, list[RouteFacts]]]:
+    """The main app and each mounted app, with the routes each one serves itself.
+
+    A request is answered (and its errors handled) by the innermost app it is mounted into, so a
+    route belongs to the mounted app with the longest mount path that serves it.
+    """
+    apps: list[tuple[str, Any, set[str]]] = []
+    for path, sub_app in mounted_apps(facts.app):
+        served = {path + effective.path for effective in iter_effective_routes(sub_app)}
+        apps.append((path, sub_app, served))
+    own: dict[int, list[RouteFacts]] = {id(facts.app): []}
+    for route in facts.routes:
+        owners = [(path, app) for path, app, served in apps if route.path in served]
+        owner = max(owners, key=lambda entry: len(entry[0]))[1] if owners else facts.app
+        own.setdefault(id(owner), []).append(route)
+    result: list[tuple[str, Any, list[RouteFacts]]] = [("", facts.app, own[id(facts.app)])]
+    result.extend((path, app, own.get(id(app), [])) for path, app, _ in apps)
+    return result
+
+
+def _first_endpoint_module(routes: list[RouteFacts]) -> Any:
+    for route in routes:
+        module = sys.modules.get(str(getattr(route.function, "__module__", "")))
+        if module is not None:
+            return module
+    return None
 
 
 @rule(
@@ -261,7 +373,9 @@ def _handler_location(facts: AppFacts, handlers: dict[Any, Callable[..., Any]]) 
 def check_domain_error_handler(context: CheckContext) -> Iterator[Finding]:
     facts = context.facts
     handlers = facts.exception_handlers
-    if any(_is_domain_exception(facts, key) for key in handlers):
+    # The handler may live on a mounted API app (app.mount("/api/v1", api)): any app counts.
+    every_app = [handlers] + [_handlers_of(sub_app) for _, sub_app in mounted_apps(facts.app)]
+    if any(_is_domain_exception(facts, key) for table in every_app for key in table):
         return
     yield Finding(
         message=f"no exception handler for an app-defined exception class: {_handled_summary(handlers)}",
@@ -295,15 +409,23 @@ def check_domain_error_handler(context: CheckContext) -> Iterator[Finding]:
 )
 def check_generic_error_handler(context: CheckContext) -> Iterator[Finding]:
     facts = context.facts
-    handlers = facts.exception_handlers
-    # Starlette routes both keys to ServerErrorMiddleware, the handler of last resort.
-    if Exception in handlers or 500 in handlers:
-        return
-    yield Finding(
-        message=f"no exception handler for `Exception` (or 500): {_handled_summary(handlers)}",
-        target="app",
-        location=_handler_location(facts, handlers),
-    )
+    serving = _serving_apps(facts)
+    for path, app, routes in serving:
+        is_main = app is facts.app
+        # The main app answers whatever no mounted app serves; a mounted app only its own routes.
+        if not routes and not (is_main and len(serving) == 1):
+            continue
+        handlers = facts.exception_handlers if is_main else _handlers_of(app)
+        # Starlette routes both keys to ServerErrorMiddleware, the handler of last resort. Each app
+        # has its own: a mounted app without one answers a plain-text 500 whatever the main has.
+        if Exception in handlers or 500 in handlers:
+            continue
+        where = "" if is_main else f"{_mount_label(path)} has "
+        yield Finding(
+            message=f"{where}no exception handler for `Exception` (or 500): {_handled_summary(handlers)}",
+            target="app",
+            location=_handler_location(facts, handlers, None if is_main else app, routes),
+        )
 
 
 # -- FR109 ----------------------------------------------------------------------------------------

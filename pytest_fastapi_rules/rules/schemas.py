@@ -37,7 +37,10 @@ _MAX_DEPTH = 8
 
 
 def _is_model_class(obj: Any) -> bool:
-    return inspect.isclass(obj) and issubclass(obj, BaseModel) and obj is not BaseModel
+    try:
+        return inspect.isclass(obj) and issubclass(obj, BaseModel) and obj is not BaseModel
+    except TypeError:  # Python 3.10: `list[int]` passes isclass() but not issubclass()
+        return False
 
 
 def _type_args(annotation: Any) -> tuple[Any, ...]:
@@ -260,10 +263,12 @@ def _api_response_models(facts: AppFacts, options: RulesOptions) -> dict[type[Ba
         "mapped class) sets `from_attributes=True`; checked once per model, not per route."
     ),
     rationale=(
-        "The rulebook converts ORM objects with `Model.model_validate(orm_obj)`, which only reads "
-        "attributes when the model sets `from_attributes=True`; without it every conversion fails "
-        "with a validation error at runtime. Models are judged to be ORM-backed when one mapped "
-        "class has attributes for all their fields."
+        "Rule #15 converts ORM objects explicitly with `Model.model_validate(orm_obj)`, which only "
+        "reads attributes when the model (and every model nested in it) sets "
+        "`from_attributes=True`; otherwise the conversion fails with a validation error at "
+        "runtime (FastAPI's own response validation reads attributes anyway, which hides the gap "
+        "until someone converts explicitly). A model counts as ORM-backed when one mapped class "
+        "has attributes for all its fields."
     ),
     fix="Add `model_config = ConfigDict(from_attributes=True)` to the response model.",
     bad_example="class PostResponse(BaseModel):  # mirrors the Post ORM class\n    id: int\n    title: str",
@@ -440,6 +445,8 @@ def check_email_fields_validated(context: CheckContext) -> Iterator[Finding]:
                         location=route.location,
                     )
     for model in iter_nested_models(roots):
+        if not facts.is_own_object(model):
+            continue  # a library's schema: not the app's to change (its nested models still count)
         validated = _validated_fields(model)
         for name, field in _model_fields(model).items():
             if name in validated:

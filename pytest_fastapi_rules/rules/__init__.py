@@ -2,9 +2,11 @@
 
 from pytest_fastapi_rules.rules import (  # noqa: F401
     api,
+    code,
     database,
     layers,
     probes,
+    project,
     schemas,
     security,
     stack,

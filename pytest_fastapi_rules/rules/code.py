@@ -1,0 +1,1543 @@
+"""Source rules: how the app's code is written (FR302-FR307, FR401, FR403, FR602, FR703).
+
+Every rule here reads the code index of :mod:`pytest_fastapi_rules.source` (the app's own modules,
+found through the app and parsed once). Each rule is one item for the app, with one finding per
+offending place, located ``file:line:column`` (1-based column) and ending with a short excerpt of the
+offending source.
+
+The heuristics are conservative: a name is only treated as a database session, a Pydantic model or
+an app helper when the code says so plainly (an annotation, an import, a constructor call, a
+well-known name not bound to something else). Misses are preferred to false positives.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_fastapi_rules.facts import AppFacts
+from pytest_fastapi_rules.options import DEFAULT_DOMAIN_LAYOUT, RulesOptions
+from pytest_fastapi_rules.registry import (
+    Basis,
+    CheckContext,
+    Finding,
+    Location,
+    RuleSkipped,
+    Scope,
+    Severity,
+    rule,
+)
+from pytest_fastapi_rules.rules.common import is_api_route
+from pytest_fastapi_rules.source import (
+    MISSING,
+    FunctionInfo,
+    ImportedName,
+    SourceIndex,
+    SourceModule,
+    attribute_types,
+    dotted_text,
+    instance_type,
+    iter_body,
+    resolve_callee,
+    safe_attribute,
+    self_class,
+    settings_classes,
+    shorten,
+    source_index,
+)
+
+_VERSION_PART = re.compile(r"^v\d+$")
+
+
+def shared_packages(options: RulesOptions) -> tuple[str, ...]:
+    """``fastapi_rules_shared_packages``: packages that are never a domain."""
+    return tuple(options.shared_packages)
+
+
+def domain_layout(options: RulesOptions) -> dict[str, tuple[str, ...]]:
+    """``fastapi_rules_domain_layout``: module names of each role, every role present."""
+    return {**DEFAULT_DOMAIN_LAYOUT, **options.domain_layout}
+
+
+def _index(context: CheckContext) -> SourceIndex:
+    index = source_index(context.facts)
+    if not len(index):
+        raise RuleSkipped("no source of the app's own modules was found (is the app installed as a library?)")
+    return index
+
+
+def _quote(module: SourceModule, node: ast.AST) -> str:
+    return f"`{module.excerpt(node)}`"
+
+
+# -- sessions --------------------------------------------------------------------------------------
+
+#: Names that, unless bound to something else, hold a database session.
+SESSION_NAMES = frozenset({"session", "db", "db_session", "async_session", "dbsession", "sess"})
+#: ``self.<attr>`` names that hold a repository's or service's database session.
+SESSION_ATTRIBUTES = frozenset({"session", "db", "_session", "_db", "db_session", "_db_session"})
+#: Libraries whose "sessions" are HTTP or cloud clients, safe to share and never a database session.
+_NON_DB_LIBRARIES = (
+    "aiohttp",
+    "httpx",
+    "requests",
+    "niquests",
+    "urllib3",
+    "boto3",
+    "aioboto3",
+    "aiobotocore",
+    "botocore",
+    "grpc",
+    "websockets",
+    "tornado",
+)
+
+
+#: An annotation nobody could resolve (a TYPE_CHECKING import) that names a session class.
+_SESSION_TEXT = re.compile(r"\b(Async)?Session\b")
+
+
+def _session_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(sync, async) SQLAlchemy session classes; sqlmodel's sessions subclass them."""
+    from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
+    from sqlalchemy.orm import Session, scoped_session
+
+    return (Session, scoped_session), (AsyncSession, async_scoped_session)
+
+
+def is_session_class(cls: Any) -> bool:
+    sync, asynchronous = _session_classes()
+    return inspect.isclass(cls) and issubclass(cls, sync + asynchronous)
+
+
+def is_sync_session_class(cls: Any) -> bool:
+    sync, _ = _session_classes()
+    return inspect.isclass(cls) and issubclass(cls, sync)
+
+
+def _is_session_factory(value: Any) -> bool:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+    from sqlalchemy.orm import sessionmaker
+
+    return isinstance(value, sessionmaker | async_sessionmaker)
+
+
+def _binding_is_session(info: FunctionInfo, value: ast.AST) -> bool | None:
+    """Whether the expression a local is bound to is a database session (None: can't tell).
+
+    ``self.session`` -> yes; another attribute or a subscript (``request.session``,
+    ``client["app"]``) -> no; a call: a session factory or class -> yes, an HTTP/cloud client
+    (``aiohttp.ClientSession()``) -> no, a callee named like a session (``session_factory()``) ->
+    yes; anything else -> can't tell.
+    """
+    if isinstance(value, ast.Await):
+        value = value.value
+    if isinstance(value, ast.Attribute):
+        return (
+            isinstance(value.value, ast.Name)
+            and value.value.id == "self"
+            and value.attr in SESSION_ATTRIBUTES
+        )
+    if isinstance(value, ast.Subscript):
+        return False
+    if not isinstance(value, ast.Call):
+        return None
+    module = info.module
+    resolved = module.resolve(value.func, info.local_names) or ""
+    if resolved.split(".")[0] in _NON_DB_LIBRARIES:
+        return False
+    called = module.value_of(value.func) if not _shadowed(info, value.func) else MISSING
+    if _is_session_factory(called) or is_session_class(called):
+        return True
+    name = dotted_text(value.func) or ""
+    last = name.rpartition(".")[2].lower()
+    if "session" in last:
+        return True
+    return None
+
+
+def _shadowed(info: FunctionInfo, expr: ast.AST) -> bool:
+    text = dotted_text(expr)
+    return bool(text) and text.split(".")[0] in info.local_names  # type: ignore[union-attr]
+
+
+def db_session_names(info: FunctionInfo, depth: int = 0) -> frozenset[str]:
+    """Names of ``info`` that hold a database session.
+
+    A parameter annotated with a SQLAlchemy session (``AsyncSession``, ``Session``, through
+    ``Annotated`` and aliases such as ``SessionDep``); an unannotated parameter or local with a
+    session name (``db``, ``session``) that is not bound to something else (``aiohttp.ClientSession``);
+    a local opened from a session factory; and, in a nested function, the enclosing function's
+    sessions it uses.
+    """
+    module = info.module
+    names: set[str] = set()
+    for name, param in info.parameters.items():
+        if param.annotation is None:
+            if name in SESSION_NAMES:
+                names.add(name)
+            continue
+        cls = module.annotation_type(param.annotation)
+        if cls is not None:
+            if is_session_class(cls):
+                names.add(name)
+        elif name in SESSION_NAMES and _SESSION_TEXT.search(ast.unparse(param.annotation)):
+            names.add(name)
+    for name, values in info.bindings.items():
+        if name in info.parameters:
+            continue
+        verdicts = [_binding_is_session(info, value) for value in values]
+        if False in verdicts:
+            continue
+        if True in verdicts or name in SESSION_NAMES:
+            names.add(name)
+    if info.parent is not None and depth < 4:
+        names |= db_session_names(info.parent, depth + 1) & info.free_names()
+    return frozenset(names)
+
+
+def session_key(
+    info: FunctionInfo, expr: ast.AST, sessions: frozenset[str], index: SourceIndex
+) -> str | None:
+    """A stable text for an expression that is a database session, or None."""
+    if isinstance(expr, ast.Name) and expr.id in sessions:
+        return expr.id
+    if (
+        isinstance(expr, ast.Attribute)
+        and isinstance(expr.value, ast.Name)
+        and expr.value.id == "self"
+        and expr.attr in SESSION_ATTRIBUTES
+        and info.class_node is not None
+        and self_attribute_is_session(info, expr.attr, index)
+    ):
+        return f"self.{expr.attr}"
+    return None
+
+
+def self_attribute_is_session(info: FunctionInfo, attribute: str, index: SourceIndex) -> bool:
+    """Whether ``self.<attribute>`` (named like a session) holds a database session.
+
+    No when its declared type is something else, or when the class assigns it from an HTTP
+    client (``self.session = aiohttp.ClientSession()``); yes otherwise.
+    """
+    cls = self_class(info)
+    if cls is not None:
+        declared = attribute_types(cls, index).get(attribute)
+        if declared is not None:
+            return is_session_class(declared)
+    for other in info.module.functions:
+        if other.class_qualname != info.class_qualname:
+            continue
+        for node in other.body():
+            if not isinstance(node, ast.Assign):
+                continue
+            for target in node.targets:
+                if (
+                    isinstance(target, ast.Attribute)
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id == "self"
+                    and target.attr == attribute
+                    and _binding_is_session(other, node.value) is False
+                ):
+                    return False
+    return True
+
+
+# -- shared helpers: routes, domains, layers ---------------------------------------------------------
+
+
+def route_modules(context: CheckContext, index: SourceIndex) -> dict[str, SourceModule]:
+    """Indexed modules that define the endpoint of at least one API route (health routes excluded)."""
+    found: dict[str, SourceModule] = {}
+    for route in context.facts.routes:
+        if not is_api_route(route, context.options):
+            continue
+        module = index.module_of(route.endpoint)
+        if module is not None:
+            found[module.name] = module
+    return found
+
+
+def domain_of_package(package: str, options: RulesOptions) -> str | None:
+    """The domain package a routes module's package stands for, or None.
+
+    Layout folders (``routers``, ``api``, ``v1``) are climbed out of: ``src.users.routers`` is the
+    ``src.users`` domain. A top-level package is the app, not a domain; shared packages are not
+    domains.
+    """
+    router_names = set(domain_layout(options)["router"])
+    parts = package.split(".") if package else []
+    while len(parts) > 1 and (parts[-1] in router_names or _VERSION_PART.match(parts[-1])):
+        parts.pop()
+    if len(parts) < 2:
+        return None
+    if any(part in shared_packages(options) for part in parts[1:]):
+        return None
+    return ".".join(parts)
+
+
+def find_domains(context: CheckContext, index: SourceIndex) -> dict[str, list[SourceModule]]:
+    """Domain package -> the modules in it that register routes of the app."""
+    domains: dict[str, list[SourceModule]] = {}
+    for module in route_modules(context, index).values():
+        domain = domain_of_package(module.package, context.options)
+        if domain is not None:
+            domains.setdefault(domain, []).append(module)
+    # a domain nested in another one belongs to the outer one
+    for name in sorted(domains, key=len, reverse=True):
+        outer = [other for other in domains if other != name and name.startswith(other + ".")]
+        if outer:
+            domains[min(outer, key=len)].extend(domains.pop(name))
+    return domains
+
+
+def owner_domain(module_name: str, domains: Iterable[str]) -> str | None:
+    matches = [d for d in domains if module_name == d or module_name.startswith(d + ".")]
+    return max(matches, key=len) if matches else None
+
+
+def _is_own(facts: AppFacts, index: SourceIndex, module_name: str) -> bool:
+    return index.get(module_name) is not None or facts.is_own_module(module_name)
+
+
+def is_repository_module(
+    facts: AppFacts, index: SourceIndex, options: RulesOptions, module_name: str
+) -> bool:
+    """An app module of the data-access layer: named like one (``repository``, ``repositories``,
+    ``crud``, or inside such a package), or defining a ``*Repository`` class."""
+    if not _is_own(facts, index, module_name):
+        return False
+    names = set(domain_layout(options)["repository"])
+    if any(part in names for part in module_name.split(".")[1:]):
+        return True
+    module = index.get(module_name)
+    if module is not None:
+        return any(
+            node.name.endswith("Repository") for node in module.tree.body if isinstance(node, ast.ClassDef)
+        )
+    return False
+
+
+def _mapped_classes(facts: AppFacts) -> set[type]:
+    try:
+        return set(facts.mapped_classes)
+    except Exception:  # noqa: BLE001 - no SQLAlchemy models at all
+        return set()
+
+
+def _module_object(index: SourceIndex, name: str) -> Any:
+    import sys
+
+    module = index.get(name)
+    if module is not None and module.module is not None:
+        return module.module
+    return sys.modules.get(name)
+
+
+def _defines_mapped(facts: AppFacts, module_name: str) -> bool:
+    return any(getattr(cls, "__module__", None) == module_name for cls in _mapped_classes(facts))
+
+
+def _type_only_names(module: SourceModule) -> tuple[set[str], set[str]]:
+    """(names read inside annotations, names read anywhere else) of the module."""
+    in_annotations: set[int] = set()
+    for node in module.nodes:
+        annotations: list[ast.AST | None] = []
+        if isinstance(node, ast.arg):
+            annotations.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            annotations.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+        elif isinstance(node, ast.Subscript) and dotted_text(node.value) in ("Annotated", "typing.Annotated"):
+            inner = node.slice
+            annotations.append(inner.elts[0] if isinstance(inner, ast.Tuple) and inner.elts else inner)
+        for annotation in annotations:
+            if annotation is not None:
+                in_annotations.update(id(sub) for sub in ast.walk(annotation))
+    typed: set[str] = set()
+    other: set[str] = set()
+    for node in module.nodes:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            (typed if id(node) in in_annotations else other).add(node.id)
+    return typed, other
+
+
+# -- FR302 -----------------------------------------------------------------------------------------
+
+_STATEMENT_FUNCTIONS = frozenset(
+    f"{prefix}.{name}"
+    for prefix in (
+        "sqlalchemy",
+        "sqlalchemy.sql",
+        "sqlalchemy.sql.expression",
+        "sqlalchemy.future",
+        "sqlmodel",
+    )
+    for name in ("select", "insert", "update", "delete", "text")
+)
+_SESSION_CALLS = frozenset(
+    {
+        "execute",
+        "add",
+        "add_all",
+        "commit",
+        "delete",
+        "scalars",
+        "scalar",
+        "get",
+        "flush",
+        "refresh",
+        "rollback",
+        "exec",
+        "merge",
+        "query",
+        "stream",
+        "stream_scalars",
+    }
+)
+
+
+@rule(
+    code="FR302",
+    name="router-no-data-access",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.SOURCE,
+    section="Rule #2, Rule #3",
+    summary="Router modules neither import a repository or models module nor call `select()`, "
+    "`session.execute/add/commit/delete`.",
+    rationale=(
+        "The router is the HTTP layer only: validate input, call the service, shape the response. "
+        "Queries and ORM objects in a router mean business logic and data access live in the HTTP "
+        "layer, where they cannot be reused or tested without HTTP."
+    ),
+    fix="Move the query into the domain's repository and the logic into its service; the router "
+    "depends on the service (`service: UserServiceDep`) and calls it.",
+    bad_example=(
+        'from src.users.models import User\n\n@router.post("/users")\n'
+        "async def create_user(data: UserCreate, db: AsyncSession = Depends(get_db)):\n"
+        "    existing = await db.execute(select(User).where(User.email == data.email))"
+    ),
+    good_example=(
+        '@router.post("/users", status_code=201)\n'
+        "async def create_user(data: UserCreate, service: UserServiceDep) -> UserResponse:\n"
+        "    return UserResponse.model_validate(await service.create_user(data))"
+    ),
+)
+def check_router_no_data_access(context: CheckContext) -> Iterator[Finding]:
+    """Router modules are the indexed modules that define the endpoint of an API route.
+
+    Imports: a repository module (or a name from one), or an ORM model class; a model used only in
+    annotations is left to FR203 (returning ORM objects), which judges what the endpoint returns.
+    Imports under ``if TYPE_CHECKING:`` are for type checkers and do not count. Calls: SQLAlchemy
+    statement constructors (``select``, ``insert``, ``update``, ``delete``, ``text``) and session
+    methods on a database session (see :func:`db_session_names`).
+    """
+    facts, options = context.facts, context.options
+    index = _index(context)
+    routers = route_modules(context, index)
+    if not routers:
+        raise RuleSkipped("no API route of the app is defined in the app's own source")
+    mapped = _mapped_classes(facts)
+    for module in routers.values():
+        typed, other = _type_only_names(module)
+        for item in module.imported_names:
+            if item.type_checking:
+                continue
+            what = _data_import(facts, index, options, item, mapped)
+            if what is None:
+                continue
+            kind, name = what
+            if kind == "models" and item.local in typed and item.local not in other:
+                continue
+            yield Finding(
+                message=f"router module `{module.name}` imports the {kind} `{name}`: "
+                f"{_quote(module, item.node)}",
+                location=module.location(item.node),
+            )
+        for info in module.functions:
+            sessions = db_session_names(info)
+            for call in info.calls():
+                resolved = module.resolve(call.func, info.local_names)
+                if resolved in _STATEMENT_FUNCTIONS:
+                    yield Finding(
+                        message=f"router module `{module.name}` builds SQL itself in `{info.name}`: "
+                        f"{_quote(module, call)}",
+                        location=module.location(call),
+                    )
+                    continue
+                func = call.func
+                if (
+                    isinstance(func, ast.Attribute)
+                    and func.attr in _SESSION_CALLS
+                    and session_key(info, func.value, sessions, index) is not None
+                ):
+                    yield Finding(
+                        message=f"router module `{module.name}` uses the database session in "
+                        f"`{info.name}`: {_quote(module, call)}",
+                        location=module.location(call),
+                    )
+
+
+def _data_import(
+    facts: AppFacts, index: SourceIndex, options: RulesOptions, item: ImportedName, mapped: set[type]
+) -> tuple[str, str] | None:
+    """("repository"|"models", what) when an import brings the data layer into a module."""
+    if item.name is None:
+        if is_repository_module(facts, index, options, item.module):
+            return "repository", item.module
+        if _is_own(facts, index, item.module) and _defines_mapped(facts, item.module):
+            return "models", item.module
+        return None
+    if not _is_own(facts, index, item.module):
+        return None
+    value = safe_attribute(_module_object(index, item.module), item.name)
+    if inspect.isclass(value) and value in mapped:
+        return "models", f"{item.module}.{item.name}"
+    if is_repository_module(facts, index, options, item.module):
+        return "repository", f"{item.module}.{item.name}"
+    if inspect.isclass(value) and value.__name__.endswith("Repository") and facts.is_own_object(value):
+        return "repository", f"{item.module}.{item.name}"
+    return None
+
+
+# -- FR303 -----------------------------------------------------------------------------------------
+
+
+@rule(
+    code="FR303",
+    name="no-star-imports",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.SOURCE,
+    section="Rule #2",
+    summary="No `from x import *` in app modules.",
+    rationale=(
+        "A star import hides where names come from, drags a module's whole namespace (its "
+        "repository, its imports) across layer and domain boundaries, and lets a later import "
+        "silently shadow an earlier one."
+    ),
+    fix="Import the names you use, or the module with a prefix: "
+    "`from src.auth import service as auth_service`.",
+    bad_example="from src.auth.service import *",
+    good_example="from src.auth import service as auth_service",
+)
+def check_no_star_imports(context: CheckContext) -> Iterator[Finding]:
+    index = _index(context)
+    for module in index:
+        for node in module.nodes:
+            if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+                source = module.absolute(node)
+                yield Finding(
+                    message=f"module `{module.name}` star-imports `{source}`: {_quote(module, node)}",
+                    location=module.location(node),
+                )
+
+
+# -- FR304 -----------------------------------------------------------------------------------------
+
+
+def _two_domains(context: CheckContext, index: SourceIndex) -> dict[str, list[SourceModule]]:
+    domains = find_domains(context, index)
+    if len(domains) < 2:
+        found = ", ".join(f"`{name}`" for name in sorted(domains)) or "none"
+        raise RuleSkipped(
+            "the rulebook's domain layout applies from two domains on (packages below the app's "
+            f"package that register routes); found {found}"
+        )
+    return domains
+
+
+@rule(
+    code="FR304",
+    name="no-cross-domain-repository",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.SOURCE,
+    section="Rule #1, Rule #2",
+    summary="A domain never imports another domain's repository; cross-domain calls go through the "
+    "other domain's service.",
+    rationale=(
+        "A domain that reaches into another's repository bypasses that domain's business rules "
+        "and couples to its tables: the other domain can no longer change its storage alone."
+    ),
+    fix="Call the other domain's service instead: `from src.users import service as users_service`.",
+    bad_example="# src/posts/service.py\nfrom src.users.repository import UserRepository",
+    good_example="# src/posts/service.py\nfrom src.users import service as users_service",
+)
+def check_no_cross_domain_repository(context: CheckContext) -> Iterator[Finding]:
+    """Domains: see :func:`find_domains`. Every indexed module of a domain (the disk walk included)
+    is checked; imports under ``if TYPE_CHECKING:`` do not count."""
+    facts, options = context.facts, context.options
+    index = _index(context)
+    domains = _two_domains(context, index)
+    for module in index:
+        home = owner_domain(module.name, domains)
+        if home is None:
+            continue
+        for item in module.imported_names:
+            if item.type_checking:
+                continue
+            target = item.module
+            other = owner_domain(target, domains)
+            if other is None or other == home:
+                continue
+            if not _imports_repository(facts, index, options, item):
+                continue
+            yield Finding(
+                message=f"domain `{home}` imports the repository of domain `{other}` in "
+                f"`{module.name}`: {_quote(module, item.node)}",
+                location=module.location(item.node),
+            )
+
+
+def _imports_repository(
+    facts: AppFacts, index: SourceIndex, options: RulesOptions, item: ImportedName
+) -> bool:
+    if is_repository_module(facts, index, options, item.module):
+        return True
+    if item.name is None:
+        return False
+    value = safe_attribute(_module_object(index, item.module), item.name)
+    return inspect.isclass(value) and value.__name__.endswith("Repository") and facts.is_own_object(value)
+
+
+# -- FR305 -----------------------------------------------------------------------------------------
+
+
+@rule(
+    code="FR305",
+    name="domain-layout",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.SOURCE,
+    section="Rule #1",
+    summary="Each domain package that defines routes has `router.py`, `service.py`, `schemas.py`, "
+    "and `repository.py` + `models.py` when it touches the database.",
+    rationale=(
+        "Every domain is a self-contained module with all its layers: readers find the same file "
+        "for the same concern in every domain, and layers cannot collapse into the router."
+    ),
+    fix="Add the missing module to the domain package (a package of the same name also counts).",
+    bad_example="src/tags/\n    router.py        # routes, schemas and queries all in one file",
+    good_example="src/tags/\n    router.py\n    service.py\n    schemas.py\n    repository.py\n    models.py",
+)
+def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
+    """A role is filled by a module or a package of one of its names (configurable). A domain
+    touches the database when one of its modules imports SQLAlchemy/SQLModel or defines an ORM
+    model."""
+    facts, options = context.facts, context.options
+    index = _index(context)
+    domains = _two_domains(context, index)
+    layout = domain_layout(options)
+    for domain, routers in sorted(domains.items()):
+        directory = routers[0].path.parent
+        depth = len(routers[0].package.split(".")) - len(domain.split("."))
+        for _ in range(depth):
+            directory = directory.parent
+        present = _present_names(directory)
+        modules = [m for m in index if m.name == domain or m.name.startswith(domain + ".")]
+        touches = _touches_database(facts, domain, modules)
+        roles = ["router", "service", "schemas"] + (["repository", "models"] if touches else [])
+        anchor = index.get(domain) or routers[0]
+        has = ", ".join(sorted(f"{name}.py" for name in present if (directory / f"{name}.py").exists()))
+        for role in roles:
+            names = layout.get(role, ())
+            if any(name in present for name in names):
+                continue
+            why = " (it touches the database)" if role in ("repository", "models") else ""
+            yield Finding(
+                message=f"domain `{domain}` has no `{names[0] if names else role}.py`"
+                f"{why}; it has: {has or 'no modules'}",
+                location=Location(file=anchor.display, line=1, column=1),
+            )
+
+
+def _present_names(directory: Any) -> set[str]:
+    names: set[str] = set()
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return names
+    for entry in entries:
+        if entry.is_file() and entry.suffix == ".py":
+            names.add(entry.stem)
+        elif entry.is_dir() and (
+            (entry / "__init__.py").exists() or any(child.suffix == ".py" for child in entry.iterdir())
+        ):
+            names.add(entry.name)
+    return names
+
+
+def _touches_database(facts: AppFacts, domain: str, modules: list[SourceModule]) -> bool:
+    for module in modules:
+        for item in module.imported_names:
+            if not item.type_checking and item.module.split(".")[0] in ("sqlalchemy", "sqlmodel"):
+                return True
+    return any(
+        (getattr(cls, "__module__", "") or "").startswith(domain + ".") for cls in _mapped_classes(facts)
+    )
+
+
+# -- FR307 -----------------------------------------------------------------------------------------
+
+
+def _http_exception_class() -> type:
+    from starlette.exceptions import HTTPException
+
+    return HTTPException
+
+
+_HTTP_EXCEPTION_NAMES = frozenset(
+    {
+        "fastapi.HTTPException",
+        "fastapi.exceptions.HTTPException",
+        "starlette.exceptions.HTTPException",
+        "starlette.HTTPException",
+    }
+)
+
+
+def _dependency_functions(context: CheckContext, index: SourceIndex) -> set[int]:
+    """ids of the ``def`` nodes of every callable in the routes' dependency trees."""
+    found: set[int] = set()
+    for route in context.facts.routes:
+        for dependant in route.iter_dependants():
+            if dependant.call is None:
+                continue
+            info = index.function_info(dependant.call)
+            if info is None:
+                call_method = getattr(type(dependant.call), "__call__", None)  # noqa: B004
+                info = index.function_info(call_method) if call_method is not None else None
+            if info is not None:
+                found.add(id(info.node))
+    return found
+
+
+def _service_scope(info: FunctionInfo, options: RulesOptions) -> bool:
+    names = set(domain_layout(options)["service"])
+    if any(part in names for part in info.module.name.split(".")[1:]):
+        return True
+    current: FunctionInfo | None = info
+    while current is not None:
+        if current.class_qualname and current.class_qualname.split(".")[-1].endswith("Service"):
+            return True
+        current = current.parent
+    return False
+
+
+@rule(
+    code="FR307",
+    name="service-raises-domain-errors",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.SOURCE,
+    section="Rule #2, shared/exceptions.py template",
+    summary="Services raise domain exceptions, not `HTTPException`.",
+    rationale=(
+        "The service layer knows nothing about HTTP: it is called from routers, background jobs "
+        "and tests. Domain exceptions (`UserNotFoundError`) are mapped to status codes in one "
+        "exception handler."
+    ),
+    fix="Raise a domain exception (a `DomainError` subclass with its `status_code`) and let the "
+    "app's DomainError handler turn it into the HTTP response.",
+    bad_example='raise HTTPException(status_code=404, detail="User not found")',
+    good_example='raise UserNotFoundError(f"User {user_id} not found")',
+)
+def check_service_raises_domain_errors(context: CheckContext) -> Iterator[Finding]:
+    """Services: modules named ``service``/``services`` (or inside such a package) and classes named
+    ``*Service``. Raising ``HTTPException`` or a subclass of it (by its runtime class) is a finding.
+    Functions FastAPI calls as dependencies belong to the HTTP layer (``get_current_user`` raising
+    401 is FastAPI's own pattern), wherever they live, and are left alone."""
+    options = context.options
+    index = _index(context)
+    http_exception = _http_exception_class()
+    dependencies = _dependency_functions(context, index)
+    scoped = [
+        info
+        for module in index
+        for info in module.functions
+        if _service_scope(info, options) and id(info.node) not in dependencies
+    ]
+    if not scoped:
+        raise RuleSkipped("the app has no service layer (no `service.py` module, no `*Service` class)")
+    for info in scoped:
+        module = info.module
+        for node in info.body():
+            if not isinstance(node, ast.Raise) or node.exc is None:
+                continue
+            raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if _shadowed(info, raised):
+                continue
+            value = module.value_of(raised)
+            is_http = (
+                inspect.isclass(value) and issubclass(value, http_exception)
+                if value is not MISSING
+                else module.resolve(raised) in _HTTP_EXCEPTION_NAMES
+            )
+            if not is_http:
+                continue
+            where = info.qualname.replace(".<locals>", "")
+            yield Finding(
+                message=f"service `{where}` raises an HTTP exception: {_quote(module, node)}",
+                location=module.location(node),
+            )
+
+
+# -- FR401 -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """A known blocking API and its async replacement."""
+
+    what: str
+    fix: str
+
+
+_REQUESTS_FIX = "Use `httpx.AsyncClient` and `await client.get(...)`."
+_BLOCKING: dict[str, Blocking] = {
+    **{
+        f"requests.{name}": Blocking(f"requests.{name}", _REQUESTS_FIX)
+        for name in (
+            "get",
+            "post",
+            "put",
+            "patch",
+            "delete",
+            "head",
+            "options",
+            "request",
+            "Session",
+            "session",
+        )
+    },
+    **{
+        f"httpx.{name}": Blocking(f"httpx.{name} (the sync client)", _REQUESTS_FIX)
+        for name in (
+            "get",
+            "post",
+            "put",
+            "patch",
+            "delete",
+            "head",
+            "options",
+            "request",
+            "stream",
+            "Client",
+        )
+    },
+    "urllib.request.urlopen": Blocking("urllib.request.urlopen", _REQUESTS_FIX),
+    "urllib.request.urlretrieve": Blocking("urllib.request.urlretrieve", _REQUESTS_FIX),
+    "urllib3.request": Blocking("urllib3.request", _REQUESTS_FIX),
+    "time.sleep": Blocking("time.sleep", "Use `await asyncio.sleep(...)`."),
+    "builtins.open": Blocking("open", "Use `aiofiles.open` (or `await asyncio.to_thread(path.read_text)`)."),
+    "io.open": Blocking("io.open", "Use `aiofiles.open` (or `await asyncio.to_thread(...)`)."),
+    "psycopg2.connect": Blocking("psycopg2.connect", "Use asyncpg (or SQLAlchemy's AsyncSession)."),
+    "psycopg.connect": Blocking(
+        "psycopg.connect", "Use `await psycopg.AsyncConnection.connect(...)` or asyncpg."
+    ),
+    "sqlite3.connect": Blocking("sqlite3.connect", "Use aiosqlite (or SQLAlchemy's AsyncSession)."),
+    "pymysql.connect": Blocking("pymysql.connect", "Use aiomysql/asyncmy (or an AsyncSession)."),
+    "pymongo.MongoClient": Blocking("pymongo.MongoClient", "Use motor's `AsyncIOMotorClient`."),
+    "pymongo.mongo_client.MongoClient": Blocking("pymongo.MongoClient", "Use motor's `AsyncIOMotorClient`."),
+    **{
+        name: Blocking(name, "Use `redis.asyncio.Redis` and await its calls.")
+        for name in (
+            "redis.Redis",
+            "redis.StrictRedis",
+            "redis.from_url",
+            "redis.Redis.from_url",
+            "redis.StrictRedis.from_url",
+            "redis.client.Redis",
+        )
+    },
+    **{
+        f"subprocess.{name}": Blocking(
+            f"subprocess.{name}", "Use `await asyncio.create_subprocess_exec(...)`."
+        )
+        for name in ("run", "call", "check_call", "check_output", "getoutput", "getstatusoutput")
+    },
+    "os.system": Blocking("os.system", "Use `await asyncio.create_subprocess_shell(...)`."),
+    "smtplib.SMTP": Blocking("smtplib.SMTP", "Use aiosmtplib, or send mail from a background worker."),
+    "smtplib.SMTP_SSL": Blocking(
+        "smtplib.SMTP_SSL", "Use aiosmtplib, or send mail from a background worker."
+    ),
+    **{
+        name: Blocking(
+            f"sync SQLAlchemy `{name.rpartition('.')[2]}`",
+            "Use `AsyncSession` from an `async_sessionmaker` and await its calls.",
+        )
+        for name in (
+            "sqlalchemy.orm.Session",
+            "sqlalchemy.orm.session.Session",
+            "sqlalchemy.orm.sessionmaker",
+            "sqlalchemy.orm.session.sessionmaker",
+            "sqlmodel.Session",
+            "sqlmodel.orm.session.Session",
+        )
+    },
+}
+_SYNC_SESSION_IO = frozenset(
+    {
+        "execute",
+        "scalars",
+        "scalar",
+        "get",
+        "commit",
+        "flush",
+        "refresh",
+        "query",
+        "exec",
+        "merge",
+        "rollback",
+    }
+)
+_SYNC_ENGINE_IO = frozenset({"connect", "begin", "execute", "raw_connection"})
+_SESSION_FIX = "Use `AsyncSession` from an `async_sessionmaker` and await its calls."
+
+
+def blocking_call(info: FunctionInfo, call: ast.Call) -> Blocking | None:
+    """The blocking API a call runs, by its resolved name or by what its receiver is at runtime."""
+    module = info.module
+    func = call.func
+    resolved = module.resolve(func, info.local_names)
+    if resolved is not None:
+        found = _BLOCKING.get(resolved)
+        if found is not None:
+            return found
+    if not _shadowed(info, func):
+        value = module.value_of(func)
+        if value is not MISSING and _is_sync_session_factory(value):
+            return Blocking("sync `sessionmaker`", _SESSION_FIX)
+    if isinstance(func, ast.Attribute):
+        receiver = func.value
+        if func.attr in _SYNC_SESSION_IO and isinstance(receiver, ast.Name):
+            cls = info.module.annotation_type(info.annotation_of(receiver.id))
+            if cls is not None and is_sync_session_class(cls):
+                return Blocking(f"sync `{cls.__name__}.{func.attr}`", _SESSION_FIX)
+        if func.attr in _SYNC_ENGINE_IO and not _shadowed(info, receiver):
+            engine = module.value_of(receiver)
+            if engine is not MISSING and _is_sync_engine(engine):
+                return Blocking(f"sync `Engine.{func.attr}`", "Use `create_async_engine` and await it.")
+    return None
+
+
+def _is_sync_session_factory(value: Any) -> bool:
+    from sqlalchemy.orm import sessionmaker
+
+    return isinstance(value, sessionmaker)
+
+
+def _is_sync_engine(value: Any) -> bool:
+    from sqlalchemy.engine import Engine
+
+    return isinstance(value, Engine)
+
+
+def _lifespan_functions(index: SourceIndex) -> set[int]:
+    """ids of the ``def`` nodes passed as ``lifespan=`` to FastAPI/Starlette/APIRouter in the app."""
+    found: set[int] = set()
+    for module in index:
+        for node in module.nodes:
+            if not isinstance(node, ast.Call):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg == "lifespan" and isinstance(keyword.value, ast.Name):
+                    for info in module.functions:
+                        if info.name == keyword.value.id:
+                            found.add(id(info.node))
+    return found
+
+
+@rule(
+    code="FR401",
+    name="no-blocking-calls",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.SOURCE,
+    section="Rule #8",
+    summary="Async functions of the app (endpoints, dependencies, services, repositories) call no "
+    "known blocking API: `requests`, `urllib.request`, `time.sleep`, builtin `open`, `psycopg2`, "
+    "`pymongo`, `redis` (sync), sync SQLAlchemy `Session`, `subprocess.run`, ...",
+    rationale=(
+        "One blocking call inside `async def` stops the event loop: every other request of the "
+        "worker waits until it returns."
+    ),
+    fix="Use the async library (httpx.AsyncClient, asyncio.sleep, aiofiles, asyncpg, motor, "
+    "redis.asyncio, AsyncSession), or run the sync call with `await asyncio.to_thread(...)`.",
+    bad_example='@router.get("/external")\nasync def get_external():\n'
+    '    return requests.get("https://api.example.com").json()',
+    good_example='@router.get("/external")\nasync def get_external():\n'
+    "    async with httpx.AsyncClient() as client:\n"
+    '        return (await client.get("https://api.example.com")).json()',
+)
+def check_no_blocking_calls(context: CheckContext) -> Iterator[Finding]:
+    """Every ``async def`` of the app except the lifespan (blocking there delays startup, not a
+    request). Calls into the app's own *sync* helpers are followed one level (``helper()``,
+    ``module.func()``, ``self.method()``, ``service.method()`` with ``service`` annotated); async
+    callees are judged as async functions themselves. Code in nested ``def``/``lambda`` (handed to
+    ``asyncio.to_thread``, ``run_in_executor``) and passing a blocking function by reference do not
+    count. Each blocking call is reported once, where it is written."""
+    index = _index(context)
+    lifespans = _lifespan_functions(index)
+    reported: set[tuple[str, int, int]] = set()
+    for module in index:
+        for info in module.functions:
+            if not info.is_async or id(info.node) in lifespans:
+                continue
+            for call in info.calls():
+                found = blocking_call(info, call)
+                if found is not None:
+                    finding = _blocking_finding(info, call, found, None, reported)
+                    if finding is not None:
+                        yield finding
+                    continue
+                callee = resolve_callee(info, call, index)
+                if callee is None or callee.is_async or id(callee.node) in lifespans:
+                    continue
+                for inner in callee.calls():
+                    inner_found = blocking_call(callee, inner)
+                    if inner_found is not None:
+                        finding = _blocking_finding(callee, inner, inner_found, (info, call), reported)
+                        if finding is not None:
+                            yield finding
+
+
+def _blocking_finding(
+    info: FunctionInfo,
+    call: ast.Call,
+    found: Blocking,
+    caller: tuple[FunctionInfo, ast.Call] | None,
+    reported: set[tuple[str, int, int]],
+) -> Finding | None:
+    module = info.module
+    location = module.location(call)
+    key = (location.file, location.line or 0, location.column or 0)
+    if key in reported:
+        return None
+    reported.add(key)
+    name = info.qualname.replace(".<locals>", "")
+    if caller is None:
+        where = f"async `{name}`"
+    else:
+        caller_info, caller_call = caller
+        caller_name = caller_info.qualname.replace(".<locals>", "")
+        where = (
+            f"sync `{name}`, called from async `{caller_name}` ({caller_info.module.location(caller_call)})"
+        )
+    return Finding(
+        message=f"{where} calls blocking {found.what}: {_quote(module, call)}",
+        location=location,
+        fix=found.fix,
+    )
+
+
+# -- FR403 -----------------------------------------------------------------------------------------
+
+_GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
+_TASK_GROUPS = frozenset({"asyncio.TaskGroup", "asyncio.taskgroups.TaskGroup"})
+
+
+@rule(
+    code="FR403",
+    name="no-gather-on-one-session",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.SOURCE,
+    section="Rule #10",
+    summary="No `asyncio.gather`/`TaskGroup` runs several awaitables that share one session object.",
+    rationale=(
+        "An AsyncSession is one sequence of operations on one connection; concurrent use raises "
+        "`InvalidRequestError` or corrupts the session's state."
+    ),
+    fix="Run the queries one after the other, combine them into one SELECT, or give each task its "
+    "own session from the session factory.",
+    bad_example="users, posts = await asyncio.gather(\n"
+    "    db.execute(select(func.count(User.id))),\n    db.execute(select(func.count(Post.id))),\n)",
+    good_example="async def count_users() -> int:\n"
+    "    async with sessionmanager.session_factory() as session:\n        ...\n"
+    "users, posts = await asyncio.gather(count_users(), count_posts())",
+)
+def check_no_gather_on_one_session(context: CheckContext) -> Iterator[Finding]:
+    """An awaitable uses a session when it is a call on the session (``db.execute(...)``), passes it
+    (``count(db)``), calls a nested function that closes over it, or calls a method of a
+    repository-like object whose methods use ``self.session`` (``self.repository.get(...)``: the
+    object is the shared session's holder). Sessions: :func:`db_session_names` and
+    ``self.session``/``self.db``. A starred comprehension (``*(db.get(User, i) for i in ids)``)
+    counts as many awaitables."""
+    index = _index(context)
+    for module in index:
+        for info in module.functions:
+            if not info.is_async:
+                continue
+            sessions = db_session_names(info)
+            for node in info.body():
+                groups: list[tuple[ast.AST, list[tuple[ast.AST, int]]]] = []
+                if isinstance(node, ast.Call) and module.resolve(node.func, info.local_names) in _GATHER:
+                    awaitables: list[tuple[ast.AST, int]] = []
+                    for arg in node.args:
+                        if isinstance(arg, ast.Starred):
+                            if isinstance(arg.value, ast.ListComp | ast.GeneratorExp | ast.SetComp):
+                                awaitables.append((arg.value.elt, 2))
+                            continue
+                        awaitables.append((arg, 1))
+                    groups.append((node, awaitables))
+                elif isinstance(node, ast.AsyncWith):
+                    groups.extend(_task_group_awaitables(info, node))
+                for anchor, awaitables in groups:
+                    counts: Counter[str] = Counter()
+                    for expr, weight in awaitables:
+                        for key in _uses_session(info, expr, sessions, index):
+                            counts[key] += weight
+                    shared = sorted(key for key, count in counts.items() if count >= 2)
+                    if shared:
+                        holder = shared[0]
+                        direct = holder in sessions or holder.split(".")[-1] in SESSION_ATTRIBUTES
+                        how = f"`{holder}`" if direct else f"shared through `{holder}`"
+                        yield Finding(
+                            message=f"`{info.qualname.replace('.<locals>', '')}` runs awaitables "
+                            f"concurrently on one database session ({how}): {_quote(module, anchor)}",
+                            location=module.location(anchor),
+                        )
+
+
+def _task_group_awaitables(
+    info: FunctionInfo, node: ast.AsyncWith
+) -> list[tuple[ast.AST, list[tuple[ast.AST, int]]]]:
+    groups: list[tuple[ast.AST, list[tuple[ast.AST, int]]]] = []
+    for item in node.items:
+        context_expr = item.context_expr
+        if not (
+            isinstance(context_expr, ast.Call)
+            and info.module.resolve(context_expr.func, info.local_names) in _TASK_GROUPS
+            and isinstance(item.optional_vars, ast.Name)
+        ):
+            continue
+        group = item.optional_vars.id
+        awaitables: list[tuple[ast.AST, int]] = []
+        for inner in iter_body(node.body):
+            if (
+                isinstance(inner, ast.Call)
+                and isinstance(inner.func, ast.Attribute)
+                and inner.func.attr == "create_task"
+                and isinstance(inner.func.value, ast.Name)
+                and inner.func.value.id == group
+                and inner.args
+            ):
+                awaitables.append((inner.args[0], 1))
+        groups.append((node, awaitables))
+    return groups
+
+
+def _uses_session(
+    info: FunctionInfo, expr: ast.AST, sessions: frozenset[str], index: SourceIndex
+) -> set[str]:
+    """Which sessions (by key) an awaitable expression uses."""
+    if isinstance(expr, ast.Name):
+        bound = info.bindings.get(expr.id) or []
+        calls = [value for value in bound if isinstance(value, ast.Call)]
+        if len(calls) == 1:
+            expr = calls[0]
+    if isinstance(expr, ast.Await):
+        expr = expr.value
+    if not isinstance(expr, ast.Call):
+        return set()
+    keys: set[str] = set()
+    func = expr.func
+    for arg in [*expr.args, *(keyword.value for keyword in expr.keywords)]:
+        key = session_key(info, arg, sessions, index)
+        if key is not None:
+            keys.add(key)
+    if isinstance(func, ast.Attribute):
+        key = session_key(info, func.value, sessions, index)
+        if key is not None:
+            keys.add(key)
+        else:
+            holder = dotted_text(func.value)
+            callee = resolve_callee(info, expr, index)
+            if (
+                holder
+                and callee is not None
+                and callee.class_node is not None
+                and _uses_self_session(callee, index)
+            ):
+                keys.add(holder)
+    elif isinstance(func, ast.Name):
+        nested = info.nested_function(func.id)
+        if nested is not None:
+            keys |= db_session_names(nested) & nested.free_names() & sessions
+    return keys
+
+
+def _uses_self_session(info: FunctionInfo, index: SourceIndex) -> bool:
+    for node in info.body():
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+            and node.attr in SESSION_ATTRIBUTES
+            and self_attribute_is_session(info, node.attr, index)
+        ):
+            return True
+    return False
+
+
+# -- FR602 -----------------------------------------------------------------------------------------
+
+_V1_VALIDATORS = frozenset(
+    {
+        "pydantic.validator",
+        "pydantic.root_validator",
+        "pydantic.class_validators.validator",
+        "pydantic.class_validators.root_validator",
+        "pydantic.deprecated.class_validators.validator",
+        "pydantic.deprecated.class_validators.root_validator",
+    }
+)
+#: v1 methods and their v2 names.
+_V1_METHODS = {
+    "dict": "model_dump()",
+    "json": "model_dump_json()",
+    "copy": "model_copy()",
+    "parse_obj": "model_validate()",
+    "parse_raw": "model_validate_json()",
+    "parse_file": "model_validate_json(path.read_text())",
+    "from_orm": "model_validate() with from_attributes=True",
+    "schema": "model_json_schema()",
+    "schema_json": "json.dumps(Model.model_json_schema())",
+    "construct": "model_construct()",
+    "update_forward_refs": "model_rebuild()",
+}
+
+
+def _pydantic_base() -> type:
+    from pydantic import BaseModel
+
+    return BaseModel
+
+
+def _v1_method_owner(cls: type, method: str) -> bool:
+    """Whether ``cls.method`` is pydantic's own (deprecated) method, not one the app defined."""
+    for klass in cls.__mro__:
+        if method in vars(klass):
+            return (getattr(klass, "__module__", "") or "").startswith("pydantic")
+    return False
+
+
+@rule(
+    code="FR602",
+    name="no-pydantic-v1-api",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.SOURCE,
+    section="Rule #14",
+    summary="No `pydantic.v1` import, `@validator`, `@root_validator`, `.dict()`, `.json()`, "
+    "`.parse_obj()`, `.from_orm()` on models.",
+    rationale=(
+        "The v1 API is deprecated in Pydantic 2 (warnings on every call) and removed in v3; "
+        "`pydantic.v1` models do not mix with v2 models in FastAPI."
+    ),
+    fix="Use the v2 API: `model_dump()`, `model_dump_json()`, `model_validate()`, "
+    "`@field_validator`, `@model_validator`.",
+    bad_example="user_dict = user.dict()\nuser = UserResponse.from_orm(db_user)",
+    good_example="user_dict = user.model_dump()\nuser = UserResponse.model_validate(db_user)",
+)
+def check_no_pydantic_v1_api(context: CheckContext) -> Iterator[Finding]:
+    """Methods count only on something known to be a Pydantic model: a ``BaseModel`` subclass named
+    directly, or an instance typed by an annotation, built by ``Model(...)``/``Model.model_validate``,
+    held in ``self.attr`` with a known type, or a module global (``settings.dict()``). ``.json()`` on
+    an HTTP response or ``.dict()`` on a dataclass or dict is never a finding; nor is a method the
+    model class defines itself."""
+    index = _index(context)
+    base = _pydantic_base()
+    for module in index:
+        for item in module.imported_names:
+            if (
+                item.target == "pydantic.v1"
+                or item.target.startswith("pydantic.v1.")
+                or (item.module == "pydantic" and item.name == "v1")
+            ):
+                yield Finding(
+                    message=f"module `{module.name}` imports the Pydantic v1 API: "
+                    f"{_quote(module, item.node)}",
+                    location=module.location(item.node),
+                )
+        for node in module.nodes:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for decorator in node.decorator_list:
+                    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                    if module.resolve(target) in _V1_VALIDATORS:
+                        yield Finding(
+                            message=f"`{node.name}` uses the v1 decorator {_quote(module, decorator)}",
+                            location=module.location(decorator),
+                            fix="Use `@field_validator(...)` with `@classmethod` "
+                            "(`@model_validator(mode=...)` for root validators).",
+                        )
+        for info in module.functions:
+            for call in info.calls():
+                func = call.func
+                if not isinstance(func, ast.Attribute) or func.attr not in _V1_METHODS:
+                    continue
+                model = _model_class(info, func.value, index, base)
+                if model is None or not _v1_method_owner(model, func.attr):
+                    continue
+                yield Finding(
+                    message=f"`.{func.attr}()` on the Pydantic model `{model.__name__}` is the v1 API "
+                    f"(v2: `{_V1_METHODS[func.attr]}`): {_quote(module, call)}",
+                    location=module.location(call),
+                    fix=f"Use `{_V1_METHODS[func.attr]}`.",
+                )
+
+
+def _model_class(info: FunctionInfo, receiver: ast.AST, index: SourceIndex, base: type) -> type | None:
+    module = info.module
+    if not _shadowed(info, receiver):
+        value = module.value_of(receiver)
+        if inspect.isclass(value):
+            return value if issubclass(value, base) else None
+    cls = instance_type(info, receiver, index)
+    if cls is not None and inspect.isclass(cls) and issubclass(cls, base):
+        return cls
+    return None
+
+
+# -- FR703 -----------------------------------------------------------------------------------------
+
+#: Names of secrets: the name *ends* with one of these words (``ACCESS_TOKEN_EXPIRE_MINUTES`` is not).
+SECRET_NAME = re.compile(
+    r"(?i)(^|_)(secret|secret_key|password|passwd|token|api_key|apikey|private_key|access_key|"
+    r"client_secret|signing_key)$"
+)
+_JWT_MODULES = ("jwt", "jose", "jose.jwt", "authlib.jose", "python_jwt", "jwcrypto")
+_JWT_KEY_ARGUMENTS = frozenset({"key", "secret", "secret_key", "signing_key"})
+
+
+def _literal_secret(node: ast.AST | None, name: str | None) -> str | None:
+    """The string literal, when it can be a secret: non-empty, no spaces (prose), not only masking
+    characters (``***``), and not merely the name itself (``ACCESS_TOKEN = "access_token"``)."""
+    if not isinstance(node, ast.Constant) or not isinstance(node.value, str | bytes):
+        return None
+    text = node.value.decode("latin-1") if isinstance(node.value, bytes) else node.value
+    stripped = text.strip()
+    if not stripped or any(ch.isspace() for ch in stripped):
+        return None
+    if not any(ch.isalnum() for ch in stripped) or len(set(stripped)) == 1:
+        return None
+    if name is not None and _normal(stripped) == _normal(name):
+        return None
+    return text
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+@rule(
+    code="FR703",
+    name="secrets-from-environment",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.SOURCE,
+    section="config.py template, Rule #21",
+    summary="Settings fields named like secrets (`SECRET_KEY`, `*_PASSWORD`, `*_TOKEN`, `*_API_KEY`) "
+    "have no non-empty default, and no such literal is assigned in app code.",
+    rationale=(
+        "A secret in the code is in every clone, image and log of the repository; a default secret "
+        "lets the app start in production with a key everybody knows."
+    ),
+    fix="Declare the field without a default (`SECRET_KEY: str`) and set it in the environment; "
+    "read secrets from settings, never from literals.",
+    bad_example='SECRET_KEY: str = "super-secret-key"\njwt.encode(claims, "my-key", algorithm="HS256")',
+    good_example="SECRET_KEY: str  # required, from the environment\n"
+    "jwt.encode(claims, settings.SECRET_KEY, algorithm=settings.ALGORITHM)",
+)
+def check_secrets_from_environment(context: CheckContext) -> Iterator[Finding]:
+    """App half: fields of the app's ``BaseSettings`` classes named like secrets whose runtime
+    default is a non-empty string (``SecretStr`` too), when the source shows a literal default (a
+    computed default such as ``secrets.token_urlsafe(32)`` is not a secret in the code). Source half:
+    literals assigned to secret names (module, class and function level, parameter defaults), and a
+    literal passed as the key of a JWT call (positional key or ``key=``/``secret=``). Reading the
+    environment is never a finding (``os.environ["SECRET_KEY"]``, ``os.getenv("SECRET_KEY", "")``);
+    ``.env``/``.env.example`` files are not read at all; test code is not part of the index; enum
+    members are names, not secrets."""
+    facts = context.facts
+    index = _index(context)
+    reported: set[tuple[str, int | None, int | None]] = set()
+
+    def report(module: SourceModule, node: ast.AST, message: str, secret: ast.AST) -> Finding | None:
+        location = module.location(node)
+        key = (location.file, location.line, location.column)
+        if key in reported:
+            return None
+        reported.add(key)
+        return Finding(message=f"{message}: `{_masked_excerpt(module, node, secret)}`", location=location)
+
+    yield from _settings_defaults(facts, index, report)
+    enum_bodies = _enum_class_nodes(index)
+    for module in index:
+        for node in module.nodes:
+            if isinstance(node, ast.ClassDef) and id(node) in enum_bodies:
+                continue
+            for target_name, value, anchor in _assignments(node):
+                if id(anchor) in enum_bodies or not SECRET_NAME.search(target_name):
+                    continue
+                if value is None or _literal_secret(value, target_name) is None:
+                    continue
+                finding = report(module, anchor, f"`{target_name}` is assigned a literal secret", value)
+                if finding is not None:
+                    yield finding
+            if isinstance(node, ast.Call):
+                finding = _jwt_literal_key(module, node, report)
+                if finding is not None:
+                    yield finding
+
+
+def _masked_excerpt(module: SourceModule, node: ast.AST, secret: ast.AST, limit: int = 80) -> str:
+    """The node's source with the secret literal shown as ``"***"``: reports and CI logs must not
+    spread the secret further."""
+    text = ast.get_source_segment(module.source, node) or ""
+    segment = ast.get_source_segment(module.source, secret)
+    if not text or not segment:
+        return '"***"'
+    start = text.find(segment)
+    if start >= 0:
+        text = text[:start] + '"***"' + text[start + len(segment) :]
+    return shorten(text, limit)
+
+
+def _assignments(node: ast.AST) -> Iterator[tuple[str, ast.AST | None, ast.AST]]:
+    """(name, value, node to point at) of assignments and parameter defaults in ``node``."""
+    if isinstance(node, ast.Assign):
+        for target in node.targets:
+            name = _target_name(target)
+            if name:
+                yield name, node.value, node
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        name = _target_name(node.target)
+        if name:
+            yield name, node.value, node
+    elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        args = node.args
+        positional = [*args.posonlyargs, *args.args]
+        for arg, default in zip(
+            positional[len(positional) - len(args.defaults) :], args.defaults, strict=True
+        ):
+            yield arg.arg, default, default
+        for arg, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+            if kw_default is not None:
+                yield arg.arg, kw_default, kw_default
+
+
+def _target_name(target: ast.AST) -> str | None:
+    if isinstance(target, ast.Name):
+        return target.id
+    if isinstance(target, ast.Attribute):
+        return target.attr
+    return None
+
+
+def _enum_class_nodes(index: SourceIndex) -> set[int]:
+    """ids of the class nodes (and their statements) of Enum classes: members are names, not secrets."""
+    import enum
+
+    ids: set[int] = set()
+    for module in index:
+        for qualname, node in module.classes:
+            cls = module.runtime_class(qualname)
+            is_enum = (
+                issubclass(cls, enum.Enum)
+                if cls is not None
+                else any((dotted_text(base) or "").endswith("Enum") for base in node.bases)
+            )
+            if is_enum:
+                ids.add(id(node))
+                ids.update(id(statement) for statement in node.body)
+    return ids
+
+
+def _jwt_literal_key(module: SourceModule, call: ast.Call, report: Any) -> Finding | None:
+    resolved = module.resolve(call.func) or ""
+    head, _, function = resolved.rpartition(".")
+    if head not in _JWT_MODULES or function not in ("encode", "decode"):
+        return None
+    candidates: list[ast.AST] = []
+    if len(call.args) >= 2:
+        candidates.append(call.args[1])
+    candidates.extend(keyword.value for keyword in call.keywords if keyword.arg in _JWT_KEY_ARGUMENTS)
+    for candidate in candidates:
+        if _literal_secret(candidate, None) is not None:
+            result: Finding | None = report(
+                module, call, f"`{resolved}` is called with a literal key", candidate
+            )
+            return result
+    return None
+
+
+def _settings_defaults(facts: AppFacts, index: SourceIndex, report: Any) -> Iterator[Finding]:
+    for cls in settings_classes(facts):
+        fields = getattr(cls, "model_fields", {}) or {}
+        for name, info in fields.items():
+            if not SECRET_NAME.search(name) and not SECRET_NAME.search(str(info.alias or "")):
+                continue
+            default = info.default
+            secret = getattr(default, "get_secret_value", None)
+            value = secret() if callable(secret) else default
+            if isinstance(value, bytes):
+                value = value.decode("latin-1")
+            if not isinstance(value, str) or not value.strip():
+                continue
+            located = _field_node(index, cls, name)
+            if located is None:
+                continue
+            module, node = located
+            literal = _literal_default(node)
+            if literal is None:
+                continue
+            finding = report(
+                module,
+                node,
+                f"settings field `{cls.__name__}.{name}` has a non-empty default secret",
+                literal,
+            )
+            if finding is not None:
+                yield finding
+
+
+def _field_node(
+    index: SourceIndex, cls: type, name: str
+) -> tuple[SourceModule, ast.AnnAssign | ast.Assign] | None:
+    """The class-body statement that declares field ``name`` (looked up through the MRO)."""
+    for klass in cls.__mro__:
+        module = index.get(getattr(klass, "__module__", None))
+        if module is None:
+            continue
+        for qualname, node in module.classes:
+            if qualname != klass.__qualname__:
+                continue
+            for statement in node.body:
+                if isinstance(statement, ast.AnnAssign) and _target_name(statement.target) == name:
+                    return module, statement
+                if isinstance(statement, ast.Assign) and any(
+                    _target_name(t) == name for t in statement.targets
+                ):
+                    return module, statement
+    return None
+
+
+def _literal_default(node: ast.AnnAssign | ast.Assign) -> ast.AST | None:
+    """The literal default of a field declaration: ``= "x"``, ``Field("x")``, ``Field(default="x")``,
+    ``SecretStr("x")``; None when the default is computed or empty."""
+    value = node.value
+    if value is None:
+        return None
+    candidates: list[ast.expr] = [value]
+    if isinstance(value, ast.Call):
+        candidates = list(value.args[:1]) + [k.value for k in value.keywords if k.arg == "default"]
+    return next((c for c in candidates if _literal_secret(c, None) is not None), None)

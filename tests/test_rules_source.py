@@ -1,0 +1,947 @@
+"""Source and project rules: FR302-FR307, FR401, FR403, FR602, FR703, FR801, FR804.
+
+The conforming blog passes them; each violating variant (or mutated copy of the blog, for the rules
+about the layout, pyproject and Dockerfile) fails exactly its rule at the expected place; small inline
+projects pin the false positives each heuristic must not produce.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_fastapi_rules.options import RulesOptions
+from pytest_fastapi_rules.rules.code import domain_of_package
+from pytest_fastapi_rules.rules.project import (
+    _older,
+    declared_dependencies,
+    dockerfile_problems,
+    dockerfiles,
+)
+
+OWN_CODES = (
+    "FR302",
+    "FR303",
+    "FR304",
+    "FR305",
+    "FR307",
+    "FR401",
+    "FR403",
+    "FR602",
+    "FR703",
+    "FR801",
+    "FR804",
+)
+SELECT_OWN = "--fastapi-rules-select=" + ",".join(OWN_CODES)
+
+
+def line_of(path: Path, pattern: str) -> int:
+    """1-based line of the first line of ``path`` matching ``pattern`` (so tests survive edits)."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if re.search(pattern, line):
+            return number
+    raise AssertionError(f"{pattern!r} not in {path}")
+
+
+def column_of(path: Path, pattern: str, text: str) -> int:
+    """1-based column of ``text`` on the first line matching ``pattern``."""
+    line = path.read_text().splitlines()[line_of(path, pattern) - 1]
+    return line.index(text) + 1
+
+
+def only(items: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(items) == 1, items
+    return items[0]
+
+
+def where(finding: dict[str, Any]) -> tuple[str, int, int]:
+    location = finding["location"]
+    return location["file"], location["line"], location["column"]
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+
+
+# -- the conforming app ---------------------------------------------------------------------------
+
+
+def test_conforming_blog_passes_every_source_and_project_rule(blog: Path, run_rules: Any) -> None:
+    run = run_rules("src.main:app", SELECT_OWN)
+    for code in OWN_CODES:
+        assert run.outcomes(code) == {"app": "passed"}, (code, run.results_for(code), run.output)
+
+
+# -- one violating variant per rule ---------------------------------------------------------------
+
+VARIANTS = [
+    # (module, code, message essence, line pattern, text the column points at)
+    (
+        "fr302_router_uses_repository",
+        "FR302",
+        "imports the repository `src.posts.repository.PostRepository`: "
+        "`from src.posts.repository import PostRepository`",
+        r"^from src.posts.repository import",
+        "from",
+    ),
+    (
+        "fr303_star_import",
+        "FR303",
+        "star-imports `src.posts.schemas`: `from src.posts.schemas import *`",
+        r"import \*",
+        "from",
+    ),
+    (
+        "fr307_service_raises_http",
+        "FR307",
+        "service `PublishedPostService.get_published_post` raises an HTTP exception: `raise HTTPException(",
+        r"raise HTTPException",
+        "raise",
+    ),
+    (
+        "fr401_blocking_open",
+        "FR401",
+        "sync `read_message_of_the_day`, called from async `get_message_of_the_day` "
+        '(variants/fr401_blocking_open.py:31:33) calls blocking open: `open(path, encoding="utf-8")`',
+        r"with open\(",
+        "open(",
+    ),
+    (
+        "fr403_gather_on_one_session",
+        "FR403",
+        "`DashboardService.get_dashboard` runs awaitables concurrently on one database session "
+        "(shared through `self.repository`): `asyncio.gather(",
+        r"asyncio\.gather\(",
+        "asyncio.gather(",
+    ),
+    (
+        "fr602_v1_dict",
+        "FR602",
+        "`.dict()` on the Pydantic model `PostResponse` is the v1 API (v2: `model_dump()`): "
+        '`post.dict(include={"id", "title"})`',
+        r"post\.dict\(",
+        "post.dict(",
+    ),
+    (
+        "fr703_hardcoded_secret",
+        "FR703",
+        '`SHARE_LINK_SECRET` is assigned a literal secret: `SHARE_LINK_SECRET = "***"`',
+        r"^SHARE_LINK_SECRET =",
+        "SHARE_LINK_SECRET",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("module", "code", "essence", "line_pattern", "column_text"), VARIANTS, ids=[v[1] for v in VARIANTS]
+)
+def test_variant_fails_only_its_rule(
+    blog: Path,
+    run_rules: Any,
+    module: str,
+    code: str,
+    essence: str,
+    line_pattern: str,
+    column_text: str,
+) -> None:
+    run = run_rules(f"variants.{module}:app")
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [(code, "app")], (failing, run.output)
+    finding = only(run.findings(code))
+    assert essence in finding["message"], finding
+    file = f"variants/{module}.py"
+    assert where(finding) == (
+        file,
+        line_of(blog / file, line_pattern),
+        column_of(blog / file, line_pattern, column_text),
+    ), finding
+    assert code in run.output
+    assert f"{file}:{finding['location']['line']}:{finding['location']['column']}" in run.output or (
+        failing[0]["outcome"] == "warning"  # warnings print their text only under --fastapi-rules-strict
+    )
+
+
+def test_hardcoded_secret_never_reaches_the_report(blog: Path, run_rules: Any) -> None:
+    run = run_rules("variants.fr703_hardcoded_secret:app", "--fastapi-rules-select=FR703")
+    secret = re.search(
+        r'SHARE_LINK_SECRET = "(\w+)"', (blog / "variants/fr703_hardcoded_secret.py").read_text()
+    )
+    assert secret is not None
+    assert run.outcomes("FR703") == {"app": "failed"}
+    assert secret.group(1) not in run.output
+    assert secret.group(1) not in str(run.report)
+
+
+# -- layout, domains, pyproject, Dockerfile: mutated copies of the blog -------------------------------
+
+CROSS_DOMAIN_MODULE = """
+    \"\"\"Author cards for the posts feed (not imported by the app yet: found by the disk walk).\"\"\"
+
+    from src.users.repository import UserRepository
+
+
+    class AuthorCards:
+        def __init__(self, users: UserRepository) -> None:
+            self.users = users
+
+        async def card(self, user_id: int) -> dict[str, str]:
+            user = await self.users.get_by_id(user_id)
+            return {"username": user.username if user else "unknown"}
+"""
+
+
+def test_cross_domain_repository_import_fails_fr304(blog: Path, run_rules: Any) -> None:
+    write(blog, {"src/posts/feed.py": CROSS_DOMAIN_MODULE})
+    # The module is not imported by the app: only the source and project rules can see it, so the
+    # run selects them (the conforming app passes every other rule, as the other suites show).
+    run = run_rules("src.main:app", SELECT_OWN)
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [("FR304", "app")], (failing, run.output)
+    finding = only(run.findings("FR304"))
+    assert finding["message"] == (
+        "domain `src.posts` imports the repository of domain `src.users` in `src.posts.feed`: "
+        "`from src.users.repository import UserRepository`"
+    )
+    assert where(finding) == ("src/posts/feed.py", 3, 1)
+    assert "FR304" in run.output
+
+
+TAGS_DOMAIN = {
+    "src/tags/__init__.py": "",
+    "src/tags/logic.py": """
+        class TagService:
+            async def cloud(self) -> list[str]:
+                return ["fastapi", "python"]
+    """,
+    "src/tags/router.py": """
+        from fastapi import APIRouter
+        from pydantic import BaseModel
+
+        from src.tags.logic import TagService
+
+        router = APIRouter()
+
+
+        class TagCloud(BaseModel):
+            tags: list[str]
+
+
+        @router.get("/cloud")
+        async def get_tag_cloud() -> TagCloud:
+            return TagCloud(tags=await TagService().cloud())
+    """,
+    "tagsapp.py": """
+        from src.main import create_application
+        from src.tags.router import router
+
+        app = create_application()
+        app.include_router(router, prefix="/api/v1/tags", tags=["Tags"])
+    """,
+}
+
+
+def test_domain_without_its_modules_fails_fr305(blog: Path, run_rules: Any) -> None:
+    """A `tags` domain with only a router (service in `logic.py`, schemas in the router)."""
+    write(blog, TAGS_DOMAIN)
+    run = run_rules("tagsapp:app")
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [("FR305", "app")], (failing, run.output)
+    findings = run.findings("FR305")
+    assert [f["message"] for f in findings] == [
+        "domain `src.tags` has no `service.py`; it has: __init__.py, logic.py, router.py",
+        "domain `src.tags` has no `schemas.py`; it has: __init__.py, logic.py, router.py",
+    ]
+    assert {where(f) for f in findings} == {("src/tags/__init__.py", 1, 1)}
+    # The layout is configurable: `logic.py` may fill the service role.
+    configured = run_rules(
+        "tagsapp:app",
+        "--fastapi-rules-select=FR305",
+        "-o",
+        "fastapi_rules_domain_layout=service = service logic",
+    )
+    assert [f["message"] for f in configured.findings("FR305")] == [
+        "domain `src.tags` has no `schemas.py`; it has: __init__.py, logic.py, router.py"
+    ]
+
+
+def test_requests_dependency_fails_fr801(blog: Path, run_rules: Any) -> None:
+    pyproject = blog / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('    "httpx>=0.28",\n', '    "httpx>=0.28",\n    "requests>=2.32",\n')
+    )
+    # Only the project rules read pyproject.toml: they are the ones that can change.
+    run = run_rules("src.main:app", SELECT_OWN)
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [("FR801", "app")], (failing, run.output)
+    finding = only(run.findings("FR801"))
+    assert finding["message"] == "`requests` is a runtime dependency of the project: `requests>=2.32`"
+    assert where(finding) == ("pyproject.toml", line_of(pyproject, "requests>=2.32"), 6)
+
+
+BAD_DOCKERFILE = """
+    FROM tiangolo/uvicorn-gunicorn-fastapi:python3.11
+
+    COPY ./src /app/src
+    RUN pip install --no-cache-dir -r /app/requirements.txt
+    CMD ["/start.sh"]
+"""
+
+
+def test_old_style_dockerfile_fails_fr804(blog: Path, run_rules: Any) -> None:
+    write(blog, {"Dockerfile": BAD_DOCKERFILE})
+    # Only the project rules read the Dockerfile: they are the ones that can change.
+    run = run_rules("src.main:app", SELECT_OWN)
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [("FR804", "app")], (failing, run.output)
+    findings = run.findings("FR804")
+    assert [(f["message"], where(f)) for f in findings] == [
+        (
+            "`Dockerfile` is based on the deprecated image `tiangolo/uvicorn-gunicorn-fastapi:python3.11`: "
+            "`FROM tiangolo/uvicorn-gunicorn-fastapi:python3.11`",
+            ("Dockerfile", 1, 1),
+        ),
+        (
+            "`Dockerfile` is a single-stage build (no separate builder stage): "
+            "`FROM tiangolo/uvicorn-gunicorn-fastapi:python3.11`",
+            ("Dockerfile", 1, 1),
+        ),
+        (
+            "`Dockerfile` runs as root (no USER instruction in the final stage): "
+            "`FROM tiangolo/uvicorn-gunicorn-fastapi:python3.11`",
+            ("Dockerfile", 1, 1),
+        ),
+        (
+            "`Dockerfile` has no HEALTHCHECK: `FROM tiangolo/uvicorn-gunicorn-fastapi:python3.11`",
+            ("Dockerfile", 1, 1),
+        ),
+    ]
+    assert "FR804" in run.output
+
+
+# -- FR401: what blocks and what does not ------------------------------------------------------------
+
+BLOCKING_PROJECT = {
+    # Stand-ins for libraries the test venv does not have; only their names matter to the rule.
+    "requests.py": """
+        def get(url, **kwargs):
+            raise RuntimeError("never called")
+    """,
+    "aiofiles.py": """
+        def open(path, *args, **kwargs):
+            raise RuntimeError("never called")
+    """,
+    "blockapp/__init__.py": "",
+    "blockapp/rates.py": """
+        import requests
+
+
+        class RatesService:
+            def fetch_rates(self) -> dict:
+                return requests.get("https://rates.example.com").json()
+
+            async def fetch_rates_async(self) -> dict:
+                return {}
+    """,
+    "blockapp/main.py": """
+        import asyncio
+        import time
+        from contextlib import asynccontextmanager
+        from typing import Annotated
+
+        import aiofiles
+        from fastapi import Depends, FastAPI
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import AsyncSession
+        from sqlalchemy.orm import Session
+
+        from blockapp.rates import RatesService
+
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI):
+            with open("settings.json") as file:  # startup, not a request: left alone
+                file.read()
+            yield
+
+
+        app = FastAPI(lifespan=lifespan)
+
+
+        def get_rates_service() -> RatesService:
+            return RatesService()
+
+
+        def get_sync_db():
+            yield None
+
+
+        async def get_async_db():
+            yield None
+
+
+        @app.get("/rates")
+        async def rates(service: Annotated[RatesService, Depends(get_rates_service)]) -> dict:
+            await service.fetch_rates_async()
+            return service.fetch_rates()
+
+
+        @app.get("/sleepy")
+        async def sleepy() -> dict:
+            time.sleep(0.1)
+            await asyncio.sleep(0.1)
+            await asyncio.to_thread(time.sleep, 0.1)
+            return {}
+
+
+        @app.get("/files")
+        async def files() -> dict:
+            async with aiofiles.open("a.txt") as handle:
+                await handle.read()
+            text_ = await asyncio.to_thread(lambda: open("b.txt").read())
+
+            def read_c() -> str:
+                with open("c.txt") as file:
+                    return file.read()
+
+            await asyncio.to_thread(read_c)
+            with open("d.txt") as file:
+                return {"d": file.read(), "b": text_}
+
+
+        @app.get("/sync-db")
+        async def sync_db(db: Annotated[Session, Depends(get_sync_db)]) -> dict:
+            return {"n": db.execute(text("SELECT 1")).scalar()}
+
+
+        @app.get("/async-db")
+        async def async_db(session: Annotated[AsyncSession, Depends(get_async_db)]) -> dict:
+            return {"n": (await session.execute(text("SELECT 1"))).scalar()}
+
+
+        @app.get("/threadpool")
+        def threadpool() -> dict:
+            time.sleep(0.1)  # a sync endpoint runs in FastAPI's thread pool
+            return {}
+    """,
+}
+
+
+def test_blocking_calls_and_their_async_twins(pytester: pytest.Pytester, run_rules: Any) -> None:
+    write(pytester.path, BLOCKING_PROJECT)
+    run = run_rules("blockapp.main:app", "--fastapi-rules-select=FR401")
+    main = pytester.path / "blockapp/main.py"
+    rates = pytester.path / "blockapp/rates.py"
+    found = sorted((where(f), f["message"]) for f in run.findings("FR401"))
+    assert found == sorted(
+        [
+            (
+                (
+                    "blockapp/rates.py",
+                    line_of(rates, "requests.get"),
+                    column_of(rates, "requests.get", "requests"),
+                ),
+                "sync `RatesService.fetch_rates`, called from async `rates` "
+                f"(blockapp/main.py:{line_of(main, 'return service.fetch_rates')}:12) calls blocking "
+                'requests.get: `requests.get("https://rates.example.com")`',
+            ),
+            (
+                ("blockapp/main.py", line_of(main, r"^    time.sleep\(0.1\)$"), 5),
+                "async `sleepy` calls blocking time.sleep: `time.sleep(0.1)`",
+            ),
+            (
+                ("blockapp/main.py", line_of(main, r'open\("d.txt"\)'), 10),
+                'async `files` calls blocking open: `open("d.txt")`',
+            ),
+            (
+                ("blockapp/main.py", line_of(main, r"db.execute"), 18),
+                'async `sync_db` calls blocking sync `Session.execute`: `db.execute(text("SELECT 1"))`',
+            ),
+        ]
+    ), run.output
+    assert run.outcomes("FR401") == {"app": "failed"}
+    # Each finding carries the fix for its API.
+    assert "fix: Use `httpx.AsyncClient`" in run.output
+    assert "fix: Use `await asyncio.sleep(...)`" in run.output
+    assert "fix: Use `aiofiles.open`" in run.output
+
+
+# -- FR403: one session, several awaitables -----------------------------------------------------------
+
+GATHER_PROJECT = {
+    "aiohttp.py": """
+        class ClientSession:
+            async def __aenter__(self):
+                return self
+
+            async def __aexit__(self, *exc):
+                return None
+
+            async def get(self, url):
+                return url
+    """,
+    "gatherapp.py": """
+        import asyncio
+
+        import aiohttp
+        from fastapi import FastAPI
+        from sqlalchemy import func, select, text
+        from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+        app = FastAPI()
+        session_factory = async_sessionmaker()
+
+
+        async def dashboard(db: AsyncSession) -> dict:
+            users_task = db.execute(text("SELECT count(*) FROM users"))
+            posts_task = db.execute(text("SELECT count(*) FROM posts"))
+            users, posts = await asyncio.gather(users_task, posts_task)
+            return {"users": users, "posts": posts}
+
+
+        async def many(db: AsyncSession, ids: list[int]) -> list:
+            return await asyncio.gather(*(db.get(dict, i) for i in ids))
+
+
+        async def grouped(session: AsyncSession) -> None:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(session.execute(text("SELECT 1")))
+                group.create_task(session.execute(text("SELECT 2")))
+
+
+        async def separate_sessions() -> tuple:
+            async def count_users() -> int:
+                async with session_factory() as session:
+                    return (await session.execute(text("SELECT 1"))).scalar_one()
+
+            async def count_posts() -> int:
+                async with session_factory() as session:
+                    return (await session.execute(text("SELECT 2"))).scalar_one()
+
+            return await asyncio.gather(count_users(), count_posts())
+
+
+        async def different_resources(db: AsyncSession) -> tuple:
+            async def fetch_api() -> str:
+                async with aiohttp.ClientSession() as session:
+                    return await session.get("https://api.example.com")
+
+            async def fetch_db() -> list:
+                return (await db.execute(select(func.count()))).all()
+
+            return await asyncio.gather(fetch_api(), fetch_db())
+
+
+        async def http_session(urls: list[str]) -> list:
+            async with aiohttp.ClientSession() as session:
+                return await asyncio.gather(session.get(urls[0]), session.get(urls[1]))
+    """,
+}
+
+
+def test_gather_on_one_session(pytester: pytest.Pytester, run_rules: Any) -> None:
+    write(pytester.path, GATHER_PROJECT)
+    run = run_rules("gatherapp:app", "--fastapi-rules-select=FR403")
+    source = pytester.path / "gatherapp.py"
+    found = sorted((f["location"]["line"], f["message"]) for f in run.findings("FR403"))
+    assert found == [
+        (
+            line_of(source, r"users, posts = await asyncio.gather"),
+            "`dashboard` runs awaitables concurrently on one database session (`db`): "
+            "`asyncio.gather(users_task, posts_task)`",
+        ),
+        (
+            line_of(source, r"asyncio.gather\(\*\("),
+            "`many` runs awaitables concurrently on one database session (`db`): "
+            "`asyncio.gather(*(db.get(dict, i) for i in ids))`",
+        ),
+        (
+            line_of(source, r"async with asyncio.TaskGroup"),
+            "`grouped` runs awaitables concurrently on one database session (`session`): "
+            "`async with asyncio.TaskGroup() as group`",
+        ),
+    ], run.output
+
+
+# -- FR302, FR307, FR602: layers and Pydantic, with their look-alikes ---------------------------------
+
+LAYERS_PROJECT = {
+    "aiohttp.py": """
+        class ClientSession:
+            async def __aenter__(self):
+                return self
+
+            async def __aexit__(self, *exc):
+                return None
+
+            async def get(self, url):
+                return url
+    """,
+    "layered/__init__.py": "",
+    "layered/database.py": """
+        from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+        class Base(DeclarativeBase):
+            pass
+
+
+        class Item(Base):
+            __tablename__ = "items"
+            id: Mapped[int] = mapped_column(primary_key=True)
+
+
+        async def get_db():
+            yield None
+    """,
+    "layered/repository.py": """
+        class ItemRepository:
+            def __init__(self, session) -> None:
+                self.session = session
+    """,
+    "layered/services.py": """
+        from dataclasses import asdict, dataclass
+
+        from fastapi import HTTPException
+        from pydantic import BaseModel, validator
+
+
+        class ItemIn(BaseModel):
+            name: str
+
+            @validator("name")
+            def strip(cls, value):
+                return value.strip()
+
+
+        @dataclass
+        class Point:
+            x: int
+
+            def dict(self) -> dict:
+                return asdict(self)
+
+
+        async def get_current_token(token: str = "") -> str:
+            if not token:
+                raise HTTPException(status_code=401, detail="Not authenticated")
+            return token
+
+
+        class ItemService:
+            async def create(self, data: ItemIn, raw: dict, point: Point, response) -> dict:
+                if not data.name:
+                    raise HTTPException(status_code=400, detail="empty name")
+                parsed = ItemIn.parse_obj(raw)
+                return {"a": raw.dict(), "b": point.dict(), "c": response.json(), "d": parsed.name}
+    """,
+    "layered/main.py": """
+        from typing import TYPE_CHECKING, Annotated
+
+        import aiohttp
+        from fastapi import Depends, FastAPI
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        from layered.database import Item, get_db
+        from layered.services import ItemIn, ItemService, get_current_token
+
+        if TYPE_CHECKING:
+            from layered.repository import ItemRepository
+
+        app = FastAPI()
+
+
+        @app.get("/api/v1/items/{item_id}", response_model=None)
+        async def get_item(item_id: int, token: Annotated[str, Depends(get_current_token)]) -> Item:
+            async with aiohttp.ClientSession() as session:
+                await session.get("https://example.com")
+            raise NotImplementedError
+
+
+        @app.post("/api/v1/items")
+        async def create_item(data: ItemIn, db: Annotated[AsyncSession, Depends(get_db)]) -> dict:
+            await db.execute(text("SELECT id FROM items"))
+            return await ItemService().create(data, {}, None, None)
+    """,
+}
+
+
+def test_layers_and_pydantic_look_alikes(pytester: pytest.Pytester, run_rules: Any) -> None:
+    write(pytester.path, LAYERS_PROJECT)
+    run = run_rules("layered.main:app", "--fastapi-rules-select=FR302,FR307,FR602")
+    main = pytester.path / "layered/main.py"
+    services = pytester.path / "layered/services.py"
+    # FR302: the ORM class imported for the return annotation only is left to FR203; the HTTP
+    # session and the TYPE_CHECKING import are no data access; text() and db.execute are.
+    assert sorted((where(f), f["message"]) for f in run.findings("FR302")) == [
+        (
+            ("layered/main.py", line_of(main, r"await db.execute"), 11),
+            "router module `layered.main` uses the database session in `create_item`: "
+            '`db.execute(text("SELECT id FROM items"))`',
+        ),
+        (
+            ("layered/main.py", line_of(main, r"await db.execute"), 22),
+            'router module `layered.main` builds SQL itself in `create_item`: `text("SELECT id FROM items")`',
+        ),
+    ], run.output
+    # FR307: the service method, not the dependency that lives in the same module.
+    assert [(f["location"]["line"], f["message"]) for f in run.findings("FR307")] == [
+        (
+            line_of(services, r"empty name"),
+            "service `ItemService.create` raises an HTTP exception: "
+            '`raise HTTPException(status_code=400, detail="empty name")`',
+        )
+    ]
+    # FR602: the v1 validator and parse_obj on the model; not .dict() on a dict or a dataclass,
+    # not .json() on something unknown.
+    assert sorted((f["location"]["line"], f["message"]) for f in run.findings("FR602")) == [
+        (line_of(services, r'@validator\("name"\)'), '`strip` uses the v1 decorator `validator("name")`'),
+        (
+            line_of(services, r"ItemIn.parse_obj"),
+            "`.parse_obj()` on the Pydantic model `ItemIn` is the v1 API (v2: `model_validate()`): "
+            "`ItemIn.parse_obj(raw)`",
+        ),
+    ], run.output
+
+
+# -- FR703: secrets in code, and what is not one -----------------------------------------------------
+
+SECRETS_PROJECT = {
+    ".env.example": "SECRET_KEY=changeme\nDATABASE_PASSWORD=changeme\n",
+    "secretapp/__init__.py": "",
+    "secretapp/config.py": """
+        import os
+        from enum import Enum
+
+        from pydantic_settings import BaseSettings
+
+        SECRET_KEY = "hard-coded-key-123"
+        API_TOKEN = os.environ["API_TOKEN"]
+        SMTP_PASSWORD = os.getenv("SMTP_PASSWORD", "")
+        ACCESS_TOKEN = "access_token"  # a form field name, not a secret
+
+
+        class ErrorCode(str, Enum):
+            INVALID_TOKEN = "invalid_token"
+            WRONG_PASSWORD = "wrong_password"
+
+
+        class Settings(BaseSettings):
+            JWT_SECRET: str = "dev-only-secret"
+            DATABASE_PASSWORD: str = ""
+            ACCESS_TOKEN_EXPIRE_MINUTES: int = 30
+            STRIPE_API_KEY: str | None = None
+    """,
+    "secretapp/tests/__init__.py": "",
+    "secretapp/tests/test_config.py": """
+        SECRET_KEY = "test-secret-key"
+    """,
+    "secretapp/main.py": """
+        import jwt
+        from fastapi import FastAPI
+
+        from secretapp.config import Settings
+
+        app = FastAPI()
+
+
+        @app.get("/api/v1/token")
+        async def token() -> dict:
+            signed = jwt.encode({"sub": "1"}, "literal-signing-key", algorithm="HS256")
+            checked = jwt.decode(signed, key=Settings().JWT_SECRET, algorithms=["HS256"])
+            return {"token": signed, "sub": checked["sub"]}
+    """,
+}
+
+
+def test_secrets_in_code_and_their_look_alikes(
+    pytester: pytest.Pytester, run_rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_TOKEN", "from-the-environment")
+    write(pytester.path, SECRETS_PROJECT)
+    run = run_rules("secretapp.main:app", "--fastapi-rules-select=FR703")
+    config = pytester.path / "secretapp/config.py"
+    main = pytester.path / "secretapp/main.py"
+    found = sorted((where(f), f["message"]) for f in run.findings("FR703"))
+    assert found == sorted(
+        [
+            (
+                ("secretapp/config.py", line_of(config, r'^SECRET_KEY = "'), 1),
+                '`SECRET_KEY` is assigned a literal secret: `SECRET_KEY = "***"`',
+            ),
+            (
+                ("secretapp/config.py", line_of(config, r"JWT_SECRET: str"), 5),
+                'settings field `Settings.JWT_SECRET` has a non-empty default secret: `JWT_SECRET: str = "***"`',
+            ),
+            (
+                ("secretapp/main.py", line_of(main, r"jwt.encode"), 14),
+                '`jwt.encode` is called with a literal key: `jwt.encode({"sub": "1"}, "***", algorithm="HS256")`',
+            ),
+        ]
+    ), run.output
+    for secret in ("hard-coded-key-123", "dev-only-secret", "literal-signing-key"):
+        assert secret not in run.output
+
+
+# -- the code index: what belongs to the app -----------------------------------------------------------
+
+INDEX_PROJECT = {
+    "walkapp/__init__.py": "",
+    "walkapp/main.py": """
+        from fastapi import FastAPI
+
+        app = FastAPI()
+
+
+        @app.get("/api/v1/ping")
+        async def ping() -> dict:
+            return {}
+    """,
+    # Not imported by anything: still the app's code, found by the walk.
+    "walkapp/lazy.py": "from os.path import *\n",
+    # Test code, a conftest and a second entry point are not the app.
+    "walkapp/tests/helpers.py": "from os import *\n",
+    "walkapp/test_walk.py": "from os import *\n",
+    "walkapp/conftest.py": "from os import *\n",
+    "walkapp/admin_main.py": "from os import *\nfrom fastapi import FastAPI\n\napp = FastAPI()\n",
+    # A virtual environment and a migrations folder inside the package.
+    "walkapp/.venv/lib/site.py": "from os import *\n",
+    "walkapp/venv/pyvenv.cfg": "home = /usr/bin\n",
+    "walkapp/venv/lib/thing.py": "from os import *\n",
+    "walkapp/migrations/env.py": "from os import *\n",
+}
+
+
+def test_index_walks_the_package_but_not_tests_envs_or_other_apps(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    write(pytester.path, INDEX_PROJECT)
+    run = run_rules("walkapp.main:app", "--fastapi-rules-select=FR303,FR304,FR305,FR804")
+    assert [(where(f), f["message"]) for f in run.findings("FR303")] == [
+        (("walkapp/lazy.py", 1, 1), "module `walkapp.lazy` star-imports `os.path`: `from os.path import *`")
+    ], run.output
+    results = {r["code"]: r for r in run.report["results"]}
+    assert results["FR304"]["outcome"] == "skipped"
+    assert "from two domains on" in results["FR304"]["message"]
+    assert results["FR305"]["outcome"] == "skipped"
+    assert results["FR804"]["outcome"] == "skipped"
+    assert "no project root" in results["FR804"]["message"]
+
+
+# -- pure helpers: domains, dependencies, versions, Dockerfiles ------------------------------------------
+
+
+def test_domain_packages() -> None:
+    options = RulesOptions(app_spec="src.main:app", app_dir=Path("."))
+    assert domain_of_package("src.users", options) == "src.users"
+    assert domain_of_package("src.users.routers", options) == "src.users"
+    assert domain_of_package("src.modules.posts", options) == "src.modules.posts"
+    assert domain_of_package("src", options) is None  # the app's own package
+    assert domain_of_package("app.api.routes", options) is None  # layered: api/routes is no domain
+    assert domain_of_package("app.api.v1", options) is None
+    assert domain_of_package("src.shared", options) is None
+    assert domain_of_package("src.core.health", options) is None
+    custom = RulesOptions(app_spec="src.main:app", app_dir=Path("."), shared_packages=("kernel",))
+    assert domain_of_package("src.core", custom) == "src.core"
+    assert domain_of_package("src.kernel", custom) is None
+
+
+def test_declared_dependencies(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "pyproject.toml": """
+                [project]
+                name = "x"
+                dependencies = ["fastapi>=0.121.2", "requests-oauthlib>=2"]
+
+                [project.optional-dependencies]
+                dev = ["requests>=2.32"]
+
+                [tool.poetry.dependencies]
+                python = "^3.12"
+                Requests = "^2.32"
+            """,
+            "requirements.txt": "# runtime\nhttpx>=0.28  # client\n-r base.txt\n",
+            "requirements-dev.txt": "requests\n",
+        },
+    )
+    found = declared_dependencies(tmp_path)
+    dependencies_line = (tmp_path / "pyproject.toml").read_text().splitlines()[2]
+    assert [(d.name, d.file.name, d.line, d.column) for d in found.declared] == [
+        ("fastapi", "pyproject.toml", 3, dependencies_line.index("fastapi") + 1),
+        ("requests-oauthlib", "pyproject.toml", 3, dependencies_line.index("requests-oauthlib") + 1),
+        ("Requests", "pyproject.toml", 10, 1),
+        ("httpx", "requirements.txt", 2, 1),
+    ]
+    assert found.find("requests") is not None and found.find("requests").file.name == "pyproject.toml"
+
+
+def test_versions_are_minimums() -> None:
+    assert _older("0.100.0", "0.121.2") is True
+    assert _older("0.165.0", "0.121.2") is False
+    assert _older("1.0.0", "0.121.2") is False  # a newer major passes: no caret ranges
+    assert _older("2.9.2", "2.10") is True
+    assert _older("not-a-version", "2.10") is None
+
+
+GOOD_DOCKERFILE = """
+# syntax=docker/dockerfile:1
+ARG PYTHON_VERSION=3.12
+FROM python:${PYTHON_VERSION}-slim AS builder
+RUN pip install --no-cache-dir \\
+    -r requirements.txt
+
+FROM builder AS runtime-base
+ENV PYTHONUNBUFFERED=1
+
+FROM runtime-base
+USER root
+RUN useradd app
+USER app
+HEALTHCHECK CMD python -c "print('ok')"
+CMD ["uvicorn", "src.main:app", "--host", "0.0.0.0"]
+"""
+
+
+def test_dockerfile_checks() -> None:
+    assert dockerfile_problems(GOOD_DOCKERFILE) == []
+    messages = [message for _, message in dockerfile_problems(GOOD_DOCKERFILE.replace("USER app", "USER 0"))]
+    assert messages == ["runs as root (`USER 0`)"]
+    none = GOOD_DOCKERFILE.replace("HEALTHCHECK CMD python -c \"print('ok')\"", "HEALTHCHECK NONE")
+    assert [message for _, message in dockerfile_problems(none)] == ["has no HEALTHCHECK"]
+    alpine = GOOD_DOCKERFILE.replace("-slim AS builder", "-alpine AS builder")
+    assert [message for _, message in dockerfile_problems(alpine)] == [
+        "runs on `python:3.12-alpine`, not an official `python:*-slim` image"
+    ]
+    shell = GOOD_DOCKERFILE.replace(
+        'CMD ["uvicorn", "src.main:app", "--host", "0.0.0.0"]', "CMD python -m http.server"
+    )
+    problems = dockerfile_problems(shell)
+    assert [message for _, message in problems] == ["does not start the app with `fastapi run` (or uvicorn)"]
+    assert problems[0][0] is not None and problems[0][0].line == 16
+    script = GOOD_DOCKERFILE.replace(
+        'CMD ["uvicorn", "src.main:app", "--host", "0.0.0.0"]', 'CMD ["./start.sh"]'
+    )
+    assert dockerfile_problems(script) == []  # a script we cannot read is not judged
+    assert dockerfile_problems(script, {"start.sh": "exec fastapi run src/main.py\n"}) == []
+    assert [m for _, m in dockerfile_problems(script, {"start.sh": "exec python worker.py\n"})] == [
+        "does not start the app with `fastapi run` (or uvicorn)"
+    ]
+
+
+def test_development_dockerfiles_are_left_out(tmp_path: Path) -> None:
+    for name in ("Dockerfile", "Dockerfile.dev", "Dockerfile.prod", "api.Dockerfile", "test.Dockerfile"):
+        (tmp_path / name).write_text("FROM python:3.12-slim\n")
+    assert [path.name for path in dockerfiles(tmp_path)] == [
+        "Dockerfile",
+        "Dockerfile.prod",
+        "api.Dockerfile",
+    ]

@@ -629,6 +629,24 @@ def test_handler_for_a_library_base_of_own_errors_counts(
     assert run.outcomes("FR104") == {"app": "passed"}
 
 
+LIBRARY_SETTINGS_APP = """
+from fastapi import FastAPI
+from pydantic_settings import BaseSettings
+
+# Stands for a settings class shipped by an internal library, used as is.
+CommonSettings = type("CommonSettings", (BaseSettings,), {"__module__": "pydantic_settings.main"})
+
+settings = CommonSettings()
+app = FastAPI()
+"""
+
+
+def test_library_settings_held_once_count(pytester: pytest.Pytester, run_rules: RunRules) -> None:
+    pytester.makepyfile(lib_settings_app=LIBRARY_SETTINGS_APP)
+    run = run_rules("lib_settings_app:app", "--fastapi-rules-select=FR805")
+    assert run.outcomes("FR805") == {"app": "passed"}
+
+
 PYDANTIC_V1_APP = """
 import warnings
 

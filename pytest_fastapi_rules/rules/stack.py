@@ -236,6 +236,9 @@ def check_settings_via_pydantic(context: CheckContext) -> Iterator[Finding]:
                 location=facts.location_of(cls),
             )
             return
+        if BaseSettings in _cached_classes(facts, facts.own_modules, (BaseSettings,)):
+            # A settings class shipped by an internal library, held once by the app: fine.
+            return
         reader = _environ_reader(facts)
         where = f"; {reader.file}:{reader.line} reads os.environ directly" if reader else ""
         yield Finding(

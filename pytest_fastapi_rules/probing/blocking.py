@@ -1,9 +1,175 @@
-"""FR402: blocking calls on the event loop thread, and loop stalls."""
+"""FR402: blocking calls on the event loop thread, and loop stalls, while the app serves requests.
+
+A last pass re-sends every valid request (GETs twice, writes twice where a second one makes sense)
+with two detectors on:
+
+- **blockbuster** patches the blocking functions of the standard library (``time.sleep``, file and
+  socket I/O, ``sqlite3``, lock waits...) for the duration of the pass; a call made on a thread that
+  runs an event loop, with a frame of the app's own code on the stack, raises ``BlockingError``
+  (so the request fails). The error class is swapped for one that records where the call came from
+  (the innermost frame of the app's code). Writes by the ``logging`` module are allowed: logging to
+  a stream is accepted practice.
+- **loop-stall timing**: a heartbeat task on the app's loop wakes every few milliseconds; how late
+  it wakes is how long something held the loop. Garbage-collection pauses (``gc.callbacks``) are
+  subtracted, the plugin's own work happens outside the measured windows, and a stall only counts
+  when it repeats on a second request to the same route (a first call that imports or compiles
+  something is not a pattern).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import gc
+import time
+import traceback
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pytest_fastapi_rules.probing.requests import ProbeRequest
+from pytest_fastapi_rules.probing.results import BlockingCall
+
+if TYPE_CHECKING:
+    from pytest_fastapi_rules.probing.runner import ProbeRun
+
+#: A loop stall longer than this, on two requests to the same route, is reported.
+STALL_THRESHOLD = 0.1
+HEARTBEAT = 0.005
 
 
-def blocking_pass(run: Any) -> None:
-    return None
+class _GcClock:
+    """Total time spent in garbage collection, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started: float | None = None
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.total += time.perf_counter() - self._started
+            self._started = None
+
+
+@contextlib.contextmanager
+def _gc_clock() -> Iterator[_GcClock]:
+    clock = _GcClock()
+    gc.callbacks.append(clock)
+    try:
+        yield clock
+    finally:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(clock)
+
+
+def _own_frame(own_roots: tuple[str, ...]) -> str:
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        if frame.filename.startswith(own_roots):
+            return f"{frame.filename}:{frame.lineno} in {frame.name}"
+    return "?"
+
+
+@contextlib.contextmanager
+def _blockbuster(run: ProbeRun, calls: list[tuple[str, str]]) -> Iterator[bool]:
+    """Activate blockbuster on the app's own packages, recording each blocking call."""
+    try:
+        import blockbuster.blockbuster as bb_module
+    except ImportError:
+        yield False
+        return
+    import sys
+
+    roots = tuple(run.own_roots)
+    packages = [sys.modules[name] for name in sorted(run.facts.own_packages) if name in sys.modules]
+    packages = [m for m in packages if getattr(m, "__path__", None) or getattr(m, "__file__", None)]
+    if not packages:
+        yield False
+        return
+    original_error = bb_module.BlockingError
+
+    class RecordingBlockingError(original_error):  # type: ignore[misc, valid-type]
+        def __init__(self, func: str) -> None:
+            super().__init__(func)
+            calls.append((func, _own_frame(roots)))
+
+    detector = bb_module.BlockBuster(scanned_modules=packages)
+    for function in detector.functions.values():
+        function.can_block_in("logging/__init__.py", {"emit", "flush", "handle", "callHandlers"})
+    bb_module.BlockingError = RecordingBlockingError  # type: ignore[misc]
+    detector.activate()
+    try:
+        yield True
+    finally:
+        detector.deactivate()
+        bb_module.BlockingError = original_error  # type: ignore[misc]
+
+
+def _requests(run: ProbeRun) -> list[tuple[ProbeRequest, str]]:
+    assert run.builder is not None
+    batch: list[tuple[ProbeRequest, str]] = []
+    for route in run.facts.routes:
+        if route.method == "DELETE":
+            continue
+        first = run.builder.happy(route)
+        if first is None:
+            continue
+        second = run.builder.happy(route) if route.method == "POST" else first
+        batch.append((first, route.target))
+        if second is not None:
+            batch.append((second, route.target))
+    return batch
+
+
+def blocking_pass(run: ProbeRun) -> None:
+    """Re-send the valid requests with the detectors on; record blocking calls and stalls."""
+    from pytest_fastapi_rules.probing.seeding import LARGE
+
+    results = run.results
+    if run.builder is None:
+        return
+    run._seed(LARGE)
+    batch = _requests(run)
+    if not batch:
+        results.blocking_skipped = "no request could be built"
+        return
+    calls: list[tuple[str, str]] = []
+    timings: list[tuple[str, float]] = []
+
+    async def go() -> None:
+        samples: list[tuple[float, float]] = []
+        stop = asyncio.Event()
+
+        async def heartbeat() -> None:
+            loop = asyncio.get_running_loop()
+            while not stop.is_set():
+                expected = loop.time() + HEARTBEAT
+                await asyncio.sleep(HEARTBEAT)
+                samples.append((time.perf_counter(), max(loop.time() - expected, 0.0)))
+
+        monitor = asyncio.create_task(heartbeat())
+        try:
+            async with run._client() as client:
+                for request, target in batch:
+                    await asyncio.sleep(HEARTBEAT * 2)
+                    start = time.perf_counter()
+                    with _gc_clock() as clock:
+                        calls_before = len(calls)
+                        exchange = await run._send_one(client, request, "blocking", target)
+                        await asyncio.sleep(HEARTBEAT * 2)
+                    end = time.perf_counter()
+                    run.results.exchanges.append(exchange)
+                    lag = max((lag for at, lag in samples if start <= at <= end), default=0.0)
+                    timings.append((target, max(lag - clock.total, 0.0)))
+                    for func, where in calls[calls_before:]:
+                        results.blocking_calls.append(BlockingCall(target=target, call=func, where=where))
+        finally:
+            stop.set()
+            await monitor
+
+    with _blockbuster(run, calls) as active:
+        if not active:
+            results.notes.append("blockbuster is not available: FR402 relies on loop-stall timing only")
+        run.run(go(), timeout=60 + 30 * len(batch))
+    for target, lag in timings:
+        results.stalls.setdefault(target, []).append(lag)

@@ -220,14 +220,25 @@ class IsolatedDatabase:
 
     # -- URLs and options for the app's engines -----------------------------------------------------
 
+    @property
+    def application_name(self) -> str:
+        """What every connection of the probes calls itself on the server (FR511 terminates those)."""
+        return f"fastapi-rules-{self.name or 'sqlite'}"
+
     def connect_args(self, driver: str) -> dict[str, Any]:
-        """Connection arguments every isolated engine needs (the search path of a schema)."""
-        if not self.schema:
+        """Connection arguments every isolated engine needs: its name, and a schema's search path."""
+        if self.backend != "postgresql":
             return {}
+        settings = {"application_name": self.application_name}
+        if self.schema:
+            settings["search_path"] = self.schema
         if driver == "asyncpg":
-            return {"server_settings": {"search_path": self.schema}}
+            return {"server_settings": settings}
         if driver in ("psycopg", "psycopg2"):
-            return {"options": f"-csearch_path={self.schema}"}
+            args: dict[str, Any] = {"application_name": self.application_name}
+            if self.schema:
+                args["options"] = f"-csearch_path={self.schema}"
+            return args
         return {}
 
     def url_for(self, requested: URL | None, is_async: bool) -> URL:

@@ -1,17 +1,336 @@
-"""Injected failures: the session lifecycle (FR306), a synthetic error (FR105, FR803), connection loss (FR511)."""
+"""Injected failures and their observation.
+
+- FR306 (session lifecycle): the dependency that sits right above the session dependency in a
+  route's tree (``get_post_repository(session)``) is overridden, with the same signature so FastAPI
+  hands it the request's own session, by one that writes a marker row through that session and
+  then either calls the original (success) or raises (failure). Afterwards the marker must be in
+  the database after success (committed) and absent after failure (rolled back), and no session may
+  still hold a transaction or a connection (closed). Sessions are tracked with SQLAlchemy's
+  ``after_begin`` session event.
+- FR105/FR803 (generic error handler): a dependency of a GET route is overridden by one that
+  raises a ``RuntimeError`` with a unique text; the answer must be a JSON 500 without that text,
+  tracebacks or file paths, and the handler must log it with the request's path and method (log
+  records are captured from the stdlib root logger and from structlog's processor chain).
+- FR511 (connection loss, PostgreSQL only): every connection of the isolated database is
+  terminated with ``pg_terminate_backend`` between two identical requests; the second must succeed.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import inspect
+import logging
+import secrets
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pytest_fastapi_rules.probing import auth as auth_mod
+from pytest_fastapi_rules.probing.requests import ProbeRequest
+from pytest_fastapi_rules.probing.results import LogRecordSeen, SessionCheck
+
+if TYPE_CHECKING:
+    from fastapi.dependencies.models import Dependant
+
+    from pytest_fastapi_rules.facts import RouteFacts
+    from pytest_fastapi_rules.probing.runner import ProbeRun
 
 
-def check_session_lifecycle(run: Any) -> None:
+class InjectedFailure(RuntimeError):
+    """The exception the probes raise inside a request on purpose."""
+
+
+# -- FR306 ------------------------------------------------------------------------------------------
+
+
+def _session_parent(route: RouteFacts) -> tuple[Dependant, Dependant] | None:
+    """``(parent, session dependant)``: a dependency that takes the session directly."""
+    sessions = {id(d.call) for d in auth_mod.session_dependants(route)}
+    if not sessions:
+        return None
+    for dependant in route.iter_dependants():
+        if dependant.call is None or dependant is route.dependant:
+            continue
+        for sub in dependant.dependencies:
+            if id(sub.call) in sessions and not inspect.isasyncgenfunction(dependant.call):
+                return dependant, sub
     return None
 
 
-def send_synthetic_error(run: Any) -> None:
+@contextlib.contextmanager
+def _tracked_sessions() -> Iterator[list[weakref.ref[Any]]]:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    sessions: list[weakref.ref[Any]] = []
+
+    def began(session: Any, transaction: Any, connection: Any) -> None:
+        if not any(ref() is session for ref in sessions):
+            sessions.append(weakref.ref(session))
+
+    event.listen(Session, "after_begin", began)
+    try:
+        yield sessions
+    finally:
+        event.remove(Session, "after_begin", began)
+
+
+async def _close_leftovers(sessions: list[weakref.ref[Any]]) -> int:
+    """Roll back and close sessions the app left open (returns how many); the probes go on."""
+    from sqlalchemy.util import greenlet_spawn
+
+    left = 0
+    for ref in sessions:
+        session = ref()
+        if session is None or not session.in_transaction():
+            continue
+        left += 1
+        with contextlib.suppress(Exception):
+            await greenlet_spawn(session.close)
+    return left
+
+
+def check_session_lifecycle(run: ProbeRun) -> None:
+    """FR306: commit on success, roll back on failure, close always (see the module docstring)."""
+    results = run.results
+    if run.seeder is None or not run.seeder.tables or run.builder is None or run.seed is None:
+        return
+    chosen = None
+    for route in run.facts.routes:
+        found = _session_parent(route)
+        if found is None:
+            continue
+        happy = [e for e in results.for_target(route.target, "large") if e.ok]
+        if route.method == "GET" and happy:
+            chosen = (route, *found)
+            break
+    if chosen is None:
+        return
+    route, parent, session_dependant = chosen
+    check = SessionCheck(
+        route=route.target,
+        dependency=getattr(session_dependant.call, "__qualname__", repr(session_dependant.call)),
+    )
+    results.session_checks.append(check)
+    table = next((t for t in run.seeder.tables if not t.foreign_key_constraints), run.seeder.tables[0])
+    from pytest_fastapi_rules.probing.seeding import RowGenerator
+
+    generator = run.seeder.generator
+    run.seeder.generator = RowGenerator(salt="s306")
+    try:
+        rows = [run.seeder.row(table, 7000 + i, run.seed.rows) for i in range(2)]
+    finally:
+        run.seeder.generator = generator
+    if any(row is None for row in rows):
+        check.skipped = f"no marker row could be generated for table {table.name!r}"
+        return
+    original = parent.call
+    signature = inspect.signature(original)
+
+    def injected(row: dict[str, Any], fail: bool) -> Any:
+        from sqlalchemy import insert
+
+        async def replacement(*args: Any, **kwargs: Any) -> Any:
+            session = next((v for v in kwargs.values() if auth_mod._is_session_type(type(v))), None)
+            if session is not None:
+                outcome = session.execute(insert(table).values(**row))
+                if inspect.isawaitable(outcome):
+                    await outcome
+            if fail:
+                raise InjectedFailure("pytest-fastapi-rules injected a failure after a write (FR306)")
+            value = original(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = await value
+            return value
+
+        replacement.__signature__ = signature  # type: ignore[attr-defined]
+        return replacement
+
+    request = run.builder.happy(route)
+    if request is None:
+        check.skipped = f"no request could be built for {route.target}"
+        return
+    for row, fail in ((rows[0], False), (rows[1], True)):
+        before = _outstanding(run)
+        with _tracked_sessions() as sessions, run.overrides.temporarily(original, injected(row, fail)):
+            run.send([(request, "session-failure" if fail else "session-success", route.target)])
+            left_open = run.run(_close_leftovers(sessions))
+        leaked = max(_outstanding(run) - before, 0) + left_open
+        present = run.run(_row_present(run, table, row))
+        if fail:
+            check.rolled_back_on_error = not present
+            check.leaked_on_error = leaked
+        else:
+            check.committed_on_success = present
+            check.leaked_on_success = leaked
+    check.detail = f"a marker row in table {table.name!r}, written through the session of {route.target}"
+
+
+def _outstanding(run: ProbeRun) -> int:
+    return sum(report.checked_out for report in run._pool_counts.values())
+
+
+async def _row_present(run: ProbeRun, table: Any, row: dict[str, Any]) -> bool:
+    from sqlalchemy import and_, func, select
+
+    assert run.plugin_engine is not None
+    conditions = [
+        table.c[name] == value
+        for name, value in row.items()
+        if isinstance(value, str) and name in table.c and value
+    ]
+    if not conditions:
+        return False
+    async with run.plugin_engine.connect() as connection:
+        count = await connection.scalar(select(func.count()).select_from(table).where(and_(*conditions)))
+    return bool(count)
+
+
+# -- FR105 / FR803 ----------------------------------------------------------------------------------
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.seen: list[LogRecordSeen] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = record.msg if isinstance(record.msg, dict) else {}
+        try:
+            text = record.getMessage() if not fields else repr(fields)
+        except Exception:  # noqa: BLE001 - a broken format string is still a record
+            text = str(record.msg)
+        fields = {**fields, **{k: v for k, v in vars(record).items() if k in ("path", "method", "url")}}
+        self.seen.append(
+            LogRecordSeen(
+                level=record.levelname.lower(),
+                text=text,
+                fields={k: str(v) for k, v in fields.items()},
+                has_exception=bool(record.exc_info) or bool(fields.get("exc_info")),
+            )
+        )
+
+
+@contextlib.contextmanager
+def capture_logs() -> Iterator[list[LogRecordSeen]]:
+    """Log events emitted meanwhile: stdlib records reaching the root logger, and structlog events."""
+    handler = _Capture()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    seen = handler.seen
+    processors: Any = None
+    structlog_capture = None
+    try:
+        import structlog
+
+        processors = structlog.get_config().get("processors")
+
+        def structlog_capture(logger: Any, method: str, event_dict: Any) -> Any:
+            fields = dict(event_dict)
+            seen.append(
+                LogRecordSeen(
+                    level=str(method).lower(),
+                    text=repr(fields),
+                    fields={k: str(v) for k, v in fields.items()},
+                    has_exception=bool(fields.get("exc_info")) or "exception" in fields,
+                )
+            )
+            return event_dict
+
+        if isinstance(processors, list):
+            processors.insert(0, structlog_capture)
+    except ImportError:
+        processors = None
+    try:
+        yield seen
+    finally:
+        root.removeHandler(handler)
+        if isinstance(processors, list) and structlog_capture in processors:
+            processors.remove(structlog_capture)
+
+
+def _raising_target(run: ProbeRun) -> tuple[RouteFacts, Any] | None:
+    """A GET route that answered, and a dependency of it (not a security scheme) to make raise."""
+    from fastapi.security.base import SecurityBase
+
+    for route in run.facts.routes:
+        if route.method != "GET" or not [e for e in run.results.for_target(route.target, "large") if e.ok]:
+            continue
+        for dependant in route.iter_dependants():
+            call = dependant.call
+            if call is None or dependant is route.dependant or isinstance(call, SecurityBase):
+                continue
+            return route, call
     return None
 
 
-def check_connection_loss(run: Any) -> None:
-    return None
+def send_synthetic_error(run: ProbeRun) -> None:
+    """FR105/FR803: make one request fail with an unexpected exception, watch answer and logs."""
+    results = run.results
+    if run.builder is None:
+        return
+    found = _raising_target(run)
+    if found is None:
+        results.synthetic_skipped = "no GET route with a dependency to inject an unexpected exception into"
+        return
+    route, call = found
+    marker = f"fastapi-rules-synthetic-{secrets.token_hex(4)} in /srv/app/internal/secret_module.py"
+    results.synthetic_marker = marker
+
+    async def explode() -> None:
+        raise RuntimeError(marker)
+
+    request = run.builder.happy(route)
+    if request is None:
+        results.synthetic_skipped = f"no request could be built for {route.target}"
+        return
+    with capture_logs() as seen, run.overrides.temporarily(call, explode):
+        (exchange,) = run.send([(request, "synthetic-error", route.target)])
+    results.synthetic = exchange
+    results.synthetic_logs = list(seen)
+
+
+# -- FR511 ------------------------------------------------------------------------------------------
+
+
+def check_connection_loss(run: ProbeRun) -> None:
+    """FR511: terminate the isolated database's connections between two identical requests."""
+    results = run.results
+    database = run.database
+    if database is None or database.backend != "postgresql":
+        results.connection_loss_skipped = (
+            "it runs only against PostgreSQL; the probes use "
+            + (database.description if database else "no database")
+            + " (pass --fastapi-rules-db-url=postgresql+asyncpg://... to run it)"
+        )
+        return
+    if run.builder is None:
+        return
+    for route in run.facts.routes:
+        happy = [e for e in results.for_target(route.target, "large") if e.ok and e.count > 0]
+        if route.method != "GET" or not happy:
+            continue
+        request = happy[0].request
+        (warm,) = run.send([(request, "connection-warm", route.target)])
+        run.run(_terminate(run))
+        (after,) = run.send([(request, "connection-loss", route.target)])
+        results.connection_loss = (warm, after)
+        return
+    results.connection_loss_skipped = "no GET route ran SQL and answered 2xx to try it on"
+
+
+async def _terminate(run: ProbeRun) -> None:
+    from sqlalchemy import text
+
+    assert run.plugin_engine is not None and run.database is not None
+    async with run.plugin_engine.connect() as connection:
+        await connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": run.database.application_name},
+        )
+
+
+__all__ = ["InjectedFailure", "ProbeRequest", "capture_logs", "check_connection_loss"]

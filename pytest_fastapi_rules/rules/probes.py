@@ -959,3 +959,328 @@ _attach_runtime_half(
     good_example='@router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT)\n'
     "async def delete_post(...) -> None: ...",
 )
+
+
+# -- FR108 docs-hidden-in-production -------------------------------------------------------------------
+
+
+@rule(
+    code="FR108",
+    name="docs-hidden-in-production",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="main.py template",
+    summary="With the production environment set, `/docs`, `/redoc` and `/openapi.json` answer 404.",
+    rationale=(
+        "The interactive docs and the schema map every route, parameter and model of the API for "
+        "anyone who finds them; production has no reason to serve them."
+    ),
+    fix="Pass `docs_url=None, redoc_url=None, openapi_url=None` to FastAPI when "
+    '`settings.ENVIRONMENT == "production"`.',
+    bad_example="app = FastAPI(lifespan=lifespan)  # /docs everywhere",
+    good_example=(
+        'production = settings.ENVIRONMENT == "production"\n'
+        'app = FastAPI(docs_url=None if production else "/docs",\n'
+        '              redoc_url=None if production else "/redoc",\n'
+        '              openapi_url=None if production else "/openapi.json")'
+    ),
+)
+def check_docs_hidden_in_production(context: CheckContext) -> Iterator[Finding]:
+    from pytest_fastapi_rules.production import production_facts
+
+    facts = production_facts(context.facts, context.options)
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        status = facts.docs_status.get(path)
+        if status is None:
+            error = facts.docs_errors.get(path, "no answer")
+            yield Finding(
+                message=f"with {facts.env_text}, GET {path} failed ({error}) instead of answering 404"
+            )
+        elif status != 404:
+            yield Finding(message=f"with {facts.env_text}, GET {path} answers {status}, not 404")
+
+
+# -- FR306 session-dependency-lifecycle ------------------------------------------------------------------
+
+
+@rule(
+    code="FR306",
+    name="session-dependency-lifecycle",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="database.py template, Rule #5",
+    summary="The session dependency commits on success, rolls back when the request fails, and "
+    "always closes the session.",
+    rationale=(
+        "Without the commit, writes vanish; without rollback and close, a failed request leaves a "
+        "transaction open and its connection checked out until the pool runs dry."
+    ),
+    fix="`async with sessionmanager.session_factory() as session:` then `try: yield session; "
+    "await session.commit()` / `except Exception: await session.rollback(); raise`.",
+    bad_example=(
+        "async def get_db():\n    session = session_factory()\n    yield session\n    await session.commit()"
+    ),
+    good_example=(
+        "async def get_db():\n    async with sessionmanager.session_factory() as session:\n        try:\n"
+        "            yield session\n            await session.commit()\n        except Exception:\n"
+        "            await session.rollback()\n            raise"
+    ),
+)
+def check_session_dependency_lifecycle(context: CheckContext) -> Iterator[Finding]:
+    results = _probe(context)
+    if not results.session_checks:
+        if results.session_dependency is None:
+            raise RuleSkipped("no route depends on a database-session dependency")
+        raise RuleSkipped("no GET route that uses the session dependency answered 2xx to inject into")
+    check = results.session_checks[0]
+    if check.skipped:
+        raise RuleSkipped(check.skipped)
+    location = _dependency_location(context.facts, check.dependency)
+    name = f"`{check.dependency}`"
+    if check.committed_on_success is False:
+        yield Finding(
+            message=f"a write made through {name} during a successful {check.route} was not committed",
+            location=location,
+        )
+    if check.leaked_on_success:
+        yield Finding(
+            message=f"after a successful {check.route}, {check.leaked_on_success} session(s) from {name} "
+            "still held a transaction or connection (never closed)",
+            location=location,
+        )
+    if check.rolled_back_on_error is False:
+        yield Finding(
+            message=f"when {check.route} failed after a write, {name} committed the write instead of "
+            "rolling it back",
+            location=location,
+        )
+    if check.leaked_on_error:
+        yield Finding(
+            message=f"when {check.route} failed, the session from {name} was neither rolled back nor "
+            "closed: its transaction and connection stayed open",
+            location=location,
+        )
+
+
+def _dependency_location(facts: AppFacts, qualname: str) -> Location | None:
+    for route in facts.routes:
+        for dependant in route.iter_dependants():
+            if getattr(dependant.call, "__qualname__", None) == qualname:
+                return facts.location_of(dependant.call)
+    return None
+
+
+# -- FR402 no-blocking-at-runtime ------------------------------------------------------------------------
+
+
+@rule(
+    code="FR402",
+    name="no-blocking-at-runtime",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rules #8, #9",
+    summary="While serving the probes, no blocking call runs on the event loop thread and no request "
+    "stalls the loop for over 100 ms, repeatedly.",
+    rationale=(
+        "One blocking call or CPU-bound computation on the loop freezes every request the worker "
+        "serves, not only its own."
+    ),
+    fix="Use async libraries for I/O; run CPU-bound or unavoidable blocking code with "
+    "`await asyncio.to_thread(fn, ...)` (or `run_in_executor`).",
+    applies_to=any_route,
+    bad_example="hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())  # ~250 ms on the loop",
+    good_example="hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), bcrypt.gensalt())",
+)
+def check_no_blocking_at_runtime(context: CheckContext) -> Iterator[Finding]:
+    from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD
+
+    route = context.the_route
+    results = _probe(context)
+    if results.blocking_skipped:
+        raise RuleSkipped(results.blocking_skipped)
+    lags = results.stalls.get(route.target)
+    if lags is None:
+        raise RuleSkipped(f"the probes sent no valid request to {route.target} in the blocking pass")
+    reported: set[str] = set()
+    for call in results.blocking_calls:
+        if call.target != route.target or (call.call, call.where) in reported:
+            continue
+        reported.add((call.call, call.where))  # type: ignore[arg-type]
+        yield Finding(
+            message=f"{call.call.removeprefix('Blocking call to ')} ran on the event loop while serving "
+            f"{route.target} (at {_short_frame(context.facts, call.where)})",
+            location=_frame_location(context.facts, call.where) or route.location,
+        )
+    slow = [lag for lag in lags if lag >= STALL_THRESHOLD]
+    if len(slow) >= 2:
+        worst = max(slow)
+        yield Finding(
+            message=f"{route.target} stalled the event loop for {worst * 1000:.0f} ms on {len(slow)} of "
+            f"{len(lags)} requests (threshold {STALL_THRESHOLD * 1000:.0f} ms): CPU-bound or blocking "
+            "work runs on the loop",
+            location=route.location,
+        )
+
+
+def _frame_location(facts: AppFacts, where: str) -> Location | None:
+    place = where.split(" in ", 1)[0]
+    return _where_location(facts, place)
+
+
+def _short_frame(facts: AppFacts, where: str) -> str:
+    place, _, function = where.partition(" in ")
+    location = _where_location(facts, place)
+    return f"{location} in {function}" if location else where
+
+
+# -- FR511 survives-connection-loss --------------------------------------------------------------------------
+
+
+@rule(
+    code="FR511",
+    name="survives-connection-loss",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="Rule #19, database.py template",
+    summary="After PostgreSQL drops every connection (`pg_terminate_backend`), the next request "
+    "still succeeds; runs only against a real PostgreSQL.",
+    rationale=(
+        "Failovers, restarts and idle timeouts kill pooled connections; without `pool_pre_ping` the "
+        "first request after each one fails with a 500."
+    ),
+    fix="Create the engine with `pool_pre_ping=True` (and a `pool_recycle` below the server's idle timeout).",
+    bad_example="create_async_engine(url, pool_size=5)",
+    good_example="create_async_engine(url, pool_size=5, pool_recycle=3600, pool_pre_ping=True)",
+)
+def check_survives_connection_loss(context: CheckContext) -> Iterator[Finding]:
+    results = _probe(context)
+    if results.connection_loss is None:
+        raise RuleSkipped(results.connection_loss_skipped or "the probe could not run")
+    warm, after = results.connection_loss
+    if after.ok or (after.status is not None and after.status == warm.status):
+        return
+    engine = results.engines[0] if results.engines else None
+    yield Finding(
+        message=f"after the database dropped every connection, {after.request.shown} {after.outcome} "
+        f"(it answered {warm.status} before)",
+        location=_where_location(context.facts, engine.where) if engine else None,
+    )
+
+
+# -- FR802 structured-logging ----------------------------------------------------------------------------
+
+
+@rule(
+    code="FR802",
+    name="structured-logging",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="Rule #24",
+    summary="structlog is configured once the app has started, and renders JSON in production.",
+    rationale=(
+        "Log aggregators index JSON fields (request id, user, path); console-formatted lines in "
+        "production are text to grep, and an unconfigured structlog prints its development format."
+    ),
+    fix="Call a `configure_logging()` that runs `structlog.configure(...)` in the lifespan, with "
+    '`JSONRenderer()` when `settings.LOG_FORMAT == "json"` (production).',
+    bad_example="logger = structlog.get_logger()  # never configured",
+    good_example="structlog.configure(processors=[..., structlog.processors.JSONRenderer()], ...)",
+)
+def check_structured_logging(context: CheckContext) -> Iterator[Finding]:
+    from pytest_fastapi_rules.probing.logchild import LoggingProbeError, logging_facts
+    from pytest_fastapi_rules.production import describe_env
+    from pytest_fastapi_rules.runtime import AppStartupError
+
+    try:
+        facts = logging_facts(context.facts, context.options)
+    except LoggingProbeError as exc:
+        raise AppStartupError(str(exc), exc.output or None) from None
+    env = describe_env(facts.env)
+    if not facts.structlog_installed:
+        yield Finding(message="structlog is not installed in the app's environment")
+        return
+    if not facts.configured:
+        yield Finding(message=f"with {env}, structlog is not configured after the app started")
+        return
+    if facts.line is None:
+        yield Finding(
+            message=f"with {env}, a structlog warning event did not reach stdout or stderr (no handler "
+            "renders structlog's events)"
+        )
+    elif not facts.is_json:
+        shown = facts.line if len(facts.line) <= 100 else facts.line[:97] + "..."
+        yield Finding(message=f"with {env}, log events are not rendered as JSON: {shown!r}")
+
+
+# -- FR803 errors-are-logged --------------------------------------------------------------------------------
+
+
+@rule(
+    code="FR803",
+    name="errors-are-logged",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="main.py template, Rule #24",
+    summary="The generic error handler logs the unhandled exception with the request's path and method.",
+    rationale=(
+        "The generic handler hides the error from the client; if it does not log it, with the "
+        "traceback and the request it came from, nobody ever sees it."
+    ),
+    fix='In the `Exception` handler: `logger.error("unhandled_exception", path=request.url.path, '
+    "method=request.method, exc_info=exc)` before answering 500.",
+    bad_example=(
+        "async def handler(request, exc):\n"
+        '    return JSONResponse(status_code=500, content={"error": "internal_server_error"})'
+    ),
+    good_example=(
+        "async def handler(request, exc):\n"
+        '    logger.error("unhandled_exception", path=request.url.path,\n'
+        "                 method=request.method, exc_info=exc)\n"
+        "    return JSONResponse(...)"
+    ),
+)
+def check_errors_are_logged(context: CheckContext) -> Iterator[Finding]:
+    facts = context.facts
+    if Exception not in facts.exception_handlers and 500 not in facts.exception_handlers:
+        raise RuleSkipped("the app has no handler for Exception (FR105 reports that)")
+    results = _probe(context)
+    exchange = results.synthetic
+    if exchange is None:
+        raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")
+    handler = facts.exception_handlers.get(Exception) or facts.exception_handlers.get(500)
+    location = facts.location_of(handler)
+    path = exchange.request.path.split("?")[0]
+    method = exchange.request.method
+    errors = [r for r in results.synthetic_logs if r.level in ("error", "exception", "critical", "fatal")]
+    if not errors:
+        yield Finding(
+            message=f"the generic handler `{code_of(handler)}` logged nothing at error level for an "
+            f"unhandled exception in {method} {path}",
+            location=location,
+        )
+        return
+    marker = results.synthetic_marker
+
+    def mentions(record: Any, value: str) -> bool:
+        return value in record.text or any(value == v for v in record.fields.values())
+
+    with_request = [r for r in errors if mentions(r, path) and mentions(r, method)]
+    if not with_request:
+        yield Finding(
+            message=f"the generic handler logged the unhandled exception in {method} {path} without "
+            "the request's path and method",
+            location=location,
+        )
+        return
+    if not any(r.has_exception or (marker and marker in r.text) for r in with_request):
+        yield Finding(
+            message=f"the generic handler logged the error in {method} {path} without the exception "
+            "(no exc_info, no exception text)",
+            location=location,
+        )

@@ -10,10 +10,11 @@ with two detectors on:
   (the innermost frame of the app's code). Writes by the ``logging`` module are allowed: logging to
   a stream is accepted practice.
 - **loop-stall timing**: a heartbeat task on the app's loop wakes every few milliseconds; how late
-  it wakes is how long something held the loop. Garbage-collection pauses (``gc.callbacks``) are
-  subtracted, the plugin's own work happens outside the measured windows, and a stall only counts
-  when it repeats on a second request to the same route (a first call that imports or compiles
-  something is not a pattern).
+  it wakes, bounded by the CPU time the loop thread used meanwhile, is how long code ran on the
+  loop (another thread holding the GIL delays the loop without being its fault). Garbage-collection
+  pauses (``gc.callbacks``) are subtracted, the plugin's own work happens outside the measured
+  windows, and a stall only counts when it repeats on a second request to the same route (a first
+  call that imports or compiles something is not a pattern).
 """
 
 from __future__ import annotations
@@ -141,11 +142,17 @@ def blocking_pass(run: ProbeRun) -> None:
         stop = asyncio.Event()
 
         async def heartbeat() -> None:
+            # How late the heartbeat wakes is how long the loop was held, but only the part the
+            # loop thread spent on the CPU counts: a thread pool worker that holds the GIL (bcrypt
+            # in asyncio.to_thread, done right) delays the loop without anything running on it.
             loop = asyncio.get_running_loop()
             while not stop.is_set():
                 expected = loop.time() + HEARTBEAT
+                cpu_before = time.thread_time()
                 await asyncio.sleep(HEARTBEAT)
-                samples.append((time.perf_counter(), max(loop.time() - expected, 0.0)))
+                late = max(loop.time() - expected, 0.0)
+                on_loop = time.thread_time() - cpu_before
+                samples.append((time.perf_counter(), min(late, on_loop)))
 
         monitor = asyncio.create_task(heartbeat())
         try:

@@ -218,9 +218,16 @@ class RuleItem(pytest.Item):
         if isinstance(error, RuleViolation):
             return str(error)
         if isinstance(error, AppStartupError):
+            shown_at = self.state.startup_error_shown_at
+            if shown_at is None or shown_at == self.nodeid:
+                self.state.startup_error_shown_at = self.nodeid
+                return (
+                    f"{self.rule.code} {self.rule.name}: {self.target}: cannot check, the app did not "
+                    f"start.\n\n{error.render()}"
+                )
             return (
                 f"{self.rule.code} {self.rule.name}: {self.target}: cannot check, the app did not "
-                f"start.\n\n{error.render()}"
+                f"start: {error.message.splitlines()[0]} (the app's traceback is shown under {shown_at})"
             )
         if isinstance(error, AppLoadError):
             return f"{self.rule.code} {self.rule.name}: cannot check.\n\n{error.render()}"
@@ -236,6 +243,15 @@ class RuleItem(pytest.Item):
                 f"with --fastapi-rules-ignore={self.rule.code}.\n\n{formatted}"
             )
         return super().repr_failure(excinfo)
+
+    def skip_location(self) -> tuple[str, int | None]:
+        """Where a skipped item points: the route's endpoint, else the app, else the collector."""
+        location = self.route.location if self.route is not None else None
+        if location is None and self.state._facts is not None:
+            location = self.state._facts.app_location
+        if location is None:
+            return str(self.path), None
+        return str(self.config.rootpath / location.file), location.line
 
     def reportinfo(self) -> tuple[Path | str, int | None, str]:
         return self.path, None, f"{self.rule.code} {self.rule.name} {self.target}"

@@ -11,13 +11,14 @@ import importlib
 import inspect
 import re
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 
 from starlette.applications import Starlette
+
+from pytest_fastapi_rules.tracebacks import describe, format_app_exception
 
 _SPEC = re.compile(r"^(?P<module>[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)$")
 _MAX_UNWRAP = 8
@@ -68,16 +69,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def _app_frames_only(exc: BaseException) -> str:
-    """Format an exception raised by the app, without the importlib and plugin frames above it."""
-    tb: TracebackType | None = exc.__traceback__
-    here = str(Path(__file__).resolve().parent)
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if not (filename.startswith(here) or filename.startswith("<frozen importlib")):
-            break
-        tb = tb.tb_next
-    lines = traceback.format_exception(type(exc), exc, tb)
-    return "".join(line for line in lines if "<frozen importlib" not in line)
+    """Format an exception raised by the app, without the importlib and plugin frames around it."""
+    return format_app_exception(exc)
 
 
 def _missing_is_the_spec_module(error: ModuleNotFoundError, module_name: str) -> bool:
@@ -107,7 +100,7 @@ def import_app_module(module_name: str, spec: str, app_dir: Path) -> ModuleType:
             raise
         raise AppLoadError(
             f"--fastapi-app={spec}: importing {module_name!r} raised "
-            f"{type(exc).__name__}: {exc}. This is an error in the app's own code or "
+            f"{describe(exc)}. This is an error in the app's own code or "
             "configuration (a missing environment variable is the usual cause); fix it so that "
             f"`python -c 'import {module_name}'` works from {app_dir}.",
             _app_frames_only(exc),
@@ -162,7 +155,7 @@ def _call_factory(factory: Any, spec: str) -> Any:
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise AppLoadError(
-            f"--fastapi-app={spec}: calling the app factory raised {type(exc).__name__}: {exc}. "
+            f"--fastapi-app={spec}: calling the app factory raised {describe(exc)}. "
             "This is an error in the app's own code or configuration; fix it so that the factory "
             "returns an app when called without arguments.",
             _app_frames_only(exc),

@@ -150,6 +150,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return report
     if isinstance(item, _items().RuleItem) and (call.when == "call" or call.excinfo is not None):
         setattr(report, REPORT_ATTRIBUTE, item.report_data(call.excinfo))
+        if report.skipped and isinstance(report.longrepr, tuple):
+            # Point "SKIPPED [1] file:line: reason" at the route or the app, not at the plugin.
+            path, line = item.skip_location()
+            report.longrepr = (path, line, report.longrepr[2])
     return report
 
 

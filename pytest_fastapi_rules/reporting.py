@@ -145,7 +145,13 @@ class ResultCollector:
                 continue
             for finding in result["findings"]:
                 location = finding["location"]
-                where = f"{location['file']}:{location['line']}: " if location else ""
+                where = ""
+                if location:
+                    where = (
+                        f"{location['file']}:{location['line']}: "
+                        if location["line"]
+                        else f"{location['file']}: "
+                    )
                 lines.append(
                     f"{where}{result['code']} {result['name']}: {finding['target']}: {finding['message']}"
                 )

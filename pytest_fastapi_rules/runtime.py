@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp
 
+from pytest_fastapi_rules.tracebacks import describe, format_app_exception
+
 T = TypeVar("T")
 
 
@@ -177,10 +179,9 @@ def _startup_error_from(exc: BaseException, timeout: float) -> AppStartupError:
             "--fastapi-rules-startup-timeout if it is slow, or check that startup does not wait "
             "on a service that is not running."
         )
-    formatted = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return AppStartupError(
-        f"The app's lifespan failed at startup with {type(exc).__name__}: {exc}. Checks that need "
+        f"The app's lifespan failed at startup with {describe(exc)}. Checks that need "
         "the running app cannot run until startup works in the test environment (a database or "
         "service that is not reachable, or a missing environment variable, is the usual cause).",
-        formatted,
+        format_app_exception(exc),
     )

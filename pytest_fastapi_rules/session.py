@@ -30,6 +30,8 @@ class RulesSession:
         self._load_error: AppLoadError | None = None
         self._runtime: AppRuntime | None = None
         self._sys_path_before = list(sys.path)
+        #: The first item that showed the app's startup traceback; later items refer to it.
+        self.startup_error_shown_at: str | None = None
         #: Raises BaselineError (a usage error) when the file is missing or unreadable.
         self.baseline: Baseline | None = (
             Baseline.load(options.baseline_path, updating=options.update_baseline)

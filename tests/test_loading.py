@@ -147,14 +147,16 @@ def test_users_tests_still_report_normally_with_a_broken_app(pytester: pytest.Py
 LIFESPAN_APP = """
 from contextlib import asynccontextmanager
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import create_async_engine
 
-engine = None
+client = None
 
 
 @asynccontextmanager
 async def lifespan(app):
-    raise ConnectionRefusedError("database at 10.0.0.1:5432 refused the connection")
+    try:
+        raise ConnectionRefusedError("database at 10.0.0.1:5432 refused the connection")
+    finally:
+        client.close()  # the app's own cleanup fails too: the root cause must still be named
     yield
 
 
@@ -167,20 +169,35 @@ async def x() -> int:
 """
 
 
-def test_lifespan_crash_errors_the_items_that_need_the_running_app(
-    pytester: pytest.Pytester,
-) -> None:
+def test_lifespan_crash_errors_the_items_that_need_the_running_app(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(main=LIFESPAN_APP)
-    result = run(pytester, "main:app", "--fastapi-rules-select=FR101,FR201,FR501", "-rA")
+    result = run(pytester, "main:app", "--fastapi-rules-select=FR101,FR201,FR501,FR502", "-rA")
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] == 2  # FR101 and FR201 do not need the running app
-    assert outcomes["errors"] == 1
+    assert outcomes["errors"] == 2
     result.stdout.fnmatch_lines(
         [
             "*FR501 pool-pre-ping: app: cannot check, the app did not start.",
-            "*The app's lifespan failed at startup with ConnectionRefusedError: database at 10.0.0.1:5432 refused*",
+            "*The app's lifespan failed at startup with ConnectionRefusedError: database at 10.0.0.1:5432 refused "
+            "the connection (and then AttributeError: 'NoneType' object has no attribute 'close')*",
             "The app's own traceback:",
             "*main.py*in lifespan*",
         ]
     )
-    assert "INTERNALERROR" not in result.stdout.str()
+    output = result.stdout.str()
+    assert output.count("The app's own traceback:") == 1, "the traceback is shown once, then referred to"
+    result.stdout.fnmatch_lines(
+        [
+            "*FR502 pool-configured: app: cannot check, the app did not start: *(the app's traceback is shown under fastapi-rules::FR501)*"
+        ]
+    )
+    assert "asgi_lifespan" not in output and "pytest_fastapi_rules" not in output
+    assert "INTERNALERROR" not in output
+
+
+def test_skipped_items_point_at_the_route_not_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        main="from fastapi import FastAPI\napp = FastAPI()\n\n\n@app.get('/api/v1/x', tags=['x'])\nasync def x() -> int:\n    return 1\n"
+    )
+    result = run(pytester, "main:app", "--fastapi-rules-select=FR208", "-rs")
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] main.py:6: FR208 query-strings-bounded: *"])

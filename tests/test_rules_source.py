@@ -325,6 +325,53 @@ def test_old_style_dockerfile_fails_fr804(blog: Path, run_rules: Any) -> None:
     assert "FR804" in run.output
 
 
+STACK_PROJECT = {
+    "pyproject.toml": """
+        [project]
+        name = "pgapp"
+        dependencies = [
+            "fastapi>=0.95",
+            "psycopg2-binary>=2.9",
+        ]
+    """,
+    "pgapp/__init__.py": "",
+    "pgapp/main.py": """
+        from fastapi import FastAPI
+
+        app = FastAPI()
+    """,
+}
+
+
+def test_stack_versions_are_read_as_minimums(
+    pytester: pytest.Pytester, run_rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old FastAPI, no structlog, and PostgreSQL without asyncpg (what is installed is faked)."""
+    from pytest_fastapi_rules.rules import project
+
+    real = project.installed_version
+    fake = {"fastapi": "0.95.2", "structlog": None, "asyncpg": None}
+    monkeypatch.setattr(project, "installed_version", lambda name: fake[name] if name in fake else real(name))
+    write(pytester.path, STACK_PROJECT)
+    run = run_rules("pgapp.main:app", "--fastapi-rules-select=FR801")
+    pyproject = pytester.path / "pyproject.toml"
+    assert [(where(f), f["message"]) for f in run.findings("FR801")] == [
+        (
+            ("pyproject.toml", line_of(pyproject, "fastapi>=0.95"), 6),
+            "installed `fastapi` 0.95.2 is older than the rulebook's 0.121.2: `fastapi>=0.95`",
+        ),
+        (
+            ("pyproject.toml", 1, 1),
+            "`structlog` is not installed (the rulebook's stack asks for >= 24.4)",
+        ),
+        (
+            ("pyproject.toml", 1, 1),
+            "PostgreSQL is used (the project declares `psycopg2-binary`) but `asyncpg` is not installed",
+        ),
+    ], run.output
+    assert run.outcomes("FR801") == {"app": "warning"}
+
+
 # -- FR401: what blocks and what does not ------------------------------------------------------------
 
 BLOCKING_PROJECT = {
@@ -541,6 +588,39 @@ GATHER_PROJECT = {
         async def http_session(urls: list[str]) -> list:
             async with aiohttp.ClientSession() as session:
                 return await asyncio.gather(session.get(urls[0]), session.get(urls[1]))
+
+
+        async def typed(conn: AsyncSession) -> list:
+            return await asyncio.gather(conn.scalar(text("SELECT 1")), conn.scalar(text("SELECT 2")))
+
+
+        async def untyped(db) -> list:
+            return await asyncio.gather(count_rows(db, "users"), count_rows(db, "posts"))
+
+
+        async def count_rows(db, table: str) -> int:
+            return 0
+
+
+        class StatsRepository:
+            def __init__(self, session: AsyncSession) -> None:
+                self.session = session
+
+            async def both(self) -> list:
+                return await asyncio.gather(
+                    self.session.scalar(text("SELECT 1")), self.session.scalar(text("SELECT 2"))
+                )
+
+            async def one_each(self, other: AsyncSession) -> list:
+                return await asyncio.gather(self.session.scalar(text("SELECT 1")), other.scalar(text("SELECT 2")))
+
+
+        class ApiClient:
+            def __init__(self) -> None:
+                self.session = aiohttp.ClientSession()
+
+            async def fetch_all(self, urls: list[str]) -> list:
+                return await asyncio.gather(self.session.get(urls[0]), self.session.get(urls[1]))
     """,
 }
 
@@ -565,6 +645,21 @@ def test_gather_on_one_session(pytester: pytest.Pytester, run_rules: Any) -> Non
             line_of(source, r"async with asyncio.TaskGroup"),
             "`grouped` runs awaitables concurrently on one database session (`session`): "
             "`async with asyncio.TaskGroup() as group`",
+        ),
+        (
+            line_of(source, r"conn.scalar\(text"),
+            "`typed` runs awaitables concurrently on one database session (`conn`): "
+            '`asyncio.gather(conn.scalar(text("SELECT 1")), conn.scalar(text("SELECT 2")))`',
+        ),
+        (
+            line_of(source, r"count_rows\(db, \"users\"\)"),
+            "`untyped` runs awaitables concurrently on one database session (`db`): "
+            '`asyncio.gather(count_rows(db, "users"), count_rows(db, "posts"))`',
+        ),
+        (
+            line_of(source, r"return await asyncio.gather\($"),
+            "`StatsRepository.both` runs awaitables concurrently on one database session "
+            '(`self.session`): `asyncio.gather(self.session.scalar(text("SELECT 1")), self.session.scalar(text(…`',
         ),
     ], run.output
 
@@ -757,6 +852,10 @@ SECRETS_PROJECT = {
             signed = jwt.encode({"sub": "1"}, "literal-signing-key", algorithm="HS256")
             checked = jwt.decode(signed, key=Settings().JWT_SECRET, algorithms=["HS256"])
             return {"token": signed, "sub": checked["sub"]}
+
+
+        def verify(token: str) -> dict:
+            return jwt.decode(token, key="literal-verify-key", algorithms=["HS256"])
     """,
 }
 
@@ -784,9 +883,13 @@ def test_secrets_in_code_and_their_look_alikes(
                 ("secretapp/main.py", line_of(main, r"jwt.encode"), 14),
                 '`jwt.encode` is called with a literal key: `jwt.encode({"sub": "1"}, "***", algorithm="HS256")`',
             ),
+            (
+                ("secretapp/main.py", line_of(main, r"jwt.decode\(token"), 12),
+                '`jwt.decode` is called with a literal key: `jwt.decode(token, key="***", algorithms=["HS256"])`',
+            ),
         ]
     ), run.output
-    for secret in ("hard-coded-key-123", "dev-only-secret", "literal-signing-key"):
+    for secret in ("hard-coded-key-123", "dev-only-secret", "literal-signing-key", "literal-verify-key"):
         assert secret not in run.output
 
 

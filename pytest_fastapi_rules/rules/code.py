@@ -18,6 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pytest_fastapi_rules.facts import AppFacts
@@ -110,14 +111,22 @@ def _session_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return (Session, scoped_session), (AsyncSession, async_scoped_session)
 
 
+def subclass_of(cls: Any, bases: type | tuple[type, ...]) -> bool:
+    """``issubclass`` that answers False for non-classes and generic aliases instead of raising."""
+    try:
+        return inspect.isclass(cls) and issubclass(cls, bases)
+    except TypeError:
+        return False
+
+
 def is_session_class(cls: Any) -> bool:
     sync, asynchronous = _session_classes()
-    return inspect.isclass(cls) and issubclass(cls, sync + asynchronous)
+    return subclass_of(cls, sync + asynchronous)
 
 
 def is_sync_session_class(cls: Any) -> bool:
     sync, _ = _session_classes()
-    return inspect.isclass(cls) and issubclass(cls, sync)
+    return subclass_of(cls, sync)
 
 
 def _is_session_factory(value: Any) -> bool:
@@ -297,8 +306,14 @@ def find_domains(context: CheckContext, index: SourceIndex) -> dict[str, list[So
 
 
 def owner_domain(module_name: str, domains: Iterable[str]) -> str | None:
-    matches = [d for d in domains if module_name == d or module_name.startswith(d + ".")]
-    return max(matches, key=len) if matches else None
+    """The innermost domain package ``module_name`` belongs to (the module itself included)."""
+    names = domains if isinstance(domains, set | frozenset | dict) else set(domains)
+    parts = module_name.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in names:
+            return candidate
+    return None
 
 
 def _is_own(facts: AppFacts, index: SourceIndex, module_name: str) -> bool:
@@ -359,7 +374,7 @@ def _type_only_names(module: SourceModule) -> tuple[set[str], set[str]]:
             annotations.append(inner.elts[0] if isinstance(inner, ast.Tuple) and inner.elts else inner)
         for annotation in annotations:
             if annotation is not None:
-                in_annotations.update(id(sub) for sub in ast.walk(annotation))
+                in_annotations.update(id(sub) for sub in ast.walk(annotation) if isinstance(sub, ast.Name))
     typed: set[str] = set()
     other: set[str] = set()
     for node in module.nodes:
@@ -447,22 +462,26 @@ def check_router_no_data_access(context: CheckContext) -> Iterator[Finding]:
     mapped = _mapped_classes(facts)
     for module in routers.values():
         typed, other = _type_only_names(module)
+        by_statement: dict[int, tuple[ast.AST, list[tuple[str, str]]]] = {}
         for item in module.imported_names:
             if item.type_checking:
                 continue
             what = _data_import(facts, index, options, item, mapped)
             if what is None:
                 continue
-            kind, name = what
-            if kind == "models" and item.local in typed and item.local not in other:
+            if what[0] == "models" and item.local in typed and item.local not in other:
                 continue
+            by_statement.setdefault(id(item.node), (item.node, []))[1].append(what)
+        for node, imported in by_statement.values():
+            kinds = sorted({kind for kind, _ in imported}, reverse=True)
+            names = ", ".join(f"`{name}`" for _, name in imported)
             yield Finding(
-                message=f"router module `{module.name}` imports the {kind} `{name}`: "
-                f"{_quote(module, item.node)}",
-                location=module.location(item.node),
+                message=f"router module `{module.name}` imports the {' and '.join(kinds)} {names}: "
+                f"{_quote(module, node)}",
+                location=module.location(node),
             )
         for info in module.functions:
-            sessions = db_session_names(info)
+            sessions: frozenset[str] | None = None
             for call in info.calls():
                 resolved = module.resolve(call.func, info.local_names)
                 if resolved in _STATEMENT_FUNCTIONS:
@@ -473,11 +492,11 @@ def check_router_no_data_access(context: CheckContext) -> Iterator[Finding]:
                     )
                     continue
                 func = call.func
-                if (
-                    isinstance(func, ast.Attribute)
-                    and func.attr in _SESSION_CALLS
-                    and session_key(info, func.value, sessions, index) is not None
-                ):
+                if not isinstance(func, ast.Attribute) or func.attr not in _SESSION_CALLS:
+                    continue
+                if sessions is None:
+                    sessions = db_session_names(info)
+                if session_key(info, func.value, sessions, index) is not None:
                     yield Finding(
                         message=f"router module `{module.name}` uses the database session in "
                         f"`{info.name}`: {_quote(module, call)}",
@@ -636,14 +655,18 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
     index = _index(context)
     domains = _two_domains(context, index)
     layout = domain_layout(options)
+    members: dict[str, list[SourceModule]] = {}
+    for module in index:
+        owner = owner_domain(module.name, domains)
+        if owner is not None:
+            members.setdefault(owner, []).append(module)
     for domain, routers in sorted(domains.items()):
         directory = routers[0].path.parent
         depth = len(routers[0].package.split(".")) - len(domain.split("."))
         for _ in range(depth):
             directory = directory.parent
         present = _present_names(directory)
-        modules = [m for m in index if m.name == domain or m.name.startswith(domain + ".")]
-        touches = _touches_database(facts, domain, modules)
+        touches = _touches_database(facts, domain, members.get(domain, []))
         roles = ["router", "service", "schemas"] + (["repository", "models"] if touches else [])
         anchor = index.get(domain) or routers[0]
         has = ", ".join(sorted(f"{name}.py" for name in present if (directory / f"{name}.py").exists()))
@@ -659,19 +682,20 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
             )
 
 
-def _present_names(directory: Any) -> set[str]:
+def _present_names(directory: Path) -> set[str]:
     names: set[str] = set()
     try:
         entries = list(directory.iterdir())
     except OSError:
         return names
     for entry in entries:
-        if entry.is_file() and entry.suffix == ".py":
-            names.add(entry.stem)
-        elif entry.is_dir() and (
-            (entry / "__init__.py").exists() or any(child.suffix == ".py" for child in entry.iterdir())
-        ):
-            names.add(entry.name)
+        try:
+            if entry.is_file() and entry.suffix == ".py":
+                names.add(entry.stem)
+            elif entry.is_dir() and any(child.suffix == ".py" for child in entry.iterdir()):
+                names.add(entry.name)
+        except OSError:
+            continue
     return names
 
 
@@ -777,7 +801,7 @@ def check_service_raises_domain_errors(context: CheckContext) -> Iterator[Findin
                 continue
             value = module.value_of(raised)
             is_http = (
-                inspect.isclass(value) and issubclass(value, http_exception)
+                subclass_of(value, http_exception)
                 if value is not MISSING
                 else module.resolve(raised) in _HTTP_EXCEPTION_NAMES
             )
@@ -1077,7 +1101,7 @@ def check_no_gather_on_one_session(context: CheckContext) -> Iterator[Finding]:
         for info in module.functions:
             if not info.is_async:
                 continue
-            sessions = db_session_names(info)
+            sessions: frozenset[str] | None = None
             for node in info.body():
                 groups: list[tuple[ast.AST, list[tuple[ast.AST, int]]]] = []
                 if isinstance(node, ast.Call) and module.resolve(node.func, info.local_names) in _GATHER:
@@ -1091,7 +1115,10 @@ def check_no_gather_on_one_session(context: CheckContext) -> Iterator[Finding]:
                     groups.append((node, awaitables))
                 elif isinstance(node, ast.AsyncWith):
                     groups.extend(_task_group_awaitables(info, node))
+                if groups and sessions is None:
+                    sessions = db_session_names(info)
                 for anchor, awaitables in groups:
+                    assert sessions is not None
                     counts: Counter[str] = Counter()
                     for expr, weight in awaitables:
                         for key in _uses_session(info, expr, sessions, index):
@@ -1227,7 +1254,8 @@ def _v1_method_owner(cls: type, method: str) -> bool:
     """Whether ``cls.method`` is pydantic's own (deprecated) method, not one the app defined."""
     for klass in cls.__mro__:
         if method in vars(klass):
-            return (getattr(klass, "__module__", "") or "").startswith("pydantic")
+            owner = (getattr(klass, "__module__", "") or "").split(".")[0]
+            return owner in ("pydantic", "sqlmodel")  # SQLModel keeps the deprecated v1 names too
     return False
 
 
@@ -1301,9 +1329,9 @@ def _model_class(info: FunctionInfo, receiver: ast.AST, index: SourceIndex, base
     if not _shadowed(info, receiver):
         value = module.value_of(receiver)
         if inspect.isclass(value):
-            return value if issubclass(value, base) else None
+            return value if subclass_of(value, base) else None
     cls = instance_type(info, receiver, index)
-    if cls is not None and inspect.isclass(cls) and issubclass(cls, base):
+    if subclass_of(cls, base):
         return cls
     return None
 
@@ -1385,16 +1413,18 @@ def check_secrets_from_environment(context: CheckContext) -> Iterator[Finding]:
         for node in module.nodes:
             if isinstance(node, ast.ClassDef) and id(node) in enum_bodies:
                 continue
+            if not isinstance(node, ast.Assign | ast.AnnAssign | ast.FunctionDef | ast.AsyncFunctionDef):
+                if isinstance(node, ast.Call):
+                    finding = _jwt_literal_key(module, node, report)
+                    if finding is not None:
+                        yield finding
+                continue
             for target_name, value, anchor in _assignments(node):
                 if id(anchor) in enum_bodies or not SECRET_NAME.search(target_name):
                     continue
                 if value is None or _literal_secret(value, target_name) is None:
                     continue
                 finding = report(module, anchor, f"`{target_name}` is assigned a literal secret", value)
-                if finding is not None:
-                    yield finding
-            if isinstance(node, ast.Call):
-                finding = _jwt_literal_key(module, node, report)
                 if finding is not None:
                     yield finding
 
@@ -1452,7 +1482,7 @@ def _enum_class_nodes(index: SourceIndex) -> set[int]:
         for qualname, node in module.classes:
             cls = module.runtime_class(qualname)
             is_enum = (
-                issubclass(cls, enum.Enum)
+                subclass_of(cls, enum.Enum)
                 if cls is not None
                 else any((dotted_text(base) or "").endswith("Enum") for base in node.bases)
             )

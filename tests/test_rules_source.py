@@ -974,6 +974,8 @@ def test_declared_dependencies(tmp_path: Path) -> None:
             """,
             "requirements.txt": "# runtime\nhttpx>=0.28  # client\n-r base.txt\n",
             "requirements-dev.txt": "requests\n",
+            "requirements/base.txt": "structlog>=24.4\n",
+            "requirements/test.txt": "requests\n",
         },
     )
     found = declared_dependencies(tmp_path)
@@ -983,6 +985,7 @@ def test_declared_dependencies(tmp_path: Path) -> None:
         ("requests-oauthlib", "pyproject.toml", 3, dependencies_line.index("requests-oauthlib") + 1),
         ("Requests", "pyproject.toml", 10, 1),
         ("httpx", "requirements.txt", 2, 1),
+        ("structlog", "base.txt", 1, 1),
     ]
     assert found.find("requests") is not None and found.find("requests").file.name == "pyproject.toml"
 
@@ -1030,6 +1033,8 @@ def test_dockerfile_checks() -> None:
     problems = dockerfile_problems(shell)
     assert [message for _, message in problems] == ["does not start the app with `fastapi run` (or uvicorn)"]
     assert problems[0][0] is not None and problems[0][0].line == 16
+    no_command = GOOD_DOCKERFILE.replace('CMD ["uvicorn", "src.main:app", "--host", "0.0.0.0"]', "")
+    assert dockerfile_problems(no_command) == []  # compose or Kubernetes passes the command
     script = GOOD_DOCKERFILE.replace(
         'CMD ["uvicorn", "src.main:app", "--host", "0.0.0.0"]', 'CMD ["./start.sh"]'
     )

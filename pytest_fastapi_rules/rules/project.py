@@ -120,9 +120,10 @@ def _locate(lines: list[str], name: str, quoted: bool) -> tuple[int, int]:
 
 
 def declared_dependencies(root: Path) -> Dependencies:
-    """Runtime dependencies: ``[project.dependencies]``, ``[tool.poetry.dependencies]`` and the
-    ``requirements*.txt`` files at the root that are not for development or tests. Optional
-    dependencies, dependency groups and dev requirements are not runtime dependencies."""
+    """Runtime dependencies: ``[project.dependencies]``, ``[tool.poetry.dependencies]``, and the
+    ``requirements*.txt`` / ``requirements/*.txt`` files at the root that are not for development,
+    tests, linting or docs. Optional dependencies and dependency groups are not runtime
+    dependencies."""
     found = Dependencies()
     pyproject = root / "pyproject.toml"
     data = _load_toml(pyproject) if pyproject.is_file() else None
@@ -140,7 +141,8 @@ def declared_dependencies(root: Path) -> Dependencies:
                 continue
             line, column = _locate(lines, name, quoted=False)
             found.declared.append(Declared(name, f"{name} = {poetry[name]!r}", pyproject, line, column))
-    for requirements in sorted(root.glob("requirements*.txt")):
+    candidates = sorted(root.glob("requirements*.txt")) + sorted(root.glob("requirements/*.txt"))
+    for requirements in candidates:
         if _DEV_REQUIREMENTS.search(requirements.stem.replace("requirements", "")):
             continue
         try:
@@ -400,7 +402,8 @@ def dockerfile_problems(
 ) -> list[tuple[Instruction | None, str]]:
     """What FR804 finds in one Dockerfile: (instruction to point at, message) pairs.
 
-    ``scripts`` maps file names to contents for ``CMD ["./start.sh"]``-style entry points.
+    ``scripts`` maps file names to contents for ``CMD ["./start.sh"]``-style entry points. A
+    Dockerfile without CMD/ENTRYPOINT gets its command from the orchestrator and is not judged on it.
     """
     instructions = parse_dockerfile(text)
     stages, _ = _stages(instructions)
@@ -428,11 +431,12 @@ def dockerfile_problems(
     checks = [i for i in runtime if i.keyword == "HEALTHCHECK"]
     if not checks or checks[-1].arguments.split()[:1] == ["NONE"]:
         problems.append((final.start, "has no HEALTHCHECK"))
+    # No CMD/ENTRYPOINT at all: the orchestrator (compose, Kubernetes) passes the command; not judged.
     commands = [i for i in runtime if i.keyword in ("CMD", "ENTRYPOINT")]
-    if not commands:
-        problems.append((final.start, "has no CMD or ENTRYPOINT that starts the app"))
-    elif not any(_starts_server(command, scripts or {}) for command in commands) and _judgeable(
-        commands, scripts or {}
+    if (
+        commands
+        and not any(_starts_server(command, scripts or {}) for command in commands)
+        and _judgeable(commands, scripts or {})
     ):
         problems.append((commands[-1], "does not start the app with `fastapi run` (or uvicorn)"))
     return problems

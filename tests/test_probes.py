@@ -3,6 +3,7 @@ process is left as it was; each violating variant fails exactly its rule."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,6 +17,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import BLOG, RulesRun
+
+# Imported before any pytester run: a C extension re-imported after pytester restores sys.modules
+# (asyncpg's protocol) crashes the interpreter.
+with contextlib.suppress(ImportError):
+    import asyncpg  # noqa: F401
 
 PROBE_CODES = (
     "FR102",
@@ -181,3 +187,246 @@ def test_override_left_by_a_test_is_reported_and_probes_ignore_it(
     # The probes ran against the app as loaded, not against the leftover fake session.
     assert set(run.outcomes("FR509").values()) == {"passed"}
     assert set(run.outcomes("FR211").values()) == {"passed"}
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+POSTGRES_ENV = "FASTAPI_RULES_TEST_POSTGRES_URL"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The PostgreSQL server CI provides (``FASTAPI_RULES_TEST_POSTGRES_URL``), or a skip."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL server to run the probes against")
+    try:
+        _pg(url, "SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test with
+        pytest.skip(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {type(exc).__name__}: {exc}")
+    return url
+
+
+def _pg(url: str, *statements: str) -> list[Any]:
+    """Run statements (autocommit) on the server of ``url``; returns the last one's rows."""
+    import asyncio
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def go() -> list[Any]:
+        connection = await asyncpg.connect(plain, ssl=False)
+        try:
+            rows: list[Any] = []
+            for statement in statements:
+                rows = await connection.fetch(statement)
+            return [tuple(row) for row in rows]
+        finally:
+            await connection.close()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def app_database(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A PostgreSQL database this test creates as "the app's own", with rows; dropped afterwards."""
+    from sqlalchemy.engine import make_url
+
+    name = f"fastapi_rules_test_app_{os.getpid()}_{hashlib.sha1(os.urandom(8)).hexdigest()[:6]}"
+    _pg(postgres_url, f'CREATE DATABASE "{name}"')
+    url = make_url(postgres_url).set(database=name)
+    monkeypatch.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
+    try:
+        yield url
+    finally:
+        _pg(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _dump(url: Any) -> list[Any]:
+    text = url.render_as_string(hide_password=False)
+    return _pg(text, "SELECT id, email, username, hashed_password FROM users ORDER BY id") + _pg(
+        text, "SELECT id, title, author_id FROM posts ORDER BY id"
+    )
+
+
+def test_postgres_probes_pass_and_the_apps_database_keeps_every_row(
+    blog: Path, run_rules: Any, pytester: pytest.Pytester, postgres_url: str, app_database: Any
+) -> None:
+    subprocess.run([sys.executable, "-c", SEED_APP_DB], cwd=blog, check=True, env=_env(pytester))
+    before = _dump(app_database)
+    assert len(before) == 4
+
+    run = run_rules(
+        BLOG, f"--fastapi-rules-db-url={postgres_url}", "--fastapi-rules-select=FR1,FR2,FR3,FR5,FR7"
+    )
+
+    failing = [r for r in run.failing() if r["code"] in (*PROBE_CODES, "FR306", "FR511")]
+    assert failing == [], run.output
+    assert run.outcomes("FR511") == {"app": "passed"}
+    assert run.outcomes("FR306") == {"app": "passed"}
+    assert set(run.outcomes("FR509").values()) == {"passed"}
+    assert _dump(app_database) == before
+    leftovers = _pg(
+        postgres_url, f"SELECT datname FROM pg_database WHERE datname LIKE 'fastapi_rules_{os.getpid()}_%'"
+    )
+    assert leftovers == []
+
+
+def test_postgres_connection_loss_without_pre_ping_fails_fr511(
+    blog: Path, run_rules: Any, postgres_url: str, app_database: Any
+) -> None:
+    run = run_rules("variants.fr511_no_pre_ping:app", f"--fastapi-rules-db-url={postgres_url}")
+    assert {r["code"] for r in run.failing()} <= {"FR501", "FR511"}, run.output
+    (finding,) = run.findings("FR511")
+    assert finding["message"].startswith("after the database dropped every connection, GET /")
+    assert finding["message"].endswith("(it answered 200 before)")
+    assert finding["location"]["file"] == "variants/fr511_no_pre_ping.py"
+
+
+def test_fr511_is_skipped_with_the_reason_on_sqlite(blog: Path, run_rules: Any) -> None:
+    run = run_rules(BLOG, "--fastapi-rules-select=FR511")
+    (result,) = run.results_for("FR511")
+    assert result["outcome"] == "skipped"
+    assert "runs only against PostgreSQL" in result["message"]
+    assert "--fastapi-rules-db-url" in result["message"]
+
+
+# -- the probes on other app shapes ------------------------------------------------------------------
+
+NO_DATABASE_APP = """
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import OAuth2PasswordBearer
+from pydantic import BaseModel
+
+app = FastAPI()
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/token")
+
+
+class Item(BaseModel):
+    id: int
+    name: str
+
+
+class Who(BaseModel):
+    name: str
+
+
+async def current_user(token: str = Depends(oauth2)) -> Who:
+    if token != "valid":
+        raise HTTPException(401, "bad token", headers={"WWW-Authenticate": "Bearer"})
+    return Who(name="x")
+
+
+@app.get("/api/v1/items/{item_id}", tags=["items"])
+async def get_item(item_id: int) -> Item:
+    if item_id > 100:
+        raise HTTPException(404, "no such item")
+    return Item(id=item_id, name="thing")
+
+
+@app.get("/api/v1/me", tags=["me"])
+async def me(user: Who = Depends(current_user)) -> Who:
+    return user
+"""
+
+
+def test_app_without_a_database_is_probed_and_database_rules_skip(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(nodb=NO_DATABASE_APP)
+    run = run_rules("nodb:app", "--fastapi-rules-select=FR102,FR103,FR210,FR306,FR509,FR704")
+    assert run.outcomes("FR102") == {"app": "passed"}
+    assert run.outcomes("FR103") == {"app": "skipped"}
+    assert run.outcomes("FR306") == {"app": "skipped"}
+    assert run.outcomes("FR210")["GET /api/v1/items/{item_id}"] == "passed"
+    # The protected route's current user is not an ORM object: it is probed unauthenticated, and
+    # its challenge is still checked.
+    assert run.outcomes("FR704") == {"GET /api/v1/me": "passed"}
+    assert "FR103 lifespan-disposes-engines: the app used no SQLAlchemy engine" in run.output
+
+
+SERVICE_DOWN_APP = """
+import asyncio
+from contextlib import asynccontextmanager
+from fastapi import FastAPI
+
+
+@asynccontextmanager
+async def lifespan(app):
+    reader, writer = await asyncio.open_connection("127.0.0.1", 9)  # the cache server: down
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.get("/api/v1/ping", tags=["ping"])
+async def ping() -> dict[str, str]:
+    return {"ping": "pong"}
+"""
+
+
+def test_lifespan_needing_a_service_that_is_down_reports_the_apps_error(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(servicedown=SERVICE_DOWN_APP)
+    run = run_rules("servicedown:app", "--fastapi-rules-select=FR102,FR509")
+    (startup,) = run.findings("FR102")
+    assert "the lifespan failed at startup" in startup["message"]
+    assert "ConnectionRefusedError" in startup["message"]
+    assert run.outcomes("FR509") == {"GET /api/v1/ping": "error"}
+    assert "cannot check, the app did not start" in run.output
+    assert "servicedown.py" in run.output
+
+
+POSTGRES_TYPES_APP = """
+from fastapi import FastAPI
+from sqlalchemy import Integer
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Event(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tags: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/events", tags=["events"])
+async def events() -> list[int]:
+    return []
+"""
+
+
+def test_postgres_only_types_on_sqlite_suggest_the_db_url_option(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(pgtypes=POSTGRES_TYPES_APP)
+    run = run_rules("pgtypes:app", "--fastapi-rules-select=FR509")
+    assert run.outcomes("FR509") == {"GET /api/v1/events": "error"}
+    assert "table 'events' cannot be created on the probes' embedded SQLite database" in run.output
+    assert "--fastapi-rules-db-url=postgresql+asyncpg://" in run.output
+
+
+def test_unreachable_probe_database_is_a_clear_error(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(nodb=NO_DATABASE_APP)
+    run = run_rules(
+        "nodb:app",
+        "--fastapi-rules-select=FR509",
+        "--fastapi-rules-db-url=postgresql+asyncpg://u:secret@127.0.0.1:9/x",
+    )
+    assert set(run.outcomes("FR509").values()) == {"error"}
+    assert (
+        "cannot create the probe database on --fastapi-rules-db-url=postgresql+asyncpg://u:***@127.0.0.1:9/x"
+        in run.output
+    )
+    assert "secret" not in run.output

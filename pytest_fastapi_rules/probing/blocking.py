@@ -38,6 +38,28 @@ STALL_THRESHOLD = 0.1
 HEARTBEAT = 0.005
 
 
+#: Connection setup of async drivers reads small local files (``~/.pgpass``, CA certificates) on
+#: the loop by design; that is the driver's business, not the app's.
+_DRIVER_SETUP_FILES = ("asyncpg/connect_utils.py", "/ssl.py", "psycopg/conninfo.py", "psycopg/_dns.py")
+
+
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+_IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
+
+
+def _patchable(cls: type) -> bool:
+    """Whether ``setattr`` can patch the class (a Python class, not a built-in or immutable type)."""
+    flags = cls.__flags__
+    return bool(flags & _HEAP_TYPE) and not flags & _IMMUTABLE_TYPE
+
+
+class _AnyFunction:
+    """A set of function names that contains every name (blockbuster matches frames by name)."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
 class _GcClock:
     """Total time spent in garbage collection, from ``gc.callbacks``."""
 
@@ -95,8 +117,18 @@ def _blockbuster(run: ProbeRun, calls: list[tuple[str, str]]) -> Iterator[bool]:
             calls.append((func, _own_frame(roots)))
 
     detector = bb_module.BlockBuster(scanned_modules=packages)
+    # Patching a static built-in type (io, sqlite3, thread locks) needs forbiddenfruit, which rewrites
+    # the type's dict while other threads (xdist's, the app's) may be calling it; that has crashed
+    # worker processes. Only functions and heap classes are patched (time.sleep, os.*, sockets).
+    detector.functions = {
+        name: function
+        for name, function in detector.functions.items()
+        if not isinstance(function.module, type) or _patchable(function.module)
+    }
     for function in detector.functions.values():
         function.can_block_in("logging/__init__.py", {"emit", "flush", "handle", "callHandlers"})
+        for driver_file in _DRIVER_SETUP_FILES:
+            function.can_block_in(driver_file, _AnyFunction())  # type: ignore[arg-type]
     bb_module.BlockingError = RecordingBlockingError  # type: ignore[misc]
     detector.activate()
     try:

@@ -116,7 +116,7 @@ def challenge_schemes(route: RouteFacts) -> list[SecurityBase]:
     from fastapi.security import HTTPBearer
     from fastapi.security.oauth2 import OAuth2
 
-    found = []
+    found: list[SecurityBase] = []
     for _consumer, scheme in iter_schemes(route):
         if isinstance(scheme, OAuth2 | HTTPBearer) and getattr(scheme, "auto_error", True):
             found.append(scheme)

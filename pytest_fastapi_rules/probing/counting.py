@@ -168,7 +168,7 @@ class SqlMonitor:
         with contextlib.suppress(Exception):
             event.remove(Engine, "do_connect", self._do_connect)
         if self._had_flag:
-            Engine._has_events = self._flag  # type: ignore[misc]
+            Engine._has_events = self._flag
         elif "_has_events" in Engine.__dict__:
             delattr(Engine, "_has_events")
         self._installed = False

@@ -489,7 +489,7 @@ class Redirector:
         """Replace the engine-creating functions wherever a loaded module refers to them by name."""
         if self._patched:
             return
-        originals = {
+        originals: dict[str, Callable[..., Any]] = {
             "create_async_engine": _original_create_async_engine,
             "create_engine": _original_create_engine,
             "async_engine_from_config": _original_async_engine_from_config,
@@ -563,7 +563,7 @@ class Redirector:
             return False
         new_kw = dict(kw)
         changed = False
-        bind = kw.get("bind")
+        bind: Any = kw.get("bind")
         if _is_engine(bind):
             twin = self.twin_of(bind, f"{where} (bind)")
             if twin is not bind:
@@ -604,7 +604,7 @@ class Redirector:
                 self._rebind_factory(factory, f"{where}.session_factory")
         elif _is_session(value):
             target = getattr(value, "sync_session", value)
-            bind = getattr(target, "bind", None)
+            bind: Any = getattr(target, "bind", None)
             if _is_engine(bind):
                 twin = self.twin_of(bind, f"{where}.bind")
                 if twin is not bind:

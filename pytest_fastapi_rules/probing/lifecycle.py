@@ -124,7 +124,7 @@ def check_session_lifecycle(run: ProbeRun) -> None:
     if any(row is None for row in rows):
         check.skipped = f"no marker row could be generated for table {table.name!r}"
         return
-    original = parent.call
+    original: Any = parent.call
     signature = inspect.signature(original)
 
     def injected(row: dict[str, Any], fail: bool) -> Any:
@@ -150,7 +150,8 @@ def check_session_lifecycle(run: ProbeRun) -> None:
     if request is None:
         check.skipped = f"no request could be built for {route.target}"
         return
-    for row, fail in ((rows[0], False), (rows[1], True)):
+    markers: list[dict[str, Any]] = [row for row in rows if row is not None]
+    for row, fail in ((markers[0], False), (markers[1], True)):
         before = _outstanding(run)
         with _tracked_sessions() as sessions, run.overrides.temporarily(original, injected(row, fail)):
             run.send([(request, "session-failure" if fail else "session-success", route.target)])

@@ -185,7 +185,7 @@ def generate_value(annotation: Any, field_info: Any = None) -> Any:
         factory = ModelFactory.create_factory(model, __allow_none_optionals__=False)
         for _ in range(5):
             try:
-                return factory.build().value
+                return getattr(factory.build(), "value", None)
             except Exception:  # noqa: BLE001 - retry with other random values
                 continue
     except Exception:  # noqa: BLE001 - an annotation polyfactory cannot build

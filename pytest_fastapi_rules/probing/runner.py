@@ -234,7 +234,7 @@ class ProbeRun:
             from sqlalchemy import inspect as sa_inspect
 
             for cls in facts.mapped_classes:
-                table = getattr(sa_inspect(cls), "local_table", None)
+                table: Any = getattr(sa_inspect(cls), "local_table", None)
                 if table is not None:
                     class_names[str(table.name)] = cls.__name__
         self.auth = auth_mod.plan_auth(
@@ -266,7 +266,7 @@ class ProbeRun:
 
         for override in self.auth.overrides:
             with contextlib.suppress(Exception):
-                table = sa_inspect(override.model).local_table
+                table: Any = sa_inspect(override.model).local_table
                 key = self.seed.first_pk(table.name)
                 self.auth.user_keys[override.model] = key[0] if key and len(key) == 1 else key
         self._track_engines()

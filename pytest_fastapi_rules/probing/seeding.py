@@ -102,7 +102,7 @@ def metadatas_of(mapped_classes: Sequence[type]) -> list[MetaData]:
 
     found: dict[int, MetaData] = {}
     for cls in mapped_classes:
-        mapper = sa_inspect(cls, raiseerr=False)
+        mapper: Any = sa_inspect(cls, raiseerr=False)
         table = getattr(mapper, "local_table", None)
         metadata = getattr(table, "metadata", None)
         if isinstance(metadata, MetaData):

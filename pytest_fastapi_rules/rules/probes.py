@@ -236,7 +236,7 @@ def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
             404,
             422,
         ):
-            samples.setdefault(exchange.status, exchange)  # type: ignore[arg-type]
+            samples.setdefault(exchange.status, exchange)
     if len(samples) < 2:
         raise RuleSkipped("the probes saw fewer than two kinds of error response (404, 422, 401) to compare")
     bodies = {status: exchange.json for status, exchange in samples.items()}
@@ -556,7 +556,7 @@ def _eager_load_hint(facts: AppFacts, statement: Any, exchange: Exchange) -> str
     except Exception:  # noqa: BLE001
         return None
     for cls in classes:
-        mapper = sa_inspect(cls, raiseerr=False)
+        mapper: Any = sa_inspect(cls, raiseerr=False)
         if mapper is None:
             continue
         for relationship in mapper.relationships:
@@ -1104,11 +1104,11 @@ def check_no_blocking_at_runtime(context: CheckContext) -> Iterator[Finding]:
     lags = results.stalls.get(route.target)
     if lags is None:
         raise RuleSkipped(f"the probes sent no valid request to {route.target} in the blocking pass")
-    reported: set[str] = set()
+    reported: set[tuple[str, str]] = set()
     for call in results.blocking_calls:
         if call.target != route.target or (call.call, call.where) in reported:
             continue
-        reported.add((call.call, call.where))  # type: ignore[arg-type]
+        reported.add((call.call, call.where))
         yield Finding(
             message=f"{call.call.removeprefix('Blocking call to ')} ran on the event loop while serving "
             f"{route.target} (at {_short_frame(context.facts, call.where)})",

@@ -777,8 +777,34 @@ class SourceIndex:
                 seeds.setdefault(module.__name__, module)
         return [seeds[name] for name in sorted(seeds)]
 
+    @cached_property
+    def project_dirs(self) -> tuple[Path, ...]:
+        """Where the project's files live: the rootdir, and the app module's top-level package
+        (imported from ``--fastapi-app-dir`` it may lie outside the rootdir)."""
+        dirs = [self.facts.root.resolve()]
+        module = self.facts.loaded.module
+        top = sys.modules.get(module.__name__.split(".")[0], module)
+        for directory in getattr(top, "__path__", None) or []:
+            dirs.append(Path(directory).resolve())
+        file = _module_file(top)
+        if file is not None and not getattr(top, "__path__", None):
+            dirs.append(file.parent)
+        return tuple(dirs)
+
+    def is_project_file(self, path: Path) -> bool:
+        """Under the project's folders and not a library (a library on PYTHONPATH outside the
+        project, a ``--target`` install, a virtual environment's site-packages)."""
+        if is_library_file(path):
+            return False
+        return any(path == directory or directory in path.parents for directory in self.project_dirs)
+
     def _add(self, name: str, path: Path | None, module: ModuleType | None) -> None:
-        if path is None or name in self.modules or is_test_module_name(name) or is_library_file(path):
+        if (
+            path is None
+            or name in self.modules
+            or is_test_module_name(name)
+            or not self.is_project_file(path)
+        ):
             return
         if path in self.by_path:
             return
@@ -802,7 +828,7 @@ class SourceIndex:
             package = sys.modules.get(package_name)
             for directory in getattr(package, "__path__", None) or []:
                 root = Path(directory).resolve()
-                if is_library_file(root) or root == self.facts.root or not root.is_dir():
+                if not self.is_project_file(root) or root == self.facts.root.resolve() or not root.is_dir():
                     continue
                 for path in _walk_python_files(root):
                     relative = path.relative_to(root).with_suffix("")

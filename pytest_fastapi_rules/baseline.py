@@ -2,7 +2,7 @@
 
 A finding's fingerprint is built from what identifies it, not from where it happens to sit: the
 rule code, the item's target (``GET /path`` or ``app``), the finding's own target, the file it points
-at (without the line), and its message with every number folded to ``#``. Moving code up or down a
+at (without the line), and its message with ids, hashes and numbers folded. Moving code up or down a
 file, or a count changing from 7 to 8, keeps the fingerprint; a different route, object or file
 makes a new finding.
 """
@@ -21,6 +21,15 @@ from pytest_fastapi_rules.registry import Finding
 
 BASELINE_VERSION = 1
 _NUMBER = re.compile(r"\d+")
+_UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
+_HEX_TOKEN = re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b")
+
+
+def _normalise(message: str) -> str:
+    """Fold what varies between runs of the same finding: ids, hashes and numbers."""
+    message = _UUID.sub("<uuid>", message)
+    message = _HEX_TOKEN.sub("<hex>", message)
+    return _NUMBER.sub("#", message)
 
 
 class BaselineError(Exception):
@@ -34,7 +43,7 @@ def fingerprint(code: str, item_target: str, finding: Finding) -> str:
         item_target,
         finding.target or item_target,
         location_file,
-        _NUMBER.sub("#", finding.message),
+        _normalise(finding.message),
     ]
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:20]
 

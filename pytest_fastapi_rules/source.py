@@ -319,6 +319,14 @@ class SourceModule:
     source: str
     tree: ast.Module
     module: ModuleType | None
+    #: ``is_module_name`` answers, shared by the modules of one index (imports repeat a lot).
+    module_names: dict[str, bool] = field(default_factory=dict, repr=False)
+
+    def is_module(self, name: str) -> bool:
+        known = self.module_names.get(name)
+        if known is None:
+            known = self.module_names[name] = is_module_name(name)
+        return known
 
     @property
     def is_package(self) -> bool:
@@ -415,7 +423,7 @@ class SourceModule:
                         continue
                     local = alias.asname or alias.name
                     candidate = f"{base}.{alias.name}"
-                    if is_module_name(candidate):
+                    if self.is_module(candidate):
                         found.append(ImportedName(node, candidate, None, local, type_checking))
                     else:
                         found.append(ImportedName(node, base, alias.name, local, type_checking))
@@ -699,6 +707,7 @@ class SourceIndex:
     by_path: dict[Path, SourceModule] = field(default_factory=dict)
     _filenames: dict[str, SourceModule | None] = field(default_factory=dict, repr=False)
     _ordered: list[SourceModule] = field(default_factory=list, repr=False)
+    _module_names: dict[str, bool] = field(default_factory=dict, repr=False)
     #: Per class, the instance attribute types :func:`attribute_types` found.
     attribute_cache: dict[type, dict[str, type]] = field(default_factory=dict, repr=False)
 
@@ -816,7 +825,13 @@ class SourceIndex:
             self.errors[str(path)] = f"{type(exc).__name__}: {exc}"
             return
         added = SourceModule(
-            name=name, path=path, display=self.facts.relative(path), source=source, tree=tree, module=module
+            name=name,
+            path=path,
+            display=self.facts.relative(path),
+            source=source,
+            tree=tree,
+            module=module,
+            module_names=self._module_names,
         )
         self.modules[name] = added
         self.by_path[path] = added

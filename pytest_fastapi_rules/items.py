@@ -35,6 +35,8 @@ from pytest_fastapi_rules.runtime import AppStartupError
 from pytest_fastapi_rules.session import SESSION_KEY, RulesSession
 
 COLLECTOR_NAME = "fastapi-rules"
+#: The pytest-xdist work unit of every probe item (see xdist_scheduling).
+PROBE_GROUP = "fastapi-rules-probes"
 RULEBOOK = "fastapi-rules-ru.md"
 
 
@@ -122,6 +124,7 @@ class RuleItem(pytest.Item):
         ):
             self.add_marker(marker)
         self.extra_keyword_matches.add(rule.name)
+
         self.user_properties.extend(
             [
                 ("fastapi_rule_code", rule.code),

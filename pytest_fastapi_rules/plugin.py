@@ -89,6 +89,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{family}: pytest-fastapi-rules rules {family}")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist: under "load" (plain ``-n N``), probe the app once per run (see xdist_scheduling)."""
+    if _state(config) is None or config.getvalue("dist") != "load":
+        return None
+    from pytest_fastapi_rules.xdist_scheduling import ProbeGroupScheduling
+
+    return ProbeGroupScheduling(config, log)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     state = _state(config)
     if state is None:

@@ -127,6 +127,12 @@ class Rule:
         """The rule family marker, e.g. ``FR2xx`` for ``FR201``."""
         return f"{self.code[:3]}xx"
 
+    @property
+    def uses_probes(self) -> bool:
+        """Whether the check reads the probe run (a probe rule, or an app rule with a runtime half)."""
+        has_runtime_half = getattr(self.check, "_fastapi_rules_runtime_half", None) is not None
+        return self.basis is Basis.PROBE or has_runtime_half
+
     def with_severity(self, severity: Severity) -> Rule:
         return replace(self, severity=severity)
 

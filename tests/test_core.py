@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from pytest_fastapi_rules.registry import all_rules
 from tests.conftest import RulesRun, RunRules
 
 SMALL_APP = """
@@ -293,9 +296,18 @@ def test_xdist_runs_the_same_items_with_the_same_verdicts(
 ) -> None:
     pytest.importorskip("xdist")
     serial: RulesRun = run_rules("small:app")
-    parallel: RulesRun = run_rules("small:app", "-n", "2")
+    parallel: RulesRun = run_rules("small:app", "-n", "2", "-v")
     assert parallel.report["results"] == serial.report["results"]
     assert parallel.report["summary"] == serial.report["summary"]
+    # The probe items all ran on one worker: the app was probed once, not once per worker.
+    probe_codes = {rule.code for rule in all_rules() if rule.uses_probes}
+    workers_by_kind: dict[bool, set[str]] = {True: set(), False: set()}
+    for line in parallel.output.splitlines():
+        match = re.match(r"\[(gw\d+)\] .*fastapi-rules::(FR\d+)", line)
+        if match:
+            workers_by_kind[match.group(2) in probe_codes].add(match.group(1))
+    assert len(workers_by_kind[True]) == 1, workers_by_kind
+    assert workers_by_kind[False], "app rules ran too"
 
 
 def test_the_app_module_is_imported_once(pytester: pytest.Pytester) -> None:

@@ -358,9 +358,9 @@ def _defines_mapped(facts: AppFacts, module_name: str) -> bool:
     return any(getattr(cls, "__module__", None) == module_name for cls in _mapped_classes(facts))
 
 
-def _type_only_names(module: SourceModule) -> tuple[set[str], set[str]]:
-    """(names read inside annotations, names read anywhere else) of the module."""
-    in_annotations: set[int] = set()
+def _annotation_nodes(module: SourceModule) -> set[int]:
+    """ids of every node inside an annotation (parameters, returns, ``x: T``, ``Annotated[T, ...]``)."""
+    inside: set[int] = set()
     for node in module.nodes:
         annotations: list[ast.AST | None] = []
         if isinstance(node, ast.arg):
@@ -374,13 +374,36 @@ def _type_only_names(module: SourceModule) -> tuple[set[str], set[str]]:
             annotations.append(inner.elts[0] if isinstance(inner, ast.Tuple) and inner.elts else inner)
         for annotation in annotations:
             if annotation is not None:
-                in_annotations.update(id(sub) for sub in ast.walk(annotation) if isinstance(sub, ast.Name))
-    typed: set[str] = set()
-    other: set[str] = set()
+                inside.update(id(sub) for sub in ast.walk(annotation))
+    return inside
+
+
+def _names_used_outside(module: SourceModule, annotations: set[int]) -> set[str]:
+    """Names the module reads anywhere but in annotations."""
+    return {
+        node.id
+        for node in module.nodes
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in annotations
+    }
+
+
+def _orm_used_through(
+    module: SourceModule, item: ImportedName, target: Any, mapped: set[type], annotations: set[int]
+) -> bool:
+    """Whether ``models.User`` (through an imported models module) is used outside annotations."""
+    as_name = isinstance(item.node, ast.Import) and all(
+        alias.asname is None for alias in item.node.names if alias.name == item.module
+    )
+    prefix = item.module if as_name else item.local
     for node in module.nodes:
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            (typed if id(node) in in_annotations else other).add(node.id)
-    return typed, other
+        if not isinstance(node, ast.Attribute) or id(node) in annotations:
+            continue
+        text = dotted_text(node)
+        if text and text.startswith(prefix + "."):
+            first = text[len(prefix) + 1 :].split(".")[0]
+            if safe_attribute(target, first) in mapped:
+                return True
+    return False
 
 
 # -- FR302 -----------------------------------------------------------------------------------------
@@ -448,8 +471,10 @@ _SESSION_CALLS = frozenset(
 def check_router_no_data_access(context: CheckContext) -> Iterator[Finding]:
     """Router modules are the indexed modules that define the endpoint of an API route.
 
-    Imports: a repository module (or a name from one), or an ORM model class; a model used only in
-    annotations is left to FR203 (returning ORM objects), which judges what the endpoint returns.
+    Imports: a repository module (or a name from one), or an ORM model class (directly, or through
+    an imported models module: ``models.User``); a model used only in annotations is left to FR203
+    (returning ORM objects), which judges what the endpoint returns, and a models module used only
+    for its enums or constants is no data access.
     Imports under ``if TYPE_CHECKING:`` are for type checkers and do not count. Calls: SQLAlchemy
     statement constructors (``select``, ``insert``, ``update``, ``delete``, ``text``) and session
     methods on a database session (see :func:`db_session_names`).
@@ -461,7 +486,8 @@ def check_router_no_data_access(context: CheckContext) -> Iterator[Finding]:
         raise RuleSkipped("no API route of the app is defined in the app's own source")
     mapped = _mapped_classes(facts)
     for module in routers.values():
-        typed, other = _type_only_names(module)
+        annotations = _annotation_nodes(module)
+        used = _names_used_outside(module, annotations)
         by_statement: dict[int, tuple[ast.AST, list[tuple[str, str]]]] = {}
         for item in module.imported_names:
             if item.type_checking:
@@ -469,8 +495,13 @@ def check_router_no_data_access(context: CheckContext) -> Iterator[Finding]:
             what = _data_import(facts, index, options, item, mapped)
             if what is None:
                 continue
-            if what[0] == "models" and item.local in typed and item.local not in other:
-                continue
+            if what[0] == "models":
+                if item.name is not None and item.local not in used:
+                    continue  # an ORM class in annotations only: FR203 judges what is returned
+                if item.name is None and not _orm_used_through(
+                    module, item, _module_object(index, item.module), mapped, annotations
+                ):
+                    continue  # the models module for its enums or constants, or for annotations
             by_statement.setdefault(id(item.node), (item.node, []))[1].append(what)
         for node, imported in by_statement.values():
             kinds = sorted({kind for kind, _ in imported}, reverse=True)

@@ -16,22 +16,35 @@ output, when production mode fails.
 
 The parent runs the child at most once per (session, production environment): the result, or the
 failure, is cached on the session's :class:`AppFacts`.
+
+Which value means "production" is the app's business: ``ENVIRONMENT=production`` is only the default.
+When the user leaves ``fastapi_rules_production_env`` at that default, :func:`production_env` reads
+the app's own ``BaseSettings`` classes: a field named like an environment switch (``ENVIRONMENT``,
+``ENV``, ``APP_ENV``...) whose type is a ``Literal`` or an ``Enum`` names the accepted spellings, and
+the one that reads "production"/"prod" (any case) is used instead (``ENVIRONMENT=Production``).
+Messages say which value was used and where it came from.
 """
 
 from __future__ import annotations
 
 import argparse
+import enum
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import traceback
+import typing
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_fastapi_rules.facts import DiscoveryError
+from pytest_fastapi_rules.registry import RuleSkipped, Severity
 from pytest_fastapi_rules.runtime import AppStartupError
 
 if TYPE_CHECKING:
@@ -48,6 +61,31 @@ DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
 SYS_PATH_ENV = "PYTEST_FASTAPI_RULES_SYS_PATH"
 #: How much of the app's output a failure message shows.
 OUTPUT_TAIL_LINES = 40
+#: How much of it a skip reason carries (skips are one item of a summary, not a report).
+SKIP_TAIL_LINES = 12
+#: ``fastapi_rules_production_env``'s default (options.py): only this one is adapted to the app.
+DEFAULT_PRODUCTION_ENV = {"ENVIRONMENT": "production"}
+#: Settings field names (upper case, env prefix removed) that switch the app's environment, most
+#: common first: the first one found with a Literal/Enum type decides the production value.
+ENVIRONMENT_FIELD_NAMES = (
+    "ENVIRONMENT",
+    "ENV",
+    "APP_ENV",
+    "APP_ENVIRONMENT",
+    "APPLICATION_ENV",
+    "APPLICATION_ENVIRONMENT",
+    "ENVIRONMENT_NAME",
+    "ENV_NAME",
+    "DEPLOY_ENV",
+    "DEPLOYMENT_ENV",
+    "DEPLOYMENT_ENVIRONMENT",
+    "RUNTIME_ENV",
+    "STAGE",
+    "APP_STAGE",
+)
+#: What a production member of a Literal/Enum reads as, best first (compared case-insensitively).
+_PRODUCTION_SPELLINGS = ("production", "prod", "prd", "live")
+_PRODUCTION_PREFIX = re.compile(r"^prod(uction)?([^a-z]|$)", re.IGNORECASE)
 
 
 class ProductionModeError(AppStartupError):
@@ -90,15 +128,214 @@ class ProductionFacts:
     docs_status: dict[str, int] = field(default_factory=dict)
     #: ``path -> "ExceptionType: text"`` for requests that raised instead of answering.
     docs_errors: dict[str, str] = field(default_factory=dict)
+    #: Where the values came from when the plugin chose them from the app's settings ('' otherwise).
+    origin: str = ""
 
     @property
     def env_text(self) -> str:
         return describe_env(self.env)
 
+    @property
+    def env_label(self) -> str:
+        """``ENVIRONMENT=Production (the production value of ...)``: the values and their origin."""
+        return f"{self.env_text} ({self.origin})" if self.origin else self.env_text
+
 
 def describe_env(env: dict[str, str]) -> str:
     """``ENVIRONMENT=production`` (several variables joined by spaces), for messages."""
     return " ".join(f"{name}={value}" for name, value in env.items()) or "(no variables)"
+
+
+# -- which values mean "production" for this app -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProductionEnv:
+    """The production variables to set, and how they were chosen (for messages)."""
+
+    env: dict[str, str]
+    #: ``the production value of `app.settings.Settings.ENVIRONMENT` (Literal['dev', 'prod'])``, or ''
+    #: when the values are the user's (or the unadapted default).
+    origin: str = ""
+    #: ``app.settings.Settings.ENVIRONMENT accepts only 'local', 'staging'`` when a settings field
+    #: restricts the variable and none of its values reads as production ('' otherwise).
+    restriction: str = ""
+    #: Whether the user set fastapi_rules_production_env to something other than its default.
+    explicit: bool = False
+    #: The values a message suggests when the app's settings refuse these (None: ``env`` itself).
+    suggested: dict[str, str] | None = None
+
+    @property
+    def text(self) -> str:
+        shown = describe_env(self.env)
+        return f"{shown} ({self.origin})" if self.origin else shown
+
+
+@dataclass(frozen=True)
+class _EnvironmentField:
+    """A settings field that reads an environment switch (``ENVIRONMENT``), and its choices."""
+
+    variable: str
+    owner: str
+    choices: tuple[str, ...]
+    type_text: str
+    rank: int
+
+
+def production_env(facts: AppFacts, options: RulesOptions) -> ProductionEnv:
+    """The production variables for this app: the user's, or the default adapted to the app.
+
+    An explicit ``fastapi_rules_production_env`` is used as it is (messages say when the app's
+    settings do not accept one of its values). The default (``ENVIRONMENT=production``) is a
+    guess, so it yields to the app's own declaration: the first settings field named like an
+    environment switch whose type is a ``Literal``/``Enum`` decides the spelling (``Production``,
+    ``prod``...), and the variable it reads (``APP_ENV``, ``MYAPP_ENVIRONMENT`` with an env prefix)
+    is set to it. A plain ``str`` field says nothing about the accepted values: it changes nothing.
+    """
+    env = dict(options.production_env)
+    try:
+        fields = sorted(_environment_fields(facts), key=lambda f: (f.rank, f.owner))
+    except Exception:  # noqa: BLE001 - odd settings classes must not stop production mode
+        fields = []
+    if env != DEFAULT_PRODUCTION_ENV:
+        for candidate in fields:
+            given = {name.upper(): value for name, value in env.items()}.get(candidate.variable.upper())
+            if given is not None and given not in candidate.choices:
+                value = _production_choice(candidate.choices)
+                suggested = None
+                if value is not None:
+                    suggested = {n: v for n, v in env.items() if n.upper() != candidate.variable.upper()}
+                    suggested[candidate.variable] = value
+                return ProductionEnv(
+                    env=env, explicit=True, restriction=_accepts_only(candidate), suggested=suggested
+                )
+        return ProductionEnv(env=env, explicit=True)
+    chosen = next((f for f in fields if _production_choice(f.choices) is not None), None)
+    if chosen is not None:
+        value = _production_choice(chosen.choices) or ""
+        adapted: dict[str, str] = {}
+        if chosen.variable != "ENVIRONMENT" and not any(f.variable == "ENVIRONMENT" for f in fields):
+            adapted.update(env)  # nothing in the app restricts ENVIRONMENT: keep the default too
+        adapted[chosen.variable] = value
+        if adapted == env:
+            return ProductionEnv(env=env)
+        return ProductionEnv(
+            env=adapted,
+            origin=f"the production value of `{chosen.owner}`, {chosen.type_text}; "
+            "fastapi_rules_production_env overrides it",
+        )
+    if fields:
+        return ProductionEnv(
+            env=env, restriction=_accepts_only(fields[0]) + ", none of which reads as production"
+        )
+    return ProductionEnv(env=env)
+
+
+def _accepts_only(candidate: _EnvironmentField) -> str:
+    accepted = ", ".join(repr(choice) for choice in candidate.choices)
+    return f"the app's `{candidate.owner}` accepts only {accepted}"
+
+
+def _production_choice(choices: tuple[str, ...]) -> str | None:
+    """The member of a Literal/Enum that means production: ``production``, ``prod``... any case."""
+    folded = {choice.casefold(): choice for choice in reversed(choices)}
+    for spelling in _PRODUCTION_SPELLINGS:
+        if spelling in folded:
+            return folded[spelling]
+    prefixed = [choice for choice in choices if _PRODUCTION_PREFIX.match(choice)]
+    return prefixed[0] if len(prefixed) == 1 else None
+
+
+def _settings_classes(facts: AppFacts) -> Iterator[type]:
+    """The app's ``pydantic_settings.BaseSettings`` subclasses that are still their module's globals
+    (classes of apps imported earlier in the same process are not), in a stable order."""
+    try:
+        from pydantic_settings import BaseSettings
+    except ImportError:
+        return
+    from pytest_fastapi_rules.facts import AppFacts as _AppFacts
+
+    stack = list(BaseSettings.__subclasses__())
+    seen: set[int] = set()
+    found: list[type] = []
+    while stack:
+        cls = stack.pop()
+        if id(cls) in seen:
+            continue
+        seen.add(id(cls))
+        stack.extend(cls.__subclasses__())
+        module_name = str(getattr(cls, "__module__", "") or "")
+        module = sys.modules.get(module_name)
+        if module is None or vars(module).get(cls.__name__) is not cls:
+            continue
+        top = module_name.split(".")[0]
+        if top in ("pytest_fastapi_rules", "pydantic_settings"):
+            continue
+        if facts.is_own_module(module_name) or _AppFacts._is_project_module_name(module_name):
+            found.append(cls)
+    yield from sorted(found, key=lambda c: (c.__module__, c.__qualname__))
+
+
+def _variables_of(cls: type, name: str, info: Any) -> list[str]:
+    """The environment variables pydantic-settings reads a field from (prefix and aliases applied)."""
+    config = getattr(cls, "model_config", None) or {}
+    prefix = str(config.get("env_prefix", "") or "")
+    case_sensitive = bool(config.get("case_sensitive", False))
+    names: list[str] = []
+    alias = getattr(info, "validation_alias", None) or getattr(info, "alias", None)
+    if isinstance(alias, str):
+        names.append(alias)
+    else:
+        for choice in getattr(alias, "choices", None) or []:
+            if isinstance(choice, str):
+                names.append(choice)
+    if not names:
+        names.append(prefix + name)
+    return names if case_sensitive else [n.upper() for n in names]
+
+
+def _choices_of(annotation: Any, depth: int = 0) -> tuple[tuple[str, ...], str] | None:
+    """The values a Literal/Enum annotation accepts (through Optional/Annotated), and its text."""
+    if depth > 6:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        values = tuple(str(getattr(v, "value", v)) for v in typing.get_args(annotation))
+        return values, "Literal[" + ", ".join(repr(v) for v in values) + "]"
+    if inspect.isclass(annotation) and issubclass(annotation, enum.Enum):
+        values = tuple(str(member.value) for member in annotation)
+        return values, f"Enum {annotation.__name__}: " + ", ".join(repr(v) for v in values)
+    if origin is typing.Annotated:
+        return _choices_of(typing.get_args(annotation)[0], depth + 1)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is not None and len(args) == 1:  # Optional[Literal[...]]
+        return _choices_of(args[0], depth + 1)
+    return None
+
+
+def _environment_fields(facts: AppFacts) -> Iterator[_EnvironmentField]:
+    """Settings fields that read an environment switch and restrict its values."""
+    for cls in _settings_classes(facts):
+        config = getattr(cls, "model_config", None) or {}
+        prefix = str(config.get("env_prefix", "") or "").upper()
+        for name, info in (getattr(cls, "model_fields", None) or {}).items():
+            choices = _choices_of(getattr(info, "annotation", None))
+            if choices is None:
+                continue
+            for variable in _variables_of(cls, name, info):
+                bare = variable.upper()
+                if prefix and bare.startswith(prefix):
+                    bare = bare[len(prefix) :]
+                if bare not in ENVIRONMENT_FIELD_NAMES and name.upper() not in ENVIRONMENT_FIELD_NAMES:
+                    continue
+                rank = ENVIRONMENT_FIELD_NAMES.index(bare) if bare in ENVIRONMENT_FIELD_NAMES else 50
+                yield _EnvironmentField(
+                    variable=variable,
+                    owner=f"{cls.__module__}.{cls.__qualname__}.{name}",
+                    choices=choices[0],
+                    type_text=choices[1],
+                    rank=rank,
+                )
 
 
 # -- parent side ------------------------------------------------------------------------------------
@@ -110,11 +347,14 @@ _CACHE: weakref.WeakKeyDictionary[AppFacts, dict[tuple[Any, ...], _Cached]] = we
 def production_facts(facts: AppFacts, options: RulesOptions) -> ProductionFacts:
     """The app's facts in production mode, gathered once per session and environment.
 
-    Raises :class:`ProductionModeError` when the app cannot be imported or started in production
-    mode, and :class:`DiscoveryError` when an engine path named in the ini cannot be resolved there.
-    Both are cached, so every rule that asks gets the same answer without a second child.
+    The variables come from :func:`production_env` (the user's, or the default adapted to the
+    app's settings). Raises :class:`ProductionModeError` when the app cannot be imported or started
+    in production mode, and :class:`DiscoveryError` when an engine path named in the ini cannot be
+    resolved there. Both are cached, so every rule that asks gets the same answer without a second
+    child.
     """
-    env = dict(options.production_env)
+    chosen = production_env(facts, options)
+    env = chosen.env
     key = (
         facts.loaded.spec,
         str(options.app_dir),
@@ -132,6 +372,9 @@ def production_facts(facts: AppFacts, options: RulesOptions) -> ProductionFacts:
                 engine_paths=options.engine_paths,
                 factory_paths=options.session_factory_paths,
                 startup_timeout=options.startup_timeout,
+                origin=chosen.origin,
+                restriction=chosen.restriction,
+                suggested=chosen.suggested,
             )
         except (ProductionModeError, DiscoveryError) as exc:
             per_facts[key] = exc
@@ -139,6 +382,47 @@ def production_facts(facts: AppFacts, options: RulesOptions) -> ProductionFacts:
     if isinstance(cached, Exception):
         raise cached
     return cached
+
+
+def production_facts_for_rule(
+    facts: AppFacts, options: RulesOptions, code: str, severity: Severity
+) -> ProductionFacts:
+    """:func:`production_facts` for rule ``code``, whose failure is reported no worse than the rule.
+
+    When the app cannot start in production mode, nothing was found wrong: an error rule (FR108)
+    reports that as an error, since it cannot vouch for what it guards, but a warning rule (FR503)
+    must not fail the run over it, so it is skipped with the reason and the app's output.
+    The rule's effective severity counts (``fastapi_rules_severity`` may raise it).
+    """
+    try:
+        return production_facts(facts, options)
+    except ProductionModeError as exc:
+        if options.severity_overrides.get(code, severity) is Severity.WARNING:
+            raise RuleSkipped(skip_reason(exc)) from None
+        raise
+
+
+def skip_reason(error: ProductionModeError) -> str:
+    """The skip text for a production-mode failure: the reason, then the tail of the app's output."""
+    text = f"production mode could not be checked. {error.message}"
+    lines = (error.output or "").rstrip().splitlines()[-SKIP_TAIL_LINES:]
+    if any(line.strip() for line in lines):
+        text += f"\nThe app's output in production mode (stderr, last {len(lines)} lines):\n"
+        text += "\n".join(f"    {line}" for line in lines)
+    return text
+
+
+def configure_hint(env: dict[str, str]) -> str:
+    """How to tell the plugin the production variables, with the current ones as the example."""
+    lines = "\n".join(f"    {name}={value}" for name, value in env.items()) or "    ENVIRONMENT=prod"
+    first = next(iter(env.items()), ("ENVIRONMENT", "prod"))
+    return (
+        "Tell the plugin how your app runs in production with the ini key "
+        "fastapi_rules_production_env, one NAME=VALUE line per variable production needs (its "
+        "environment name, and e.g. a non-default SECRET_KEY or the URL of a service), e.g. in "
+        f"pytest.ini:\n  fastapi_rules_production_env =\n{lines}\n"
+        f"or once on the command line: -o fastapi_rules_production_env={first[0]}={first[1]}"
+    )
 
 
 def _tail(text: str, lines: int = OUTPUT_TAIL_LINES) -> str:
@@ -162,11 +446,15 @@ def run_child(
     factory_paths: tuple[str, ...] = (),
     startup_timeout: float = 30.0,
     timeout: float | None = None,
+    origin: str = "",
+    restriction: str = "",
+    suggested: dict[str, str] | None = None,
 ) -> ProductionFacts:
     """Run the child process once and turn its JSON document (or its failure) into facts.
 
     ``timeout`` bounds the whole child (import, startup, probes, shutdown); by default
-    :data:`CHILD_TIMEOUT`, or more when the app's own startup timeout is long.
+    :data:`CHILD_TIMEOUT`, or more when the app's own startup timeout is long. ``origin`` and
+    ``restriction`` and ``suggested`` come from :class:`ProductionEnv`, for the messages.
     """
     command = [
         sys.executable,
@@ -188,7 +476,8 @@ def run_child(
     child_env = {**os.environ, **env, SYS_PATH_ENV: os.pathsep.join(p for p in sys.path if p)}
     if timeout is None:
         timeout = max(CHILD_TIMEOUT, startup_timeout * 2 + 10)
-    env_text = describe_env(env)
+    env_text = f"{describe_env(env)}, {origin}" if origin else describe_env(env)
+    example = suggested or env
     try:
         completed = subprocess.run(
             command,
@@ -204,7 +493,7 @@ def run_child(
             f"With the production environment set ({env_text}), importing and starting the app "
             f"did not finish within {timeout:g} s (the plugin runs it in a separate process to "
             "see production settings). Check that production mode does not wait on a service "
-            "that is not reachable from the test environment.",
+            "that is not reachable from the test environment.\n" + configure_hint(example),
             _tail(_text(exc.stderr)),
         ) from None
     stderr_tail = _tail(completed.stderr)
@@ -213,11 +502,11 @@ def run_child(
         raise ProductionModeError(
             f"With the production environment set ({env_text}), the process that imports the app "
             f"exited with code {completed.returncode} without a result (the app may have called "
-            "sys.exit or os._exit, or crashed the interpreter).",
+            "sys.exit or os._exit, or crashed the interpreter).\n" + configure_hint(example),
             stderr_tail,
         )
     if not document.get("ok"):
-        raise _failure_from(document, env, stderr_tail)
+        raise _failure_from(document, env, stderr_tail, env_text, restriction, example)
     return ProductionFacts(
         env=env,
         engines=[
@@ -226,6 +515,7 @@ def run_child(
         ],
         docs_status={str(k): int(v) for k, v in document.get("docs_status", {}).items()},
         docs_errors={str(k): str(v) for k, v in document.get("docs_errors", {}).items()},
+        origin=origin,
     )
 
 
@@ -245,20 +535,26 @@ def _parse_document(stdout: str) -> dict[str, Any] | None:
 
 
 def _failure_from(
-    document: dict[str, Any], env: dict[str, str], output: str
+    document: dict[str, Any],
+    env: dict[str, str],
+    output: str,
+    env_text: str | None = None,
+    restriction: str = "",
+    example: dict[str, str] | None = None,
 ) -> ProductionModeError | DiscoveryError:
     stage = document.get("stage")
-    error = str(document.get("error", "unknown error"))
-    env_text = describe_env(env)
+    error = str(document.get("error", "unknown error")).rstrip()
+    env_text = env_text or describe_env(env)
+    hint = configure_hint(example or env)
     if stage == "discovery":
         return DiscoveryError(f"with the production environment set ({env_text}): {error}")
+    known = f" {restriction[0].upper()}{restriction[1:]}." if restriction else ""
     rejected = [name for name in document.get("rejected_env", []) if name in env]
     if rejected:
         named = ", ".join(f"{name}={env[name]}" for name in rejected)
         return ProductionModeError(
             f"With the production environment set ({env_text}), the app's settings reject "
-            f"{named}: {error} Set the ini key fastapi_rules_production_env to the NAME=VALUE "
-            "lines your app uses in production (e.g. ENVIRONMENT=prod).",
+            f"{named}: {error}{known}\n{hint}",
             output,
         )
     what = {
@@ -266,10 +562,9 @@ def _failure_from(
         "import": "importing the app failed",
     }.get(str(stage), "the process that imports the app failed")
     return ProductionModeError(
-        f"With the production environment set ({env_text}), {what}: {error} Production-mode "
-        "checks cannot run until the app starts with these variables in the test environment; "
-        "add the other variables production needs to the ini key fastapi_rules_production_env "
-        "(NAME=VALUE lines).",
+        f"With the production environment set ({env_text}), {what}: {error}{known} "
+        "Production-mode checks need the app to import and start with its production settings "
+        f"in the test environment.\n{hint}",
         output,
     )
 
@@ -371,9 +666,7 @@ def gather(
         except DiscoveryError as exc:
             return {**base, "ok": False, "stage": "discovery", "error": str(exc)}
         try:
-            statuses, errors = runtime.run(
-                _probe_docs(runtime.asgi_app), timeout=startup_timeout + 30
-            )
+            statuses, errors = runtime.run(_probe_docs(runtime.asgi_app), timeout=startup_timeout + 30)
         except Exception as exc:  # noqa: BLE001 - a hung or broken app is a fact, not a crash
             statuses, errors = {}, dict.fromkeys(DOCS_PATHS, f"{type(exc).__name__}: {exc}")
         return {

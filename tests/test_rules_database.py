@@ -453,30 +453,174 @@ STRICT_SETTINGS_APP = """
 
     from fastapi import FastAPI
     from pydantic_settings import BaseSettings
+    from sqlalchemy.ext.asyncio import create_async_engine
 
 
     class Settings(BaseSettings):
-        ENVIRONMENT: Literal["dev", "prod"] = "dev"
+        ENVIRONMENT: Literal["Development", "Production", "Testing"] = "Development"
+        SECRET_KEY: str = "changethis"
 
 
     settings = Settings()
     print("starting strictapp")
+    if settings.ENVIRONMENT == "Production" and settings.SECRET_KEY == "changethis":
+        raise ValueError("SECRET_KEY must be changed in production")
+    engine = create_async_engine(
+        "sqlite+aiosqlite:///strict.db", pool_pre_ping=True, echo=settings.ENVIRONMENT == "Production"
+    )
     app = FastAPI()
 """
 
 
-def test_production_value_the_app_rejects(
+def test_production_value_comes_from_the_apps_settings(
     pytester: pytest.Pytester, run_rules: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The default ENVIRONMENT=production becomes the app's own spelling (`Production`); when the
+    app then refuses to start (a default secret), the warning rule FR503 skips with the reason, the
+    app's output and how to configure production mode, instead of failing the run."""
     monkeypatch.delenv("ENVIRONMENT", raising=False)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
     pytester.makepyfile(strictapp=textwrap.dedent(STRICT_SETTINGS_APP))
     run = run_rules("strictapp:app", "--fastapi-rules-select=FR503")
-    assert only(run.results_for("FR503"))["outcome"] == "error"
-    assert "the app's settings reject ENVIRONMENT=production" in run.output
-    assert "fastapi_rules_production_env" in run.output
-    assert "The app's output in production mode (stderr" in run.output
-    assert "starting strictapp" in run.output  # what the app printed is shown, as its output
+    result = only(run.results_for("FR503"))
+    assert result["outcome"] == "skipped", result
+    message = result["message"]
+    assert "production mode could not be checked" in message
+    assert "ENVIRONMENT=Production, the production value of `strictapp.Settings.ENVIRONMENT`" in message
+    assert "SECRET_KEY must be changed in production" in message  # the app's output, its tail
+    assert "fastapi_rules_production_env =\n    ENVIRONMENT=Production" in message
+    assert run.result.ret == 0
     assert "internal error" not in run.output
+
+    # Given what production needs, the check runs, with the value chosen from the settings.
+    monkeypatch.setenv("SECRET_KEY", "a-real-production-secret")
+    run = run_rules("strictapp:app", "--fastapi-rules-select=FR503")
+    finding = only(run.findings("FR503"))
+    assert finding["message"].startswith(
+        "engine `strictapp.engine` has echo=True with ENVIRONMENT=Production (the production value "
+        "of `strictapp.Settings.ENVIRONMENT`, Literal['Development', 'Production', 'Testing']; "
+        "fastapi_rules_production_env overrides it) set"
+    ), finding
+    assert finding["location"]["file"] == "strictapp.py"
+    assert finding["location"]["line"] == line_of(pytester.path / "strictapp.py", "^engine =")
+
+
+def test_production_failure_keeps_the_severity_the_user_gave(
+    pytester: pytest.Pytester, run_rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An explicit value is used as is; the message names the values the app accepts. A rule the
+    user raised to error keeps the error: it cannot vouch for what it guards."""
+    monkeypatch.delenv("ENVIRONMENT", raising=False)
+    pytester.makepyfile(strictapp=textwrap.dedent(STRICT_SETTINGS_APP))
+    pytester.makeini("[pytest]\nfastapi_rules_production_env = ENVIRONMENT=prod\nfastapi_rules_severity = FR503=error\n")
+    run = run_rules("strictapp:app", "--fastapi-rules-select=FR503")
+    assert only(run.results_for("FR503"))["outcome"] == "error"
+    assert "the app's settings reject ENVIRONMENT=prod" in run.output
+    assert (
+        "The app's `strictapp.Settings.ENVIRONMENT` accepts only 'Development', 'Production', 'Testing'."
+        in run.output
+    )
+    assert "fastapi_rules_production_env =\n    ENVIRONMENT=Production" in run.output  # a suggestion
+    assert "The app's output in production mode (stderr" in run.output
+    assert "internal error" not in run.output
+
+
+ENV_SETTINGS_MODULE = """
+    import enum
+    from typing import Literal, Optional
+
+    from pydantic import Field
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+    class Stage(enum.Enum):
+        DEV = "dev"
+        PROD = "prod"
+
+
+    class PrefixedSettings(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="MYAPP_")
+        APP_ENV: Stage = Stage.DEV
+        DEBUG: bool = False
+
+
+    class AliasedSettings(BaseSettings):
+        stage: Optional[Literal["local", "staging", "Prod-EU"]] = Field("local", validation_alias="DEPLOY_ENV")
+
+
+    class LocalOnlySettings(BaseSettings):
+        ENVIRONMENT: Literal["local", "staging"] = "local"
+"""
+
+
+class _OwnModules:
+    """The part of AppFacts that production_env reads: which modules are the app's."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def is_own_module(self, module_name: str | None) -> bool:
+        return module_name == self.name
+
+
+@pytest.mark.parametrize(
+    ("keep", "configured", "expected_env", "origin", "restriction"),
+    [
+        # An Enum behind an env prefix: the variable pydantic-settings reads, the member's value;
+        # nothing restricts ENVIRONMENT, so the default stays beside it.
+        (
+            "PrefixedSettings",
+            None,
+            {"ENVIRONMENT": "production", "MYAPP_APP_ENV": "prod"},
+            "the production value of `{module}.PrefixedSettings.APP_ENV`, Enum Stage: 'dev', 'prod'",
+            "",
+        ),
+        # A validation alias names the variable; Optional[Literal] is read through.
+        ("AliasedSettings", None, {"ENVIRONMENT": "production", "DEPLOY_ENV": "Prod-EU"}, "Prod-EU", ""),
+        # No value reads as production: the default stays and messages say what the app accepts.
+        (
+            "LocalOnlySettings",
+            None,
+            {"ENVIRONMENT": "production"},
+            "",
+            "the app's `{module}.LocalOnlySettings.ENVIRONMENT` accepts only 'local', 'staging', none "
+            "of which reads as production",
+        ),
+        # The user's own values are never changed.
+        ("PrefixedSettings", {"MYAPP_APP_ENV": "prod"}, {"MYAPP_APP_ENV": "prod"}, "", ""),
+    ],
+)
+def test_production_env_reads_the_settings_fields(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    keep: str,
+    configured: dict[str, str] | None,
+    expected_env: dict[str, str],
+    origin: str,
+    restriction: str,
+) -> None:
+    import sys
+
+    name = f"envsettings_{keep.lower()}_{len(configured or {})}"
+    source = textwrap.dedent(ENV_SETTINGS_MODULE)
+    for other in ("PrefixedSettings", "AliasedSettings", "LocalOnlySettings"):
+        if other != keep:  # one settings class per case: the first field found decides
+            source = source.replace(f"class {other}(BaseSettings)", f"class _{other}(object)")
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module(name)
+        options = RulesOptions(app_spec=f"{name}:app", app_dir=tmp_path)
+        if configured is not None:
+            options = RulesOptions(app_spec=f"{name}:app", app_dir=tmp_path, production_env=configured)
+        chosen = production.production_env(_OwnModules(name), options)  # type: ignore[arg-type]
+    finally:
+        sys.modules.pop(name, None)
+    assert chosen.env == expected_env
+    assert origin.format(module=name) in chosen.origin
+    assert bool(chosen.origin) == bool(origin)
+    assert chosen.restriction == restriction.format(module=name)
+    assert chosen.explicit is (configured is not None)
 
 
 def test_production_lifespan_failure_shows_the_apps_output(tmp_path: Path) -> None:

@@ -267,15 +267,19 @@ def check_pool_configured(context: CheckContext) -> Iterator[Finding]:
 )
 def check_echo_off_in_production(context: CheckContext) -> Iterator[Finding]:
     from pytest_fastapi_rules.items import UserSetupError
-    from pytest_fastapi_rules.production import production_facts
+    from pytest_fastapi_rules.production import production_facts_for_rule
 
     try:
-        production = production_facts(context.facts, context.options)
+        # A warning rule: an app that cannot start in production mode skips it (with the reason
+        # and how to configure fastapi_rules_production_env), it does not fail the run.
+        production = production_facts_for_rule(
+            context.facts, context.options, "FR503", Severity.WARNING
+        )
     except DiscoveryError as exc:
         raise UserSetupError(str(exc)) from None
     if not production.engines:
         raise RuleSkipped(
-            f"with the production environment set ({production.env_text}) the app created no "
+            f"with the production environment set ({production.env_label}) the app created no "
             f"engine that discovery finds: {_NO_ENGINE}"
         )
     for engine in production.engines:
@@ -283,7 +287,7 @@ def check_echo_off_in_production(context: CheckContext) -> Iterator[Finding]:
             continue
         yield Finding(
             message=(
-                f"engine `{engine.where}` has echo={engine.echo!r} with {production.env_text} set: "
+                f"engine `{engine.where}` has echo={engine.echo!r} with {production.env_label} set: "
                 "every SQL statement and its parameters go to the log"
             ),
             location=location_of_where(context.facts, engine.where),

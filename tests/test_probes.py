@@ -407,14 +407,86 @@ async def events() -> list[int]:
 """
 
 
-def test_postgres_only_types_on_sqlite_suggest_the_db_url_option(
+def test_postgres_only_types_on_sqlite_are_one_error_and_the_other_probe_items_skip(
     pytester: pytest.Pytester, run_rules: Any
 ) -> None:
     pytester.makepyfile(pgtypes=POSTGRES_TYPES_APP)
-    run = run_rules("pgtypes:app", "--fastapi-rules-select=FR509")
-    assert run.outcomes("FR509") == {"GET /api/v1/events": "error"}
-    assert "table 'events' cannot be created on the probes' embedded SQLite database" in run.output
+    run = run_rules("pgtypes:app", "--fastapi-rules-select=FR102,FR103,FR210,FR306,FR509,FR510,FR511")
+    # One cause, one red item: FR102 carries SQLAlchemy's own words and the option to use.
+    assert [(r["code"], r["outcome"]) for r in run.failing()] == [("FR102", "error")], run.output
+    (error,) = run.results_for("FR102")
+    assert (
+        "the probes cannot run: the app's tables cannot be created on the probes' temporary SQLite "
+        "database: CompileError: table 'events', column 'tags': SQLite has no column type ARRAY."
+        in error["message"]
+    )
     assert "--fastapi-rules-db-url=postgresql+asyncpg://" in run.output
+    assert "object at 0x" not in run.output
+    # Every other probe item is skipped with one line that points at it.
+    skipped = [r for r in run.report["results"] if r["code"] != "FR102"]
+    assert {r["outcome"] for r in skipped} == {"skipped"}, skipped
+    for result in skipped:
+        assert result["message"].endswith(
+            "the probes could not set up their database (table 'events', column 'tags': SQLite has no "
+            "column type ARRAY): see fastapi-rules::FR102"
+        ), result
+    assert run.result.ret == 1
+
+
+COMPOSITE_KEY_APP = """
+import uuid
+
+from fastapi import FastAPI
+from sqlalchemy import Integer, String
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine("postgresql+asyncpg://app:secret@db.internal:5432/app")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "user"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/users", tags=["users"])
+async def users() -> list[int]:
+    return []
+
+
+@app.get("/api/v1/users/{user_id}", tags=["users"])
+async def user(user_id: int) -> int:
+    return user_id
+"""
+
+
+def test_composite_key_on_sqlite_names_the_real_cause_and_the_apps_postgres_engine(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(compositekey=COMPOSITE_KEY_APP)
+    # FR102 is not selected: the first collected probe item carries the error instead.
+    run = run_rules("compositekey:app", "--fastapi-rules-select=FR210,FR509")
+    assert [(r["code"], r["target"]) for r in run.failing()] == [("FR210", "GET /api/v1/users")]
+    (error,) = [r for r in run.failing()]
+    assert error["outcome"] == "error"
+    assert (
+        "CompileError: table 'user', column 'id': SQLite does not support autoincrement for composite "
+        "primary keys." in error["message"]
+    )
+    assert "The app's engine uses postgresql+asyncpg" in run.output
+    assert "JSONB" not in run.output and "secret" not in run.output
+    assert run.outcomes("FR509") == {"GET /api/v1/users": "skipped", "GET /api/v1/users/{user_id}": "skipped"}
+    for result in run.results_for("FR509"):
+        assert result["message"].endswith("see fastapi-rules::FR210[GET /api/v1/users]"), result
+    assert run.outcomes("FR210")["GET /api/v1/users/{user_id}"] == "skipped"
 
 
 def test_unreachable_probe_database_is_a_clear_error(pytester: pytest.Pytester, run_rules: Any) -> None:
@@ -424,7 +496,8 @@ def test_unreachable_probe_database_is_a_clear_error(pytester: pytest.Pytester, 
         "--fastapi-rules-select=FR509",
         "--fastapi-rules-db-url=postgresql+asyncpg://u:secret@127.0.0.1:9/x",
     )
-    assert set(run.outcomes("FR509").values()) == {"error"}
+    # One error item with the cause; the other route's item points at it.
+    assert run.outcomes("FR509") == {"GET /api/v1/items/{item_id}": "error", "GET /api/v1/me": "skipped"}
     assert (
         "cannot create the probe database on --fastapi-rules-db-url=postgresql+asyncpg://u:***@127.0.0.1:9/x"
         in run.output

@@ -218,6 +218,17 @@ class IsolatedDatabase:
         _register_atexit(database)
         return database
 
+    @property
+    def stable_description(self) -> str:
+        """The description without what changes from run to run (temporary path, database name).
+
+        Probe messages use this one: a report must read the same on every run of the same app.
+        """
+        if self.backend == "sqlite":
+            return "a temporary SQLite database"
+        server = masked_url(self.admin_url.set(database=None)) if self.admin_url is not None else self.backend
+        return f"a throwaway {'schema' if self.schema else 'database'} on {server}"
+
     # -- URLs and options for the app's engines -----------------------------------------------------
 
     @property

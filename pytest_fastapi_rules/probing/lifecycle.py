@@ -301,7 +301,7 @@ def check_connection_loss(run: ProbeRun) -> None:
     if database is None or database.backend != "postgresql":
         results.connection_loss_skipped = (
             "it runs only against PostgreSQL; the probes use "
-            + (database.description if database else "no database")
+            + (database.stable_description if database else "no database")
             + " (pass --fastapi-rules-db-url=postgresql+asyncpg://... to run it)"
         )
         return

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import re
 import secrets
 import time
 import weakref
@@ -66,7 +67,25 @@ log = logging.getLogger(__name__)
 
 
 class ProbeSetupError(Exception):
-    """The probes cannot run (database, seeding, isolation); the message is for the user."""
+    """The probes cannot run (database, seeding, isolation); the message is for the user.
+
+    ``cause`` is the same problem in a few words (``table 'user', column 'id': SQLite does not
+    support ...``): one probe item reports the whole message as an error, the others are skipped
+    with a reason that quotes ``cause`` and points at that item.
+    """
+
+    def __init__(self, message: str, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause or _first_clause(message)
+
+
+def _first_clause(message: str, limit: int = 160) -> str:
+    """The first sentence of a message, short enough for a one-line skip reason."""
+    line = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    end = re.search(r"\.(\s|$)", line)
+    if end:
+        line = line[: end.start()]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def probe_results(facts: AppFacts, options: RulesOptions) -> ProbeResults:
@@ -80,7 +99,9 @@ def probe_results(facts: AppFacts, options: RulesOptions) -> ProbeResults:
     if cached is None:
         try:
             cached = ProbeRun(facts, options).execute()
-        except (ProbeSetupError, ProbeDatabaseError, SeedError) as exc:
+        except ProbeSetupError as exc:
+            cached = exc
+        except (ProbeDatabaseError, SeedError) as exc:
             cached = ProbeSetupError(str(exc))
         except Exception as exc:  # noqa: BLE001 - AppStartupError and the plugin's own bugs alike
             cached = exc
@@ -137,8 +158,12 @@ class ProbeRun:
             self.runtime.stop()
         try:
             self.database = self.run(IsolatedDatabase.create(self.options.db_url))
-            results.database = self.database.description
-            _check_dialect(metadatas, self.database)
+            results.database = self.database.stable_description
+            backends = app_backends(self.facts, self.options)
+            advice = _backend_advice(backends, self.database)
+            # A seeding failure is a dialect problem only when the app is known to use another one.
+            seed_advice = advice if any(not b.startswith("sqlite") for b in backends) else ""
+            _check_dialect(metadatas, self.database, advice)
             self.redirector = Redirector(self.database, self.monitor)
             self.monitor.install()
             self.redirector.patch_creation()
@@ -164,9 +189,15 @@ class ProbeRun:
                 try:
                     self.run(self.seeder.create_schema(self.plugin_engine))
                 except Exception as exc:  # noqa: BLE001 - explained to the user
-                    raise ProbeSetupError(_schema_message(exc, self.database)) from None
+                    raise _schema_error(exc, self.database, advice) from None
             self._plan()
-            self._phases()
+            try:
+                self._phases()
+            except SeedError as exc:
+                message = str(exc)
+                raise ProbeSetupError(
+                    message + (" " + seed_advice if seed_advice else ""), _first_clause(message)
+                ) from None
             self._shutdown()
         finally:
             self._cleanup()
@@ -712,7 +743,7 @@ def _looks_like_password_column(name: str) -> bool:
     return "password" in lowered or lowered in {"passwd", "pwd", "password_hash", "pass_hash"}
 
 
-def _check_dialect(metadatas: list[Any], database: IsolatedDatabase) -> None:
+def _check_dialect(metadatas: list[Any], database: IsolatedDatabase, advice: str) -> None:
     """Tables must compile for the isolated database's dialect (no PostgreSQL-only types on SQLite)."""
     from sqlalchemy.schema import CreateTable
 
@@ -722,30 +753,100 @@ def _check_dialect(metadatas: list[Any], database: IsolatedDatabase) -> None:
             try:
                 CreateTable(table).compile(dialect=dialect)
             except Exception as exc:  # noqa: BLE001 - explained to the user
-                raise ProbeSetupError(_type_message(table.name, exc, database)) from None
+                raise _schema_error(exc, database, advice, table=table.name) from None
 
 
-def _type_message(table: str, exc: BaseException, database: IsolatedDatabase) -> str:
-    detail = str(exc).splitlines()[0][:200]
-    if database.backend == "sqlite":
+def _exception_detail(exc: BaseException) -> str:
+    """The first line of SQLAlchemy's/the driver's message, without memory addresses or doc links.
+
+    ``(in table 'user', column 'id'): SQLite does not support ...`` becomes ``table 'user', column
+    'id': SQLite does not support ...``; a type the dialect cannot render is named as such.
+    """
+    text = str(exc).strip()
+    text = text.splitlines()[0].strip() if text else type(exc).__name__
+    text = re.sub(
+        r"Compiler <[^>]*?\.?(\w+?)TypeCompiler object at 0x[0-9a-fA-F]+> can't render element of type (\w+)",
+        r"\1 has no column type \2",
+        text,
+    )
+    text = re.sub(r" object at 0x[0-9a-fA-F]+", "", text)
+    text = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text)
+    located = re.match(r"\(in table '([^']+)', column '([^']+)'\):\s*(.*)", text)
+    if located:
+        text = f"table '{located.group(1)}', column '{located.group(2)}': {located.group(3)}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _schema_error(
+    exc: BaseException, database: IsolatedDatabase, advice: str, table: str | None = None
+) -> ProbeSetupError:
+    """The app's tables cannot be created on the isolated database: SQLAlchemy's own words, and advice."""
+    detail = _exception_detail(exc)
+    if table is not None and f"table '{table}'" not in detail:
+        detail = f"table '{table}': {detail}"
+    where = (
+        "the probes' temporary SQLite database"
+        if database.backend == "sqlite"
+        else database.stable_description
+    )
+    message = f"the app's tables cannot be created on {where}: {type(exc).__name__}: {detail}."
+    if advice:
+        message += " " + advice
+    return ProbeSetupError(message, cause=detail)
+
+
+def _backend_advice(backends: list[str], database: IsolatedDatabase) -> str:
+    """What to do when the app's schema or data needs the database the app really uses."""
+    if database.backend != "sqlite":
+        return ""
+    others = [name for name in backends if not name.startswith("sqlite")]
+    if any(name.startswith("postgresql") for name in others) or not others:
+        example = "postgresql+asyncpg://user@localhost:5432/postgres"
+    else:
+        example = f"{others[0]}://user@localhost/..."
+    option = f"--fastapi-rules-db-url={example} (ini: fastapi_rules_db_url)"
+    if others:
         return (
-            f"table {table!r} cannot be created on the probes' embedded SQLite database ({detail}): "
-            "it uses a type or default only another database has (PostgreSQL JSONB, ARRAY, ...). "
-            "Point the probes at a throwaway PostgreSQL with --fastapi-rules-db-url="
-            "postgresql+asyncpg://user@localhost:5432/postgres (ini: fastapi_rules_db_url)."
+            f"The app's engine uses {', '.join(others)}, but the probes run on a temporary SQLite "
+            f"database unless told otherwise: pass {option}; the probes then create a throwaway "
+            "database on that server and drop it afterwards."
         )
-    return f"table {table!r} cannot be created on {database.description}: {detail}"
+    return f"If the models need PostgreSQL, run the probes on a throwaway PostgreSQL database: pass {option}."
 
 
-def _schema_message(exc: BaseException, database: IsolatedDatabase) -> str:
-    detail = str(exc).splitlines()[0][:300]
-    if database.backend == "sqlite":
-        return (
-            f"creating the app's tables on the probes' embedded SQLite database failed ({detail}). "
-            "If the models use PostgreSQL-only types, defaults or functions, point the probes at a "
-            "throwaway PostgreSQL with --fastapi-rules-db-url=postgresql+asyncpg://user@localhost:5432/postgres."
-        )
-    return f"creating the app's tables on {database.description} failed: {detail}"
+def app_backends(facts: AppFacts, options: RulesOptions) -> list[str]:
+    """``backend+driver`` of the engines the app holds already (module globals, ini paths), sorted.
+
+    Read without starting the app, so the probes can name the app's real database when their own
+    SQLite one cannot hold its schema; engines created in the lifespan are found when the core
+    already discovered them.
+    """
+    from pytest_fastapi_rules.probing.database import _is_engine, _is_factory, _references
+
+    names: set[str] = set()
+
+    def add(value: Any) -> None:
+        engine = value.sync_engine if hasattr(value, "sync_engine") else value
+        url = getattr(engine, "url", None)
+        drivername = getattr(url, "drivername", None)
+        if isinstance(drivername, str):
+            names.add(drivername)
+
+    with contextlib.suppress(Exception):
+        for _where, _container, _name, value in _references(
+            facts, tuple(options.engine_paths) + tuple(options.session_factory_paths)
+        ):
+            if _is_engine(value):
+                add(value)
+            elif _is_factory(value):
+                bind = getattr(value, "kw", {}).get("bind")
+                if _is_engine(bind):
+                    add(bind)
+    discovered = getattr(facts, "_runtime_facts", None)
+    for item in getattr(discovered, "engines", None) or []:
+        with contextlib.suppress(Exception):
+            add(item.obj)
+    return sorted(names)
 
 
 @contextlib.contextmanager

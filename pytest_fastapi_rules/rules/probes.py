@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_fastapi_rules import registry
 from pytest_fastapi_rules.registry import (
@@ -42,24 +42,92 @@ if TYPE_CHECKING:
 # -- access to the probe run ------------------------------------------------------------------------
 
 
-def _probe(context: CheckContext) -> ProbeResults:
-    """The probe run's results; setup problems become the item's "cannot check" error."""
-    from pytest_fastapi_rules.items import UserSetupError
+#: Probe rules whose check always reads the probe run, in collection order (codes sort). The first
+#: of them that is collected reports a probe setup failure as its error; the others skip, pointing at it.
+_SETUP_REPORTERS = (
+    "FR102",
+    "FR103",
+    "FR106",
+    "FR107",
+    "FR210",
+    "FR211",
+    "FR306",
+    "FR402",
+    "FR509",
+    "FR510",
+    "FR511",
+    "FR704",
+    "FR705",
+)
+
+
+def _probe(context: CheckContext, code: str) -> ProbeResults:
+    """The probe run's results, for the item of rule ``code`` (and ``context.route``).
+
+    When the probes cannot run at all (their database cannot be set up, the app reached a database
+    the plugin could not redirect), ONE item reports the cause as a "cannot check" error (see
+    :func:`_setup_error_item`) and every other probe item is skipped with a one-line reason that
+    names that item: one cause, one red item, not one per route.
+    """
     from pytest_fastapi_rules.probing.runner import ProbeSetupError, probe_results
 
     try:
         results = probe_results(context.facts, context.options)
     except ProbeSetupError as exc:
-        raise UserSetupError(f"the probes cannot run: {exc}") from None
+        _setup_failure(
+            context,
+            code,
+            f"the probes cannot run: {exc}",
+            f"the probes could not set up their database ({exc.cause})",
+        )
     if results.escapes:
         escape = results.escapes[0]
-        raise UserSetupError(
+        _setup_failure(
+            context,
+            code,
             f"during the probes the app tried to reach {escape.url} (from {escape.where}), which the "
             "plugin could not redirect to the isolated database; it refused the access, so the "
             "probe results are incomplete. Name that engine or session factory in the ini keys "
-            "fastapi_rules_engines / fastapi_rules_session_factories (module:attribute)."
+            "fastapi_rules_engines / fastapi_rules_session_factories (module:attribute).",
+            f"the probe results are incomplete: the app reached {escape.url}, which the plugin "
+            "could not redirect",
         )
     return results
+
+
+def _setup_error_item(context: CheckContext) -> tuple[str, str | None] | None:
+    """``(code, route target or None)`` of the item that reports a probe setup failure.
+
+    Computed from the registry, the selection and the routes, the way the collector orders items, so
+    it is the same item whatever order the items run in (pytest-randomly, xdist, ``--lf``).
+    """
+    options = context.options
+    for code in _SETUP_REPORTERS:
+        declared = registry._REGISTRY.get(code)
+        if declared is None or not options.rule_is_selected(code):
+            continue
+        if declared.scope is Scope.APP:
+            return code, None
+        for route in context.facts.routes:
+            if declared.applies_to is not None and not declared.applies_to(route, options):
+                continue
+            if options.route_ignored(route.method, route.path, code):
+                continue
+            return code, route.target
+    return None
+
+
+def _setup_failure(context: CheckContext, code: str, message: str, summary: str) -> NoReturn:
+    """Raise the setup failure as this item's error if it is the reporting item, else skip."""
+    from pytest_fastapi_rules.items import COLLECTOR_NAME, UserSetupError
+
+    holder = _setup_error_item(context)
+    here = (code, context.route.target if context.route is not None else None)
+    if holder is None or holder == here:
+        raise UserSetupError(message)
+    holder_code, target = holder
+    nodeid = f"{COLLECTOR_NAME}::{holder_code}" + (f"[{target}]" if target else "")
+    raise RuleSkipped(f"{summary}: see {nodeid}")
 
 
 def _happy(results: ProbeResults, target: str) -> list[Exchange]:
@@ -112,7 +180,7 @@ def check_lifespan_starts_cleanly(context: CheckContext) -> Iterator[Finding]:
     from pytest_fastapi_rules.runtime import AppStartupError
 
     try:
-        results = _probe(context)
+        results = _probe(context, "FR102")
     except AppStartupError as exc:
         yield Finding(
             message=f"the lifespan failed at startup: {exc.message.split('. Checks that need')[0]}",
@@ -172,7 +240,7 @@ def _last_own_frame(facts: AppFacts, text: str | None) -> Location | None:
     ),
 )
 def check_lifespan_disposes_engines(context: CheckContext) -> Iterator[Finding]:
-    results = _probe(context)
+    results = _probe(context, "FR103")
     if not results.engines:
         raise RuleSkipped("the app used no SQLAlchemy engine during the probes")
     for engine in results.engines:
@@ -228,7 +296,7 @@ _MACHINE_CODE = re.compile(r"^[a-z][a-z0-9]*([_.-][a-z0-9]+)*$")
     good_example='{"error": "user_not_found", "message": "User 7 not found"}',
 )
 def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
-    results = _probe(context)
+    results = _probe(context, "FR106")
     samples: dict[int, Exchange] = {}
     for exchange in results.exchanges:
         if exchange.phase in ("missing", "bad-input", "no-credentials") and exchange.status in (
@@ -295,7 +363,7 @@ def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
 def check_health_endpoints(context: CheckContext) -> Iterator[Finding]:
     from pytest_fastapi_rules.probing.runner import LIVENESS_PATHS, READINESS_PATHS
 
-    results = _probe(context)
+    results = _probe(context, "FR107")
     health = results.in_phase("health")
     liveness = [e for e in health if e.request.path in LIVENESS_PATHS]
     readiness = [e for e in health if e.request.path in READINESS_PATHS]
@@ -336,7 +404,7 @@ def _route_location_of(facts: AppFacts, target: str) -> Location | None:
 
 def _runtime_delete(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
-    results = _probe(context)
+    results = _probe(context, "FR205")
     writes = [e for e in results.for_target(route.target, "write")]
     if not writes:
         raise RuleSkipped(f"the probes sent no DELETE to {route.target}")
@@ -397,7 +465,7 @@ def check_delete_returns_204(context: CheckContext) -> Iterator[Finding]:
 )
 def check_bad_input_is_422(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
-    results = _probe(context)
+    results = _probe(context, "FR210")
     exchanges = results.for_target(route.target, "bad-input")
     if not exchanges:
         raise RuleSkipped(f"{route.target} takes no typed parameter or body to send bad input to")
@@ -437,7 +505,7 @@ def check_bad_input_is_422(context: CheckContext) -> Iterator[Finding]:
 )
 def check_missing_resource_is_404(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
-    results = _probe(context)
+    results = _probe(context, "FR211")
     exchanges = results.for_target(route.target, "missing")
     if not exchanges:
         raise RuleSkipped(
@@ -492,7 +560,7 @@ def _min_count(exchanges: list[Exchange]) -> tuple[int, Exchange] | None:
 )
 def check_no_n_plus_one(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
-    results = _probe(context)
+    results = _probe(context, "FR509")
     small = _min_count(results.for_target(route.target, "small"))
     large = _min_count(results.for_target(route.target, "large"))
     if small is None or large is None:
@@ -605,7 +673,7 @@ def _eager_load_hint(facts: AppFacts, statement: Any, exchange: Exchange) -> str
 )
 def check_query_budget(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
-    results = _probe(context)
+    results = _probe(context, "FR510")
     exchanges = [
         e
         for e in _happy(results, route.target)
@@ -656,7 +724,7 @@ def _has_challenge(route: RouteFacts, options: RulesOptions) -> bool:
 )
 def check_auth_challenge(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
-    results = _probe(context)
+    results = _probe(context, "FR704")
     exchanges = results.for_target(route.target, "no-credentials") + results.for_target(
         route.target, "garbage-token"
     )
@@ -719,7 +787,7 @@ def _creates_with_password(route: RouteFacts, options: RulesOptions) -> bool:
 )
 def check_passwords_hashed(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
-    results = _probe(context)
+    results = _probe(context, "FR705")
     checks = [c for c in results.password_checks if c.target == route.target]
     if not checks:
         raise RuleSkipped(f"the probes could not send {route.target} a body with a known password")
@@ -794,7 +862,7 @@ def check_overrides_restored(context: CheckContext) -> Iterator[Finding]:
 
 def _runtime_generic_handler(context: CheckContext) -> Iterator[Finding]:
     """FR105: the generic handler, invoked on a synthetic exception, answers a clean JSON 500."""
-    results = _probe(context)
+    results = _probe(context, "FR105")
     exchange = results.synthetic
     if exchange is None:
         raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")
@@ -826,7 +894,7 @@ def _runtime_generic_handler(context: CheckContext) -> Iterator[Finding]:
 
 def _runtime_no_orm_in_response(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
-    results = _probe(context)
+    results = _probe(context, "FR203")
     names = results.orm_returns.get(route.target)
     if names:
         yield Finding(
@@ -838,7 +906,7 @@ def _runtime_no_orm_in_response(context: CheckContext) -> Iterator[Finding]:
 
 def _runtime_pagination(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
-    results = _probe(context)
+    results = _probe(context, "FR207")
     for exchange in results.for_target(route.target, "page-bound"):
         if exchange.status is not None and 400 <= exchange.status < 500:
             continue
@@ -870,7 +938,7 @@ def _secret_keys(value: Any, path: str = "") -> Iterator[str]:
 
 def _runtime_no_secrets(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
-    results = _probe(context)
+    results = _probe(context, "FR209")
     seen: set[str] = set()
     for exchange in _happy(results, route.target):
         if not exchange.ok:
@@ -889,7 +957,7 @@ def _runtime_no_secrets(context: CheckContext) -> Iterator[Finding]:
 def _runtime_cors(context: CheckContext) -> Iterator[Finding]:
     from pytest_fastapi_rules.probing.runner import UNLISTED_ORIGIN
 
-    results = _probe(context)
+    results = _probe(context, "FR701")
     for exchange in results.in_phase("preflight"):
         allowed = exchange.headers.get("access-control-allow-origin", "")
         if allowed in ("*", UNLISTED_ORIGIN):
@@ -1029,7 +1097,7 @@ def check_docs_hidden_in_production(context: CheckContext) -> Iterator[Finding]:
     ),
 )
 def check_session_dependency_lifecycle(context: CheckContext) -> Iterator[Finding]:
-    results = _probe(context)
+    results = _probe(context, "FR306")
     if not results.session_checks:
         if results.session_dependency is None:
             raise RuleSkipped("no route depends on a database-session dependency")
@@ -1098,7 +1166,7 @@ def check_no_blocking_at_runtime(context: CheckContext) -> Iterator[Finding]:
     from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD
 
     route = context.the_route
-    results = _probe(context)
+    results = _probe(context, "FR402")
     if results.blocking_skipped:
         raise RuleSkipped(results.blocking_skipped)
     lags = results.stalls.get(route.target)
@@ -1157,7 +1225,7 @@ def _short_frame(facts: AppFacts, where: str) -> str:
     good_example="create_async_engine(url, pool_size=5, pool_recycle=3600, pool_pre_ping=True)",
 )
 def check_survives_connection_loss(context: CheckContext) -> Iterator[Finding]:
-    results = _probe(context)
+    results = _probe(context, "FR511")
     if results.connection_loss is None:
         raise RuleSkipped(results.connection_loss_skipped or "the probe could not run")
     warm, after = results.connection_loss
@@ -1249,7 +1317,7 @@ def check_errors_are_logged(context: CheckContext) -> Iterator[Finding]:
     facts = context.facts
     if Exception not in facts.exception_handlers and 500 not in facts.exception_handlers:
         raise RuleSkipped("the app has no handler for Exception (FR105 reports that)")
-    results = _probe(context)
+    results = _probe(context, "FR803")
     exchange = results.synthetic
     if exchange is None:
         raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")

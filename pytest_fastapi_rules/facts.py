@@ -214,9 +214,25 @@ class AppFacts:
         for effective in iter_effective_routes(self.app):
             endpoint = effective.get("endpoint")
             module_name = getattr(unwrap_callable(endpoint), "__module__", None)
-            if module_name and self._is_project_module_name(module_name):
+            if module_name and self._is_project_module_name(module_name) and self._under_project(module_name):
                 names.add(module_name.split(".")[0])
         return frozenset(names)
+
+    def _under_project(self, module_name: str) -> bool:
+        """Whether the module's file lives in the project: under the rootdir, or beside the app's
+        own package. A library installed outside site-packages (``pip install --target``, a
+        vendored checkout elsewhere) is not the app's code even though it is not in site-packages."""
+        file = getattr(sys.modules.get(module_name), "__file__", None)
+        if not file:
+            return False
+        resolved = Path(file).resolve()
+        app_file = getattr(self.loaded.module, "__file__", None)
+        roots = [self.root.resolve()]
+        if app_file:
+            app_path = Path(app_file).resolve()
+            levels = self.loaded.module.__name__.count(".") + 1 + (app_path.name == "__init__.py")
+            roots.append(app_path.parents[levels - 1])
+        return any(resolved.is_relative_to(root) for root in roots)
 
     @staticmethod
     def _is_project_module_name(module_name: str) -> bool:

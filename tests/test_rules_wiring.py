@@ -647,6 +647,81 @@ def test_library_settings_held_once_count(pytester: pytest.Pytester, run_rules: 
     assert run.outcomes("FR805") == {"app": "passed"}
 
 
+MIXIN_SETTINGS_APP = """
+from fastapi import Depends, FastAPI
+from pydantic_settings import BaseSettings
+
+
+class DatabaseSettings(BaseSettings):
+    pass
+
+
+class SQLiteSettings(DatabaseSettings):
+    SQLITE_URI: str = "./app.db"
+
+
+class MySQLSettings(DatabaseSettings):
+    MYSQL_USER: str = "user"
+
+
+class PostgresSettings(DatabaseSettings):
+    POSTGRES_USER: str = "postgres"
+
+
+class AppSettings(BaseSettings):
+    APP_NAME: str = "app"
+
+
+class Settings(AppSettings, PostgresSettings):
+    pass
+
+
+settings = Settings()
+
+
+class SMTPSettings(BaseSettings):
+    SMTP_HOST: str = "localhost"
+
+
+app = FastAPI()
+
+
+@app.get("/mail")
+async def mail_host(smtp: SMTPSettings = Depends(SMTPSettings)) -> dict[str, str]:
+    return {"host": smtp.SMTP_HOST}
+"""
+
+
+def test_mixins_and_alternatives_are_not_judged(pytester: pytest.Pytester, run_rules: RunRules) -> None:
+    """Bases, mixins and unused alternatives (igorbenav's MySQLSettings/SQLiteSettings) are never
+    instantiated: nothing to cache. A class built on every request (Depends(SMTPSettings)) is."""
+    path = pytester.makepyfile(mixin_settings_app=MIXIN_SETTINGS_APP)
+    run = run_rules("mixin_settings_app:app", "--fastapi-rules-select=FR805")
+    [finding] = run.findings("FR805")
+    assert finding["message"].startswith("settings class `SMTPSettings` is not cached")
+    assert "get_smtp_settings() -> SMTPSettings" in finding["fix"]
+    assert_located(finding, "mixin_settings_app.py", line_of(path, "class SMTPSettings"))
+
+
+@pytest.mark.parametrize(
+    ("name", "snake"),
+    [
+        ("MailSettings", "mail_settings"),
+        ("MySQLSettings", "mysql_settings"),
+        ("SQLiteSettings", "sqlite_settings"),
+        ("PostgreSQLSettings", "postgresql_settings"),
+        ("HTTPClientSettings", "http_client_settings"),
+        ("OAuth2Settings", "oauth2_settings"),
+        ("S3Settings", "s3_settings"),
+        ("Settings", "settings"),
+    ],
+)
+def test_accessor_names_keep_acronyms_together(name: str, snake: str) -> None:
+    from pytest_fastapi_rules.rules.stack import _snake
+
+    assert _snake(name) == snake
+
+
 PYDANTIC_V1_APP = """
 import warnings
 

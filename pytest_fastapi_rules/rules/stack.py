@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import inspect
 import re
 import sys
@@ -157,9 +159,97 @@ def _cached_classes(facts: AppFacts, modules: list[ModuleType], classes: tuple[t
     return cached
 
 
+#: Words written in mixed case that are one word in snake case (``MySQL`` -> ``mysql``).
+_MIXED_CASE_WORDS = (
+    "PostgreSQL",
+    "MySQL",
+    "SQLite",
+    "NoSQL",
+    "GraphQL",
+    "OAuth",
+    "PyPI",
+    "GitHub",
+    "GitLab",
+    "OpenAI",
+    "OpenAPI",
+    "DynamoDB",
+    "MongoDB",
+    "CouchDB",
+    "ClickHouse",
+    "RabbitMQ",
+    "ZeroMQ",
+)
+
+
 def _snake(name: str) -> str:
-    """``MailSettings`` -> ``mail_settings``, for the accessor name a fix suggests."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """``MailSettings`` -> ``mail_settings``, ``MySQLSettings`` -> ``mysql_settings``: the accessor
+    name a fix suggests. A run of capitals is one word (an acronym) whose last capital starts the
+    next word when lower case follows (``HTTPClient`` -> ``http_client``); the usual mixed-case
+    product names are one word each (``SQLite``, ``OAuth2``)."""
+    for word in _MIXED_CASE_WORDS:
+        name = name.replace(word, word.capitalize())
+    text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
+    return text.replace("-", "_").lower()
+
+
+@functools.lru_cache(maxsize=512)
+def _called_names(file: str, mtime: float) -> frozenset[str] | None:
+    """Names a module calls or hands to a call (``Settings()``, ``Depends(Settings)``,
+    ``loader(cls=Settings)``), or None when its source cannot be read."""
+    try:
+        tree = ast.parse(Path(file).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    names: set[str] = set()
+
+    def name_of(node: ast.expr) -> str | None:
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Attribute):
+            return node.attr
+        if isinstance(node, ast.Subscript):  # Loader[Settings](...) / Loader[Settings]
+            return name_of(node.value)
+        return None
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        for expr in (node.func, *node.args, *(k.value for k in node.keywords)):
+            named = name_of(expr)
+            if named:
+                names.add(named)
+        if isinstance(node.func, ast.Subscript):  # CNLearnSettings[Settings](Settings)
+            names.update(n.id for n in ast.walk(node.func.slice) if isinstance(n, ast.Name))
+    return frozenset(names)
+
+
+def _used_classes(modules: list[ModuleType], classes: tuple[type, ...]) -> set[type] | None:
+    """The settings classes the app instantiates (or hands to code that does, ``Depends(Settings)``),
+    judged by the calls in its own modules; None when no module's source could be read.
+
+    A class that nothing calls is a base or a mixin composed into the real settings class, or an
+    alternative left for another deployment (``MySQLSettings`` beside ``PostgresSettings``): no
+    ``X()`` re-reads the environment, so there is nothing to cache.
+    """
+    called: set[str] = set()
+    readable = False
+    for module in modules:
+        file = getattr(module, "__file__", None)
+        if not file or Path(file).suffix != ".py":
+            continue
+        try:
+            mtime = Path(file).stat().st_mtime
+        except OSError:
+            continue
+        names = _called_names(str(file), mtime)
+        if names is None:
+            continue
+        readable = True
+        called |= names
+    if not readable:
+        return None
+    return {cls for cls in classes if cls.__name__ in called}
 
 
 def _environ_reader(facts: AppFacts) -> Location | None:
@@ -199,7 +289,9 @@ def _pydantic_v1_settings(facts: AppFacts) -> list[type]:
     rationale=(
         "BaseSettings validates and types every variable once, at startup, so a missing or "
         "malformed value fails fast instead of mid-request; caching it means the environment and "
-        ".env file are read once, not on every `Settings()`."
+        ".env file are read once, not on every `Settings()`. Only the settings classes the app "
+        "instantiates are judged (a call `X()`, or `X` handed to a call such as `Depends(X)`, in "
+        "its own modules): bases, mixins and unused alternatives are never read on their own."
     ),
     fix="Declare `class Settings(BaseSettings)` in config.py and expose it through "
     "`@lru_cache def get_settings() -> Settings: return Settings()` (or one module-level "
@@ -248,8 +340,14 @@ def check_settings_via_pydantic(context: CheckContext) -> Iterator[Finding]:
         )
         return
     all_classes = tuple(classes)
-    cached = _cached_classes(facts, _modules_to_search(facts, classes), all_classes)
-    uncached = [cls for cls in classes if cls not in cached]
+    modules = _modules_to_search(facts, classes)
+    cached = _cached_classes(facts, modules, all_classes)
+    used = _used_classes(modules, all_classes)
+    if used is None:
+        # No source to read the calls from: judge the concrete classes, those no other settings
+        # class extends (bases and mixins are read through their subclasses).
+        used = {cls for cls in classes if not any(o is not cls and issubclass(o, cls) for o in classes)}
+    uncached = [cls for cls in classes if cls not in cached and cls in used]
     for cls in uncached:
         # A base class is reported through its uncached subclass, not twice.
         if any(other is not cls and issubclass(other, cls) for other in uncached):

@@ -46,6 +46,9 @@ class Basis(enum.Enum):
     PROBE = "probe"
     SOURCE = "source"
     PROJECT = "project"
+    #: An app rule with a runtime half (see :func:`attach_runtime_half`).
+    APP_PROBE = "app+probe"
+    APP_SOURCE = "app+source"
 
 
 @dataclass(frozen=True)
@@ -130,8 +133,7 @@ class Rule:
     @property
     def uses_probes(self) -> bool:
         """Whether the check reads the probe run (a probe rule, or an app rule with a runtime half)."""
-        has_runtime_half = getattr(self.check, "_fastapi_rules_runtime_half", None) is not None
-        return self.basis is Basis.PROBE or has_runtime_half
+        return self.basis in (Basis.PROBE, Basis.APP_PROBE)
 
     def with_severity(self, severity: Severity) -> Rule:
         return replace(self, severity=severity)
@@ -194,6 +196,43 @@ def rule(
     return register
 
 
+def attach_runtime_half(
+    code: str,
+    runtime: CheckFunction,
+    *,
+    unavailable: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Give the app rule ``code`` a runtime half (RULES.md's *app+probe* rules).
+
+    The static half runs first; when it finds something, that is the finding (the declaration
+    already shows the problem, and one mistake should give one finding). Otherwise the runtime half
+    runs, and adds nothing when it does not apply (``RuleSkipped``) or when the probes cannot run
+    (``unavailable``): the static verdict stands on its own. Attaching twice (a reload) is a no-op.
+    """
+    existing = _REGISTRY[code]
+    static = getattr(existing.check, "_fastapi_rules_static_half", existing.check)
+    if getattr(existing.check, "_fastapi_rules_runtime_half", None) is runtime:
+        return
+
+    quiet: tuple[type[BaseException], ...] = (RuleSkipped, *unavailable)
+
+    def combined(context: CheckContext) -> list[Finding]:
+        findings = list(static(context))
+        if findings:
+            return findings
+        try:
+            findings.extend(runtime(context))
+        except quiet:
+            return findings
+        return findings
+
+    combined._fastapi_rules_runtime_half = runtime  # type: ignore[attr-defined]
+    combined._fastapi_rules_static_half = static  # type: ignore[attr-defined]
+    for attribute in ("__name__", "__qualname__", "__module__", "__doc__"):
+        setattr(combined, attribute, getattr(static, attribute, None))
+    _REGISTRY[code] = replace(existing, check=combined, basis=Basis.APP_PROBE)
+
+
 def _same_function(first: CheckFunction, second: CheckFunction) -> bool:
     """Whether ``second`` is ``first`` imported again (a module reload), not a second rule."""
     return (getattr(first, "__module__", None), getattr(first, "__qualname__", None)) == (
@@ -207,6 +246,11 @@ def all_rules() -> list[Rule]:
     from pytest_fastapi_rules import rules as _rules  # noqa: F401  (registers the rule modules)
 
     return [_REGISTRY[code] for code in sorted(_REGISTRY)]
+
+
+def all_registered() -> list[Rule]:
+    """The rules registered so far, without importing the rule modules (for rule modules)."""
+    return list(_REGISTRY.values())
 
 
 def get_rule(code: str) -> Rule:

@@ -39,11 +39,12 @@ def format_catalog(rules: list[Rule] | None = None) -> str:
     """The ``--fastapi-rules-list`` text: one line per rule, like ``ruff rule --all``."""
     rules = rules if rules is not None else all_rules()
     width = max(len(rule.name) for rule in rules)
-    lines = [f"{'code':<6} {'name':<{width}} {'severity':<8} {'basis':<7} summary"]
+    basis_width = max(len(rule.basis.value) for rule in rules)
+    lines = [f"{'code':<6} {'name':<{width}} {'severity':<8} {'basis':<{basis_width}} summary"]
     for rule in rules:
         lines.append(
             f"{rule.code:<6} {rule.name:<{width}} {rule.severity.value:<8} "
-            f"{rule.basis.value:<7} {rule.summary}"
+            f"{rule.basis.value:<{basis_width}} {rule.summary}"
         )
     return "\n".join(lines)
 

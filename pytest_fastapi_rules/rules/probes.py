@@ -13,8 +13,6 @@ data, the probes could not start) adds nothing; the probe rules of this module r
 from __future__ import annotations
 
 import collections
-import contextlib
-import dataclasses
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -410,15 +408,15 @@ def _runtime_delete(context: CheckContext) -> Iterator[Finding]:
         raise RuleSkipped(f"the probes sent no DELETE to {route.target}")
     exchange = writes[0]
     if not exchange.ok:
-        raise RuleSkipped(f"the probe's DELETE {exchange.request.path} {exchange.outcome}; nothing to judge")
+        raise RuleSkipped(f"the probe's {exchange.request.shown} {exchange.outcome}; nothing to judge")
     if exchange.status != 204:
         yield Finding(
-            message=f"DELETE {exchange.request.path} answered {exchange.status}, not 204",
+            message=f"{exchange.request.shown} answered {exchange.status}, not 204",
             location=route.location,
         )
     elif exchange.body:
         yield Finding(
-            message=f"DELETE {exchange.request.path} answered 204 with a body "
+            message=f"{exchange.request.shown} answered 204 with a body "
             f"({exchange.body_excerpt(60)!r})",
             location=route.location,
         )
@@ -978,30 +976,13 @@ def _attach_runtime_half(
     Wrapping keeps the static half's behaviour: its findings come first, a RuleSkipped of the static
     half stands, and when the probes cannot run (or do not apply) the runtime half adds nothing.
     """
-    existing = registry._REGISTRY.get(code)
-    if existing is None:
+    from pytest_fastapi_rules.items import UserSetupError
+    from pytest_fastapi_rules.runtime import AppStartupError
+
+    if code not in {rule_.code for rule_ in registry.all_registered()}:
         rule(code=code, **declaration)(full or runtime)
         return
-    if getattr(existing.check, "_fastapi_rules_runtime_half", None) is runtime:
-        return
-    static = existing.check
-
-    def combined(context: CheckContext) -> list[Finding]:
-        from pytest_fastapi_rules.items import UserSetupError
-        from pytest_fastapi_rules.runtime import AppStartupError
-
-        findings = list(static(context))
-        if findings:
-            return findings  # the declaration already shows the problem; the runtime adds nothing
-        with contextlib.suppress(RuleSkipped, UserSetupError, AppStartupError):
-            findings.extend(runtime(context))
-        return findings
-
-    combined._fastapi_rules_runtime_half = runtime  # type: ignore[attr-defined]
-    combined.__name__ = getattr(static, "__name__", "check")
-    combined.__qualname__ = getattr(static, "__qualname__", "check")
-    combined.__module__ = getattr(static, "__module__", __name__)
-    registry._REGISTRY[code] = dataclasses.replace(existing, check=combined)
+    registry.attach_runtime_half(code, runtime, unavailable=(UserSetupError, AppStartupError))
 
 
 _attach_runtime_half("FR105", _runtime_generic_handler)

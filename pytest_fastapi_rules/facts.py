@@ -359,11 +359,30 @@ class AppFacts:
 
     # -- runtime ------------------------------------------------------------------------------
 
-    def runtime_facts(self, engine_paths: tuple[str, ...], factory_paths: tuple[str, ...]) -> RuntimeFacts:
-        """Engines and session factories, found once the lifespan runs (raises AppStartupError)."""
+    def runtime_facts(
+        self, engine_paths: tuple[str, ...], factory_paths: tuple[str, ...], db_url: str | None = None
+    ) -> RuntimeFacts:
+        """Engines and session factories, found once the lifespan runs (raises AppStartupError).
+
+        The lifespan runs with the app's databases redirected to a throwaway one (see
+        ``probing.isolation``), so starting the app never touches the database it is configured
+        with; each engine found is reported as the app configured it.
+        """
         if self._runtime_facts is None:
-            self.runtime.start()
-            self._runtime_facts = discover_runtime_objects(self, engine_paths, factory_paths)
+            from pytest_fastapi_rules.probing.isolation import IsolatedStart
+
+            isolated = IsolatedStart(self, db_url)
+            isolated.start(engine_paths, factory_paths)
+            found = discover_runtime_objects(self, engine_paths, factory_paths)
+            engines: list[Discovered] = []
+            seen: set[int] = set()
+            for discovered in found.engines:
+                original = isolated.original_of(discovered.obj)
+                if id(original) not in seen:
+                    seen.add(id(original))
+                    engines.append(Discovered(original, discovered.where))
+            found.engines = engines
+            self._runtime_facts = found
         return self._runtime_facts
 
 
@@ -472,6 +491,9 @@ def discover_runtime_objects(
 
     for where, value in facts.own_globals():
         consider(value, where)
+        if isinstance(value, dict):  # a registry such as `state = {"engine": ...}`
+            for key, inner in list(value.items())[:100]:
+                consider(inner, f"{where}[{key!r}]")
         if _engine_key(value) is None and not _is_session_factory(value) and facts.is_own_object(type(value)):
             for attr, inner in list(getattr(value, "__dict__", {}).items()):
                 consider(inner, f"{where}.{attr}")

@@ -158,7 +158,7 @@ class RuleItem(pytest.Item):
         options = state.options
         if self.rule.needs_running_app:
             try:
-                facts.runtime_facts(options.engine_paths, options.session_factory_paths)
+                facts.runtime_facts(options.engine_paths, options.session_factory_paths, options.db_url)
             except DiscoveryError as exc:
                 raise UserSetupError(str(exc)) from None
         context = CheckContext(facts=facts, options=options, route=self.route)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import traceback
-from collections.abc import Coroutine, MutableMapping
+from collections.abc import Callable, Coroutine, MutableMapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -80,6 +80,7 @@ class AppRuntime:
         self._holder: Future[None] | None = None
         self._manager: LifespanManager | None = None
         self._startup_error: AppStartupError | None = None
+        self._stop_callbacks: list[Callable[[], None]] = []
 
     @property
     def started(self) -> bool:
@@ -146,6 +147,10 @@ class AppRuntime:
             self._startup_error = _startup_error_from(exc, self._timeout)
             raise self._startup_error from None
 
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, after the next shutdown (undoing what was set up for this start)."""
+        self._stop_callbacks.append(callback)
+
     def stop(self) -> str | None:
         """Run the lifespan's shutdown. Returns the app's shutdown error text, if it failed."""
         error: str | None = None
@@ -161,6 +166,9 @@ class AppRuntime:
         self._manager = None
         self._stop_event = None
         self._holder = None
+        callbacks, self._stop_callbacks = self._stop_callbacks, []
+        for callback in callbacks:
+            callback()
         return error
 
     def close(self) -> str | None:

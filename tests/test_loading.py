@@ -201,3 +201,59 @@ def test_skipped_items_point_at_the_route_not_the_plugin(pytester: pytest.Pytest
     )
     result = run(pytester, "main:app", "--fastapi-rules-select=FR208", "-rs")
     result.stdout.fnmatch_lines(["SKIPPED [[]1[]] main.py:6: FR208 query-strings-bounded: *"])
+
+
+ISOLATED_APP = """
+import os
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Integer
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Thing(Base):
+    __tablename__ = "things"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+state = {}
+
+
+@asynccontextmanager
+async def lifespan(app):
+    engine = create_async_engine(os.environ["APP_DATABASE_URL"], pool_pre_ping=True, pool_recycle=1800)
+    state["engine"] = engine
+    state["factory"] = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    async with engine.begin() as connection:  # startup writes to the configured database
+        await connection.run_sync(Base.metadata.create_all)
+    yield
+    await engine.dispose()
+
+
+app = FastAPI(lifespan=lifespan)
+"""
+
+
+@pytest.mark.parametrize("configured", ["sqlite", "postgres-that-is-not-running"])
+def test_starting_the_app_never_touches_its_configured_database(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, configured: str
+) -> None:
+    configured_file = pytester.path / "configured.db"
+    url = (
+        f"sqlite+aiosqlite:///{configured_file}"
+        if configured == "sqlite"
+        else "postgresql+asyncpg://nobody@127.0.0.1:9/not_running"
+    )
+    if configured != "sqlite":
+        pytest.importorskip("asyncpg")
+    monkeypatch.setenv("APP_DATABASE_URL", url)
+    pytester.makepyfile(isolated=ISOLATED_APP)
+    result = run(pytester, "isolated:app", "--fastapi-rules-select=FR501,FR502,FR504", "-rA")
+    result.assert_outcomes(passed=3)
+    assert not configured_file.exists(), "the app's startup reached its configured database"

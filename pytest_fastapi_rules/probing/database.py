@@ -368,6 +368,10 @@ class RedirectedEngine:
     #: Where the app holds it (or "created by the app" for intercepted creations).
     where: str
     disposed: bool = False
+    #: The engine as the app configured it, never connected: the app's own object for a twin, or
+    #: an engine built from the app's own URL and options for an intercepted creation. Rules that
+    #: judge engine settings (FR5xx) read this one. None when it could not be built (no driver).
+    original: Any = None
 
     @property
     def sync_engine(self) -> Engine:
@@ -435,8 +439,35 @@ class Redirector:
                 kept.pop(key, None)
         return kept
 
+    def _unconnected(self, requested: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
+        """The engine exactly as the app asked for it; creating an engine does not connect."""
+        if requested is None:
+            return None
+        self._local.inside = True
+        try:
+            create = _original_create_async_engine if is_async else _original_create_engine
+            return create(requested, **kwargs)
+        except Exception:  # noqa: BLE001 - a driver that is not installed: fall back to the twin
+            return None
+        finally:
+            self._local.inside = False
+
+    def original_of(self, engine: Any) -> Any:
+        """The app's own configuration of ``engine`` if it is one of ours, else ``engine`` itself."""
+        sync_engine = getattr(engine, "sync_engine", engine)
+        for redirected in self.engines:
+            if redirected.sync_engine is sync_engine and redirected.original is not None:
+                return redirected.original
+        return engine
+
     def create_isolated(
-        self, requested: Any, kwargs: dict[str, Any], *, is_async: bool, where: str
+        self,
+        requested: Any,
+        kwargs: dict[str, Any],
+        *,
+        is_async: bool,
+        where: str,
+        original: Any = None,
     ) -> AsyncEngine | Engine:
         """Create the engine the app asked for, on the isolated database, and track it."""
         try:
@@ -457,6 +488,7 @@ class Redirector:
             engine=engine,
             requested=masked_url(requested_url) if requested_url is not None else "?",
             where=where,
+            original=original if original is not None else self._unconnected(requested, kwargs, is_async),
         )
         self.engines.append(redirected)
         self.monitor.allow(redirected.sync_engine)
@@ -542,7 +574,9 @@ class Redirector:
                 options["pool_timeout"] = getattr(pool, "_timeout", 30)
             elif isinstance(pool, NullPool):
                 options["poolclass"] = NullPool
-            self._twins[key] = self.create_isolated(sync_engine.url, options, is_async=is_async, where=where)
+            self._twins[key] = self.create_isolated(
+                sync_engine.url, options, is_async=is_async, where=where, original=engine
+            )
         return self._twins[key]
 
     def _set(self, container: Any, name: str, value: Any, description: str) -> None:
@@ -752,11 +786,22 @@ class OverrideSet:
 
     @contextlib.contextmanager
     def temporarily(self, call: Any, replacement: Any) -> Iterator[None]:
+        """Override ``call`` inside the block, then put back exactly what was there before.
+
+        Not :meth:`unset`: when ``call`` already carries the probes' own override (the probe user
+        replacing ``get_current_user``), unsetting would drop it, and every later request of the
+        run would go out unauthenticated (FR511 then compared two 401s).
+        """
+        had = call in self.overrides
+        previous = self.overrides.get(call)
         self.set(call, replacement)
         try:
             yield
         finally:
-            self.unset(call)
+            if had:
+                self.overrides[call] = previous
+            else:
+                self.overrides.pop(call, None)
 
     def restore(self) -> None:
         """Put the dict back exactly as the probes found it (same object, same entries)."""

@@ -6,7 +6,10 @@ rules here read the imported model classes and the routes that use them.
 
 from __future__ import annotations
 
+import ast
 import inspect
+import re
+import textwrap
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -14,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from pytest_fastapi_rules.facts import type_hints, unwrap_callable
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -240,15 +244,380 @@ def _fit(model: type[BaseModel], orm_class: type, names: frozenset[str]) -> tupl
     return (not named_alike, len(names) - len(_model_fields(model)), _name(orm_class))
 
 
-def _api_response_models(facts: AppFacts, options: RulesOptions) -> dict[type[BaseModel], str]:
-    """Every model an API route answers with (nested ones included) -> the first route using it."""
+# -- FR603: evidence that a route hands ORM objects to its response model -------------------------
+
+#: Methods that turn an object into plain data: what they return is no ORM object.
+_SERIALIZERS = frozenset(
+    {"to_dict", "as_dict", "dict", "_asdict", "model_dump", "to_json", "json", "serialize", "dump"}
+)
+#: Query builders whose first argument is the ORM class whose objects the query returns
+#: (``select(User)``, ``session.get(User, id)``, ``session.query(User)``).
+_ORM_QUERIES = frozenset({"select", "query", "get", "get_one"})
+#: Builtins that keep the objects they are given (``list(rows)``, ``sorted(rows)``).
+_KEEPERS = frozenset({"list", "tuple", "set", "sorted", "reversed", "next", "iter"})
+#: How far the search follows calls: the endpoint, its service, the service's repository.
+_MAX_CALL_DEPTH = 2
+
+
+def _class_of(annotation: Any) -> Any:
+    """The class an annotation stands for (``Annotated[X, ...]``, ``X | None`` -> ``X``), or None."""
+    for _ in range(_MAX_DEPTH):
+        if inspect.isclass(annotation):
+            return annotation
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if (origin is typing.Union or origin is types.UnionType) and len(members) == 1:
+            annotation = members[0]
+            continue
+        return None
+    return None
+
+
+class _OrmFlow:
+    """Reads an endpoint's source to tell whether it answers with ORM objects.
+
+    Evidence is what the code says, never a coincidence of field names: a return annotation that
+    names a mapped class (``-> Post``, ``-> Sequence[Post]``), a call whose callee is annotated to
+    return one (``await service.get_post(id)``, followed through the parameter's annotation, up to
+    the service's repository), a query built on a mapped class (``select(Post)``,
+    ``session.get(Post, id)``), the mapped class's constructor, or ``from_attributes=True`` /
+    ``from_orm`` at a conversion. Values are followed through assignments, loops and
+    comprehensions; attribute reads (``post.title``) and serialisers (``post.to_dict()``) end the
+    trail. What cannot be read (no source, an unannotated library call, a TypeVar such as
+    FastCRUD's ``ModelType``) is no evidence.
+    """
+
+    def __init__(self, mapped: Iterable[type]) -> None:
+        self.mapped = frozenset(mapped)
+        self._returns: dict[int, bool] = {}
+
+    # -- annotations ------------------------------------------------------------------------
+
+    def mentions_orm(self, annotation: Any, namespace: dict[str, Any] | None = None, depth: int = 0) -> bool:
+        """Whether an annotation names a mapped class (through generics, unions, Annotated)."""
+        if depth > _MAX_DEPTH or annotation is None:
+            return False
+        if isinstance(annotation, str | typing.ForwardRef):
+            text = annotation if isinstance(annotation, str) else annotation.__forward_arg__
+            names = re.findall(r"[A-Za-z_][\w.]*", text)
+            found = [(namespace or {}).get(name.split(".")[-1]) for name in names]
+            return any(inspect.isclass(obj) and obj in self.mapped for obj in found)
+        if inspect.isclass(annotation):
+            return annotation in self.mapped
+        args = typing.get_args(annotation)
+        if typing.get_origin(annotation) is typing.Annotated:
+            args = args[:1]
+        return any(self.mentions_orm(arg, namespace, depth + 1) for arg in args)
+
+    def returns_orm(self, func: Any, depth: int) -> bool:
+        """Whether a callable hands out ORM objects: by its annotation, else by its source."""
+        func = unwrap_callable(func)
+        if inspect.isclass(func):
+            return func in self.mapped  # the constructor of a mapped class
+        func = getattr(func, "__func__", func)
+        if not inspect.isfunction(func):
+            return False
+        key = id(func.__code__)
+        if key in self._returns:
+            return self._returns[key]
+        self._returns[key] = False  # recursion guard
+        annotation = type_hints(func).get("return")
+        if annotation is not None:
+            result = self.mentions_orm(annotation, getattr(func, "__globals__", {}))
+        elif depth > _MAX_CALL_DEPTH:
+            result = False
+        else:
+            result = _FunctionReader(self, func, depth).returns_orm(conversions=False)
+        self._returns[key] = result
+        return result
+
+    def endpoint_evidence(self, endpoint: Any) -> bool:
+        """Whether an endpoint answers with ORM objects (or converts them into its answer)."""
+        func = unwrap_callable(endpoint)
+        func = getattr(func, "__func__", func)
+        if not inspect.isfunction(func):
+            return False
+        annotation = type_hints(func).get("return")
+        if annotation is not None and self.mentions_orm(annotation, getattr(func, "__globals__", {})):
+            return True
+        return _FunctionReader(self, func, 0).returns_orm(conversions=True)
+
+
+class _FunctionReader:
+    """One function's source, read for ORM values (see :class:`_OrmFlow`)."""
+
+    def __init__(self, flow: _OrmFlow, func: Any, depth: int) -> None:
+        self.flow = flow
+        self.func = func
+        self.depth = depth
+        self.namespace: dict[str, Any] = dict(getattr(func, "__globals__", {}) or {})
+        self.hints = type_hints(func)
+        self.owner = self._owner_class()
+        self.tainted: set[str] = {
+            name
+            for name, annotation in self.hints.items()
+            if name != "return" and flow.mentions_orm(annotation, self.namespace)
+        }
+        self.tree = self._parse()
+        #: Parameters without an annotation: unknown values, never the module global of that name.
+        self.unknown: set[str] = set()
+        if isinstance(self.tree, ast.FunctionDef | ast.AsyncFunctionDef):
+            arguments = self.tree.args
+            every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+            every += [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+            self.unknown = {a.arg for a in every if a.arg not in self.hints and a.arg != "self"}
+
+    def _owner_class(self) -> Any:
+        """The class a method is defined in (for ``self.repository``), when it is a module global."""
+        parts = str(getattr(self.func, "__qualname__", "")).split(".")
+        if len(parts) < 2 or "<locals>" in parts:
+            return None
+        owner = self.namespace.get(parts[0])
+        for part in parts[1:-1]:
+            owner = getattr(owner, part, None)
+        return owner if inspect.isclass(owner) else None
+
+    def _parse(self) -> ast.AST | None:
+        try:
+            source = textwrap.dedent(inspect.getsource(self.func))
+            module = ast.parse(source)
+        except (OSError, TypeError, SyntaxError, ValueError, IndentationError):
+            return None
+        for node in module.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                return node
+        return None
+
+    # -- resolving names to objects and types ---------------------------------------------------
+
+    def _type_of_attribute(self, cls: Any, attr: str) -> Any:
+        """The declared type of ``instance.attr``: a class annotation, else ``__init__``'s parameter."""
+        hinted = type_hints(cls).get(attr) if inspect.isclass(cls) else None
+        if hinted is None:
+            init_hints = type_hints(getattr(cls, "__init__", None))
+            hinted = init_hints.get(attr) or init_hints.get(attr.lstrip("_"))
+        return _class_of(hinted)
+
+    def resolve(self, node: ast.expr, depth: int = 0) -> tuple[str, Any] | None:
+        """``("obj", value)`` for a known object, ``("type", cls)`` for an instance of a class."""
+        if depth > 12:
+            return None
+        if isinstance(node, ast.Await):
+            return self.resolve(node.value, depth + 1)
+        if isinstance(node, ast.Name):
+            if node.id == "self" and self.owner is not None:
+                return ("type", self.owner)
+            if node.id in self.hints and node.id != "return":
+                cls = _class_of(self.hints[node.id])
+                return ("type", cls) if cls is not None else None
+            if node.id in self.unknown:
+                return None
+            if node.id in self.namespace:
+                return ("obj", self.namespace[node.id])
+            return None
+        if isinstance(node, ast.Attribute):
+            base = self.resolve(node.value, depth + 1)
+            if base is None:
+                return None
+            kind, value = base
+            if kind == "obj":
+                try:
+                    return ("obj", getattr(value, node.attr))
+                except Exception:  # noqa: BLE001 - lazy proxies, properties that raise
+                    return None
+            member = inspect.getattr_static(value, node.attr, None)
+            if member is not None and callable(getattr(member, "__func__", member)):
+                return ("obj", getattr(member, "__func__", member))
+            cls = self._type_of_attribute(value, node.attr)
+            return ("type", cls) if cls is not None else None
+        if isinstance(node, ast.Call):
+            callee = self.resolve(node.func, depth + 1)
+            if callee is None or callee[0] != "obj":
+                return None
+            target = unwrap_callable(callee[1])
+            if inspect.isclass(target):
+                return ("type", target)
+            cls = _class_of(type_hints(target).get("return")) if callable(target) else None
+            return ("type", cls) if cls is not None else None
+        return None
+
+    # -- ORM values -------------------------------------------------------------------------------
+
+    def _is_mapped(self, node: ast.expr) -> bool:
+        resolved = self.resolve(node)
+        return resolved is not None and resolved[0] == "obj" and resolved[1] in self.flow.mapped
+
+    def call_gives_orm(self, call: ast.Call) -> bool:
+        """A call that produces ORM objects: an annotated callee, a query on a mapped class, a
+        mapped constructor."""
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if name in _ORM_QUERIES and call.args and self._is_mapped(call.args[0]):
+            return True
+        callee = self.resolve(func)
+        if callee is None or callee[0] != "obj":
+            return False
+        return self.flow.returns_orm(callee[1], self.depth + 1)
+
+    def carries_orm(self, node: ast.expr | None) -> bool:
+        """Whether the value of ``node`` is (or holds) ORM objects."""
+        if node is None:
+            return False
+        if isinstance(node, ast.Name):
+            return node.id in self.tainted
+        if isinstance(node, ast.Await | ast.Starred):
+            return self.carries_orm(node.value)
+        if isinstance(node, ast.Subscript):
+            return self.carries_orm(node.value)
+        if isinstance(node, ast.IfExp):
+            return self.carries_orm(node.body) or self.carries_orm(node.orelse)
+        if isinstance(node, ast.BoolOp):
+            return any(self.carries_orm(value) for value in node.values)
+        if isinstance(node, ast.List | ast.Tuple | ast.Set):
+            return any(self.carries_orm(element) for element in node.elts)
+        if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp):
+            self._taint_generators(node.generators)
+            return self.carries_orm(node.elt)
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute):
+                if func.attr in _SERIALIZERS:
+                    return False
+                if self._rooted_in_taint(func.value):  # result.scalars().all(), rows.first()
+                    return True
+            if isinstance(func, ast.Name) and func.id in _KEEPERS:
+                return any(self.carries_orm(arg) for arg in node.args)
+            if any(isinstance(n, ast.Call) and n is not node and self._is_query(n) for n in ast.walk(node)):
+                return True  # (await session.execute(select(Post))).scalars()
+            return self.call_gives_orm(node)
+        return False
+
+    def _is_query(self, call: ast.Call) -> bool:
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        return name in _ORM_QUERIES and bool(call.args) and self._is_mapped(call.args[0])
+
+    def _rooted_in_taint(self, node: ast.expr) -> bool:
+        while True:
+            if isinstance(node, ast.Name):
+                return node.id in self.tainted
+            if isinstance(node, ast.Call):
+                if isinstance(node.func, ast.Attribute) and node.func.attr in _SERIALIZERS:
+                    return False
+                node = node.func
+            elif isinstance(node, ast.Attribute | ast.Subscript | ast.Await):
+                node = node.value
+            else:
+                return False
+
+    def _taint_targets(self, target: ast.expr) -> bool:
+        names = [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+        new = set(names) - self.tainted
+        self.tainted.update(names)
+        return bool(new)
+
+    def _taint_generators(self, generators: list[ast.comprehension]) -> None:
+        for generator in generators:
+            if self.carries_orm(generator.iter):
+                self._taint_targets(generator.target)
+
+    def _propagate(self) -> None:
+        """Taint every name assigned (or looped over) from an ORM value, to a fixed point."""
+        assert self.tree is not None
+        for _ in range(4):
+            changed = False
+            for node in ast.walk(self.tree):
+                if isinstance(node, ast.Assign):
+                    if self.carries_orm(node.value):
+                        for target in node.targets:
+                            changed |= self._taint_targets(target)
+                    continue
+                value: ast.expr | None
+                if isinstance(node, ast.For | ast.AsyncFor):
+                    value, target = node.iter, node.target
+                elif isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr):
+                    value, target = node.value, node.target
+                else:
+                    continue
+                if self.carries_orm(value):
+                    changed |= self._taint_targets(target)
+            if not changed:
+                return
+
+    def _converts_orm(self, node: ast.expr) -> bool:
+        """An answer built from ORM values: the values themselves, or a call (a model's
+        constructor, ``model_validate``) or a container that is handed them; attribute reads
+        (``post.title``) are plain values."""
+        if self.carries_orm(node):
+            return True
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr == "from_orm":
+                return True
+            if any(k.arg == "from_attributes" and _is_true(k.value) for k in node.keywords):
+                return True
+            if isinstance(func, ast.Attribute) and func.attr in _SERIALIZERS:
+                return False
+            values = [*node.args, *(k.value for k in node.keywords)]
+            return any(self._converts_orm(value) for value in values)
+        if isinstance(node, ast.Dict):
+            return any(self._converts_orm(value) for value in node.values if value is not None)
+        if isinstance(node, ast.List | ast.Tuple | ast.Set):
+            return any(self._converts_orm(element) for element in node.elts)
+        if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp):
+            self._taint_generators(node.generators)
+            return self._converts_orm(node.elt)
+        if isinstance(node, ast.DictComp):
+            self._taint_generators(node.generators)
+            return self._converts_orm(node.value)
+        if isinstance(node, ast.IfExp):
+            return self._converts_orm(node.body) or self._converts_orm(node.orelse)
+        if isinstance(node, ast.Await):
+            return self._converts_orm(node.value)
+        return False
+
+    def returns_orm(self, *, conversions: bool) -> bool:
+        """Whether any ``return`` hands out ORM objects (with ``conversions``: or an answer built
+        from them, as an endpoint's ``PostOut.model_validate(post)``)."""
+        if self.tree is None:
+            return False
+        self._propagate()
+        judge = self._converts_orm if conversions else self.carries_orm
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Return) and node.value is not None and judge(node.value):
+                return True
+        return False
+
+
+def _is_true(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is True
+
+
+def _orm_filled_models(facts: AppFacts, options: RulesOptions) -> tuple[dict[type[BaseModel], str], int]:
+    """Models answered by routes whose code hands them ORM objects (nested ones included) -> the
+    first such route; and how many API routes declare a response model at all."""
+    flow = _OrmFlow(facts.mapped_classes)
     used_by: dict[type[BaseModel], str] = {}
+    declared = 0
     for route in facts.routes:
         if not is_api_route(route, options):
             continue
-        for model in iter_nested_models(response_models(route)):
+        models = response_models(route)
+        if not models:
+            continue
+        declared += 1
+        try:
+            evidence = flow.endpoint_evidence(route.endpoint)
+        except Exception:  # noqa: BLE001 - unreadable code is no evidence, never a crash
+            evidence = False
+        if not evidence:
+            continue
+        for model in iter_nested_models(models):
             used_by.setdefault(model, route.target)
-    return used_by
+    return used_by, declared
 
 
 @rule(
@@ -267,8 +636,15 @@ def _api_response_models(facts: AppFacts, options: RulesOptions) -> dict[type[Ba
         "reads attributes when the model (and every model nested in it) sets "
         "`from_attributes=True`; otherwise the conversion fails with a validation error at "
         "runtime (FastAPI's own response validation reads attributes anyway, which hides the gap "
-        "until someone converts explicitly). A model counts as ORM-backed when one mapped class "
-        "has attributes for all its fields."
+        "until someone converts explicitly). A model is judged only when a route's code shows it "
+        "is filled from ORM objects: the endpoint's return annotation names a mapped class, or it "
+        "returns (or converts) what a call annotated to return mapped classes gives (its service "
+        "and repository are followed), a query on a mapped class (`select(Post)`, "
+        "`session.get(Post, id)`) or a mapped constructor, or it converts with "
+        "`from_attributes=True`/`from_orm`. Field names that merely coincide with columns are no "
+        "evidence (FastCRUD-style apps build responses from dicts), and neither is code the "
+        "plugin cannot read. A judged model counts as ORM-backed when one mapped class has "
+        "attributes for all its fields."
     ),
     fix="Add `model_config = ConfigDict(from_attributes=True)` to the response model.",
     bad_example="class PostResponse(BaseModel):  # mirrors the Post ORM class\n    id: int\n    title: str",
@@ -281,9 +657,16 @@ def check_response_from_attributes(context: CheckContext) -> Iterator[Finding]:
     attributes = {cls: names for cls, names in attributes.items() if names}
     if not attributes:
         raise RuleSkipped("the app maps no SQLAlchemy ORM classes, so no response is ORM-backed")
-    used_by = _api_response_models(facts, context.options)
-    if not used_by:
+    used_by, declared = _orm_filled_models(facts, context.options)
+    if not declared:
         raise RuleSkipped("no API route declares a Pydantic response model")
+    if not used_by:
+        raise RuleSkipped(
+            f"none of the {declared} routes with a response model shows that it answers with ORM "
+            "objects (no ORM return annotation, no call annotated to return a mapped class, no "
+            "query on a mapped class, no from_attributes conversion in its code): responses built "
+            "from dicts need no from_attributes"
+        )
     for model, target in used_by.items():
         if not facts.is_own_object(model) or model in attributes:
             continue

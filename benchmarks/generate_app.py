@@ -144,7 +144,13 @@ MAIN = """
 
 
     def create_application() -> FastAPI:
-        app = FastAPI(lifespan=lifespan)
+        production = get_settings().ENVIRONMENT == "production"
+        app = FastAPI(
+            lifespan=lifespan,
+            docs_url=None if production else "/docs",
+            redoc_url=None if production else "/redoc",
+            openapi_url=None if production else "/openapi.json",
+        )
         app.add_middleware(
             CORSMiddleware,
             allow_origins=["http://localhost:3000"],

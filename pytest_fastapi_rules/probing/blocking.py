@@ -189,13 +189,16 @@ def blocking_pass(run: ProbeRun) -> None:
         monitor = asyncio.create_task(heartbeat())
         try:
             async with run._client() as client:
+                await asyncio.sleep(HEARTBEAT * 2)
                 for request, target in batch:
-                    await asyncio.sleep(HEARTBEAT * 2)
                     start = time.perf_counter()
                     with _gc_clock() as clock:
                         calls_before = len(calls)
                         exchange = await run._send_one(client, request, "blocking", target)
-                        await asyncio.sleep(HEARTBEAT * 2)
+                        # One heartbeat period lets a wake-up delayed by this request land inside
+                        # its window (the wake-up is due, so it runs on the loop's next turn); it
+                        # also separates this request's window from the next one.
+                        await asyncio.sleep(HEARTBEAT)
                     end = time.perf_counter()
                     run.results.exchanges.append(exchange)
                     lag = max((lag for at, lag in samples if start <= at <= end), default=0.0)

@@ -566,6 +566,22 @@ PARAMS_APP = """
         next_cursor: str | None = None
 
 
+    class Notebooks(BaseModel):  # an envelope whose one list has its own name
+        notebooks: list[Out]
+
+
+    class Counted(BaseModel):  # one list beside page metadata
+        users: list[Out]
+        total: int
+        next_cursor: str | None = None
+
+
+    class Post(BaseModel):  # a resource that holds a list: not a list answer
+        id: int
+        title: str
+        comments: list[Out]
+
+
     class Filters(BaseModel):
         limit: int = Field(20, ge=1, le=50)
         offset: int = Field(0, ge=0)
@@ -687,6 +703,26 @@ PARAMS_APP = """
         return []
 
 
+    @router.get("/notebooks")
+    async def notebooks() -> Notebooks:
+        return Notebooks(notebooks=[])
+
+
+    @router.get("/counted")
+    async def counted(page: int = 1, items_per_page: int = 10) -> Counted:
+        return Counted(users=[], total=0)
+
+
+    @router.get("/zero-based")
+    async def zero_based(page: int = 0, pageSize: int = Query(10, ge=1, le=100)) -> list[Out]:
+        return []
+
+
+    @router.get("/posts/{post_id}")
+    async def get_post(post_id: int) -> Post:
+        raise NotImplementedError
+
+
     @router.get("/sorting")
     async def sorting(
         sort_by: str = Query("id", max_length=20),
@@ -787,8 +823,23 @@ def test_bodies_query_parameters_and_secrets(pytester: pytest.Pytester, run_rule
     too_large = [f["message"] for f in findings_of(run, "FR207", "GET /api/v1/too-large")]
     assert too_large == [
         "page size `page_size` allows up to 500, above the maximum page size 100",
-        "offset `page` has no lower bound; add `ge=0`",
+        "page number `page` has no lower bound; add `ge=1` (pages count from 1)",
     ]
+    # Any page-size spelling (items_per_page, pageSize); the bound advice matches the parameter.
+    assert [f["message"] for f in findings_of(run, "FR207", "GET /api/v1/counted")] == [
+        "page size `items_per_page` has no upper bound; add `le=100`",
+        "page number `page` has no lower bound; add `ge=1` (pages count from 1)",
+    ]
+    assert [f["message"] for f in findings_of(run, "FR207", "GET /api/v1/zero-based")] == [
+        "page number `page` has no lower bound; add `ge=0`"
+    ]
+    # An envelope with one list of models under any name is a list answer; a resource holding a
+    # list beside its own fields is not.
+    assert only(findings_of(run, "FR207", "GET /api/v1/notebooks"))["message"].startswith(
+        "endpoint `notebooks` answers a list (`Notebooks.notebooks` (`list[Out]`)) but takes no "
+        "page-size query parameter"
+    )
+    assert fr207["GET /api/v1/posts/{post_id}"] == "skipped"
     loose = only(findings_of(run, "FR207", "GET /api/v1/loosely-paged"))
     assert (
         loose["message"]
@@ -801,7 +852,7 @@ def test_bodies_query_parameters_and_secrets(pytester: pytest.Pytester, run_rule
         "paramsapp:app", "--fastapi-rules-select=FR207", "-o", "fastapi_rules_max_page_size=500"
     )
     assert [f["message"] for f in relaxed.findings("FR207") if f["target"] == "GET /api/v1/too-large"] == [
-        "offset `page` has no lower bound; add `ge=0`"
+        "page number `page` has no lower bound; add `ge=1` (pages count from 1)"
     ]
 
     # FR208 (warning): sort typed str even with max_length; unbounded free text, also from a library

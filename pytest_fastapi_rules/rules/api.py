@@ -867,14 +867,97 @@ def check_update_schema_partial(context: CheckContext) -> Iterator[Finding]:
 # -- FR207 ----------------------------------------------------------------------------------------
 
 PAGE_SIZE_NAMES = frozenset(
-    {"limit", "page_size", "pagesize", "per_page", "size", "page_limit", "take", "count", "max_results"}
+    {
+        "limit",
+        "page_size",
+        "pagesize",
+        "per_page",
+        "perpage",
+        "items_per_page",
+        "results_per_page",
+        "size",
+        "page_limit",
+        "take",
+        "first",
+        "top",
+        "count",
+        "max_results",
+        "max_items",
+        "num_results",
+    }
 )
-OFFSET_NAMES = frozenset({"skip", "offset", "page", "start"})
+#: Name endings that make any parameter a page size (``rows_per_page``, ``comments_page_size``).
+PAGE_SIZE_SUFFIXES = ("_per_page", "_page_size", "_page_limit")
+#: Offsets: a row offset, or a page number (a ``cursor`` is opaque: no bound applies to it).
+OFFSET_NAMES = frozenset(
+    {"skip", "offset", "start", "page", "page_number", "page_num", "page_no", "page_index"}
+)
+#: Offsets that count pages, usually from 1 (``ge=1``), unless their default is 0.
+PAGE_NUMBER_NAMES = frozenset({"page", "page_number", "page_num", "page_no"})
 ENVELOPE_LIST_FIELDS = ("items", "data", "results", "records", "entries", "rows")
+#: Fields that may sit beside the one list of an envelope: counts, links and cursors of the page.
+ENVELOPE_META_FIELDS = frozenset(
+    {
+        "total",
+        "total_count",
+        "total_items",
+        "total_pages",
+        "count",
+        "page",
+        "pages",
+        "page_count",
+        "page_size",
+        "per_page",
+        "items_per_page",
+        "size",
+        "limit",
+        "offset",
+        "skip",
+        "next",
+        "previous",
+        "prev",
+        "next_page",
+        "previous_page",
+        "prev_page",
+        "next_url",
+        "previous_url",
+        "cursor",
+        "next_cursor",
+        "previous_cursor",
+        "prev_cursor",
+        "has_more",
+        "has_next",
+        "has_previous",
+        "has_prev",
+        "links",
+        "meta",
+        "metadata",
+        "pagination",
+        "message",
+        "status",
+        "success",
+    }
+)
+
+
+def _is_model_list(tp: Any) -> bool:
+    """``list[Model]`` (``Optional``/``Annotated`` allowed): a list of objects, not of scalars."""
+    inner = _single(tp)
+    if inner is None:
+        return False
+    is_sequence, item = _sequence_item(inner)
+    return is_sequence and _is_model(_single(item))
 
 
 def _list_answer(tp: Any) -> str | None:
-    """How ``tp`` answers a list (``list[X]``, or ``Page.items``), or None for a single object."""
+    """How ``tp`` answers a list, or None for a single object.
+
+    ``list[X]``; an envelope whose list field has a conventional name (``Page.items``,
+    ``PaginatedListResponse.data``); or an envelope with exactly one list-of-models field of any
+    name (``{notebooks: list[NotebookSchema]}``) beside nothing but page metadata (``total``,
+    ``next_cursor``...). A resource that merely holds a list (a post with its comments) has other
+    fields, so it is not taken for a list.
+    """
     single = _single(tp)
     if single is None:
         return None
@@ -886,6 +969,12 @@ def _list_answer(tp: Any) -> str | None:
             inner = _single(info.annotation) if info is not None else None
             if inner is not None and _sequence_item(inner)[0]:
                 return f"`{single.__name__}.{name}` (`{type_name(info.annotation if info else None)}`)"
+        fields = single.model_fields
+        lists = [name for name, info in fields.items() if _is_model_list(info.annotation)]
+        others = [name for name in fields if name not in lists]
+        if len(lists) == 1 and all(_snake(name) in ENVELOPE_META_FIELDS for name in others):
+            info = fields[lists[0]]
+            return f"`{single.__name__}.{lists[0]}` (`{type_name(info.annotation)}`)"
     return None
 
 
@@ -930,9 +1019,27 @@ def pagination_params(route: RouteFacts) -> tuple[list[QueryParam], list[QueryPa
     ``upper_bound(param.bounds)``) and expects a 422.
     """
     params = [p for p in iter_query_params(route) if _is_int_param(p)]
-    sizes = [p for p in params if p.names & PAGE_SIZE_NAMES]
+    sizes = [p for p in params if _is_page_size(p)]
     offsets = [p for p in params if p.names & OFFSET_NAMES and p not in sizes]
     return sizes, offsets
+
+
+def _is_page_size(param: QueryParam) -> bool:
+    return bool(param.names & PAGE_SIZE_NAMES) or any(
+        name.endswith(PAGE_SIZE_SUFFIXES) for name in param.names
+    )
+
+
+def _first_allowed_offset(param: QueryParam) -> int:
+    """The lower bound an offset needs: 1 for a page number counted from 1, else 0.
+
+    A page number (``page``, ``page_number``) counts from 1 unless its default is 0; row offsets
+    (``skip``, ``offset``, ``start``) count from 0.
+    """
+    if not param.names & PAGE_NUMBER_NAMES:
+        return 0
+    default = getattr(param.field_info, "default", None)
+    return 0 if isinstance(default, int) and not isinstance(default, bool) and default == 0 else 1
 
 
 @rule(
@@ -972,7 +1079,8 @@ def check_pagination_bounded(context: CheckContext) -> Iterator[Finding]:
         yield Finding(
             message=(
                 f"endpoint `{route.name}` answers a list ({answer}) but takes no page-size query "
-                f"parameter (`limit`, `page_size`, `per_page`, ...) bounded by `le<={maximum}`"
+                f"parameter (`limit`, `page_size`, `per_page`, `items_per_page`, `size`, ...) "
+                f"bounded by `le<={maximum}`"
             ),
             location=route.location,
         )
@@ -998,9 +1106,13 @@ def check_pagination_bounded(context: CheckContext) -> Iterator[Finding]:
         if lower is None or lower < 0:
             where = _describe_origin(param, route, context.facts)
             found = "has no lower bound" if lower is None else f"allows {lower:g}"
+            first = _first_allowed_offset(param)
+            what = "page number" if param.names & PAGE_NUMBER_NAMES else "offset"
+            counted = " (pages count from 1)" if first == 1 else ""
             yield Finding(
-                message=f"offset `{param.alias}`{where} {found}; add `ge=0`",
+                message=f"{what} `{param.alias}`{where} {found}; add `ge={first}`{counted}",
                 location=_param_location(param, route, context.facts),
+                fix=f"Bound it below: `{param.name}: int = Query({1 if first else 0}, ge={first})`.",
             )
 
 

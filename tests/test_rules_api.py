@@ -598,6 +598,20 @@ PARAMS_APP = """
         body: str | None = None
 
 
+    class Article(BaseModel):
+        id: int
+        title: str
+
+
+    class PasswordChange(BaseModel):  # a command: nothing in common with what it answers
+        current_password: str
+        new_password: str
+
+
+    class Message(BaseModel):
+        message: str
+
+
     class PartialPatch(BaseModel):
         title: str | None = None
 
@@ -647,8 +661,13 @@ PARAMS_APP = """
 
 
     @router.patch("/a/{a_id}")
-    async def patch_required(a_id: int, data: Patch) -> Out:
-        return Out(id=a_id)
+    async def patch_required(a_id: int, data: Patch) -> Article:
+        return Article(id=a_id, title=data.title)
+
+
+    @router.patch("/users/me/password")
+    async def change_password(data: PasswordChange) -> Message:
+        return Message(message="ok")
 
 
     @router.patch("/b/{b_id}")
@@ -794,11 +813,18 @@ def test_bodies_query_parameters_and_secrets(pytester: pytest.Pytester, run_rule
     # FR206 (warning): PATCH with a required field, PUT with nothing required; dict bodies skipped
     assert run.outcomes("FR206") == {
         "PATCH /api/v1/a/{a_id}": "warning",
+        "PATCH /api/v1/users/me/password": "skipped",
         "PATCH /api/v1/b/{b_id}": "passed",
         "PATCH /api/v1/c/{c_id}": "skipped",
         "PUT /api/v1/b/{b_id}": "passed",
         "PUT /api/v1/a/{a_id}": "warning",
     }
+    # A PATCH whose body shares no field with its response is a command, not a partial update.
+    command = result_of(run, "FR206", "PATCH /api/v1/users/me/password")["message"]
+    assert (
+        "looks like a command, not a partial update: its body `PasswordChange` shares no field "
+        "with its response model `Message`"
+    ) in command
     patch = only(findings_of(run, "FR206", "PATCH /api/v1/a/{a_id}"))
     assert (
         patch["message"] == "PATCH body `Patch` requires `title`; a partial update makes every field optional"

@@ -814,6 +814,67 @@ def _body_models(route: RouteFacts) -> list[type[BaseModel]]:
     return models
 
 
+def _field_names(model: type[BaseModel]) -> set[str]:
+    """A model's field names and string aliases, snake-cased (``newPassword`` -> ``new_password``)."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(_snake(name))
+        for alias in (info.alias, info.validation_alias, info.serialization_alias):
+            if isinstance(alias, str):
+                names.add(_snake(alias))
+    return names
+
+
+def _response_field_names(route: RouteFacts) -> tuple[set[str], list[str]]:
+    """Field names of the route's response models and of the models nested in them (two levels),
+    with the names of those models; empty when the route declares no model."""
+    pending = [(model, 0) for _, tp in _answer_types(route) for model in _models_in(tp)]
+    seen: list[type[BaseModel]] = []
+    names: set[str] = set()
+    while pending:
+        model, depth = pending.pop(0)
+        if model in seen:
+            continue
+        seen.append(model)
+        names |= _field_names(model)
+        if depth < 2:
+            for info in model.model_fields.values():
+                pending.extend((nested, depth + 1) for nested in _models_in(info.annotation))
+    return names, [model.__name__ for model in seen]
+
+
+def _models_in(tp: Any, depth: int = 0) -> list[type[BaseModel]]:
+    """Pydantic models an annotation stands for: ``X``, ``list[X]``, ``X | None``, ``Page[X]``."""
+    if depth > 6:
+        return []
+    tp, _ = _strip_annotated(tp)
+    if _is_model(tp):
+        return [tp]
+    found: list[type[BaseModel]] = []
+    for arg in get_args(tp):
+        found.extend(m for m in _models_in(arg, depth + 1) if m not in found)
+    return found
+
+
+def _command_body(route: RouteFacts, models: list[type[BaseModel]]) -> str | None:
+    """Why a PATCH is a command rather than a partial update, or None when it may be one."""
+    answered, answer_models = _response_field_names(route)
+    if not answered:
+        return None
+    sent: set[str] = set()
+    for model in models:
+        sent |= _field_names(model)
+    if sent & answered:
+        return None
+    bodies = ", ".join(f"`{model.__name__}`" for model in models)
+    answers = ", ".join(f"`{name}`" for name in answer_models)
+    return (
+        f"{route.target} looks like a command, not a partial update: its body {bodies} shares no "
+        f"field with its response model {answers}, so its required fields are the command's "
+        "arguments (e.g. current and new password)"
+    )
+
+
 @rule(
     code="FR206",
     name="update-schema-partial",
@@ -825,7 +886,12 @@ def _body_models(route: RouteFacts) -> list[type[BaseModel]]:
     rationale=(
         "PATCH changes only the fields sent: a required field forces clients to resend data they "
         "do not change. PUT replaces the whole resource: a model with nothing required turns it "
-        "into a PATCH that silently keeps old values."
+        "into a PATCH that silently keeps old values. Heuristic: a PATCH whose body shares no "
+        "field with the route's response model (or the models nested in it) is a command on the "
+        "resource, not a partial update of it (`PATCH /users/me/password` with the current and "
+        "the new password, answering a message): its required fields are the point, so the "
+        "route is skipped. Without a response model there is nothing to compare, and the body "
+        "is judged."
     ),
     fix="PATCH: give every field a default (`bio: str | None = None`); PUT: make the fields required.",
     applies_to=_api_route_with("PATCH", "PUT"),
@@ -840,6 +906,11 @@ def check_update_schema_partial(context: CheckContext) -> Iterator[Finding]:
     models = _body_models(route)
     if not models:
         raise RuleSkipped(f"{route.target} takes no Pydantic body model")
+    requires = any(info.is_required() for model in models for info in model.model_fields.values())
+    if route.method == "PATCH" and requires:
+        command = _command_body(route, models)
+        if command is not None:
+            raise RuleSkipped(command)
     for model in models:
         fields = model.model_fields
         required = [name for name, info in fields.items() if info.is_required()]

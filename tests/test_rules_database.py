@@ -171,6 +171,88 @@ def test_unresolvable_ini_path_is_a_clear_error(pytester: pytest.Pytester, run_r
     assert "FR503 echo-off-in-production: cannot check:" in run.output
 
 
+# -- locations: where the object is created, with a line -----------------------------------------
+
+SHOP_PACKAGE = {
+    "shop/__init__.py": "",
+    "shop/api/__init__.py": "",
+    # Sorts before shop.core.db, and only imports what that module creates.
+    "shop/api/deps.py": "from shop.core.db import SessionLocal, engine  # noqa: F401\n",
+    "shop/core/__init__.py": "",
+    "shop/core/db.py": (
+        "from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine\n\n"
+        'engine = create_async_engine("sqlite+aiosqlite:///shop.db", pool_recycle=1800)\n'
+        "SessionLocal = async_sessionmaker(engine, autoflush=False)\n"
+    ),
+    "shop/core/setup.py": (
+        "from fastapi import FastAPI\n\n\n"
+        "def create_application() -> FastAPI:\n"
+        '    """The app factory, in another module than the app."""\n'
+        "    application = FastAPI()\n"
+        "    return application\n"
+    ),
+    "shop/main.py": (
+        "from shop.api import deps  # noqa: F401\n"
+        "from shop.core.setup import create_application\n\n"
+        "app = create_application()\n"
+    ),
+}
+
+
+def test_objects_point_where_they_are_created(pytester: pytest.Pytester, run_rules: Any) -> None:
+    """An engine met first in a module that imports it is named and located after the module that
+    creates it; an app built by a factory in another module points at that factory's FastAPI(."""
+    for name, text in SHOP_PACKAGE.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    db = pytester.path / "shop/core/db.py"
+    run = run_rules("shop.main:app", "--fastapi-rules-select=FR501,FR504,FR104,FR105")
+    engine = only(run.findings("FR501"))
+    assert engine["message"].startswith("engine `shop.core.db.engine` (sqlite+aiosqlite)"), engine
+    assert (engine["location"]["file"], engine["location"]["line"]) == ("shop/core/db.py", line_of(db, "^engine ="))
+    factory = only(run.findings("FR504"))
+    assert factory["message"].startswith("session factory `shop.core.db.SessionLocal` keeps expire_on_commit")
+    assert factory["location"]["line"] == line_of(db, "^SessionLocal =")
+    setup = pytester.path / "shop/core/setup.py"
+    for code in ("FR104", "FR105"):
+        finding = only(run.findings(code))
+        assert (finding["location"]["file"], finding["location"]["line"]) == (
+            "shop/core/setup.py",
+            line_of(setup, "application = FastAPI"),
+        ), finding
+
+
+LIFESPAN_STATE_APP = """
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = create_async_engine("sqlite+aiosqlite:///state.db", pool_recycle=1800)
+        factory = async_sessionmaker(engine, expire_on_commit=False)
+        yield {"db": factory}
+        await engine.dispose()
+
+
+    app = FastAPI(lifespan=lifespan)
+"""
+
+
+def test_lifespan_state_objects_point_into_the_lifespan(pytester: pytest.Pytester, run_rules: Any) -> None:
+    path = pytester.makepyfile(stateapp=textwrap.dedent(LIFESPAN_STATE_APP))
+    run = run_rules("stateapp:app", "--fastapi-rules-select=FR501,FR504")
+    engine = only(run.findings("FR501"))
+    assert engine["message"].startswith("engine `lifespan state['db'] (bind)` (sqlite+aiosqlite)")
+    assert engine["location"]["line"] == line_of(path, "engine = create_async_engine")
+    autoflush = only(run.findings("FR504"))
+    assert autoflush["message"] == "session factory `lifespan state['db']` keeps autoflush=True"
+    assert autoflush["location"]["line"] == line_of(path, "factory = async_sessionmaker")
+
+
 # -- false positives and the less common shapes ----------------------------------------------------
 
 SYNC_APP = """

@@ -75,17 +75,17 @@ def _pool_of(engine: Any) -> Any:
     return getattr(_sync_engine(engine), "pool", None)
 
 
-def _describe_engine(discovered: Discovered) -> str:
-    """``where`` plus the driver, e.g. ``src.database.sessionmanager._engine`` (sqlite+aiosqlite)."""
+def _describe_engine(facts: AppFacts, discovered: Discovered) -> tuple[str, Location | None]:
+    """The engine's path plus its driver, e.g. ```src.database.sessionmanager._engine`
+    (sqlite+aiosqlite)``, named after the module that creates it, and where that is."""
+    shown, location = place_of_where(facts, discovered.where)
     url = getattr(_sync_engine(discovered.obj), "url", None)
     driver = getattr(url, "drivername", None)
-    return f"`{discovered.where}` ({driver})" if driver else f"`{discovered.where}`"
+    return (f"`{shown}` ({driver})" if driver else f"`{shown}`"), location
 
 
 def _engines(context: CheckContext) -> list[Discovered]:
-    found = context.facts.runtime_facts(
-        context.options.engine_paths, context.options.session_factory_paths
-    )
+    found = context.facts.runtime_facts(context.options.engine_paths, context.options.session_factory_paths)
     if not found.engines:
         raise RuleSkipped(_NO_ENGINE)
     return found.engines
@@ -97,57 +97,205 @@ def _is_null_pool(pool: Any) -> bool:
     return isinstance(pool, NullPool)
 
 
+#: Calls that create what discovery finds: engines and session factories.
+_ENGINE_CALLS = frozenset({"create_engine", "create_async_engine"})
+_FACTORY_CALLS = frozenset({"sessionmaker", "async_sessionmaker", "scoped_session", "async_scoped_session"})
+
+
+def _called_name(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Call):
+        func = node.func
+        if isinstance(func, ast.Name):
+            return func.id
+        if isinstance(func, ast.Attribute):
+            return func.attr
+    return None
+
+
 @functools.lru_cache(maxsize=256)
-def _assignment_lines(file: str) -> dict[str, int]:
-    """Line of the first top-level assignment of each name in a module's source."""
+def _assignments(file: str) -> dict[str, tuple[int, frozenset[str]]]:
+    """First top-level assignment of each name in a module's source: its line, and the names of
+    the calls its value makes (``engine = create_async_engine(...)`` -> ``{create_async_engine}``)."""
     try:
         tree = ast.parse(Path(file).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return {}
-    lines: dict[str, int] = {}
+    found: dict[str, tuple[int, frozenset[str]]] = {}
     for node in tree.body:
         targets: list[ast.expr] = []
+        value: ast.expr | None = None
         if isinstance(node, ast.Assign):
-            targets = list(node.targets)
-        elif isinstance(node, ast.AnnAssign):
-            targets = [node.target]
+            targets, value = list(node.targets), node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        if not targets or value is None:
+            continue
+        calls = frozenset(name for n in ast.walk(value) if (name := _called_name(n)))
         for target in targets:
             if isinstance(target, ast.Name):
-                lines.setdefault(target.id, node.lineno)
-    return lines
+                found.setdefault(target.id, (node.lineno, calls))
+    return found
 
 
-def location_of_where(facts: AppFacts, where: str) -> Location | None:
-    """Best-effort place in the app's code for a discovered object's path.
+def _same_object(first: Any, second: Any) -> bool:
+    """One engine (an AsyncEngine and its sync_engine count as one), or the very same object."""
+    if first is second:
+        return True
+    key = getattr(first, "sync_engine", None)
+    return key is not None and key is getattr(second, "sync_engine", None)
 
-    ``module.name`` (or the ini form ``module:name``) points at the module's assignment of ``name``;
-    ``module.obj.attr`` points at the class of ``obj`` when it is the app's own (a session manager);
-    ``app.state`` and lifespan-state paths have no place in the code.
-    """
+
+def _split_where(where: str) -> tuple[str, list[str]] | None:
+    """``module.name`` (or the ini form ``module:name``) -> ``(module, [name, ...])``."""
     path = where.split(" ", 1)[0]
-    if path.startswith("app.state.") or where.startswith("lifespan state"):
-        return None
     if ":" in path:
         module_name, _, attr_text = path.partition(":")
-        attrs = attr_text.split(".")
-    else:
-        parts = path.split(".")
-        for cut in range(len(parts) - 1, 0, -1):
-            if ".".join(parts[:cut]) in sys.modules:
-                module_name, attrs = ".".join(parts[:cut]), parts[cut:]
-                break
-        else:
-            return None
-    module = sys.modules.get(module_name)
-    file = getattr(module, "__file__", None)
-    if module is None or not file or not attrs:
+        return module_name, attr_text.split(".")
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        if ".".join(parts[:cut]) in sys.modules:
+            return ".".join(parts[:cut]), parts[cut:]
+    return None
+
+
+def _defining_global(facts: AppFacts, obj: Any, first: tuple[str, str] | None) -> tuple[str, str] | None:
+    """The ``(module, name)`` that creates ``obj``, among the own modules that hold it.
+
+    Discovery meets an engine in the first module (by name) that holds it, often one that only
+    imports it (``from app.core.db import engine`` in ``app/api/deps.py``). Every own module's
+    globals are searched for the same object; the module whose top level assigns it from
+    ``create_engine``/``create_async_engine`` (``sessionmaker``... for a factory) wins, then one
+    that assigns it from any call, then ``first`` (the holder discovery met), then any holder.
+    """
+    creators = _ENGINE_CALLS | _FACTORY_CALLS
+    best, best_score = first, -1.0
+    for module in facts.own_modules:
+        file = getattr(module, "__file__", None)
+        for name, value in list(vars(module).items()):
+            if name.startswith("__") or not _same_object(value, obj):
+                continue
+            assigned = _assignments(str(file)).get(name) if file else None
+            score = 0.0 if assigned is None else 2.0 if assigned[1] & creators else 1.0
+            if (module.__name__, name) == first:
+                score += 0.5  # among equals, the holder discovery met first
+            if score > best_score:
+                best, best_score = (module.__name__, name), score
+    return best
+
+
+def _lifespan_creation(facts: AppFacts, obj: Any) -> Location | None:
+    """Where the app's lifespan creates a lifespan-state or ``app.state`` object: the line of the
+    creating call in the lifespan's source (``create_async_engine(`` for an engine), else the
+    lifespan's ``def``."""
+    from pytest_fastapi_rules.facts import unwrap_callable
+    from pytest_fastapi_rules.rules.wiring import _lifespan_parts
+
+    router = getattr(facts.app, "router", None)
+    context = getattr(router, "lifespan_context", None)
+    if context is None:
         return None
+    wanted = _ENGINE_CALLS if hasattr(obj, "sync_engine") or _is_engine(obj) else _FACTORY_CALLS
+    pattern = re.compile(r"\b(" + "|".join(sorted(wanted)) + r")\s*\(")
+    for part in _lifespan_parts(context):
+        function = unwrap_callable(part)
+        if not inspect.isfunction(function) or not facts.is_own_object(function):
+            continue
+        try:
+            lines, start = inspect.getsourcelines(function)
+            file = inspect.getsourcefile(function)
+        except (OSError, TypeError):
+            continue
+        if not file:
+            continue
+        for offset, text in enumerate(lines):
+            if pattern.search(text) and not text.lstrip().startswith("#"):
+                return Location(file=facts.relative(file), line=start + offset)
+        return facts.location_of(function)
+    return None
+
+
+def _is_session_factory(obj: Any) -> bool:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+    from sqlalchemy.orm import sessionmaker
+
+    return isinstance(obj, async_sessionmaker | sessionmaker)
+
+
+def _is_engine(obj: Any) -> bool:
+    from sqlalchemy.engine import Engine
+
+    return isinstance(obj, Engine)
+
+
+def _state_object(facts: AppFacts, where: str) -> Any:
+    """The object behind an ``app.state.x`` or ``lifespan state['x']`` path (its bind for
+    ``... (bind)``), or None."""
+    match = re.match(r"lifespan state\[(?P<key>.+?)\]", where)
+    value: Any = None
+    if match:
+        try:
+            key = ast.literal_eval(match.group("key"))
+        except (ValueError, SyntaxError):
+            return None
+        state = getattr(facts.runtime, "lifespan_state", None) or {}
+        value = state.get(key) if isinstance(state, dict) else None
+    elif where.startswith("app.state."):
+        state = getattr(getattr(facts.app, "state", None), "_state", None) or {}
+        value = state.get(where.split(" ", 1)[0][len("app.state.") :])
+    if value is not None and where.endswith(" (bind)"):
+        value = getattr(value, "kw", {}).get("bind")
+    return value
+
+
+def place_of_where(facts: AppFacts, where: str) -> tuple[str, Location | None]:
+    """How to name a discovered object's path in a message, and where it is in the app's code.
+
+    ``module.name`` (or the ini form ``module:name``) is followed to the module that creates the
+    object (see :func:`_defining_global`) and points at that assignment; ``module.obj.attr``
+    points at the class of ``obj`` when it is the app's own (a session manager); ``app.state``
+    and lifespan-state objects point at the line of the lifespan that creates them.
+    """
+    suffix = " (bind)" if where.endswith(" (bind)") else ""
+    if where.startswith(("app.state.", "lifespan state")):
+        obj = _state_object(facts, where)
+        return where, _lifespan_creation(facts, obj) if obj is not None else None
+    split = _split_where(where)
+    if split is None:
+        return where, None
+    module_name, attrs = split
+    module = sys.modules.get(module_name)
+    if module is None or not attrs:
+        return where, None
     if len(attrs) > 1:
         holder = getattr(module, attrs[0], None)
         if holder is not None and facts.is_own_object(type(holder)):
-            return facts.location_of(type(holder))
-    line = _assignment_lines(str(file)).get(attrs[0])
-    return Location(file=facts.relative(file), line=line)
+            return where, facts.location_of(type(holder))
+    obj = getattr(module, attrs[0], None)
+    shown = where
+    bind = getattr(obj, "kw", {}).get("bind") if suffix and _is_session_factory(obj) else None
+    held = _defining_global(facts, bind, None) if bind is not None else None
+    if held is not None:
+        # The engine a session factory is bound to, held as a global of its own: name that.
+        module_name, attrs = held[0], [held[1]]
+        module = sys.modules.get(module_name, module)
+        shown = f"{module_name}.{attrs[0]}"
+    elif obj is not None and len(attrs) == 1 and ":" not in where:
+        defining = _defining_global(facts, obj, (module_name, attrs[0]))
+        if defining is not None and defining != (module_name, attrs[0]):
+            module_name, attrs = defining[0], [defining[1]]
+            module = sys.modules.get(module_name, module)
+            shown = f"{module_name}.{attrs[0]}{suffix}"
+    file = getattr(module, "__file__", None)
+    if not file:
+        return shown, None
+    assigned = _assignments(str(file)).get(attrs[0])
+    return shown, Location(file=facts.relative(file), line=assigned[0] if assigned else None)
+
+
+def location_of_where(facts: AppFacts, where: str) -> Location | None:
+    """Best-effort place in the app's code for a discovered object's path (see
+    :func:`place_of_where`)."""
+    return place_of_where(facts, where)[1]
 
 
 @rule(
@@ -180,9 +328,10 @@ def check_pool_pre_ping(context: CheckContext) -> Iterator[Finding]:
         pre_ping = getattr(_pool_of(discovered.obj), "_pre_ping", None)
         if pre_ping is None or bool(pre_ping):
             continue
+        described, location = _describe_engine(context.facts, discovered)
         yield Finding(
-            message=f"engine {_describe_engine(discovered)} is created without pool_pre_ping=True",
-            location=location_of_where(context.facts, discovered.where),
+            message=f"engine {described} is created without pool_pre_ping=True",
+            location=location,
         )
 
 
@@ -216,9 +365,7 @@ def check_pool_configured(context: CheckContext) -> Iterator[Finding]:
     engines = _engines(context)
     pooled = [e for e in engines if isinstance(_pool_of(e.obj), QueuePool)]
     if not pooled:
-        kinds = ", ".join(
-            sorted({f"{e.where} uses {type(_pool_of(e.obj)).__name__}" for e in engines})
-        )
+        kinds = ", ".join(sorted({f"{e.where} uses {type(_pool_of(e.obj)).__name__}" for e in engines}))
         raise RuleSkipped(
             f"no engine keeps a connection pool ({kinds}); pool sizing and recycling only apply to "
             "QueuePool/AsyncAdaptedQueuePool engines"
@@ -243,9 +390,10 @@ def check_pool_configured(context: CheckContext) -> Iterator[Finding]:
             shown = "-1 (unlimited)" if overflow < 0 else str(overflow)
             problems.append(f"max_overflow={shown} (expected {low_overflow}-{high_overflow})")
         if problems:
+            described, location = _describe_engine(context.facts, discovered)
             yield Finding(
-                message=f"engine {_describe_engine(discovered)} has {'; '.join(problems)}",
-                location=location_of_where(context.facts, discovered.where),
+                message=f"engine {described} has {'; '.join(problems)}",
+                location=location,
             )
 
 
@@ -272,9 +420,7 @@ def check_echo_off_in_production(context: CheckContext) -> Iterator[Finding]:
     try:
         # A warning rule: an app that cannot start in production mode skips it (with the reason
         # and how to configure fastapi_rules_production_env), it does not fail the run.
-        production = production_facts_for_rule(
-            context.facts, context.options, "FR503", Severity.WARNING
-        )
+        production = production_facts_for_rule(context.facts, context.options, "FR503", Severity.WARNING)
     except DiscoveryError as exc:
         raise UserSetupError(str(exc)) from None
     if not production.engines:
@@ -285,12 +431,13 @@ def check_echo_off_in_production(context: CheckContext) -> Iterator[Finding]:
     for engine in production.engines:
         if not engine.echo:
             continue
+        shown, location = place_of_where(context.facts, engine.where)
         yield Finding(
             message=(
-                f"engine `{engine.where}` has echo={engine.echo!r} with {production.env_label} set: "
+                f"engine `{shown}` has echo={engine.echo!r} with {production.env_label} set: "
                 "every SQL statement and its parameters go to the log"
             ),
-            location=location_of_where(context.facts, engine.where),
+            location=location,
         )
 
 
@@ -315,8 +462,7 @@ def _is_async_factory(factory: Any) -> bool:
     basis=Basis.APP,
     section="database.py template, Rule #11",
     summary=(
-        "The app's async session factory sets `expire_on_commit=False` (and `autoflush=False`, "
-        "as a warning)."
+        "The app's async session factory sets `expire_on_commit=False` (and `autoflush=False`, as a warning)."
     ),
     rationale=(
         "With the default `expire_on_commit=True` every object is expired at commit; reading one "
@@ -330,9 +476,7 @@ def _is_async_factory(factory: Any) -> bool:
     good_example="SessionLocal = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)",
 )
 def check_expire_on_commit_off(context: CheckContext) -> Iterator[Finding]:
-    found = context.facts.runtime_facts(
-        context.options.engine_paths, context.options.session_factory_paths
-    )
+    found = context.facts.runtime_facts(context.options.engine_paths, context.options.session_factory_paths)
     if not found.session_factories:
         raise RuleSkipped(_NO_FACTORY)
     factories = [f for f in found.session_factories if _is_async_factory(f.obj)]
@@ -346,18 +490,18 @@ def check_expire_on_commit_off(context: CheckContext) -> Iterator[Finding]:
         )
     for factory in factories:
         options = dict(getattr(factory.obj, "kw", {}) or {})
-        location = location_of_where(context.facts, factory.where)
+        shown, location = place_of_where(context.facts, factory.where)
         if options.get("expire_on_commit", True):
             yield Finding(
                 message=(
-                    f"session factory `{factory.where}` keeps expire_on_commit=True: objects read "
+                    f"session factory `{shown}` keeps expire_on_commit=True: objects read "
                     "after commit trigger a lazy load (MissingGreenlet)"
                 ),
                 location=location,
             )
         if options.get("autoflush", True):
             yield Finding(
-                message=f"session factory `{factory.where}` keeps autoflush=True",
+                message=f"session factory `{shown}` keeps autoflush=True",
                 location=location,
                 fix="Pass `autoflush=False` and flush explicitly where the order of writes matters.",
                 severity=Severity.WARNING,
@@ -537,8 +681,7 @@ def _declared_in(text: str, klass: type, cls: type) -> str:
     fix="Declare the column as `name: Mapped[str] = mapped_column(String(50))`.",
     bad_example="class User(Base):\n    __tablename__ = 'users'\n    email = Column(String(255))",
     good_example=(
-        "class User(Base):\n    __tablename__ = 'users'\n"
-        "    email: Mapped[str] = mapped_column(String(255))"
+        "class User(Base):\n    __tablename__ = 'users'\n    email: Mapped[str] = mapped_column(String(255))"
     ),
 )
 def check_mapped_annotations(context: CheckContext) -> Iterator[Finding]:
@@ -633,13 +776,12 @@ def _convention_missing(metadata: Any) -> list[str]:
         "backend, and migrations (Alembic) cannot drop or alter them by a predictable name."
     ),
     fix=(
-        "Give the base `metadata = MetaData(naming_convention={\"ix\": ..., \"uq\": ..., "
-        "\"ck\": ..., \"fk\": ..., \"pk\": ...})` as in the database.py template."
+        'Give the base `metadata = MetaData(naming_convention={"ix": ..., "uq": ..., '
+        '"ck": ..., "fk": ..., "pk": ...})` as in the database.py template.'
     ),
     bad_example="class Base(AsyncAttrs, DeclarativeBase):\n    pass",
     good_example=(
-        "class Base(AsyncAttrs, DeclarativeBase):\n"
-        "    metadata = MetaData(naming_convention=convention)"
+        "class Base(AsyncAttrs, DeclarativeBase):\n    metadata = MetaData(naming_convention=convention)"
     ),
 )
 def check_naming_convention(context: CheckContext) -> Iterator[Finding]:
@@ -707,7 +849,7 @@ def check_relationship_lazy_raise(context: CheckContext) -> Iterator[Finding]:
             yield Finding(
                 message=(
                     f"model `{code_of(cls)}` has relationships that lazy-load implicitly "
-                    f"(lazy=\"select\"): {', '.join(implicit)}"
+                    f'(lazy="select"): {", ".join(implicit)}'
                 ),
                 location=context.facts.location_of(cls),
             )

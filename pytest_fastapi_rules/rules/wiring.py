@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 import sys
@@ -13,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Router
 
 from pytest_fastapi_rules.compat import iter_effective_routes
-from pytest_fastapi_rules.facts import AppFacts, RouteFacts
+from pytest_fastapi_rules.facts import AppFacts, RouteFacts, unwrap_callable
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -96,20 +97,105 @@ def _creation_line(facts: AppFacts, module: Any, names: list[str]) -> Location |
 
 
 def app_creation_location(facts: AppFacts) -> Location | None:
-    """Where the app is built: the ``FastAPI(`` call in the app's module, else the factory.
+    """Where the app is built: the ``FastAPI(`` call, followed into a factory when there is one.
 
     App-level findings about wiring (handlers, middleware) are fixed where the app is created, so
-    that is where they point when there is no more specific object to blame.
+    that is where they point when there is no more specific object to blame. In order: a
+    ``FastAPI(`` call in the app's module (the one assigned to the app's name first); the
+    ``FastAPI(`` call inside the factory the spec names (``src.main:create_app``) or that the
+    module calls to build the app (``app = create_application(...)`` with the factory in another
+    module); that factory's ``def``; the module's assignment of the app; its first line.
     """
     module = facts.loaded.module
-    names = [*_names_bound_to(module, facts.app), "app", "application"]
+    bound = _names_bound_to(module, facts.app)
+    names = [*bound, "app", "application"]
     found = _creation_line(facts, module, names)
     if found is not None:
         return found
-    if facts.loaded.from_factory:
-        return facts.location_of(facts.loaded.target)
+    factories = [facts.loaded.target] if facts.loaded.from_factory else []
+    factories += _factories_called_for(module, bound or ["app", "application"])
+    for factory in factories:
+        found = _creation_line_in(facts, factory)
+        if found is not None:
+            return found
+    for factory in factories:
+        found = facts.location_of(factory)
+        if found is not None:
+            return found
     file = getattr(module, "__file__", None)
-    return Location(file=facts.relative(file)) if file else None
+    if not file:
+        return None
+    line = _assignment_line(file, bound or ["app", "application"])
+    return Location(file=facts.relative(file), line=line or 1)
+
+
+def _module_tree(file: str) -> ast.Module | None:
+    try:
+        return ast.parse(Path(file).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _assignment_line(file: str, names: list[str]) -> int | None:
+    """The line of the module's first top-level assignment to one of ``names``."""
+    tree = _module_tree(file)
+    if tree is None:
+        return None
+    for node in tree.body:
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
+        if any(isinstance(t, ast.Name) and t.id in names for t in targets):
+            return node.lineno
+    return None
+
+
+def _factories_called_for(module: Any, names: list[str]) -> list[Any]:
+    """The functions whose call the module assigns to the app's name (``app = create_application()``)."""
+    file = getattr(module, "__file__", None)
+    tree = _module_tree(file) if file and Path(file).suffix == ".py" else None
+    if tree is None:
+        return []
+    found: list[Any] = []
+    for node in tree.body:
+        if not isinstance(node, ast.Assign | ast.AnnAssign) or not isinstance(node.value, ast.Call):
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if not any(isinstance(t, ast.Name) and t.id in names for t in targets):
+            continue
+        func: ast.expr = node.value.func
+        chain: list[str] = []
+        while isinstance(func, ast.Attribute):
+            chain.insert(0, func.attr)
+            func = func.value
+        if not isinstance(func, ast.Name):
+            continue
+        target: Any = vars(module).get(func.id)
+        for attr in chain:
+            target = getattr(target, attr, None)
+        if callable(target) and not inspect.isclass(target):
+            found.append(target)
+    return found
+
+
+def _creation_line_in(facts: AppFacts, factory: Any) -> Location | None:
+    """The ``FastAPI(``/``Starlette(`` call inside a factory function's source."""
+    function = unwrap_callable(factory)
+    try:
+        lines, start = inspect.getsourcelines(function)
+        file = inspect.getsourcefile(function)
+    except (OSError, TypeError):
+        return None
+    if not file:
+        return None
+    for offset, text in enumerate(lines):
+        if _FASTAPI_CALL.search(text) and not text.lstrip().startswith("#"):
+            return Location(file=facts.relative(file), line=start + offset)
+    return None
 
 
 def mounted_apps(app: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Starlette]]:

@@ -503,3 +503,94 @@ def test_unreachable_probe_database_is_a_clear_error(pytester: pytest.Pytester, 
         in run.output
     )
     assert "secret" not in run.output
+
+
+# -- seeding that the app's own schemas accept; 500s that name the app's exception -------------------
+
+SCHEMA_SEED_APP = """
+import os
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from sqlalchemy import String, select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+engine = create_async_engine(os.environ["DATABASE_URL"])
+sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+
+class AutoString(TypeDecorator):
+    # What SQLModel declares every `str` field as: a decorator around String.
+    impl = String
+    cache_ok = True
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(AutoString, unique=True)
+    username: Mapped[str] = mapped_column(String(20), unique=True)
+    hashed_password: Mapped[str] = mapped_column(AutoString)
+
+
+class AccountRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    email: EmailStr
+    username: Annotated[str, Field(min_length=2, max_length=20, pattern=r"^[a-z0-9]+$")]
+
+
+async def get_db():
+    async with sessions() as session:
+        yield session
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/accounts", tags=["accounts"])
+async def accounts(db=Depends(get_db)) -> list[AccountRead]:
+    rows = (await db.scalars(select(Account))).all()
+    for row in rows:
+        if not row.hashed_password.startswith("$2b$"):
+            raise ValueError("hash could not be identified")  # what pwdlib says to a random string
+    return rows
+
+
+@app.get("/api/v1/tasks/{task_id}", tags=["tasks"])
+async def task(task_id: str) -> dict[str, str]:
+    info = None  # the queue has no such job
+    return vars(info)
+"""
+
+
+def test_seeded_rows_satisfy_the_apps_schemas_and_a_500_names_the_apps_exception(
+    pytester: pytest.Pytester, run_rules: Any, app_env: None
+) -> None:
+    path = pytester.makepyfile(schemaseed=SCHEMA_SEED_APP)
+    run = run_rules("schemaseed:app", "--fastapi-rules-select=FR509,FR510")
+    # A decorated string column still gets an e-mail and a bcrypt hash; `username` meets the
+    # response schema's pattern: the list route answers 200 at both sizes and is measured.
+    assert run.outcomes("FR509")["GET /api/v1/accounts"] == "passed", run.output
+    assert run.outcomes("FR510")["GET /api/v1/accounts"] == "passed", run.output
+    # A real bug is named with its exception and the app's line, not "no answer below 500".
+    (task,) = run.results_for("FR510")[1:]
+    assert task["outcome"] == "skipped"
+    line = line_of(path, r"return vars\(info\)")
+    assert (
+        "every valid probe request to GET /api/v1/tasks/{task_id} answered 500 (TypeError: vars() "
+        f"argument must have __dict__ attribute at schemaseed.py:{line})" in task["message"]
+    ), task
+    assert "seeded data the app cannot handle" in task["message"]
+    (task509,) = [r for r in run.results_for("FR509") if r["target"] == "GET /api/v1/tasks/{task_id}"]
+    assert (
+        f"(TypeError: vars() argument must have __dict__ attribute at schemaseed.py:{line})"
+        in task509["message"]
+    )

@@ -116,7 +116,7 @@ def check_session_lifecycle(run: ProbeRun) -> None:
     from pytest_fastapi_rules.probing.seeding import RowGenerator
 
     generator = run.seeder.generator
-    run.seeder.generator = RowGenerator(salt="s306")
+    run.seeder.generator = RowGenerator(salt="s306", hints=run.seeder.hints)
     try:
         rows = [run.seeder.row(table, 7000 + i, run.seed.rows) for i in range(2)]
     finally:

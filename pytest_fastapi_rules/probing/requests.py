@@ -55,11 +55,17 @@ class ProbeRequest:
     description: str = ""
     #: The plain password this request carries, if any (FR705).
     password: str | None = None
+    #: The route's path template (``/users/{user_id}``): what messages show.
+    template: str = ""
 
     @property
     def shown(self) -> str:
-        query = "&".join(f"{k}={v}" for k, v in self.params.items())
-        return f"{self.method} {self.path}{'?' + query if query else ''}"
+        """``GET /users/{user_id}``: the route, not the concrete URL.
+
+        The concrete ids and generated query values differ from run to run (UUID keys, random
+        values); a message must read the same every time, or baselines and reports churn.
+        """
+        return f"{self.method} {self.template or self.path}"
 
 
 @dataclass
@@ -275,10 +281,13 @@ class RequestBuilder:
         column = last.table.columns[last.column] if last.column else None
         if column is None:
             return None
-        if isinstance(column.type, sqltypes.Integer):
+        from pytest_fastapi_rules.probing.seeding import column_type
+
+        type_ = column_type(column)
+        if isinstance(type_, sqltypes.Integer):
             existing = [k[0] for k in self.seed.pks.get(last.table.name, []) if isinstance(k[0], int)]
             values[last.name] = max(existing, default=0) + 100_000
-        elif isinstance(column.type, sqltypes.Uuid):
+        elif isinstance(type_, sqltypes.Uuid):
             values[last.name] = str(uuid.uuid4())
         else:
             values[last.name] = MISSING_STR
@@ -389,6 +398,7 @@ class RequestBuilder:
             params=self.query_values(route),
             headers=dict(self.headers),
             description="a valid request",
+            template=route.path,
         )
         if kind is not None:
             value, password, description = self.body(route)

@@ -22,6 +22,9 @@ class Exchange:
     body: bytes = b""
     #: The exception the app raised instead of answering (with raise_app_exceptions off: none).
     error: str | None = None
+    #: The app's own exception behind a 5xx answer: ``TypeError: ... at app/api/tasks.py:47``
+    #: (caught as it left the app, or from a log record that carried it).
+    app_error: str | None = None
     statements: list[Statement] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -52,8 +55,11 @@ class Exchange:
 
     @property
     def outcome(self) -> str:
+        """``answered 404``; a 5xx names the app's exception: ``answered 500 (TypeError: ... at f.py:4)``."""
         if self.error is not None:
             return f"raised {self.error}"
+        if self.app_error and self.status is not None and self.status >= 500:
+            return f"answered {self.status} ({self.app_error})"
         return f"answered {self.status}"
 
     def body_excerpt(self, limit: int = 160) -> str:

@@ -45,6 +45,7 @@ from pytest_fastapi_rules.probing.database import (
     ProbeDatabaseError,
     Redirector,
 )
+from pytest_fastapi_rules.probing.errors import ErrorCapture, stable_text
 from pytest_fastapi_rules.probing.requests import ProbeRequest, RequestBuilder
 from pytest_fastapi_rules.probing.results import EngineReport, Exchange, ProbeResults
 from pytest_fastapi_rules.probing.seeding import LARGE, SMALL, Seeder, SeedError, SeedResult, metadatas_of
@@ -130,6 +131,7 @@ class ProbeRun:
                 roots.append(str(__import__("pathlib").Path(file).resolve().parent))
         self.own_roots = tuple(sorted(set(roots)))
         self.monitor = SqlMonitor(self.own_roots)
+        self.errors = ErrorCapture(self.own_roots, facts.relative)
         self.database: IsolatedDatabase | None = None
         self.redirector: Redirector | None = None
         self.plugin_engine: AsyncEngine | None = None
@@ -183,7 +185,7 @@ class ProbeRun:
             self._redirect_lifespan_state()
             self.plugin_engine = self.database.create_plugin_engine()
             self.monitor.allow(self.plugin_engine.sync_engine)
-            self.seeder = Seeder(metadatas, self.options.seed_hook)
+            self.seeder = Seeder(metadatas, self.options.seed_hook, hints=self._schema_hints(metadatas))
             results.seeded_by_hook = bool(self.options.seed_hook)
             if metadatas:
                 try:
@@ -257,17 +259,32 @@ class ProbeRun:
         assert self.plugin_engine is not None
         return AsyncSession(self.plugin_engine, expire_on_commit=False)
 
-    def _plan(self) -> None:
-        facts = self.facts
-        tables = self.seeder.tables if self.seeder else []
+    def _class_names(self) -> dict[str, str]:
+        """``{table name: ORM class name}`` of the app's mapped classes."""
         class_names: dict[str, str] = {}
         with contextlib.suppress(Exception):
             from sqlalchemy import inspect as sa_inspect
 
-            for cls in facts.mapped_classes:
+            for cls in self.facts.mapped_classes:
                 table: Any = getattr(sa_inspect(cls), "local_table", None)
                 if table is not None:
                     class_names[str(table.name)] = cls.__name__
+        return class_names
+
+    def _schema_hints(self, metadatas: list[Any]) -> Any:
+        """What the app's own schemas demand of the seeded text columns (see ``seeding.schema_hints``)."""
+        from pytest_fastapi_rules.probing.seeding import schema_hints, sorted_tables
+
+        try:
+            models = list(self.facts.own_pydantic_models)
+            return schema_hints(models, self._class_names(), sorted_tables(metadatas))
+        except Exception:  # noqa: BLE001 - hints only improve the seed; never block the probes
+            return {}
+
+    def _plan(self) -> None:
+        facts = self.facts
+        tables = self.seeder.tables if self.seeder else []
+        class_names = self._class_names()
         self.auth = auth_mod.plan_auth(
             facts.routes, self.options.auth_headers, self._own_session, not_recording
         )
@@ -305,7 +322,9 @@ class ProbeRun:
     # -- sending ----------------------------------------------------------------------------------
 
     def _client(self) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=self.runtime.asgi_app, raise_app_exceptions=False)
+        # The app's exceptions are recorded by the wrapper (``errors.py``), and the 500 answer kept.
+        app = self.errors.wrap(self.runtime.asgi_app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         return httpx.AsyncClient(transport=transport, base_url=self.options.base_url, follow_redirects=False)
 
     async def _send_one(
@@ -324,18 +343,20 @@ class ProbeRun:
         started = time.perf_counter()
         token = _CURRENT_TARGET.set(target)
         try:
-            with recording() as statements:
+            with recording() as statements, self.errors.request() as app_errors:
                 try:
                     response = await asyncio.wait_for(
                         client.request(request.method, request.path, **kwargs), REQUEST_TIMEOUT
                     )
                 except Exception as exc:  # noqa: BLE001 - the app's failure is an observation
-                    exchange.error = f"{type(exc).__name__}: {exc}"
+                    exchange.error = f"{type(exc).__name__}: {stable_text(str(exc))}"
                 else:
                     exchange.status = response.status_code
                     exchange.headers = _headers(response)
                     exchange.body = response.content
             exchange.statements = list(statements.statements)
+            if app_errors:
+                exchange.app_error = app_errors[-1][1]
         finally:
             _CURRENT_TARGET.reset(token)
         exchange.seconds = time.perf_counter() - started
@@ -455,11 +476,13 @@ class ProbeRun:
         if not routes:
             return
         route = routes[0]
+        happy = self.builder.happy(route)
         request = ProbeRequest(
             method="OPTIONS",
-            path=self.builder.happy(route).path if self.builder.happy(route) else route.path,  # type: ignore[union-attr]
+            path=happy.path if happy is not None else route.path,
             headers={"Origin": UNLISTED_ORIGIN, "Access-Control-Request-Method": "GET"},
             description=f"a CORS preflight from {UNLISTED_ORIGIN}",
+            template=route.path,
         )
         self.send([(request, "preflight", "app")])
 
@@ -508,9 +531,11 @@ class ProbeRun:
         from sqlalchemy import String
 
         found = []
+        from pytest_fastapi_rules.probing.seeding import column_type
+
         for table in self.seeder.tables if self.seeder else []:
             for column in table.columns:
-                if isinstance(column.type, String):
+                if isinstance(column_type(column), String):
                     found.append((table, column))
         return found
 
@@ -540,7 +565,7 @@ class ProbeRun:
         check = PasswordCheck(target=route.target)
         self.results.password_checks.append(check)
         if not exchange.ok:
-            check.skipped = f"the create call {exchange.outcome}, so nothing was stored"
+            check.skipped = f"the call {exchange.outcome}, so nothing was stored"
             return
 
         async def inspect_db() -> None:

@@ -25,6 +25,7 @@ through ``await session.run_sync(...)``). Primary keys are read back from the ta
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
 import enum
@@ -117,6 +118,24 @@ def sorted_tables(metadatas: Sequence[MetaData]) -> list[Table]:
     return tables
 
 
+def column_type(column: Column[Any]) -> Any:
+    """The column's type with ``TypeDecorator`` wrappers removed (SQLModel's ``AutoString``...).
+
+    SQLModel declares every ``str`` field as ``AutoString``, a decorator around ``String``: without
+    unwrapping, no name-based choice (e-mails, password hashes) would ever apply to a SQLModel app.
+    """
+    type_: Any = column.type
+    for _ in range(5):
+        if not isinstance(type_, sqltypes.TypeDecorator):
+            break
+        try:
+            impl: Any = type_.impl_instance
+        except Exception:  # noqa: BLE001 - an odd decorator: keep it as it is
+            break
+        type_ = impl() if isinstance(impl, type) else impl
+    return type_
+
+
 def _is_auto_pk(column: Column[Any]) -> bool:
     if not column.primary_key:
         return False
@@ -124,7 +143,7 @@ def _is_auto_pk(column: Column[Any]) -> bool:
     return (
         isinstance(table, Table)
         and table.autoincrement_column is column
-        and isinstance(column.type, sqltypes.Integer)
+        and isinstance(column_type(column), sqltypes.Integer)
     )
 
 
@@ -132,15 +151,164 @@ def _fits(value: str, length: int | None) -> str:
     return value if length is None else value[-length:] if len(value) > length else value
 
 
+@dataclass(frozen=True)
+class StringRule:
+    """What the app's own schemas demand of a text field of the same name (pattern, lengths, e-mail)."""
+
+    owner: str
+    pattern: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    email: bool = False
+
+    def accepts(self, value: str) -> bool:
+        if self.min_length is not None and len(value) < self.min_length:
+            return False
+        if self.max_length is not None and len(value) > self.max_length:
+            return False
+        if self.email and not re.fullmatch(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", value):
+            return False
+        if self.pattern is not None:
+            try:
+                return re.search(self.pattern, value) is not None
+            except re.error:
+                return True
+        return True
+
+
+#: ``{(table name, column name): [rules]}``: the constraints a seeded value must meet.
+SchemaHints = dict[tuple[str, str], list[StringRule]]
+
+
+def schema_hints(models: Sequence[Any], class_names: dict[str, str], tables: Sequence[Table]) -> SchemaHints:
+    """Constraints of the app's Pydantic/SQLModel schemas on the columns of the tables they describe.
+
+    A schema describes a table when its name starts with the ORM class name or the table's singular
+    name at a word boundary (``UserRead``, ``UserCreate``, ``UserBase`` for ``User``/``users``); a
+    field describes a column of the same name. A seeded ``username`` of ``user_0`` against
+    ``pattern=r"^[a-z0-9]+$"`` would make every route that returns users answer 500.
+    """
+    hints: SchemaHints = {}
+    prefixes: dict[str, list[str]] = {}
+    for table in tables:
+        words = {re.sub(r"[^a-z0-9]", "", _singular_word(table.name).lower())}
+        if class_names.get(table.name):
+            words.add(class_names[table.name].lower())
+        prefixes[table.name] = sorted(w for w in words if w)
+    for model in models:
+        fields = getattr(model, "model_fields", None)
+        name = getattr(model, "__name__", "")
+        if not isinstance(fields, dict) or not name:
+            continue
+        for table in tables:
+            if not any(_named_after(name, prefix) for prefix in prefixes[table.name]):
+                continue
+            for field_name, info in fields.items():
+                if field_name not in table.columns:
+                    continue
+                rule = _string_rule(name, info)
+                if rule is not None:
+                    hints.setdefault((table.name, field_name), []).append(rule)
+    return hints
+
+
+def _singular_word(word: str) -> str:
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith(("ses", "xes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def _named_after(model_name: str, prefix: str) -> bool:
+    """``UserRead`` is named after ``user``; ``Postgres``/``PostgresSettings`` is not after ``post``."""
+    if not model_name.lower().startswith(prefix):
+        return False
+    rest = model_name[len(prefix) :]
+    return not rest or rest[0].isupper() or rest[0] == "_"
+
+
+def _string_rule(owner: str, info: Any) -> StringRule | None:
+    pattern = min_length = max_length = None
+    for item in getattr(info, "metadata", None) or []:
+        pattern = getattr(item, "pattern", None) or pattern
+        min_length = getattr(item, "min_length", None) or min_length
+        max_length = getattr(item, "max_length", None) or max_length
+    annotation = getattr(info, "annotation", None)
+    email = "EmailStr" in repr(annotation) or "NameEmail" in repr(annotation)
+    if not isinstance(pattern, str):
+        pattern = None
+    if pattern is None and min_length is None and max_length is None and not email:
+        return None
+    return StringRule(
+        owner=owner,
+        pattern=pattern,
+        min_length=min_length if isinstance(min_length, int) else None,
+        max_length=max_length if isinstance(max_length, int) else None,
+        email=email,
+    )
+
+
+def conform(value: str, rules: Sequence[StringRule], key: str, tag: str) -> str:
+    """``value``, or the closest variant of it that every rule accepts (else ``value`` unchanged).
+
+    Tries the value as generated, then without punctuation, lower-cased, padded or cut to the
+    lengths, an e-mail built from it, and last a string generated from the pattern (deterministic
+    for ``key``; the ``tag`` keeps unique columns unique).
+    """
+    if not rules or all(rule.accepts(value) for rule in rules):
+        return value
+    shortest = min((r.max_length for r in rules if r.max_length is not None), default=None)
+    longest = max((r.min_length for r in rules if r.min_length is not None), default=0)
+    plain = re.sub(r"[^A-Za-z0-9]", "", value) or f"probe{tag}"
+    candidates = [plain, plain.lower(), f"probe{tag}"]
+    if any(rule.email for rule in rules):
+        local = re.sub(r"[^a-z0-9]", "", value.split("@")[0].lower()) or "probe"
+        candidates.insert(0, f"{local}{tag if not local.endswith(tag) else ''}@example.com")
+    fitted = []
+    for candidate in candidates:
+        if len(candidate) < longest:
+            candidate = candidate + "0" * (longest - len(candidate))
+        if shortest is not None and len(candidate) > shortest:
+            candidate = candidate[:shortest] if not tag else candidate[: max(shortest - len(tag), 0)] + tag
+        fitted.append(candidate)
+    for candidate in fitted:
+        if all(rule.accepts(candidate) for rule in rules):
+            return candidate
+    from polyfactory.value_generators.regex import RegexFactory
+
+    for rule in rules:
+        if rule.pattern is None:
+            continue
+        factory = RegexFactory(random=random.Random(f"{key}.{tag}"))
+        for _attempt in range(20):
+            with contextlib.suppress(Exception):
+                candidate = factory(rule.pattern)
+                if isinstance(candidate, str) and all(r.accepts(candidate) for r in rules):
+                    return candidate
+    return value
+
+
 class RowGenerator:
     """Values for one row of one table; deterministic for a given (table, index)."""
 
-    def __init__(self, salt: str = "") -> None:
+    def __init__(self, salt: str = "", hints: SchemaHints | None = None) -> None:
         self.salt = salt
+        self.hints: SchemaHints = hints or {}
 
     def value(self, column: Column[Any], index: int) -> Any:
+        value = self._value(column, index)
+        rules = self.hints.get((column.table.name, column.name))
+        if rules and isinstance(value, str):
+            key = f"{column.table.name}.{column.name}"
+            return conform(value, rules, key, f"{self.salt}{index}")
+        return value
+
+    def _value(self, column: Column[Any], index: int) -> Any:
         name = column.name.lower()
-        type_ = column.type
+        type_ = column_type(column)
         length = getattr(type_, "length", None)
         unique = bool(column.unique) or column.primary_key or _in_unique_constraint(column)
         if isinstance(type_, sqltypes.Boolean):
@@ -176,6 +344,8 @@ class RowGenerator:
         if isinstance(type_, sqltypes.JSON):
             return {"probe": index}
         if isinstance(type_, sqltypes.String):
+            if name in {"uuid", "guid"} or name.endswith(("_uuid", "_guid")):
+                return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.salt}{column.table.name}.{name}.{index}"))
             return self._string(column, name, index, length, unique)
         annotation = _Values.get_type_from_column(column)
         generated = _Values.get_field_value(FieldMeta.from_type(annotation, name=column.name))
@@ -224,13 +394,21 @@ def _in_unique_constraint(column: Column[Any]) -> bool:
 
 
 def _should_generate(column: Column[Any]) -> bool:
+    """Whether the seeder writes this column itself (else the column's default fills it).
+
+    A primary key with a Python-side default (``default=uuid.uuid4``) is generated anyway: the
+    default would give every run new ids, and the probes' requests and messages must be the same
+    from run to run.
+    """
     if _is_auto_pk(column):
         return False
     if column.computed is not None or column.identity is not None:
         return False
     if column.server_default is not None and not column.primary_key:
         return False
-    return not (column.default is not None and not isinstance(column.type, sqltypes.Boolean))
+    if column.primary_key and column.default is not None and column.server_default is None:
+        return True
+    return not (column.default is not None and not isinstance(column_type(column), sqltypes.Boolean))
 
 
 def _parent_tables(table: Table) -> list[Table]:
@@ -255,11 +433,14 @@ def _row_target(table: Table, counts: dict[str, int], size: int) -> int:
 class Seeder:
     """Fills the isolated database from the metadata, or through the user's seed hook."""
 
-    def __init__(self, metadatas: Sequence[MetaData], hook_path: str | None = None) -> None:
+    def __init__(
+        self, metadatas: Sequence[MetaData], hook_path: str | None = None, hints: SchemaHints | None = None
+    ) -> None:
         self.metadatas = list(metadatas)
         self.tables = sorted_tables(self.metadatas)
         self.hook_path = hook_path
-        self.generator = RowGenerator()
+        self.hints: SchemaHints = hints or {}
+        self.generator = RowGenerator(hints=self.hints)
         self._counter = 0
 
     def hook(self) -> Callable[..., Any] | None:
@@ -412,7 +593,7 @@ class Seeder:
 
 def _is_forced_flag(column: Column[Any]) -> bool:
     """Boolean flags the probe user needs set whatever their default (``is_superuser``)."""
-    return isinstance(column.type, sqltypes.Boolean) and bool(
+    return isinstance(column_type(column), sqltypes.Boolean) and bool(
         _TRUE_FLAGS.search(column.name.lower()) or _FALSE_FLAGS.search(column.name.lower())
     )
 

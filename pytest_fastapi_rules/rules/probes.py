@@ -132,6 +132,29 @@ def _happy(results: ProbeResults, target: str) -> list[Exchange]:
     return [e for e in results.exchanges if e.target == target and e.phase in ("small", "large", "write")]
 
 
+def _unanswered(
+    results: ProbeResults, target: str, phases: tuple[str, ...] = ("small", "large", "write")
+) -> str:
+    """Why a route gave the probes nothing to measure, for a skip reason.
+
+    When every valid request answered 5xx, the reason names the app's exception and where it was
+    raised: that is either a bug in the app or seeded data the app cannot handle, and the user can
+    only tell which from the exception (a 500 must never vanish into "no answer").
+    """
+    sent = [e for e in results.exchanges if e.target == target and e.phase in phases]
+    if not sent:
+        return f"the probes could build no valid request for {target}"
+    failed = [e for e in sent if e.server_error]
+    if len(failed) < len(sent):
+        statuses = sorted({str(e.status) for e in sent if not e.server_error})
+        return f"the probes' valid requests to {target} answered {', '.join(statuses)}, never 2xx"
+    first = next((e for e in failed if e.app_error), failed[0])
+    return (
+        f"every valid probe request to {target} {first.outcome}: an error in the app, or seeded data "
+        "the app cannot handle (then name a seed function in fastapi_rules_seed)"
+    )
+
+
 def _route_location(route: RouteFacts) -> Location | None:
     return route.location
 
@@ -416,8 +439,7 @@ def _runtime_delete(context: CheckContext) -> Iterator[Finding]:
         )
     elif exchange.body:
         yield Finding(
-            message=f"{exchange.request.shown} answered 204 with a body "
-            f"({exchange.body_excerpt(60)!r})",
+            message=f"{exchange.request.shown} answered 204 with a body ({exchange.body_excerpt(60)!r})",
             location=route.location,
         )
 
@@ -562,13 +584,16 @@ def check_no_n_plus_one(context: CheckContext) -> Iterator[Finding]:
     small = _min_count(results.for_target(route.target, "small"))
     large = _min_count(results.for_target(route.target, "large"))
     if small is None or large is None:
-        raise RuleSkipped(f"the probe requests of {route.target} did not answer at both data sizes")
+        raise RuleSkipped(_unanswered(results, route.target, ("small", "large")))
     small_count, small_exchange = small
     large_count, large_exchange = large
     if not (small_exchange.ok and large_exchange.ok):
+        shown = small_exchange.request.shown
+        if small_exchange.outcome == large_exchange.outcome:
+            raise RuleSkipped(f"{shown} {small_exchange.outcome} at both data sizes: no rows to measure")
         raise RuleSkipped(
-            f"{small_exchange.request.shown} {small_exchange.outcome}/{large_exchange.outcome}: "
-            "no rows to measure"
+            f"{shown} {small_exchange.outcome} with {_seed_words(results, 'small')} and "
+            f"{large_exchange.outcome} with {_seed_words(results, 'large')}: no rows to measure"
         )
     if large_count <= small_count:
         return
@@ -678,7 +703,7 @@ def check_query_budget(context: CheckContext) -> Iterator[Finding]:
         if e.error is None and e.status is not None and e.status < 500
     ]
     if not exchanges:
-        raise RuleSkipped(f"the probes got no answer below 500 from {route.target}")
+        raise RuleSkipped(_unanswered(results, route.target))
     worst = max(exchanges, key=lambda e: e.count)
     budget = context.options.query_budget_for(route.method, route.path)
     if worst.count > budget:
@@ -1165,11 +1190,10 @@ def check_no_blocking_at_runtime(context: CheckContext) -> Iterator[Finding]:
         )
     slow = [lag for lag in lags if lag >= STALL_THRESHOLD]
     if len(slow) >= 2:
-        worst = max(slow)
+        # No measured duration in the message: it differs on every run (the JSON report must not).
         yield Finding(
-            message=f"{route.target} stalled the event loop for {worst * 1000:.0f} ms on {len(slow)} of "
-            f"{len(lags)} requests (threshold {STALL_THRESHOLD * 1000:.0f} ms): CPU-bound or blocking "
-            "work runs on the loop",
+            message=f"{route.target} stalled the event loop for over {STALL_THRESHOLD * 1000:.0f} ms on "
+            f"{len(slow)} of {len(lags)} requests: CPU-bound or blocking work runs on the loop",
             location=route.location,
         )
 
@@ -1306,11 +1330,12 @@ def check_errors_are_logged(context: CheckContext) -> Iterator[Finding]:
     location = facts.location_of(handler)
     path = exchange.request.path.split("?")[0]
     method = exchange.request.method
+    shown = exchange.request.shown
     errors = [r for r in results.synthetic_logs if r.level in ("error", "exception", "critical", "fatal")]
     if not errors:
         yield Finding(
             message=f"the generic handler `{code_of(handler)}` logged nothing at error level for an "
-            f"unhandled exception in {method} {path}",
+            f"unhandled exception in {shown}",
             location=location,
         )
         return
@@ -1322,14 +1347,14 @@ def check_errors_are_logged(context: CheckContext) -> Iterator[Finding]:
     with_request = [r for r in errors if mentions(r, path) and mentions(r, method)]
     if not with_request:
         yield Finding(
-            message=f"the generic handler logged the unhandled exception in {method} {path} without "
+            message=f"the generic handler logged the unhandled exception in {shown} without "
             "the request's path and method",
             location=location,
         )
         return
     if not any(r.has_exception or (marker and marker in r.text) for r in with_request):
         yield Finding(
-            message=f"the generic handler logged the error in {method} {path} without the exception "
+            message=f"the generic handler logged the error in {shown} without the exception "
             "(no exc_info, no exception text)",
             location=location,
         )

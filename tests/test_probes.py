@@ -594,3 +594,216 @@ def test_seeded_rows_satisfy_the_apps_schemas_and_a_500_names_the_apps_exception
         f"(TypeError: vars() argument must have __dict__ attribute at schemaseed.py:{line})"
         in task509["message"]
     )
+
+
+# -- FR306: the session dependency, and writes that cannot be injected ---------------------------------
+
+FACTORY_DEPENDENCY_APP = """
+import os
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+from sqlalchemy import String, select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine(os.environ["DATABASE_URL"])
+factory = async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(50))
+
+
+async def get_session() -> AsyncIterator[async_sessionmaker]:
+    # Named like a session dependency, but yields the factory: the use case owns the transaction.
+    yield factory
+
+
+AsyncSession = Annotated[async_sessionmaker, Depends(get_session)]
+
+
+class ListNotes:
+    def __init__(self, session: AsyncSession) -> None:
+        self.factory = session
+
+    async def execute(self) -> list[str]:
+        async with self.factory.begin() as session:
+            return list((await session.scalars(select(Note.title))).all())
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/notes", tags=["notes"])
+async def notes(use_case: Annotated[ListNotes, Depends(ListNotes)]) -> list[str]:
+    return await use_case.execute()
+"""
+
+
+def test_a_dependency_that_yields_a_session_factory_is_not_the_session_dependency(
+    pytester: pytest.Pytester, run_rules: Any, app_env: None
+) -> None:
+    pytester.makepyfile(factorydep=FACTORY_DEPENDENCY_APP)
+    run = run_rules("factorydep:app", "--fastapi-rules-select=FR306,FR509")
+    assert run.outcomes("FR509") == {"GET /api/v1/notes": "passed"}, run.output
+    (result,) = run.results_for("FR306")
+    assert result["outcome"] == "skipped", run.output
+    assert "no route depends on a database-session dependency" in result["message"]
+
+
+SYNC_SESSION_APP = """
+import os
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import ForeignKey, String, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+engine = create_engine(os.environ["DATABASE_URL"].replace("+aiosqlite", ""))
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login/access-token")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(100))
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+def get_db():
+    with Session(engine) as session:
+        yield session  # never committed: the full-stack template's shape
+
+
+def get_current_user(session: Session = Depends(get_db), token: str = Depends(oauth2)) -> User:
+    raise HTTPException(403, "Could not validate credentials")
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/items", tags=["items"])
+def read_items(session: Session = Depends(get_db), user: User = Depends(get_current_user)) -> list[int]:
+    return list(session.scalars(select(Item.id).where(Item.owner_id == user.id)).all())
+"""
+
+
+def test_session_dependency_used_by_endpoints_directly_is_wrapped_and_judged(
+    pytester: pytest.Pytester, run_rules: Any, app_env: None
+) -> None:
+    path = pytester.makepyfile(syncsession=SYNC_SESSION_APP)
+    run = run_rules("syncsession:app", "--fastapi-rules-select=FR306")
+    # The only dependency above the session is the current user, which the probe user replaces:
+    # the write goes through the session dependency itself, and its missing commit is found.
+    (finding,) = run.findings("FR306")
+    assert finding["message"] == (
+        "a write made through `get_db` during a successful GET /api/v1/items was not committed"
+    ), run.output
+    assert finding["location"]["file"] == "syncsession.py"
+    assert finding["location"]["line"] == line_of(path, r"^def get_db")
+
+
+# -- FR511 with a protected route --------------------------------------------------------------------
+
+PROTECTED_ASYNC_APP = """
+import os
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import ForeignKey, String, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine(os.environ["DATABASE_URL"])  # no pool_pre_ping
+sessions = async_sessionmaker(engine, expire_on_commit=False)
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login/access-token")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(100))
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+async def get_db() -> AsyncIterator[AsyncSession]:
+    async with sessions() as session:
+        yield session
+
+
+async def get_current_user(session: AsyncSession = Depends(get_db), token: str = Depends(oauth2)) -> User:
+    raise HTTPException(401, "bad token", headers={"WWW-Authenticate": "Bearer"})
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/items", tags=["items"])
+async def read_items(
+    session: AsyncSession = Depends(get_db), user: User = Depends(get_current_user)
+) -> list[int]:
+    return list((await session.scalars(select(Item.id).where(Item.owner_id == user.id))).all())
+"""
+
+
+def test_fr511_resends_the_authenticated_request_and_fails_without_pre_ping(
+    pytester: pytest.Pytester, run_rules: Any, postgres_url: str, app_database: Any
+) -> None:
+    path = pytester.makepyfile(protected=PROTECTED_ASYNC_APP)
+    run = run_rules(
+        "protected:app", f"--fastapi-rules-db-url={postgres_url}", "--fastapi-rules-select=FR306,FR511"
+    )
+    # FR306 injected into the current user before: it must give the probe user back, so the
+    # connection-loss requests are authenticated, answer 200 first and then fail.
+    (finding,) = run.findings("FR511")
+    assert finding["message"].startswith(
+        "after the database dropped every connection, GET /api/v1/items answered 500 ("
+    ), run.output
+    assert finding["message"].endswith("(it answered 200 before)")
+    assert finding["location"]["file"] == "protected.py"
+    assert finding["location"]["line"] == line_of(path, r"^engine = create_async_engine")
+    # The async session dependency is wrapped the same way as a sync one; this one commits nothing.
+    (session_finding,) = run.findings("FR306")
+    assert "was not committed" in session_finding["message"]
+
+
+def test_fr511_skips_with_the_reason_when_no_request_reaches_the_database(
+    pytester: pytest.Pytester, run_rules: Any, postgres_url: str, app_database: Any
+) -> None:
+    # The current user is a dict the probes cannot build: every data route answers 401.
+    pytester.makepyfile(
+        protected=PROTECTED_ASYNC_APP.replace(") -> User:\n    raise", ") -> dict:\n    raise")
+    )
+    run = run_rules("protected:app", f"--fastapi-rules-db-url={postgres_url}", "--fastapi-rules-select=FR511")
+    (result,) = run.results_for("FR511")
+    assert result["outcome"] == "skipped", run.output
+    assert "no GET route answered 2xx and ran SQL on the isolated database" in result["message"]

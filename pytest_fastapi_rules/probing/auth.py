@@ -60,7 +60,13 @@ def _is_session_type(tp: Any) -> bool:
 
 
 def yields_session(call: Any) -> bool:
-    """Whether ``call`` is a dependency that provides a SQLAlchemy session."""
+    """Whether ``call`` is a dependency that provides a SQLAlchemy session.
+
+    The return annotation decides when there is one: ``-> AsyncIterator[AsyncSession]`` is a
+    session dependency, ``-> AsyncIterator[async_sessionmaker]`` is not, whatever the function is
+    called (rhoboro's ``get_session`` yields a factory; its use cases own the transactions). Only an
+    unannotated generator falls back to the conventional names (``get_db``, ``get_session``...).
+    """
     function = unwrap_callable(call)
     hints = type_hints(function)
     returned = hints.get("return")
@@ -69,12 +75,24 @@ def yields_session(call: Any) -> bool:
         args = get_args(returned)
         if _is_session_type(returned):
             return True
-        if origin is not None and args and _is_session_type(args[0]):
-            return True
+        if origin is not None and args:
+            # AsyncIterator[X] / Generator[X, None, None]: X decides.
+            return _is_session_type(args[0]) or (isinstance(args[0], str) and _names_a_session(args[0]))
+        if isinstance(returned, str):
+            return _names_a_session(returned)
+        if isinstance(returned, type) and origin is None:
+            return False  # a concrete class that is not a session (a factory, a unit of work)
     name = getattr(function, "__name__", "")
     return name in _SESSION_DEP_NAMES and (
         inspect.isasyncgenfunction(function) or inspect.isgeneratorfunction(function)
     )
+
+
+def _names_a_session(annotation: str) -> bool:
+    """An unresolved annotation (a string) that names a session, not a session factory."""
+    import re
+
+    return bool(re.search(r"\b(Async)?Session\b", annotation)) and "maker" not in annotation.lower()
 
 
 def session_dependants(route: RouteFacts) -> list[Dependant]:

@@ -3,16 +3,24 @@
 - FR306 (session lifecycle): the dependency that sits right above the session dependency in a
   route's tree (``get_post_repository(session)``) is overridden, with the same signature so FastAPI
   hands it the request's own session, by one that writes a marker row through that session and
-  then either calls the original (success) or raises (failure). Afterwards the marker must be in
-  the database after success (committed) and absent after failure (rolled back), and no session may
-  still hold a transaction or a connection (closed). Sessions are tracked with SQLAlchemy's
-  ``after_begin`` session event.
+  then either calls the original (success) or raises (failure). Without such a dependency (the
+  endpoints take the session themselves), the session dependency itself is wrapped: the app's own
+  generator runs, the marker is written through the session it yields, and the failure is thrown
+  into the generator at its ``yield``. Afterwards the marker must be in the database after success
+  (committed) and absent after failure (rolled back), and no session may still hold a transaction
+  or a connection (closed). Sessions are tracked with SQLAlchemy's ``after_begin`` session event.
+  The session dependency is chosen by its return annotation first (``-> AsyncIterator[async_
+  sessionmaker]`` is not one, whatever its name); the probe user's override is never replaced; and
+  when the write could not be made, or the successful request did not answer 2xx, FR306 is skipped
+  with the reason, never failed.
 - FR105/FR803 (generic error handler): a dependency of a GET route is overridden by one that
   raises a ``RuntimeError`` with a unique text; the answer must be a JSON 500 without that text,
   tracebacks or file paths, and the handler must log it with the request's path and method (log
   records are captured from the stdlib root logger and from structlog's processor chain).
 - FR511 (connection loss, PostgreSQL only): every connection of the isolated database is
-  terminated with ``pg_terminate_backend`` between two identical requests; the second must succeed.
+  terminated with ``pg_terminate_backend`` between two identical requests (one that answered 2xx and
+  ran SQL earlier, sent again with the probe user's override in place); the warm-up must answer 2xx
+  with SQL again, or FR511 is skipped with the reason; the second must succeed.
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ import inspect
 import logging
 import secrets
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from pytest_fastapi_rules.facts import unwrap_callable
 from pytest_fastapi_rules.probing import auth as auth_mod
 from pytest_fastapi_rules.probing.requests import ProbeRequest
 from pytest_fastapi_rules.probing.results import LogRecordSeen, SessionCheck
@@ -43,16 +52,25 @@ class InjectedFailure(RuntimeError):
 # -- FR306 ------------------------------------------------------------------------------------------
 
 
-def _session_parent(route: RouteFacts) -> tuple[Dependant, Dependant] | None:
-    """``(parent, session dependant)``: a dependency that takes the session directly."""
+def _session_parent(route: RouteFacts, avoid: set[int] | None = None) -> tuple[Dependant, Dependant] | None:
+    """``(parent, session dependant)``: a dependency that takes the session directly.
+
+    ``avoid`` holds calls the probes already override (the probe user replacing
+    ``get_current_user``): injecting there would replace the probe user by the real, token-checking
+    dependency, and the request would answer 401 before anything was written.
+    """
     sessions = {id(d.call) for d in auth_mod.session_dependants(route)}
     if not sessions:
         return None
     for dependant in route.iter_dependants():
-        if dependant.call is None or dependant is route.dependant:
+        if dependant.call is None or dependant is route.dependant or id(dependant.call) in (avoid or set()):
             continue
         for sub in dependant.dependencies:
-            if id(sub.call) in sessions and not inspect.isasyncgenfunction(dependant.call):
+            if (
+                id(sub.call) in sessions
+                and not inspect.isasyncgenfunction(dependant.call)
+                and not inspect.isgeneratorfunction(dependant.call)
+            ):
                 return dependant, sub
     return None
 
@@ -90,27 +108,43 @@ async def _close_leftovers(sessions: list[weakref.ref[Any]]) -> int:
     return left
 
 
+def _session_route(run: ProbeRun) -> tuple[RouteFacts, Dependant | None, Dependant] | None:
+    """The GET route to inject into: ``(route, parent or None, session dependant)``.
+
+    A parent that takes the session (``get_post_repository(session)``) is preferred; without one
+    (endpoints that take the session themselves, as most apps do) the session dependency itself is
+    wrapped. Routes whose valid request did not answer 2xx are of no use.
+    """
+    avoid = {id(override.call) for override in run.auth.overrides} if run.auth is not None else set()
+    fallback = None
+    for route in run.facts.routes:
+        if route.method != "GET" or not [e for e in run.results.for_target(route.target, "large") if e.ok]:
+            continue
+        found = _session_parent(route, avoid)
+        if found is not None:
+            return route, found[0], found[1]
+        if fallback is None:
+            generators = [
+                d
+                for d in auth_mod.session_dependants(route)
+                if inspect.isasyncgenfunction(unwrap_callable(d.call))
+                or inspect.isgeneratorfunction(unwrap_callable(d.call))
+            ]
+            if generators:
+                fallback = (route, None, generators[0])
+    return fallback
+
+
 def check_session_lifecycle(run: ProbeRun) -> None:
     """FR306: commit on success, roll back on failure, close always (see the module docstring)."""
     results = run.results
     if run.seeder is None or not run.seeder.tables or run.builder is None or run.seed is None:
         return
-    chosen = None
-    for route in run.facts.routes:
-        found = _session_parent(route)
-        if found is None:
-            continue
-        happy = [e for e in results.for_target(route.target, "large") if e.ok]
-        if route.method == "GET" and happy:
-            chosen = (route, *found)
-            break
+    chosen = _session_route(run)
     if chosen is None:
         return
     route, parent, session_dependant = chosen
-    check = SessionCheck(
-        route=route.target,
-        dependency=getattr(session_dependant.call, "__qualname__", repr(session_dependant.call)),
-    )
+    check = SessionCheck(route=route.target, dependency=_name(session_dependant.call))
     results.session_checks.append(check)
     table = next((t for t in run.seeder.tables if not t.foreign_key_constraints), run.seeder.tables[0])
     from pytest_fastapi_rules.probing.seeding import RowGenerator
@@ -124,39 +158,53 @@ def check_session_lifecycle(run: ProbeRun) -> None:
     if any(row is None for row in rows):
         check.skipped = f"no marker row could be generated for table {table.name!r}"
         return
-    original: Any = parent.call
-    signature = inspect.signature(original)
-
-    def injected(row: dict[str, Any], fail: bool) -> Any:
-        from sqlalchemy import insert
-
-        async def replacement(*args: Any, **kwargs: Any) -> Any:
-            session = next((v for v in kwargs.values() if auth_mod._is_session_type(type(v))), None)
-            if session is not None:
-                outcome = session.execute(insert(table).values(**row))
-                if inspect.isawaitable(outcome):
-                    await outcome
-            if fail:
-                raise InjectedFailure("pytest-fastapi-rules injected a failure after a write (FR306)")
-            value = original(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = await value
-            return value
-
-        replacement.__signature__ = signature  # type: ignore[attr-defined]
-        return replacement
-
+    original: Any = parent.call if parent is not None else session_dependant.call
+    try:
+        signature = _resolved_signature(original)
+    except (TypeError, ValueError):
+        check.skipped = f"the signature of `{_name(original)}` cannot be read to inject a write into it"
+        return
+    wrote: list[bool] = []
+    if parent is not None:
+        injected = _parent_injection(original, signature, table, wrote)
+    else:
+        injected = _session_injection(original, signature, table, wrote)
     request = run.builder.happy(route)
     if request is None:
         check.skipped = f"no request could be built for {route.target}"
         return
     markers: list[dict[str, Any]] = [row for row in rows if row is not None]
+    for row in markers:
+        if run.run(_row_present(run, table, row)) is not False:
+            check.skipped = (
+                f"no marker row of table {table.name!r} can be told apart from the seeded rows, so a "
+                "committed write could not be recognised"
+            )
+            return
+    name = f"`{_name(original)}`"
     for row, fail in ((markers[0], False), (markers[1], True)):
         before = _outstanding(run)
+        wrote.clear()
         with _tracked_sessions() as sessions, run.overrides.temporarily(original, injected(row, fail)):
-            run.send([(request, "session-failure" if fail else "session-success", route.target)])
+            phase = "session-failure" if fail else "session-success"
+            (exchange,) = run.send([(request, phase, route.target)])
             left_open = run.run(_close_leftovers(sessions))
         leaked = max(_outstanding(run) - before, 0) + left_open
+        # The write must have happened, in a request that got as far as the injection; otherwise
+        # there is nothing to judge (never "not committed" for a write that was never made).
+        if not wrote:
+            check.skipped = (
+                f"no SQLAlchemy session reached {name} during {route.target}, so no write could be injected"
+                if exchange.ok
+                else f"{route.target} {exchange.outcome} before the write injected into {name} was made"
+            )
+            return
+        if not fail and not exchange.ok:
+            check.skipped = (
+                f"{route.target} {exchange.outcome} after the write injected into {name}, so there "
+                "was no successful request whose commit could be checked"
+            )
+            return
         present = run.run(_row_present(run, table, row))
         if fail:
             check.rolled_back_on_error = not present
@@ -167,21 +215,155 @@ def check_session_lifecycle(run: ProbeRun) -> None:
     check.detail = f"a marker row in table {table.name!r}, written through the session of {route.target}"
 
 
+def _resolved_signature(call: Any) -> inspect.Signature:
+    """``call``'s signature with string annotations resolved in the app's module.
+
+    The replacement carries this signature so that FastAPI hands it the same sub-dependencies; FastAPI
+    would resolve string annotations (``from __future__ import annotations``) in the replacement's
+    module, where the app's names do not exist.
+    """
+    from pytest_fastapi_rules.facts import type_hints
+
+    signature = inspect.signature(call)
+    hints = type_hints(unwrap_callable(call))
+    parameters = [
+        parameter.replace(annotation=hints.get(name, parameter.annotation))
+        for name, parameter in signature.parameters.items()
+    ]
+    return signature.replace(parameters=parameters)
+
+
+async def _write(session: Any, table: Any, row: dict[str, Any]) -> None:
+    from sqlalchemy import insert
+
+    outcome = session.execute(insert(table).values(**row))
+    if inspect.isawaitable(outcome):
+        await outcome
+
+
+def _failure() -> InjectedFailure:
+    return InjectedFailure("pytest-fastapi-rules injected a failure after a write (FR306)")
+
+
+def _parent_injection(
+    original: Any, signature: inspect.Signature, table: Any, wrote: list[bool]
+) -> Callable[[dict[str, Any], bool], Any]:
+    """A replacement of the parent dependency: write through the session it receives, then call it."""
+
+    def injected(row: dict[str, Any], fail: bool) -> Any:
+        async def replacement(*args: Any, **kwargs: Any) -> Any:
+            session = next((v for v in kwargs.values() if auth_mod._is_session_type(type(v))), None)
+            if session is not None:
+                await _write(session, table, row)
+                wrote.append(True)
+            if fail:
+                raise _failure()
+            value = original(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = await value
+            return value
+
+        replacement.__signature__ = signature  # type: ignore[attr-defined]
+        return replacement
+
+    return injected
+
+
+def _session_injection(
+    original: Any, signature: inspect.Signature, table: Any, wrote: list[bool]
+) -> Callable[[dict[str, Any], bool], Any]:
+    """A replacement of the session dependency itself, driving the app's own generator.
+
+    It takes the session the app's generator yields, writes the marker through it, and then either
+    hands the session on to the request and lets the generator finish (success: its commit, if any,
+    runs), or throws the failure into the generator at its ``yield`` (failure: its ``except``
+    branch, if any, runs), exactly as FastAPI would for a request that failed there.
+    """
+    function = unwrap_callable(original)
+
+    def injected(row: dict[str, Any], fail: bool) -> Any:
+        if inspect.isasyncgenfunction(function):
+
+            async def async_replacement(*args: Any, **kwargs: Any) -> Any:
+                generator = original(*args, **kwargs)
+                session = await generator.__anext__()
+                if auth_mod._is_session_type(type(session)):
+                    await _write(session, table, row)
+                    wrote.append(True)
+                if fail:
+                    with contextlib.suppress(StopAsyncIteration):
+                        await generator.athrow(_failure())
+                    raise _failure()  # the app's generator swallowed the failure
+                try:
+                    yield session
+                except BaseException as exc:
+                    with contextlib.suppress(StopAsyncIteration):
+                        await generator.athrow(exc)
+                    raise
+                with contextlib.suppress(StopAsyncIteration):
+                    await generator.__anext__()
+
+            async_replacement.__signature__ = signature  # type: ignore[attr-defined]
+            return async_replacement
+
+        def sync_replacement(*args: Any, **kwargs: Any) -> Any:
+            generator = original(*args, **kwargs)
+            session = next(generator)
+            if auth_mod._is_session_type(type(session)) and not hasattr(session, "sync_session"):
+                session.execute(_insert(table, row))
+                wrote.append(True)
+            if fail:
+                with contextlib.suppress(StopIteration):
+                    generator.throw(_failure())
+                raise _failure()
+            try:
+                yield session
+            except BaseException as exc:
+                with contextlib.suppress(StopIteration):
+                    generator.throw(exc)
+                raise
+            with contextlib.suppress(StopIteration):
+                next(generator)
+
+        sync_replacement.__signature__ = signature  # type: ignore[attr-defined]
+        return sync_replacement
+
+    return injected
+
+
+def _insert(table: Any, row: dict[str, Any]) -> Any:
+    from sqlalchemy import insert
+
+    return insert(table).values(**row)
+
+
 def _outstanding(run: ProbeRun) -> int:
     return sum(report.checked_out for report in run._pool_counts.values())
 
 
-async def _row_present(run: ProbeRun, table: Any, row: dict[str, Any]) -> bool:
+def _name(call: Any) -> str:
+    return str(getattr(call, "__qualname__", None) or getattr(call, "__name__", None) or repr(call))
+
+
+async def _row_present(run: ProbeRun, table: Any, row: dict[str, Any]) -> bool | None:
+    """Whether the marker row is in the table; None when no value of it can identify it."""
+    import datetime
+    import uuid
+
     from sqlalchemy import and_, func, select
 
     assert run.plugin_engine is not None
     conditions = [
         table.c[name] == value
         for name, value in row.items()
-        if isinstance(value, str) and name in table.c and value
+        if name in table.c
+        and value is not None
+        and not isinstance(value, bool)
+        and isinstance(value, str | int | uuid.UUID | datetime.date)
+        and value != ""
     ]
     if not conditions:
-        return False
+        return None
     async with run.plugin_engine.connect() as connection:
         count = await connection.scalar(select(func.count()).select_from(table).where(and_(*conditions)))
     return bool(count)
@@ -295,7 +477,13 @@ def send_synthetic_error(run: ProbeRun) -> None:
 
 
 def check_connection_loss(run: ProbeRun) -> None:
-    """FR511: terminate the isolated database's connections between two identical requests."""
+    """FR511: terminate the isolated database's connections between two identical requests.
+
+    The request is one that answered 2xx and ran SQL on the isolated database earlier in the run,
+    sent again exactly (same path, body, headers, with the probe user's override in place). The
+    warm-up must itself answer 2xx and run SQL, or the probe proves nothing (a 401 before and a
+    401 after is not survival): then FR511 is skipped with the reason.
+    """
     results = run.results
     database = run.database
     if database is None or database.backend != "postgresql":
@@ -307,17 +495,40 @@ def check_connection_loss(run: ProbeRun) -> None:
         return
     if run.builder is None:
         return
+    candidates = []
     for route in run.facts.routes:
-        happy = [e for e in results.for_target(route.target, "large") if e.ok and e.count > 0]
-        if route.method != "GET" or not happy:
+        if route.method != "GET":
             continue
-        request = happy[0].request
+        happy = [e for e in results.for_target(route.target, "large") if e.ok and e.count > 0]
+        if happy:
+            candidates.append((route, happy[0].request))
+    if not candidates:
+        results.connection_loss_skipped = (
+            "no GET route answered 2xx and ran SQL on the isolated database during the probes, so "
+            "there is no request whose database connection could be taken away"
+        )
+        return
+    reasons = []
+    for route, request in candidates[:3]:
+        if run.auth is not None:
+            for override in run.auth.overrides:
+                run.overrides.set(override.call, override.replacement)
         (warm,) = run.send([(request, "connection-warm", route.target)])
+        if not (warm.ok and warm.count > 0):
+            reasons.append(
+                f"{warm.request.shown} {warm.outcome}"
+                + (" without running SQL" if warm.ok and warm.count == 0 else "")
+            )
+            continue
         run.run(_terminate(run))
         (after,) = run.send([(request, "connection-loss", route.target)])
         results.connection_loss = (warm, after)
         return
-    results.connection_loss_skipped = "no GET route ran SQL and answered 2xx to try it on"
+    results.connection_loss_skipped = (
+        "the warm-up request did not answer 2xx with SQL on the isolated database ("
+        + "; ".join(reasons)
+        + "), so a lost connection could not be observed"
+    )
 
 
 async def _terminate(run: ProbeRun) -> None:

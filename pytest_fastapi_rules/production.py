@@ -86,6 +86,8 @@ ENVIRONMENT_FIELD_NAMES = (
 #: What a production member of a Literal/Enum reads as, best first (compared case-insensitively).
 _PRODUCTION_SPELLINGS = ("production", "prod", "prd", "live")
 _PRODUCTION_PREFIX = re.compile(r"^prod(uction)?([^a-z]|$)", re.IGNORECASE)
+#: Test code imported in the same process (the user's suite, conftest): never the app's settings.
+_TEST_MODULE = re.compile(r"(^|\.)(tests?|conftest|test_[^.]*|[^.]*_tests?)(\.|$)")
 
 
 class ProductionModeError(AppStartupError):
@@ -269,7 +271,7 @@ def _settings_classes(facts: AppFacts) -> Iterator[type]:
         if module is None or vars(module).get(cls.__name__) is not cls:
             continue
         top = module_name.split(".")[0]
-        if top in ("pytest_fastapi_rules", "pydantic_settings"):
+        if top in ("pytest_fastapi_rules", "pydantic_settings") or _TEST_MODULE.search(module_name):
             continue
         if facts.is_own_module(module_name) or _AppFacts._is_project_module_name(module_name):
             found.append(cls)

@@ -677,6 +677,7 @@ class Settings(AppSettings, PostgresSettings):
 
 
 settings = Settings()
+USES_MYSQL = isinstance(settings, MySQLSettings)  # reads the class, builds nothing
 
 
 class SMTPSettings(BaseSettings):

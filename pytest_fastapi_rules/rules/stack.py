@@ -193,6 +193,10 @@ def _snake(name: str) -> str:
     return text.replace("-", "_").lower()
 
 
+#: Calls that take a class without instantiating it.
+_TYPE_ONLY_CALLS = frozenset({"isinstance", "issubclass", "cast", "type", "getattr", "hasattr", "super"})
+
+
 @functools.lru_cache(maxsize=512)
 def _called_names(file: str, mtime: float) -> frozenset[str] | None:
     """Names a module calls or hands to a call (``Settings()``, ``Depends(Settings)``,
@@ -215,6 +219,8 @@ def _called_names(file: str, mtime: float) -> frozenset[str] | None:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
+        if name_of(node.func) in _TYPE_ONLY_CALLS:
+            continue  # isinstance(x, Settings) reads the class, it builds nothing
         for expr in (node.func, *node.args, *(k.value for k in node.keywords)):
             named = name_of(expr)
             if named:

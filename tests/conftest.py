@@ -20,6 +20,7 @@ import sqlalchemy.ext.asyncio  # noqa: F401
 import pytest_fastapi_rules.items
 import pytest_fastapi_rules.rules  # noqa: F401
 
+
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
 

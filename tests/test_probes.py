@@ -710,7 +710,7 @@ def test_session_dependency_used_by_endpoints_directly_is_wrapped_and_judged(
     pytester: pytest.Pytester, run_rules: Any, app_env: None
 ) -> None:
     path = pytester.makepyfile(syncsession=SYNC_SESSION_APP)
-    run = run_rules("syncsession:app", "--fastapi-rules-select=FR306")
+    run = run_rules("syncsession:app", "--fastapi-rules-select=FR306,FR704")
     # The only dependency above the session is the current user, which the probe user replaces:
     # the write goes through the session dependency itself, and its missing commit is found.
     (finding,) = run.findings("FR306")
@@ -719,6 +719,16 @@ def test_session_dependency_used_by_endpoints_directly_is_wrapped_and_judged(
     ), run.output
     assert finding["location"]["file"] == "syncsession.py"
     assert finding["location"]["line"] == line_of(path, r"^def get_db")
+    # FR704: the current-user dependency answers 403 to a garbage token; the finding names it and
+    # points at it (one cause, one place, on every protected route).
+    (challenge,) = run.findings("FR704")
+    assert challenge["message"] == (
+        "GET /api/v1/items with a garbage bearer token answered 403, not 401 "
+        "(the token is read by `get_current_user`)"
+    )
+    assert challenge["location"]["file"] == "syncsession.py"
+    assert challenge["location"]["line"] == line_of(path, r"^def get_current_user")
+    assert "Make `get_current_user` raise an authentication error" in challenge["fix"]
 
 
 # -- FR511 with a protected route --------------------------------------------------------------------
@@ -807,3 +817,83 @@ def test_fr511_skips_with_the_reason_when_no_request_reaches_the_database(
     (result,) = run.results_for("FR511")
     assert result["outcome"] == "skipped", run.output
     assert "no GET route answered 2xx and ran SQL on the isolated database" in result["message"]
+
+
+# -- reports read the same on every run ----------------------------------------------------------------
+
+UUID_KEYS_APP = """
+import os
+import uuid
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import ForeignKey, String, Uuid, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine(os.environ["DATABASE_URL"])
+sessions = async_sessionmaker(engine, expire_on_commit=False)
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    email: Mapped[str] = mapped_column(String(100))
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    title: Mapped[str] = mapped_column(String(100))
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+
+
+async def get_db():
+    async with sessions() as session:
+        yield session
+
+
+async def get_current_user(token: str = Depends(oauth2), session: AsyncSession = Depends(get_db)) -> User:
+    raise HTTPException(403, "Could not validate credentials")
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/items/{id}", tags=["items"])
+async def read_item(id: uuid.UUID, session: AsyncSession = Depends(get_db), user: User = Depends(get_current_user)) -> str:
+    item = await session.get(Item, id)
+    if item is None:
+        raise HTTPException(404, f"item {uuid.uuid4()} not found")
+    return item.title
+
+
+@app.get("/api/v1/boom/{id}", tags=["items"])
+async def boom(id: uuid.UUID) -> str:
+    raise RuntimeError(f"request {uuid.uuid4()} failed at {object()}")
+"""
+
+
+def test_two_runs_on_an_app_with_uuid_keys_give_the_same_report(
+    pytester: pytest.Pytester, run_rules: Any, app_env: None
+) -> None:
+    pytester.makepyfile(uuidkeys=UUID_KEYS_APP)
+    args = ("--fastapi-rules-select=FR1,FR2,FR3,FR4,FR5,FR704", "-p", "no:randomly")
+    first = run_rules("uuidkeys:app", *args)
+    second = run_rules("uuidkeys:app", *args)
+    assert first.report["results"] == second.report["results"]
+    # What used to differ: ids in the FR704 message, the temporary database in FR511's reason.
+    messages = " ".join(r["message"] for r in first.report["results"])
+    assert "GET /api/v1/items/{id} with a garbage bearer token answered 403" in messages
+    assert "/tmp" not in messages and "probe.db" not in messages, [
+        r["message"] for r in first.report["results"] if "/tmp" in r["message"] or "probe.db" in r["message"]
+    ]
+    assert re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", messages) is None
+    assert "RuntimeError: request <uuid> failed at <object object> at uuidkeys.py:" in messages, [
+        r["message"] for r in first.report["results"] if "boom" in r["message"]
+    ]

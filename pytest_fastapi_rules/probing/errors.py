@@ -33,12 +33,17 @@ _SINK: contextvars.ContextVar[list[tuple[int, str]] | None] = contextvars.Contex
     "pytest_fastapi_rules_app_errors", default=None
 )
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 _PLUGIN = f"{os.sep}pytest_fastapi_rules{os.sep}"
 
 
 def stable_text(text: str) -> str:
-    """``text`` without what differs between runs of the same code (memory addresses)."""
-    return _ADDRESS.sub("", text)
+    """``text`` without what differs between runs of the same code (memory addresses, UUIDs).
+
+    The probes' own data is deterministic, but an app that generates ``uuid4()`` ids puts new ones
+    in its answers and errors on every run; a report must read the same every time.
+    """
+    return _UUID.sub("<uuid>", _ADDRESS.sub("", text))
 
 
 def _summary(exc: BaseException) -> str:

@@ -13,11 +13,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import json
+import random
 import re
-import secrets
 import typing
 import uuid
 from collections.abc import Iterator
@@ -185,10 +186,14 @@ def generate_value(annotation: Any, field_info: Any = None) -> Any:
     from polyfactory.factories.pydantic_factory import ModelFactory
 
     try:
-        model = create_model(
-            "ProbeValue", value=(annotation, field_info) if field_info is not None else (annotation, ...)
+        # The constraints only (ge, max_length, pattern...): a parameter's FieldInfo also carries its
+        # alias, and polyfactory would then build the value under the alias and fail validation.
+        metadata = list(getattr(field_info, "metadata", None) or [])
+        constrained: Any = typing.Annotated[(annotation, *metadata)] if metadata else annotation
+        model = create_model("ProbeValue", value=(constrained, ...))
+        factory = ModelFactory.create_factory(
+            model, __allow_none_optionals__=False, **_seeded(repr(annotation))
         )
-        factory = ModelFactory.create_factory(model, __allow_none_optionals__=False)
         for _ in range(5):
             try:
                 return getattr(factory.build(), "value", None)
@@ -197,6 +202,25 @@ def generate_value(annotation: Any, field_info: Any = None) -> Any:
     except Exception:  # noqa: BLE001 - an annotation polyfactory cannot build
         return None
     return None
+
+
+_FAKER: list[Any] = []
+
+
+def _seeded(key: str) -> dict[str, Any]:
+    """Factory options seeded by ``key``: the same request body on every run of the same app.
+
+    The plugin's own ``Random`` and ``Faker`` (polyfactory's shared ones belong to the user's tests).
+    """
+    options: dict[str, Any] = {"__random__": random.Random(key)}
+    with contextlib.suppress(Exception):
+        if not _FAKER:
+            from faker import Faker
+
+            _FAKER.append(Faker())
+        _FAKER[0].seed_instance(key)
+        options["__faker__"] = _FAKER[0]
+    return options
 
 
 def _jsonable(value: Any) -> Any:
@@ -288,7 +312,7 @@ class RequestBuilder:
             existing = [k[0] for k in self.seed.pks.get(last.table.name, []) if isinstance(k[0], int)]
             values[last.name] = max(existing, default=0) + 100_000
         elif isinstance(type_, sqltypes.Uuid):
-            values[last.name] = str(uuid.uuid4())
+            values[last.name] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"fastapi-rules-missing.{route.path}"))
         else:
             values[last.name] = MISSING_STR
         return values
@@ -348,7 +372,11 @@ class RequestBuilder:
         from polyfactory.factories.pydantic_factory import ModelFactory
 
         try:
-            factory = ModelFactory.create_factory(model, __allow_none_optionals__=False)
+            factory = ModelFactory.create_factory(
+                model,
+                __allow_none_optionals__=False,
+                **_seeded(f"{model.__module__}.{model.__qualname__}.{self.counter}"),
+            )
         except Exception:  # noqa: BLE001 - a model polyfactory cannot build
             return {}
         for _ in range(8):
@@ -365,7 +393,8 @@ class RequestBuilder:
             key = model_field.alias or name
             if not PASSWORD_FIELD.match(name) or key not in value:
                 continue
-            plain = f"Probe-{secrets.token_hex(6)}-pw"
+            # Deterministic (a run reads like the last one) and unique within the run.
+            plain = f"Probe-{self.counter:06d}-pw"
             candidate = dict(value)
             candidate[key] = plain
             for other_name, other in model.model_fields.items():

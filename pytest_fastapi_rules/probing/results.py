@@ -63,7 +63,9 @@ class Exchange:
         return f"answered {self.status}"
 
     def body_excerpt(self, limit: int = 160) -> str:
-        text = self.body.decode("utf-8", errors="replace").strip().replace("\n", " ")
+        from pytest_fastapi_rules.probing.errors import stable_text
+
+        text = stable_text(self.body.decode("utf-8", errors="replace").strip().replace("\n", " "))
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -218,6 +218,9 @@ class ProbeRun:
         self._send_preflight()
         self._send_health()
         self._send_writes()
+        # The writes changed the data (rows deleted, rows created by the app with its own values):
+        # the injections start again from the seeded state, where their routes answered 2xx.
+        self._seed(LARGE)
         self._check_session_lifecycle()
         self._send_synthetic_error()
         self._check_connection_loss()

@@ -88,8 +88,21 @@ class SeedResult:
     #: Values of rows the generator inserted, per table (empty when a hook seeded).
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     by_hook: bool = False
+    #: Primary key column names per table.
+    pk_columns: dict[str, list[str]] = field(default_factory=dict)
 
     def first_pk(self, table: str) -> tuple[Any, ...] | None:
+        """The key of the row requests use first: the first generated row, else the lowest key.
+
+        The probe user must be the row whose id the requests put in ``/users/{user_id}``, at
+        every size; with UUID keys the lowest key is a different row at each size, and the SQL
+        count of ``/users/{user_id}`` would change with it (the identity map serves one, not the
+        other), which is no N+1.
+        """
+        rows = self.rows.get(table) or []
+        names = self.pk_columns.get(table) or []
+        if rows and names and all(rows[0].get(name) is not None for name in names):
+            return tuple(rows[0][name] for name in names)
         keys = self.pks.get(table) or []
         return keys[0] if keys else None
 
@@ -587,6 +600,7 @@ class Seeder:
                 columns = list(table.primary_key.columns)
                 if not columns:
                     continue
+                result.pk_columns[table.name] = [column.name for column in columns]
                 rows = await connection.execute(select(*columns).order_by(*columns).limit(200))
                 result.pks[table.name] = [tuple(row) for row in rows]
 

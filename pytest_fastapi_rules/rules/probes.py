@@ -1003,9 +1003,21 @@ def _secret_keys(value: Any, path: str = "") -> Iterator[str]:
             yield from _secret_keys(item, f"{path}[]")
 
 
+def _flagged_by_fr203(context: CheckContext) -> bool:
+    """Whether FR203 reports this route (no response model, ORM objects handed to FastAPI)."""
+    try:
+        return bool(list(registry.get_rule("FR203").check(context)))
+    except Exception:  # noqa: BLE001 - FR203 skipped, or could not judge: no double report to avoid
+        return False
+
+
 def _runtime_no_secrets(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
     results = _probe(context, "FR209")
+    if _flagged_by_fr203(context):
+        # Serialising the ORM object itself puts every column in the body, the password hash
+        # included: that is FR203's finding. One mistake, one finding.
+        raise RuleSkipped(f"FR203 reports {route.target}: it serialises ORM objects without a response model")
     seen: set[str] = set()
     for exchange in _happy(results, route.target):
         if not exchange.ok:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import shutil
@@ -19,6 +20,11 @@ import sqlalchemy.ext.asyncio  # noqa: F401
 
 import pytest_fastapi_rules.items
 import pytest_fastapi_rules.rules  # noqa: F401
+
+# asyncpg's C protocol module, imported for the first time inside a pytester run, is imported again
+# after pytester restores sys.modules, and that crashes the interpreter: import it once, here.
+with contextlib.suppress(ImportError):
+    import asyncpg  # noqa: F401
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -3,7 +3,6 @@ process is left as it was; each violating variant fails exactly its rule."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -17,11 +16,6 @@ from typing import Any
 import pytest
 
 from tests.conftest import BLOG, RulesRun
-
-# Imported before any pytester run: a C extension re-imported after pytester restores sys.modules
-# (asyncpg's protocol) crashes the interpreter.
-with contextlib.suppress(ImportError):
-    import asyncpg  # noqa: F401
 
 PROBE_CODES = (
     "FR102",
@@ -110,6 +104,15 @@ def line_of(path: Path, pattern: str) -> int:
         if re.search(pattern, line):
             return number
     raise AssertionError(f"{pattern!r} not in {path}")
+
+
+def test_asyncpg_is_imported_before_any_pytester_run() -> None:
+    # A pytester run that imports asyncpg first (an app with a postgresql+asyncpg engine, the
+    # PostgreSQL probes) would re-import its C protocol after pytester restores sys.modules, and
+    # crash the interpreter; tests/conftest.py imports it once, up front.
+    import importlib.util
+
+    assert importlib.util.find_spec("asyncpg") is None or "asyncpg.protocol.protocol" in sys.modules
 
 
 # -- the conforming app ----------------------------------------------------------------------------

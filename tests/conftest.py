@@ -69,6 +69,10 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     """pytester, whose nested runs (which have no ini of their own) configure pytest-asyncio's
     default loop scope, so that it does not warn in every run."""
     monkeypatch.setenv("PYTEST_ADDOPTS", "-o asyncio_default_fixture_loop_scope=function")
+    # On CI, pytest prints whole failure texts in the short summary; nested runs should print the
+    # same locally and on CI, so that tests about the output do not depend on where they run.
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)
     return pytester
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -221,10 +222,12 @@ def test_variant_fails_only_its_rule(
         if line_pattern is not None:
             assert finding["location"]["line"] == line_of(blog / file, line_pattern), finding
     assert code in run.output
+    extra = EXTRA_CHECKS.get(module)
+    if extra is not None:
+        extra(run)
 
 
-def test_n_plus_one_message_names_route_counts_and_statement(blog: Path, run_rules: Any) -> None:
-    run = run_rules("variants.fr509_query_per_row:app", "--fastapi-rules-select=FR509")
+def _n_plus_one_message_names_route_counts_and_statement(run: RulesRun) -> None:
     (finding,) = run.findings("FR509")
     assert finding["message"].startswith("GET /api/v1/posts runs")
     assert "runs 4 SQL statements with 3 parent rows and 10 with 9 parent rows" in finding["message"]
@@ -233,3 +236,9 @@ def test_n_plus_one_message_names_route_counts_and_statement(blog: Path, run_rul
         in finding["message"]
     )
     assert "FROM users WHERE users.id" in finding["message"]
+
+
+#: More assertions on a variant's run (one pytester run serves them all).
+EXTRA_CHECKS: dict[str, Callable[[RulesRun], None]] = {
+    "fr509_query_per_row": _n_plus_one_message_names_route_counts_and_statement
+}

@@ -960,3 +960,50 @@ def test_an_orm_object_in_the_body_is_fr203s_finding_not_also_fr209s(
     }, run.output
     assert "failed" not in run.outcomes("FR209").values(), run.output
     assert "hashed_password" not in " ".join(f["message"] for f in run.findings("FR209"))
+
+
+# -- FR802: production mode as the app spells it ---------------------------------------------------------
+
+PRODUCTION_SPELLING_APP = """
+import os
+from typing import Literal
+
+from fastapi import FastAPI
+from pydantic_settings import BaseSettings
+
+
+class Settings(BaseSettings):
+    ENVIRONMENT: Literal["Development", "Production", "Testing"] = "Development"
+
+
+settings = Settings()
+if settings.ENVIRONMENT == "Production" and os.environ.get("REQUIRE_VAULT"):
+    raise RuntimeError("VAULT_TOKEN is required in production")
+
+app = FastAPI()
+
+
+@app.get("/api/v1/ping", tags=["ping"])
+async def ping() -> dict[str, str]:
+    return {"ping": "pong"}
+"""
+
+
+def test_fr802_runs_production_mode_with_the_apps_own_spelling_and_skips_when_it_cannot_start(
+    pytester: pytest.Pytester, run_rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(spelling=PRODUCTION_SPELLING_APP)
+    # ENVIRONMENT=production would be refused by the settings: the app's own value is used.
+    run = run_rules("spelling:app", "--fastapi-rules-select=FR802")
+    (result,) = run.results_for("FR802")
+    assert result["outcome"] == "warning", run.output
+    assert "with ENVIRONMENT=Production, structlog is not configured" in result["message"]
+    # When production mode cannot start at all, the warning rule is skipped with the reason; it
+    # does not fail the run.
+    monkeypatch.setenv("REQUIRE_VAULT", "1")
+    run = run_rules("spelling:app", "--fastapi-rules-select=FR802")
+    (result,) = run.results_for("FR802")
+    assert result["outcome"] == "skipped", run.output
+    assert "production logging could not be checked" in result["message"]
+    assert "VAULT_TOKEN is required in production" in result["message"]
+    assert run.result.ret == 0

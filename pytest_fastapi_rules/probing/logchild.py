@@ -59,13 +59,24 @@ def logging_facts(facts: AppFacts, options: RulesOptions) -> LoggingFacts:
     cached = _CACHE.get(facts)
     if cached is None:
         try:
-            cached = _run_child(facts.loaded.spec, options.app_dir, dict(options.production_env), options)
+            cached = _run_child(facts.loaded.spec, options.app_dir, _production_env(facts, options), options)
         except LoggingProbeError as exc:
             cached = exc
         _CACHE[facts] = cached
     if isinstance(cached, Exception):
         raise cached
     return cached
+
+
+def _production_env(facts: AppFacts, options: RulesOptions) -> dict[str, str]:
+    """The production variables the other production checks use (the default adapted to the app:
+    ``ENVIRONMENT=Production`` for an app whose settings accept only that spelling)."""
+    try:
+        from pytest_fastapi_rules.production import production_env
+
+        return dict(production_env(facts, options).env)
+    except Exception:  # noqa: BLE001 - an older core, or odd settings: the configured variables
+        return dict(options.production_env)
 
 
 def _run_child(spec: str, app_dir: Path, env: dict[str, str], options: RulesOptions) -> LoggingFacts:

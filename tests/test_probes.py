@@ -347,6 +347,14 @@ def test_app_without_a_database_is_probed_and_database_rules_skip(
     # The protected route's current user is not an ORM object: it is probed unauthenticated, and
     # its challenge is still checked.
     assert run.outcomes("FR704") == {"GET /api/v1/me": "passed"}
+    # Why the protected route gave nothing to measure: the probes could not stand in for its user.
+    (me,) = [r for r in run.results_for("FR509") if r["target"] == "GET /api/v1/me"]
+    assert me["outcome"] == "skipped"
+    assert (
+        "answered 401 at both data sizes: no rows to measure (the probes could not sign in: "
+        "`current_user`: it is not annotated to return an ORM class" in me["message"]
+    ), me
+    assert "fastapi_rules_auth_headers" in me["message"]
     assert "FR103 lifespan-disposes-engines: the app used no SQLAlchemy engine" in run.output
 
 
@@ -514,7 +522,7 @@ SCHEMA_SEED_APP = """
 import os
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import String, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
@@ -567,6 +575,14 @@ async def accounts(db=Depends(get_db)) -> list[AccountRead]:
     return rows
 
 
+@app.get("/api/v1/profiles/{username}", tags=["accounts"])
+async def profile(username: str, db=Depends(get_db)) -> AccountRead:
+    account = await db.scalar(select(Account).where(Account.username == username))
+    if account is None:
+        raise HTTPException(404, "no such account")
+    return account
+
+
 @app.get("/api/v1/tasks/{task_id}", tags=["tasks"])
 async def task(task_id: str) -> dict[str, str]:
     info = None  # the queue has no such job
@@ -578,13 +594,17 @@ def test_seeded_rows_satisfy_the_apps_schemas_and_a_500_names_the_apps_exception
     pytester: pytest.Pytester, run_rules: Any, app_env: None
 ) -> None:
     path = pytester.makepyfile(schemaseed=SCHEMA_SEED_APP)
-    run = run_rules("schemaseed:app", "--fastapi-rules-select=FR509,FR510")
+    run = run_rules("schemaseed:app", "--fastapi-rules-select=FR211,FR509,FR510")
     # A decorated string column still gets an e-mail and a bcrypt hash; `username` meets the
     # response schema's pattern: the list route answers 200 at both sizes and is measured.
     assert run.outcomes("FR509")["GET /api/v1/accounts"] == "passed", run.output
     assert run.outcomes("FR510")["GET /api/v1/accounts"] == "passed", run.output
+    # `{username}` names a unique column: the probes fill it from the seeded rows (and an unknown
+    # one for FR211), instead of "1".
+    assert run.outcomes("FR509")["GET /api/v1/profiles/{username}"] == "passed", run.output
+    assert run.outcomes("FR211")["GET /api/v1/profiles/{username}"] == "passed", run.output
     # A real bug is named with its exception and the app's line, not "no answer below 500".
-    (task,) = run.results_for("FR510")[1:]
+    (task,) = [r for r in run.results_for("FR510") if r["target"] == "GET /api/v1/tasks/{task_id}"]
     assert task["outcome"] == "skipped"
     line = line_of(path, r"return vars\(info\)")
     assert (

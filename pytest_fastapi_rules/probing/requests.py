@@ -131,6 +131,11 @@ def bind_path_params(
         table = _table_matching(_stem(name), tables, class_names)
         if table is None:
             table = _table_matching(_segment_before(route.path, name), tables, class_names)
+        if table is None:
+            table, named = _table_by_column(name, tables, class_names)
+            if table is not None:
+                bindings.append(PathBinding(name=name, table=table, column=named))
+                continue
         column = None
         if table is not None:
             pk_names = [c.name for c in table.primary_key.columns]
@@ -142,6 +147,27 @@ def bind_path_params(
                 table = None
         bindings.append(PathBinding(name=name, table=table, column=column))
     return bindings
+
+
+def _table_by_column(
+    name: str, tables: list[Table], class_names: dict[str, str]
+) -> tuple[Table | None, str | None]:
+    """The table a parameter names by a column: ``{username}`` (a unique column of one table), or
+    ``{tier_name}`` (column ``name`` of table ``tier``). Unique columns only: they name one row."""
+
+    def unique(table: Table, column: str) -> bool:
+        found = table.columns.get(column)
+        return found is not None and (bool(found.unique) or bool(found.primary_key))
+
+    owners = [table for table in tables if unique(table, name)]
+    if len(owners) == 1:
+        return owners[0], name
+    prefix, _, suffix = name.rpartition("_")
+    if prefix and suffix:
+        table = _table_matching(prefix, tables, class_names)
+        if table is not None and suffix in table.columns:
+            return table, suffix
+    return None, None
 
 
 def _fill_path(path: str, values: dict[str, Any]) -> str:

@@ -135,7 +135,10 @@ def _happy(results: ProbeResults, target: str) -> list[Exchange]:
 
 
 def _unanswered(
-    results: ProbeResults, target: str, phases: tuple[str, ...] = ("small", "large", "write")
+    results: ProbeResults,
+    target: str,
+    phases: tuple[str, ...] = ("small", "large", "write"),
+    route: RouteFacts | None = None,
 ) -> str:
     """Why a route gave the probes nothing to measure, for a skip reason.
 
@@ -149,11 +152,32 @@ def _unanswered(
     failed = [e for e in sent if e.server_error]
     if len(failed) < len(sent):
         statuses = sorted({str(e.status) for e in sent if not e.server_error})
-        return f"the probes' valid requests to {target} answered {', '.join(statuses)}, never 2xx"
+        note = ""
+        if route is not None:
+            note = _auth_note(results, route, next(e for e in sent if not e.server_error))
+        return f"the probes' valid requests to {target} answered {', '.join(statuses)}, never 2xx{note}"
     first = next((e for e in failed if e.app_error), failed[0])
     return (
         f"every valid probe request to {target} {first.outcome}: an error in the app, or seeded data "
         "the app cannot handle (then name a seed function in fastapi_rules_seed)"
+    )
+
+
+def _auth_note(results: ProbeResults, route: RouteFacts, exchange: Exchange) -> str:
+    """Why a protected route refused the probes: they could not stand in for its current user."""
+    from pytest_fastapi_rules.probing.auth import is_protected
+
+    if exchange.status not in (401, 403) or results.auth_headers_used or not results.auth_unsupported:
+        return ""
+    try:
+        if not is_protected(route):
+            return ""
+    except Exception:  # noqa: BLE001 - an exotic dependency tree: say nothing
+        return ""
+    name, why = sorted(results.auth_unsupported.items())[0]
+    return (
+        f" (the probes could not sign in: `{name}`: {why}; give them credentials with "
+        "fastapi_rules_auth_headers, e.g. a token a seed function created)"
     )
 
 
@@ -596,13 +620,16 @@ def check_no_n_plus_one(context: CheckContext) -> Iterator[Finding]:
     small = _min_count(results.for_target(route.target, "small"))
     large = _min_count(results.for_target(route.target, "large"))
     if small is None or large is None:
-        raise RuleSkipped(_unanswered(results, route.target, ("small", "large")))
+        raise RuleSkipped(_unanswered(results, route.target, ("small", "large"), route))
     small_count, small_exchange = small
     large_count, large_exchange = large
     if not (small_exchange.ok and large_exchange.ok):
         shown = small_exchange.request.shown
         if small_exchange.outcome == large_exchange.outcome:
-            raise RuleSkipped(f"{shown} {small_exchange.outcome} at both data sizes: no rows to measure")
+            raise RuleSkipped(
+                f"{shown} {small_exchange.outcome} at both data sizes: no rows to measure"
+                + _auth_note(results, route, small_exchange)
+            )
         raise RuleSkipped(
             f"{shown} {small_exchange.outcome} with {_seed_words(results, 'small')} and "
             f"{large_exchange.outcome} with {_seed_words(results, 'large')}: no rows to measure"
@@ -718,7 +745,7 @@ def check_query_budget(context: CheckContext) -> Iterator[Finding]:
         if e.error is None and e.status is not None and e.status < 500
     ]
     if not exchanges:
-        raise RuleSkipped(_unanswered(results, route.target))
+        raise RuleSkipped(_unanswered(results, route.target, route=route))
     worst = max(exchanges, key=lambda e: e.count)
     budget = context.options.query_budget_for(route.method, route.path)
     if worst.count > budget:

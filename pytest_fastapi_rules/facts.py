@@ -12,6 +12,7 @@ import importlib
 import inspect
 import sys
 import sysconfig
+import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -81,6 +82,21 @@ def type_hints(func: Any) -> dict[str, Any]:
         return typing.get_type_hints(target, include_extras=True)
     except Exception:  # noqa: BLE001 - forward references the app never resolved
         return dict(getattr(target, "__annotations__", {}) or {})
+
+
+def plain_annotation(annotation: Any) -> Any:
+    """The type behind ``Annotated[...]`` and ``Optional[...]`` (a one-member union with None)."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        if origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(members) == 1:
+                annotation = members[0]
+                continue
+        return annotation
 
 
 @dataclass

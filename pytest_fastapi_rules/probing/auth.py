@@ -17,7 +17,6 @@ created by a seed hook); the automatic override is then not used.
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_args, get_origin
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any, get_args, get_origin
 from fastapi import Depends
 from fastapi.security.base import SecurityBase
 
-from pytest_fastapi_rules.facts import type_hints, unwrap_callable
+from pytest_fastapi_rules.facts import plain_annotation, type_hints, unwrap_callable
 
 if TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant
@@ -37,25 +36,11 @@ _SESSION_DEP_NAMES = frozenset(
 )
 
 
-def _plain(annotation: Any) -> Any:
-    while True:
-        origin = get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = get_args(annotation)[0]
-            continue
-        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-            members = [a for a in get_args(annotation) if a is not type(None)]
-            if len(members) == 1:
-                annotation = members[0]
-                continue
-        return annotation
-
-
 def _is_session_type(tp: Any) -> bool:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
-    tp = _plain(tp)
+    tp = plain_annotation(tp)
     return isinstance(tp, type) and issubclass(tp, AsyncSession | Session)
 
 
@@ -178,7 +163,7 @@ def _mapped(tp: Any) -> type | None:
     from sqlalchemy import inspect as sa_inspect
     from sqlalchemy.orm import Mapper
 
-    tp = _plain(tp)
+    tp = plain_annotation(tp)
     if not isinstance(tp, type):
         return None
     try:

@@ -23,12 +23,13 @@ import typing
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, create_model
 from sqlalchemy import Table
 from sqlalchemy import types as sqltypes
 
+from pytest_fastapi_rules.facts import plain_annotation
 from pytest_fastapi_rules.probing.seeding import SeedResult
 
 if typing.TYPE_CHECKING:
@@ -178,24 +179,9 @@ def _fill_path(path: str, values: dict[str, Any]) -> str:
     return _PARAM.sub(replace, path)
 
 
-def _plain(annotation: Any) -> Any:
-    """The type behind ``Annotated`` and ``Optional``."""
-    while True:
-        origin = get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = get_args(annotation)[0]
-            continue
-        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-            members = [a for a in get_args(annotation) if a is not type(None)]
-            if len(members) == 1:
-                annotation = members[0]
-                continue
-        return annotation
-
-
 def is_typed_param(annotation: Any) -> bool:
     """Whether a wrong value of this type is a validation error (ints, uuids, enums, dates...)."""
-    plain = _plain(annotation)
+    plain = plain_annotation(annotation)
     if get_origin(plain) is Literal:
         return True
     if isinstance(plain, type):
@@ -371,7 +357,7 @@ class RequestBuilder:
         if isinstance(info, params.File):
             return "file"
         if isinstance(info, params.Form):
-            annotation = _plain(info.annotation)
+            annotation = plain_annotation(info.annotation)
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 for sub in annotation.model_fields.values():
                     if "UploadFile" in repr(sub.annotation) or "bytes" in repr(sub.annotation):
@@ -382,7 +368,7 @@ class RequestBuilder:
     def body(self, route: RouteFacts) -> tuple[Any, str | None, str]:
         """A valid body for the route: ``(value, plain password or None, description)``."""
         body = self.body_field(route)
-        annotation = _plain(body.field_info.annotation)
+        annotation = plain_annotation(body.field_info.annotation)
         name = getattr(annotation, "__name__", repr(annotation))
         self.counter += 1
         password = None
@@ -516,7 +502,7 @@ class RequestBuilder:
                 headers={**base.headers, "content-type": "application/json"},
                 description="a malformed JSON body",
             )
-            annotation = _plain(self.body_field(route).field_info.annotation)
+            annotation = plain_annotation(self.body_field(route).field_info.annotation)
             if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation.model_fields:
                 wrong = {
                     (f.alias or name): {"unexpected": [1, "two"]}

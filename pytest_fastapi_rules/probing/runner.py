@@ -411,7 +411,7 @@ class ProbeRun:
 
     def _send_page_bounds(self) -> None:
         assert self.builder is not None
-        from pytest_fastapi_rules.probing.requests import _plain
+        from pytest_fastapi_rules.facts import plain_annotation as _plain
 
         batch = []
         for route in self._routes("GET"):

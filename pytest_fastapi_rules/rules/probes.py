@@ -847,7 +847,8 @@ _ARGON2 = re.compile(r"^\$argon2(id|i|d)\$")
 def _creates_with_password(route: RouteFacts, options: RulesOptions) -> bool:
     from pydantic import BaseModel
 
-    from pytest_fastapi_rules.probing.requests import PASSWORD_FIELD, RequestBuilder, _plain
+    from pytest_fastapi_rules.facts import plain_annotation as _plain
+    from pytest_fastapi_rules.probing.requests import PASSWORD_FIELD, RequestBuilder
 
     if route.method != "POST":
         return False

@@ -71,9 +71,15 @@ class RulesCollector(pytest.Collector):
             if rule.scope is Scope.APP:
                 yield self._item(rule.code, rule=rule, route=None)
                 continue
-            routes = [
-                route for route in facts.routes if rule.applies_to is None or rule.applies_to(route, options)
-            ]
+            try:
+                routes = [
+                    route
+                    for route in facts.routes
+                    if rule.applies_to is None or rule.applies_to(route, options)
+                ]
+            except Exception as exc:  # noqa: BLE001 - a broken predicate is the plugin's bug: one error item
+                yield self._item(f"{rule.code}[routes]", rule=rule, route=None, internal_error=exc)
+                continue
             if not routes:
                 yield self._item(
                     f"{rule.code}[no matching routes]",
@@ -94,7 +100,13 @@ class RulesCollector(pytest.Collector):
     ) -> str | TerminalRepr:
         if isinstance(excinfo.value, AppLoadError):
             return excinfo.value.render()
-        return super().repr_failure(excinfo)
+        original = excinfo.value
+        formatted = "".join(traceback.format_exception(type(original), original, original.__traceback__))
+        return (
+            "internal error in pytest-fastapi-rules while collecting the rule items. This is a bug "
+            "in the plugin, not a finding about your app: please report it with the traceback "
+            f"below.\n\n{formatted}"
+        )
 
 
 class RuleItem(pytest.Item):
@@ -106,12 +118,14 @@ class RuleItem(pytest.Item):
         rule: Rule,
         route: RouteFacts | None,
         skip_reason: str | None = None,
+        internal_error: BaseException | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.rule = rule
         self.route = route
         self.skip_reason = skip_reason
+        self.internal_error = internal_error
         self.findings: list[Finding] = []
         self.baselined: list[Finding] = []
         for marker in (
@@ -151,6 +165,8 @@ class RuleItem(pytest.Item):
         return fingerprint(self.rule.code, self.target, finding)
 
     def runtest(self) -> None:
+        if self.internal_error is not None:
+            raise PluginInternalError(self.rule, self.internal_error)
         if self.skip_reason:
             pytest.skip(self.skip_reason)
         state = self.state

@@ -325,3 +325,38 @@ def test_imported_once():
         "--fastapi-app=counted:app", "-p", "no:cacheprovider", "-k", "imported_once or FR201"
     )
     result.assert_outcomes(passed=2, failed=1)
+
+
+def test_a_crashing_route_predicate_is_one_plugin_error_not_a_collection_error(
+    pytester: pytest.Pytester, small_app: None
+) -> None:
+    pytester.makeconftest(
+        """
+import dataclasses
+from pytest_fastapi_rules import registry
+
+_saved = {}
+
+def pytest_configure(config):
+    rule = registry.get_rule("FR201")
+    _saved["FR201"] = rule
+    def broken(route, options):
+        raise ImportError("cannot import name 'x'")
+    registry._REGISTRY["FR201"] = dataclasses.replace(rule, applies_to=broken)
+
+def pytest_unconfigure(config):
+    registry._REGISTRY["FR201"] = _saved["FR201"]
+"""
+    )
+    result = pytester.runpytest(
+        "--fastapi-app=small:app", "--fastapi-rules-select=FR101,FR201", "-p", "no:cacheprovider"
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] == 1 and outcomes["errors"] == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*FR201 async-endpoint: internal error in pytest-fastapi-rules*",
+            "*ImportError: cannot import name 'x'*",
+        ]
+    )
+    assert "ERROR collecting" not in result.stdout.str()

@@ -9,7 +9,7 @@ and a failure to load the app is reported as an ordinary collection error.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -319,7 +319,3 @@ class RuleItem(pytest.Item):
                 for f in self.findings
             ],
         }
-
-
-def iter_rule_items(items: Iterable[pytest.Item]) -> Iterator[RuleItem]:
-    return (item for item in items if isinstance(item, RuleItem))

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
@@ -263,22 +263,3 @@ def run_check(rule_: Rule, context: CheckContext) -> list[Finding]:
     return list(rule_.check(context))
 
 
-def iter_codes_matching(prefixes: Iterable[str]) -> Iterator[str]:
-    """Codes selected by ruff-style prefixes (``FR2`` matches ``FR201``...)."""
-    wanted = [p.strip().upper() for p in prefixes if p.strip()]
-    for candidate in all_rules():
-        if any(candidate.code.startswith(prefix) for prefix in wanted):
-            yield candidate.code
-
-
-def describe(rule_: Rule) -> dict[str, Any]:
-    """The rule's metadata as plain data, for the JSON/SARIF reports."""
-    return {
-        "code": rule_.code,
-        "name": rule_.name,
-        "severity": rule_.severity.value,
-        "scope": rule_.scope.value,
-        "basis": rule_.basis.value,
-        "section": rule_.section,
-        "summary": rule_.summary,
-    }

@@ -116,7 +116,7 @@ VARIANTS = [
         "fr204_create_returns_200",
         "FR204",
         "POST /api/v1/posts/drafts",
-        "POST to the collection `drafts` declares 200 (FastAPI's default)",
+        "POST to `drafts` (a create: no action word) declares 200 (FastAPI's default)",
         "variants/fr204_create_returns_200.py",
         r"^async def create_draft",
     ),
@@ -530,8 +530,8 @@ def test_post_statuses(pytester: pytest.Pytester, run_rules: Any) -> None:
         "`deactivate` is an action, not a create, yet declares 201; an action answers 200, 202 or 204"
     )
     assert only(findings_of(run, "FR204", "POST /api/v1/posts"))["message"] == (
-        "POST to the collection `posts` declares 200 (FastAPI's default); a create answers "
-        "201 Created (or 202 Accepted when it is queued)"
+        "POST to `posts` (a create: no action word) declares 200 (FastAPI's default); a create "
+        "answers 201 Created (or 202 Accepted when it is queued)"
     )
     assert "ends in a path parameter" in result_of(run, "FR204", "POST /api/v1/posts/{post_id}")["message"]
     # Without the ini verb, reindex is a collection create that answers 200

@@ -789,8 +789,8 @@ def check_create_returns_201(context: CheckContext) -> Iterator[Finding]:
         return
     yield Finding(
         message=(
-            f"POST to the collection `{last}` declares {_status_text(route)}; a create answers "
-            "201 Created (or 202 Accepted when it is queued)"
+            f"POST to `{last}` (a create: no action word) declares {_status_text(route)}; a create "
+            "answers 201 Created (or 202 Accepted when it is queued)"
         ),
         location=route.location,
         fix=(

@@ -65,17 +65,49 @@ VARIANTS = [
         "without pool_pre_ping=True",
         r"^reports_engine =",
     ),
-    ("fr502_pool_recycle_missing", "FR502", "pool_recycle=-1 (connections are never recycled)", r"^reports_engine ="),
-    ("fr503_echo_in_production", "FR503", "has echo=True with ENVIRONMENT=production set", r"^reports_engine ="),
+    (
+        "fr502_pool_recycle_missing",
+        "FR502",
+        "pool_recycle=-1 (connections are never recycled)",
+        r"^reports_engine =",
+    ),
+    (
+        "fr503_echo_in_production",
+        "FR503",
+        "has echo=True with ENVIRONMENT=production set",
+        r"^reports_engine =",
+    ),
     ("fr504_expire_on_commit_default", "FR504", "keeps expire_on_commit=True", r"^ReportsSession ="),
-    ("fr505_column_without_mapped", "FR505", "without a Mapped[...] annotation: action", r"^class AuditEntry"),
-    ("fr506_base_without_async_attrs", "FR506", "does not mix in AsyncAttrs (models: PageView)", r"^class AnalyticsBase"),
-    ("fr507_metadata_without_convention", "FR507", "no naming convention for uq, ck, fk, pk", r"^class ArchiveBase"),
-    ("fr508_relationship_default_lazy", "FR508", 'lazy-load implicitly (lazy="select"): user', r"^class Bookmark"),
+    (
+        "fr505_column_without_mapped",
+        "FR505",
+        "without a Mapped[...] annotation: action",
+        r"^class AuditEntry",
+    ),
+    (
+        "fr506_base_without_async_attrs",
+        "FR506",
+        "does not mix in AsyncAttrs (models: PageView)",
+        r"^class AnalyticsBase",
+    ),
+    (
+        "fr507_metadata_without_convention",
+        "FR507",
+        "no naming convention for uq, ck, fk, pk",
+        r"^class ArchiveBase",
+    ),
+    (
+        "fr508_relationship_default_lazy",
+        "FR508",
+        'lazy-load implicitly (lazy="select"): user',
+        r"^class Bookmark",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("module", "code", "essence", "line_pattern"), VARIANTS, ids=[v[1] for v in VARIANTS])
+@pytest.mark.parametrize(
+    ("module", "code", "essence", "line_pattern"), VARIANTS, ids=[v[1] for v in VARIANTS]
+)
 def test_variant_fails_only_its_rule(
     blog: Path, run_rules: Any, module: str, code: str, essence: str, line_pattern: str
 ) -> None:
@@ -210,7 +242,10 @@ def test_objects_point_where_they_are_created(pytester: pytest.Pytester, run_rul
     run = run_rules("shop.main:app", "--fastapi-rules-select=FR501,FR504,FR104,FR105")
     engine = only(run.findings("FR501"))
     assert engine["message"].startswith("engine `shop.core.db.engine` (sqlite+aiosqlite)"), engine
-    assert (engine["location"]["file"], engine["location"]["line"]) == ("shop/core/db.py", line_of(db, "^engine ="))
+    assert (engine["location"]["file"], engine["location"]["line"]) == (
+        "shop/core/db.py",
+        line_of(db, "^engine ="),
+    )
     factory = only(run.findings("FR504"))
     assert factory["message"].startswith("session factory `shop.core.db.SessionLocal` keeps expire_on_commit")
     assert factory["location"]["line"] == line_of(db, "^SessionLocal =")
@@ -435,7 +470,9 @@ def test_legacy_declarative_models(pytester: pytest.Pytester, run_rules: Any) ->
     pytester.makepyfile(legacyapp=textwrap.dedent(LEGACY_APP))
     run = run_rules("legacyapp:app", "--fastapi-rules-select=FR505,FR506,FR507,FR508")
     source = pytester.path / "legacyapp.py"
-    messages = {code: [(f["message"], f["location"]["line"]) for f in run.findings(code)] for code in OWN_CODES}
+    messages = {
+        code: [(f["message"], f["location"]["line"]) for f in run.findings(code)] for code in OWN_CODES
+    }
     assert messages["FR505"] == [
         (
             "model `legacyapp.Item` has columns without a Mapped[...] annotation: "
@@ -594,7 +631,9 @@ def test_production_failure_keeps_the_severity_the_user_gave(
     user raised to error keeps the error: it cannot vouch for what it guards."""
     monkeypatch.delenv("ENVIRONMENT", raising=False)
     pytester.makepyfile(strictapp=textwrap.dedent(STRICT_SETTINGS_APP))
-    pytester.makeini("[pytest]\nfastapi_rules_production_env = ENVIRONMENT=prod\nfastapi_rules_severity = FR503=error\n")
+    pytester.makeini(
+        "[pytest]\nfastapi_rules_production_env = ENVIRONMENT=prod\nfastapi_rules_severity = FR503=error\n"
+    )
     run = run_rules("strictapp:app", "--fastapi-rules-select=FR503")
     assert only(run.results_for("FR503"))["outcome"] == "error"
     assert "the app's settings reject ENVIRONMENT=prod" in run.output
@@ -772,3 +811,29 @@ def test_production_facts_are_gathered_once_per_session(
     other = RulesOptions(app_spec="src.main:app", app_dir=tmp_path, production_env={"APP_ENV": "prod"})
     assert production.production_facts(facts, other).env == {"APP_ENV": "prod"}
     assert len(calls) == 2
+
+
+def test_fr504_says_when_the_app_builds_sessions_without_a_factory(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(
+        directsessions="""
+from fastapi import FastAPI
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+engine = create_engine("sqlite:///./direct.db", pool_pre_ping=True)
+
+
+def get_db():
+    with Session(engine) as session:
+        yield session
+
+
+app = FastAPI()
+"""
+    )
+    run = run_rules("directsessions:app", "--fastapi-rules-select=FR504")
+    (result,) = run.results_for("FR504")
+    assert result["outcome"] == "skipped"
+    assert "the app has engines but no session factory: it builds sessions directly" in result["message"]

@@ -478,6 +478,13 @@ def _is_async_factory(factory: Any) -> bool:
 def check_expire_on_commit_off(context: CheckContext) -> Iterator[Finding]:
     found = context.facts.runtime_facts(context.options.engine_paths, context.options.session_factory_paths)
     if not found.session_factories:
+        if found.engines:
+            raise RuleSkipped(
+                "the app has engines but no session factory: it builds sessions directly (e.g. "
+                "`Session(engine)` in its session dependency), so there is no factory setting to "
+                "judge. If a factory exists where discovery does not look, name it in the ini key "
+                "fastapi_rules_session_factories"
+            )
         raise RuleSkipped(_NO_FACTORY)
     factories = [f for f in found.session_factories if _is_async_factory(f.obj)]
     if not factories:

@@ -1108,3 +1108,36 @@ def test_development_dockerfiles_are_left_out(tmp_path: Path) -> None:
         "Dockerfile.prod",
         "api.Dockerfile",
     ]
+
+
+def test_fr703_settings_defaults_read_from_the_environment_are_not_literals(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, run_rules: Any
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", "from-the-environment")
+    monkeypatch.setenv("API_TOKEN", "from-the-environment-too")
+    pytester.makepyfile(
+        envsettings="""
+import os
+
+from fastapi import FastAPI
+from pydantic import Field
+from pydantic_settings import BaseSettings
+from starlette.config import Config
+
+config = Config()
+
+
+class Settings(BaseSettings):
+    SECRET_KEY: str = config("SECRET_KEY")
+    API_TOKEN: str = os.getenv("API_TOKEN", "")
+    JWT_SECRET: str = Field("literal-jwt-secret")
+
+
+settings = Settings()
+app = FastAPI()
+"""
+    )
+    run = run_rules("envsettings:app", "--fastapi-rules-select=FR703")
+    messages = [f["message"] for f in run.findings("FR703")]
+    assert len(messages) == 1, messages
+    assert "settings field `Settings.JWT_SECRET` has a non-empty default secret" in messages[0]

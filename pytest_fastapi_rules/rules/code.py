@@ -1600,5 +1600,14 @@ def _literal_default(node: ast.AnnAssign | ast.Assign) -> ast.AST | None:
         return None
     candidates: list[ast.expr] = [value]
     if isinstance(value, ast.Call):
+        # Only a field constructor's first argument is a default; in `config("SECRET_KEY")` or
+        # `os.getenv("SECRET_KEY")` it is the name of the variable the secret is read from.
+        function = value.func
+        called = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+        if called not in _FIELD_CONSTRUCTORS:
+            return None
         candidates = list(value.args[:1]) + [k.value for k in value.keywords if k.arg == "default"]
     return next((c for c in candidates if _literal_secret(c, None) is not None), None)
+
+
+_FIELD_CONSTRUCTORS = frozenset({"Field", "SecretStr", "SecretBytes", "Secret"})

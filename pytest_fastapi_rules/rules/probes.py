@@ -174,7 +174,13 @@ def _auth_note(results: ProbeResults, route: RouteFacts, exchange: Exchange) -> 
             return ""
     except Exception:  # noqa: BLE001 - an exotic dependency tree: say nothing
         return ""
-    name, why = sorted(results.auth_unsupported.items())[0]
+    from pytest_fastapi_rules.facts import unwrap_callable
+
+    own = {getattr(unwrap_callable(d.call), "__qualname__", None) for d in route.iter_dependants() if d.call}
+    mine = sorted((name, why) for name, why in results.auth_unsupported.items() if name in own)
+    if not mine:
+        return ""
+    name, why = mine[0]
     return (
         f" (the probes could not sign in: `{name}`: {why}; give them credentials with "
         "fastapi_rules_auth_headers, e.g. a token a seed function created)"

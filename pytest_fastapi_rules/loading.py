@@ -18,24 +18,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from pytest_fastapi_rules.tracebacks import describe, format_app_exception
+from pytest_fastapi_rules.tracebacks import AppError, describe, format_app_exception
 
 _SPEC = re.compile(r"^(?P<module>[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)$")
 _MAX_UNWRAP = 8
 
 
-class AppLoadError(Exception):
+class AppLoadError(AppError):
     """The app could not be loaded; the message is meant for the user, as is."""
-
-    def __init__(self, message: str, app_traceback: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.app_traceback = app_traceback
-
-    def render(self) -> str:
-        if not self.app_traceback:
-            return self.message
-        return f"{self.message}\n\nThe app's own traceback:\n{self.app_traceback.rstrip()}"
 
 
 @dataclass(frozen=True)

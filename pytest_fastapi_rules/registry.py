@@ -261,5 +261,3 @@ def get_rule(code: str) -> Rule:
 def run_check(rule_: Rule, context: CheckContext) -> list[Finding]:
     """Run a rule's check and materialise its findings."""
     return list(rule_.check(context))
-
-

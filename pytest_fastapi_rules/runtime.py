@@ -19,23 +19,13 @@ from typing import Any, TypeVar
 from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp
 
-from pytest_fastapi_rules.tracebacks import describe, format_app_exception
+from pytest_fastapi_rules.tracebacks import AppError, describe, format_app_exception
 
 T = TypeVar("T")
 
 
-class AppStartupError(Exception):
+class AppStartupError(AppError):
     """The app's lifespan failed (or timed out) at startup; the message is for the user."""
-
-    def __init__(self, message: str, app_traceback: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.app_traceback = app_traceback
-
-    def render(self) -> str:
-        if not self.app_traceback:
-            return self.message
-        return f"{self.message}\n\nThe app's own traceback:\n{self.app_traceback.rstrip()}"
 
 
 class _LoopThread:

@@ -25,6 +25,21 @@ _NOISE = (
 )
 
 
+class AppError(Exception):
+    """A failure of the user's app (import, factory, lifespan): a message for the user, as is, and
+    the app's own traceback when its code raised."""
+
+    def __init__(self, message: str, app_traceback: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.app_traceback = app_traceback
+
+    def render(self) -> str:
+        if not self.app_traceback:
+            return self.message
+        return f"{self.message}\n\nThe app's own traceback:\n{self.app_traceback.rstrip()}"
+
+
 def _is_noise(filename: str) -> bool:
     return filename.startswith(_PLUGIN_DIR) or any(part in filename for part in _NOISE)
 

@@ -30,7 +30,7 @@ from sqlalchemy import Table
 from sqlalchemy import types as sqltypes
 
 from pytest_fastapi_rules.facts import plain_annotation
-from pytest_fastapi_rules.probing.seeding import SeedResult
+from pytest_fastapi_rules.probing.seeding import SeedResult, singular
 
 if typing.TYPE_CHECKING:
     from pytest_fastapi_rules.facts import RouteFacts
@@ -79,17 +79,6 @@ class PathBinding:
     column: str | None
 
 
-def _singular(word: str) -> str:
-    word = word.lower()
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith(("ses", "xes")):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
-
-
 def _stem(name: str) -> str:
     lowered = name.lower()
     for suffix in _ID_SUFFIXES:
@@ -114,11 +103,11 @@ def _segment_before(path: str, name: str) -> str:
 def _table_matching(word: str, tables: list[Table], class_names: dict[str, str]) -> Table | None:
     if not word:
         return None
-    wanted = _singular(word.replace("-", "_"))
+    wanted = singular(word.replace("-", "_").lower())
     for table in tables:
-        if _singular(table.name) == wanted or class_names.get(table.name, "").lower() == wanted.replace(
-            "_", ""
-        ):
+        if singular(table.name.lower()) == wanted or class_names.get(
+            table.name, ""
+        ).lower() == wanted.replace("_", ""):
             return table
     return None
 

@@ -204,7 +204,7 @@ def schema_hints(models: Sequence[Any], class_names: dict[str, str], tables: Seq
     hints: SchemaHints = {}
     prefixes: dict[str, list[str]] = {}
     for table in tables:
-        words = {re.sub(r"[^a-z0-9]", "", _singular_word(table.name).lower())}
+        words = {re.sub(r"[^a-z0-9]", "", singular(table.name).lower())}
         if class_names.get(table.name):
             words.add(class_names[table.name].lower())
         prefixes[table.name] = sorted(w for w in words if w)
@@ -225,7 +225,8 @@ def schema_hints(models: Sequence[Any], class_names: dict[str, str], tables: Seq
     return hints
 
 
-def _singular_word(word: str) -> str:
+def singular(word: str) -> str:
+    """The singular of an English plural table or path word (``categories`` -> ``category``)."""
     if word.endswith("ies"):
         return word[:-3] + "y"
     if word.endswith(("ses", "xes")):

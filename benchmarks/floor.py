@@ -28,7 +28,7 @@ async def main(app_dir: Path) -> int:
     from fastapi.routing import APIRoute
     from sqlalchemy import insert
 
-    sent = 0
+    sent = failed = 0
     async with LifespanManager(app) as manager:
         assert sessionmanager.engine is not None
         async with sessionmanager.engine.begin() as connection:
@@ -46,7 +46,7 @@ async def main(app_dir: Path) -> int:
                             row[column.name] = f"{column.name}-{index}"
                     rows.append(row)
                 await connection.execute(insert(table), rows)
-        transport = httpx.ASGITransport(app=manager.app)
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         headers = {"X-API-Key": os.environ["API_KEY"]}
         async with httpx.AsyncClient(
             transport=transport, base_url="http://localhost", headers=headers
@@ -55,10 +55,11 @@ async def main(app_dir: Path) -> int:
                 for method in sorted(route.methods):
                     path = re.sub(r"\{[^}]+\}", "1", route.path)
                     body = {} if method in {"POST", "PUT", "PATCH"} else None
-                    await client.request(method, path, json=body)
+                    response = await client.request(method, path, json=body)
                     sent += 1
-    print(f"floor: {sent} requests")
-    return 0
+                    failed += response.status_code >= 500
+    print(f"floor: {sent} requests, {failed} answered 5xx")
+    return 1 if failed else 0
 
 
 def _api_routes(app: object, api_route: type) -> list[object]:

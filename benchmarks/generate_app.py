@@ -189,12 +189,14 @@ DOMAIN = {
 
 
         class {P}(Base):
-            __tablename__ = "{d}_parents"
+            __tablename__ = "{d}_items"
 
             id: Mapped[int] = mapped_column(primary_key=True)
             name: Mapped[str] = mapped_column(String(100))
             is_active: Mapped[bool] = mapped_column(default=True)
-            children: Mapped[list["{C}"]] = relationship(back_populates="parent", lazy="raise")
+            children: Mapped[list["{C}"]] = relationship(
+                back_populates="parent", lazy="raise", cascade="all, delete-orphan"
+            )
 
 
         class {C}(Base):
@@ -202,7 +204,7 @@ DOMAIN = {
 
             id: Mapped[int] = mapped_column(primary_key=True)
             title: Mapped[str] = mapped_column(String(100))
-            parent_id: Mapped[int] = mapped_column(ForeignKey("{d}_parents.id"))
+            parent_id: Mapped[int] = mapped_column(ForeignKey("{d}_items.id"))
             parent: Mapped[{P}] = relationship(back_populates="children", lazy="raise")
     """,
     "schemas.py": """
@@ -408,6 +410,17 @@ def _write(path: Path, text: str) -> None:
     path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
 
 
+PYPROJECT = """
+[project]
+name = "benchmark-app"
+version = "0.1.0"
+requires-python = ">=3.10"
+
+[tool.pytest.ini_options]
+fastapi_rules_auth_headers = ["X-API-Key: benchmark-key"]
+"""
+
+
 def generate(out: Path, routes: int) -> Path:
     """Write the app under ``out/app`` and return ``out``; ``app.main:app`` is the app."""
     if routes % ROUTES_PER_DOMAIN:
@@ -423,6 +436,8 @@ def generate(out: Path, routes: int) -> Path:
     imports = "\n    ".join(f"from app.{d}.router import router as {d}_router" for d in domains)
     includes = "\n        ".join(f"app.include_router({d}_router)" for d in domains)
     _write(package / "main.py", MAIN.format(imports=imports, includes=includes))
+    # How a user configures the plugin for this app: the writes need the API key.
+    _write(out / "pyproject.toml", PYPROJECT)
     return out
 
 

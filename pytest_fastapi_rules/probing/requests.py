@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import enum
 import json
@@ -182,14 +183,33 @@ def is_typed_param(annotation: Any) -> bool:
     return False
 
 
+_GENERATED: dict[tuple[Any, str], Any] = {}
+
+
 def generate_value(annotation: Any, field_info: Any = None) -> Any:
-    """A value for ``annotation`` within ``field_info``'s constraints (polyfactory), or None."""
+    """A value for ``annotation`` within ``field_info``'s constraints (polyfactory), or None.
+
+    The draw is seeded by the annotation, so the same annotation and constraints always give the
+    same value: it is built once (a pydantic model and a factory per call cost milliseconds, and
+    every route's path and query parameters ask several times) and copied out of the cache.
+    """
+    # The constraints only (ge, max_length, pattern...): a parameter's FieldInfo also carries its
+    # alias, and polyfactory would then build the value under the alias and fail validation.
+    metadata = list(getattr(field_info, "metadata", None) or [])
+    # The annotation itself, not its repr: two apps' enums may both print as <enum 'Status'>.
+    key = (annotation, repr(metadata))
+    try:
+        if key not in _GENERATED:
+            _GENERATED[key] = _draw_value(annotation, metadata)
+    except TypeError:  # an unhashable annotation: drawn every time
+        return _draw_value(annotation, metadata)
+    return copy.deepcopy(_GENERATED[key])
+
+
+def _draw_value(annotation: Any, metadata: list[Any]) -> Any:
     from polyfactory.factories.pydantic_factory import ModelFactory
 
     try:
-        # The constraints only (ge, max_length, pattern...): a parameter's FieldInfo also carries its
-        # alias, and polyfactory would then build the value under the alias and fail validation.
-        metadata = list(getattr(field_info, "metadata", None) or [])
         constrained: Any = typing.Annotated[(annotation, *metadata)] if metadata else annotation
         model = create_model("ProbeValue", value=(constrained, ...))
         factory = ModelFactory.create_factory(
@@ -239,6 +259,14 @@ class RequestBuilder:
         self.headers = dict(headers)
         self.seed: SeedResult | None = None
         self.counter = 0
+        self._bindings: dict[int, list[PathBinding]] = {}
+
+    def bindings(self, route: RouteFacts) -> list[PathBinding]:
+        """:func:`bind_path_params` for the route, worked out once per route (the tables are fixed)."""
+        key = id(route)
+        if key not in self._bindings:
+            self._bindings[key] = bind_path_params(route, self.tables, self.class_names)
+        return self._bindings[key]
 
     # -- parameters ---------------------------------------------------------------------------------
 
@@ -279,7 +307,7 @@ class RequestBuilder:
         values: dict[str, Any] = {}
         chosen: dict[str, dict[str, Any]] = {}
         fields = {getattr(f, "alias", f.name): f for f in self.params(route, "path")}
-        for binding in bind_path_params(route, self.tables, self.class_names):
+        for binding in self.bindings(route):
             row = None
             if binding.table is not None and self.seed is not None:
                 row = self._row_for(binding.table, chosen, pick)
@@ -296,7 +324,7 @@ class RequestBuilder:
 
     def missing_values(self, route: RouteFacts) -> dict[str, Any] | None:
         """Path values where the last parameter names a row that does not exist (FR211)."""
-        bindings = bind_path_params(route, self.tables, self.class_names)
+        bindings = self.bindings(route)
         if not bindings or self.seed is None:
             return None
         last = bindings[-1]

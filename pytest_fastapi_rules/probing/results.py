@@ -166,8 +166,26 @@ class ProbeResults:
     connection_loss_skipped: str | None = None
     notes: list[str] = field(default_factory=list)
 
-    def for_target(self, target: str, phase: str | None = None) -> list[Exchange]:
-        return [e for e in self.exchanges if e.target == target and (phase is None or e.phase == phase)]
+    _by_target: dict[str, list[Exchange]] = field(default_factory=dict, repr=False, compare=False)
+    _indexed: int = field(default=0, repr=False, compare=False)
+
+    def for_target(self, target: str, phase: str | tuple[str, ...] | None = None) -> list[Exchange]:
+        """The exchanges sent to ``target`` (in ``phase``, or one of several), in the order sent.
+
+        Every route's items ask this, so the exchanges are indexed by target (extended as the run
+        appends more) instead of scanned per route, which was quadratic in the number of routes.
+        """
+        if self._indexed != len(self.exchanges):
+            if self._indexed > len(self.exchanges):
+                self._by_target, self._indexed = {}, 0
+            for exchange in self.exchanges[self._indexed :]:
+                self._by_target.setdefault(exchange.target, []).append(exchange)
+            self._indexed = len(self.exchanges)
+        sent = self._by_target.get(target, [])
+        if phase is None:
+            return list(sent)
+        phases = (phase,) if isinstance(phase, str) else phase
+        return [e for e in sent if e.phase in phases]
 
     def in_phase(self, phase: str) -> list[Exchange]:
         return [e for e in self.exchanges if e.phase == phase]

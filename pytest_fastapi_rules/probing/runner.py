@@ -520,11 +520,9 @@ class ProbeRun:
 
     def _deletion_order(self, route: RouteFacts) -> int:
         """Children before parents: deleting a user first would cascade to the post DELETE wants."""
-        from pytest_fastapi_rules.probing.requests import bind_path_params
-
         assert self.builder is not None
         tables = self.builder.tables
-        bindings = bind_path_params(route, tables, self.builder.class_names)
+        bindings = self.builder.bindings(route)
         table = bindings[-1].table if bindings else None
         return -tables.index(table) if table is not None and table in tables else 0
 

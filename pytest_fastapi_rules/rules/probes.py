@@ -131,7 +131,7 @@ def _setup_failure(context: CheckContext, code: str, message: str, summary: str)
 
 
 def _happy(results: ProbeResults, target: str) -> list[Exchange]:
-    return [e for e in results.exchanges if e.target == target and e.phase in ("small", "large", "write")]
+    return results.for_target(target, ("small", "large", "write"))
 
 
 def _unanswered(
@@ -146,7 +146,7 @@ def _unanswered(
     raised: that is either a bug in the app or seeded data the app cannot handle, and the user can
     only tell which from the exception (a 500 must never vanish into "no answer").
     """
-    sent = [e for e in results.exchanges if e.target == target and e.phase in phases]
+    sent = results.for_target(target, phases)
     if not sent:
         return f"the probes could build no valid request for {target}"
     failed = [e for e in sent if e.server_error]

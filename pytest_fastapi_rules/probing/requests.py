@@ -101,7 +101,14 @@ def _segment_before(path: str, name: str) -> str:
     return ""
 
 
-def _table_matching(word: str, tables: list[Table], class_names: dict[str, str]) -> Table | None:
+def _table_matching(
+    word: str, tables: list[Table], class_names: dict[str, str], path: str = ""
+) -> Table | None:
+    """The table a path word names: ``posts``/``post`` -> table ``posts`` or class ``Post``.
+
+    Failing an exact match, a table named with a module prefix (``blog_posts``), when only one
+    table ends so, or when the path names the prefix too (``/blog/posts/{post_id}``).
+    """
     if not word:
         return None
     wanted = singular(word.replace("-", "_").lower())
@@ -110,7 +117,15 @@ def _table_matching(word: str, tables: list[Table], class_names: dict[str, str])
             table.name, ""
         ).lower() == wanted.replace("_", ""):
             return table
-    return None
+    prefixed = {
+        table: singular(table.name.lower())[: -len(wanted) - 1]
+        for table in tables
+        if singular(table.name.lower()).endswith(f"_{wanted}")
+    }
+    if len(prefixed) > 1:
+        segments = {segment.lower().replace("-", "_") for segment in path.split("/") if segment}
+        prefixed = {table: prefix for table, prefix in prefixed.items() if prefix in segments}
+    return next(iter(prefixed)) if len(prefixed) == 1 else None
 
 
 def bind_path_params(
@@ -119,9 +134,9 @@ def bind_path_params(
     """Map each path parameter to the table (and column) its value comes from."""
     bindings: list[PathBinding] = []
     for name in path_param_names(route.path):
-        table = _table_matching(_stem(name), tables, class_names)
+        table = _table_matching(_stem(name), tables, class_names, route.path)
         if table is None:
-            table = _table_matching(_segment_before(route.path, name), tables, class_names)
+            table = _table_matching(_segment_before(route.path, name), tables, class_names, route.path)
         if table is None:
             table, named = _table_by_column(name, tables, class_names)
             if table is not None:

@@ -29,6 +29,7 @@ import contextlib
 import datetime
 import decimal
 import enum
+import functools
 import importlib
 import inspect
 import random
@@ -225,8 +226,16 @@ def schema_hints(models: Sequence[Any], class_names: dict[str, str], tables: Seq
     return hints
 
 
+#: Plurals the suffix rules get wrong, as the last word of a name (``user_children``).
+_IRREGULAR_PLURALS = {"children": "child", "people": "person", "men": "man", "women": "woman"}
+
+
+@functools.lru_cache(maxsize=4096)
 def singular(word: str) -> str:
     """The singular of an English plural table or path word (``categories`` -> ``category``)."""
+    head, _, last = word.rpartition("_")
+    if last in _IRREGULAR_PLURALS:
+        return f"{head}_{_IRREGULAR_PLURALS[last]}" if head else _IRREGULAR_PLURALS[last]
     if word.endswith("ies"):
         return word[:-3] + "y"
     if word.endswith(("ses", "xes")):

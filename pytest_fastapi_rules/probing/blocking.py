@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import math
 import time
 import traceback
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 #: A loop stall longer than this, on two requests to the same route, is reported.
 STALL_THRESHOLD = 0.1
 HEARTBEAT = 0.005
+#: Loop turns to wait at most for an overdue heartbeat to record its sample.
+_MAX_TURNS = 10
 
 
 #: Connection setup of async drivers reads small local files (``~/.pgpass``, CA certificates) on
@@ -170,38 +173,48 @@ def blocking_pass(run: ProbeRun) -> None:
     timings: list[tuple[str, float]] = []
 
     async def go() -> None:
+        loop = asyncio.get_running_loop()
         samples: list[tuple[float, float]] = []
         stop = asyncio.Event()
+        #: When the heartbeat is next due to wake (``inf`` while it is awake).
+        due = [math.inf]
 
         async def heartbeat() -> None:
             # How late the heartbeat wakes is how long the loop was held, but only the part the
             # loop thread spent on the CPU counts: a thread pool worker that holds the GIL (bcrypt
             # in asyncio.to_thread, done right) delays the loop without anything running on it.
-            loop = asyncio.get_running_loop()
             while not stop.is_set():
-                expected = loop.time() + HEARTBEAT
+                expected = due[0] = loop.time() + HEARTBEAT
                 cpu_before = time.thread_time()
                 await asyncio.sleep(HEARTBEAT)
+                due[0] = math.inf
                 late = max(loop.time() - expected, 0.0)
                 on_loop = time.thread_time() - cpu_before
                 samples.append((time.perf_counter(), min(late, on_loop)))
+
+        async def let_heartbeat_land() -> None:
+            # A wake-up delayed by the request is overdue now; it runs within a few loop turns
+            # (its timer fires, then its task steps), which puts its sample in this request's
+            # window rather than the next one's. No fixed sleep: that cost HEARTBEAT per request.
+            for _ in range(_MAX_TURNS):
+                if loop.time() < due[0]:
+                    return
+                await asyncio.sleep(0)
 
         monitor = asyncio.create_task(heartbeat())
         try:
             async with run._client() as client:
                 await asyncio.sleep(HEARTBEAT * 2)
                 for request, target in batch:
+                    first_sample = len(samples)
                     start = time.perf_counter()
                     with _gc_clock() as clock:
                         calls_before = len(calls)
                         exchange = await run._send_one(client, request, "blocking", target)
-                        # One heartbeat period lets a wake-up delayed by this request land inside
-                        # its window (the wake-up is due, so it runs on the loop's next turn); it
-                        # also separates this request's window from the next one.
-                        await asyncio.sleep(HEARTBEAT)
+                        await let_heartbeat_land()
                     end = time.perf_counter()
                     run.results.exchanges.append(exchange)
-                    lag = max((lag for at, lag in samples if start <= at <= end), default=0.0)
+                    lag = max((lag for at, lag in samples[first_sample:] if start <= at <= end), default=0.0)
                     timings.append((target, max(lag - clock.total, 0.0)))
                     for func, where in calls[calls_before:]:
                         results.blocking_calls.append(BlockingCall(target=target, call=func, where=where))

@@ -8,6 +8,7 @@ and a failure to load the app is reported as an ordinary collection error.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from collections.abc import Iterable
 from dataclasses import replace
@@ -18,7 +19,7 @@ import pytest
 from _pytest._code.code import ExceptionInfo, TerminalRepr
 
 from pytest_fastapi_rules.baseline import fingerprint
-from pytest_fastapi_rules.facts import DiscoveryError, RouteFacts
+from pytest_fastapi_rules.facts import AppFacts, DiscoveryError, RouteFacts
 from pytest_fastapi_rules.loading import AppLoadError
 from pytest_fastapi_rules.registry import (
     CheckContext,
@@ -172,6 +173,8 @@ class RuleItem(pytest.Item):
         state = self.state
         facts = state.facts()
         options = state.options
+        if self.rule.runs_with_probes and not state.background_started:
+            self._start_background_work(facts)
         if self.rule.needs_running_app:
             try:
                 facts.runtime_facts(options.engine_paths, options.session_factory_paths, options.db_url)
@@ -196,6 +199,28 @@ class RuleItem(pytest.Item):
         blocking = [f for f in new if options.strict or self.finding_severity(f) is Severity.ERROR]
         if blocking:
             raise RuleViolation(self.format_findings())
+
+    def _start_background_work(self, facts: AppFacts) -> None:
+        """Start the background work of every rule this process will run with the probes.
+
+        The first probe item is about to run the probe run (seconds on a large app); the children
+        that run the app in production mode start first, so they work on the other core meanwhile.
+        Under xdist, the items that wait for them run on this worker too (``xdist_scheduling``).
+        """
+        state = self.state
+        state.background_started = True
+        starts = {
+            item.rule.background: None
+            for item in self.session.items
+            if isinstance(item, RuleItem)
+            and item.rule.background is not None
+            and item.skip_reason is None
+            and item.internal_error is None
+        }
+        for start in starts:
+            # A child that cannot even start is reported by its rule, which starts it again.
+            with contextlib.suppress(Exception):
+                start(facts, state.options)
 
     def _with_default_location(self, finding: Finding) -> Finding:
         """Every finding points somewhere: its own object, else the route, else the app module."""

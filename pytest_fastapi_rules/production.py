@@ -33,7 +33,6 @@ import inspect
 import json
 import os
 import re
-import subprocess
 import sys
 import traceback
 import typing
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_fastapi_rules.childproc import SYS_PATH_ENV, ChildProcess, ChildTimeout
 from pytest_fastapi_rules.facts import DiscoveryError
 from pytest_fastapi_rules.registry import RuleSkipped, Severity
 from pytest_fastapi_rules.runtime import AppStartupError
@@ -57,8 +57,6 @@ PROTOCOL = 1
 CHILD_TIMEOUT = 60.0
 #: The documentation routes FR108 asks about (their status in production mode).
 DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
-#: The parent's ``sys.path``, so that the child imports exactly what the parent imported.
-SYS_PATH_ENV = "PYTEST_FASTAPI_RULES_SYS_PATH"
 #: How much of the app's output a failure message shows.
 OUTPUT_TAIL_LINES = 40
 #: How much of it a skip reason carries (skips are one item of a summary, not a report).
@@ -344,6 +342,38 @@ def _environment_fields(facts: AppFacts) -> Iterator[_EnvironmentField]:
 
 _Cached = ProductionFacts | ProductionModeError | DiscoveryError
 _CACHE: weakref.WeakKeyDictionary[AppFacts, dict[tuple[Any, ...], _Cached]] = weakref.WeakKeyDictionary()
+_STARTED: weakref.WeakKeyDictionary[AppFacts, dict[tuple[Any, ...], ChildProcess]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _child_key(facts: AppFacts, options: RulesOptions, env: dict[str, str]) -> tuple[Any, ...]:
+    return (
+        facts.loaded.spec,
+        str(options.app_dir),
+        tuple(sorted(env.items())),
+        options.engine_paths,
+        options.session_factory_paths,
+    )
+
+
+def start_production_child(facts: AppFacts, options: RulesOptions) -> None:
+    """Start the production-mode child now, in the background; :func:`production_facts` reads it.
+
+    A rule's ``background`` hook: the child imports and starts the app while the probe run works.
+    """
+    env = production_env(facts, options).env
+    key = _child_key(facts, options, env)
+    started = _STARTED.setdefault(facts, {})
+    if key not in _CACHE.get(facts, {}) and key not in started:
+        started[key] = start_child(
+            spec=facts.loaded.spec,
+            app_dir=options.app_dir,
+            env=env,
+            engine_paths=options.engine_paths,
+            factory_paths=options.session_factory_paths,
+            startup_timeout=options.startup_timeout,
+        )
 
 
 def production_facts(facts: AppFacts, options: RulesOptions) -> ProductionFacts:
@@ -357,17 +387,12 @@ def production_facts(facts: AppFacts, options: RulesOptions) -> ProductionFacts:
     """
     chosen = production_env(facts, options)
     env = chosen.env
-    key = (
-        facts.loaded.spec,
-        str(options.app_dir),
-        tuple(sorted(env.items())),
-        options.engine_paths,
-        options.session_factory_paths,
-    )
+    key = _child_key(facts, options, env)
     per_facts = _CACHE.setdefault(facts, {})
     if key not in per_facts:
         try:
             per_facts[key] = run_child(
+                started=_STARTED.get(facts, {}).pop(key, None),
                 spec=facts.loaded.spec,
                 app_dir=options.app_dir,
                 env=env,
@@ -431,12 +456,31 @@ def _tail(text: str, lines: int = OUTPUT_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def _text(stream: str | bytes | None) -> str:
-    if stream is None:
-        return ""
-    if isinstance(stream, bytes):
-        return stream.decode("utf-8", errors="replace")
-    return stream
+def start_child(
+    *,
+    spec: str,
+    app_dir: Path,
+    env: dict[str, str],
+    engine_paths: tuple[str, ...] = (),
+    factory_paths: tuple[str, ...] = (),
+    startup_timeout: float = 30.0,
+    timeout: float | None = None,
+) -> ChildProcess:
+    """Start the child process that imports and starts the app with ``env`` set (see the module).
+
+    ``timeout`` bounds the whole child (import, startup, probes, shutdown); by default
+    :data:`CHILD_TIMEOUT`, or more when the app's own startup timeout is long.
+    """
+    args = ["--app", spec, "--app-dir", str(app_dir), "--startup-timeout", str(startup_timeout)]
+    for path in engine_paths:
+        args += ["--engine", path]
+    for path in factory_paths:
+        args += ["--session-factory", path]
+    for name in env:
+        args += ["--env", name]
+    if timeout is None:
+        timeout = max(CHILD_TIMEOUT, startup_timeout * 2 + 10)
+    return ChildProcess("pytest_fastapi_rules.production", args, env, timeout)
 
 
 def run_child(
@@ -451,52 +495,34 @@ def run_child(
     origin: str = "",
     restriction: str = "",
     suggested: dict[str, str] | None = None,
+    started: ChildProcess | None = None,
 ) -> ProductionFacts:
-    """Run the child process once and turn its JSON document (or its failure) into facts.
+    """Run the child process once (or wait for ``started``, the same child started earlier by
+    :func:`start_child`) and turn its JSON document, or its failure, into facts.
 
-    ``timeout`` bounds the whole child (import, startup, probes, shutdown); by default
-    :data:`CHILD_TIMEOUT`, or more when the app's own startup timeout is long. ``origin`` and
-    ``restriction`` and ``suggested`` come from :class:`ProductionEnv`, for the messages.
+    ``origin`` and ``restriction`` and ``suggested`` come from :class:`ProductionEnv`, for the
+    messages.
     """
-    command = [
-        sys.executable,
-        "-m",
-        "pytest_fastapi_rules.production",
-        "--app",
-        spec,
-        "--app-dir",
-        str(app_dir),
-        "--startup-timeout",
-        str(startup_timeout),
-    ]
-    for path in engine_paths:
-        command += ["--engine", path]
-    for path in factory_paths:
-        command += ["--session-factory", path]
-    for name in env:
-        command += ["--env", name]
-    child_env = {**os.environ, **env, SYS_PATH_ENV: os.pathsep.join(p for p in sys.path if p)}
-    if timeout is None:
-        timeout = max(CHILD_TIMEOUT, startup_timeout * 2 + 10)
+    child = started or start_child(
+        spec=spec,
+        app_dir=app_dir,
+        env=env,
+        engine_paths=engine_paths,
+        factory_paths=factory_paths,
+        startup_timeout=startup_timeout,
+        timeout=timeout,
+    )
     env_text = f"{describe_env(env)}, {origin}" if origin else describe_env(env)
     example = suggested or env
     try:
-        completed = subprocess.run(
-            command,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
+        completed = child.output()
+    except ChildTimeout as exc:
         raise ProductionModeError(
             f"With the production environment set ({env_text}), importing and starting the app "
-            f"did not finish within {timeout:g} s (the plugin runs it in a separate process to "
+            f"did not finish within {exc.timeout:g} s (the plugin runs it in a separate process to "
             "see production settings). Check that production mode does not wait on a service "
             "that is not reachable from the test environment.\n" + configure_hint(example),
-            _tail(_text(exc.stderr)),
+            _tail(exc.stderr),
         ) from None
     stderr_tail = _tail(completed.stderr)
     document = _parse_document(completed.stdout)

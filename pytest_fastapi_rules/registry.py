@@ -101,6 +101,7 @@ class RuleSkipped(Exception):
 
 CheckFunction = Callable[[CheckContext], Iterable[Finding]]
 RoutePredicate = Callable[["RouteFacts", "RulesOptions"], bool]
+BackgroundStart = Callable[["AppFacts", "RulesOptions"], None]
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,10 @@ class Rule:
     applies_to: RoutePredicate | None = field(default=None, repr=False, compare=False)
     #: Whether the app's lifespan must be running (e.g. engines created at startup).
     needs_running_app: bool = False
+    #: Starts slow work the check will wait for (a child process running the app in production
+    #: mode) in the background, before the probe run, so the two overlap. Called at most once per
+    #: process, before the first item that reads the probes; its failures are left to the check.
+    background: BackgroundStart | None = field(default=None, repr=False, compare=False)
     #: Short bad/good examples for ``--fastapi-rules-explain``.
     bad_example: str = ""
     good_example: str = ""
@@ -134,6 +139,12 @@ class Rule:
     def uses_probes(self) -> bool:
         """Whether the check reads the probe run (a probe rule, or an app rule with a runtime half)."""
         return self.basis in (Basis.PROBE, Basis.APP_PROBE)
+
+    @property
+    def runs_with_probes(self) -> bool:
+        """Whether the item belongs with the probe items: it reads the probes, or it waits for
+        background work that is started when the probe run starts (on the same xdist worker)."""
+        return self.uses_probes or self.background is not None
 
     def with_severity(self, severity: Severity) -> Rule:
         return replace(self, severity=severity)
@@ -157,6 +168,7 @@ def rule(
     fix: str,
     applies_to: RoutePredicate | None = None,
     needs_running_app: bool = False,
+    background: BackgroundStart | None = None,
     bad_example: str = "",
     good_example: str = "",
 ) -> Callable[[CheckFunction], CheckFunction]:
@@ -188,6 +200,7 @@ def rule(
             check=check,
             applies_to=applies_to,
             needs_running_app=needs_running_app,
+            background=background,
             bad_example=bad_example,
             good_example=good_example,
         )

@@ -32,6 +32,8 @@ class RulesSession:
         self._sys_path_before = list(sys.path)
         #: The first item that showed the app's startup traceback; later items refer to it.
         self.startup_error_shown_at: str | None = None
+        #: Whether the rules' background work (``Rule.background``) was started in this process.
+        self.background_started = False
         #: Raises BaselineError (a usage error) when the file is missing or unreadable.
         self.baseline: Baseline | None = (
             Baseline.load(options.baseline_path, updating=options.update_baseline)
@@ -64,7 +66,12 @@ class RulesSession:
             self._runtime.stop()
 
     def close(self) -> None:
-        """Leave the process as the plugin found it: lifespan stopped, loop closed, sys.path restored."""
+        """Leave the process as the plugin found it: lifespan stopped, loop closed, children ended,
+        sys.path restored."""
+        if self.background_started:
+            from pytest_fastapi_rules.childproc import stop_unfinished
+
+            stop_unfinished()
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None

@@ -1,9 +1,11 @@
 """pytest-xdist scheduling that probes the app once per run, not once per worker.
 
 The probe items share one probe run (seeding, requests, the isolated database), computed by the
-first probe item of a process. Under plain ``-n 2`` ("load"), probe items would land on every worker
-and each would probe the whole app. This scheduler keeps every probe item in one work unit (so one
-worker runs them all) and schedules every other test on its own, as "load" does.
+first probe item of a process; the production-mode children start then too (``Rule.background``),
+so the rules that read them belong with the probe items. Under plain ``-n 2`` ("load"), probe
+items would land on every worker and each would probe the whole app. This scheduler keeps every
+probe item in one work unit (so one worker runs them all) and schedules every other test on its
+own, as "load" does.
 
 The controller does not collect, so the grouping is decided from node ids alone: a rule item's
 id names its code (``fastapi-rules::FR509[GET /x]``), and the registry says whether that rule reads
@@ -25,7 +27,7 @@ _RULE_NODE = re.compile(rf"^{re.escape(COLLECTOR_NAME)}::(FR\d+)")
 
 @cache
 def _probe_codes() -> frozenset[str]:
-    return frozenset(rule.code for rule in all_rules() if rule.uses_probes)
+    return frozenset(rule.code for rule in all_rules() if rule.runs_with_probes)
 
 
 def work_unit(nodeid: str) -> str:

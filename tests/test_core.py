@@ -299,8 +299,9 @@ def test_xdist_runs_the_same_items_with_the_same_verdicts(
     parallel: RulesRun = run_rules("small:app", "-n", "2", "-v")
     assert parallel.report["results"] == serial.report["results"]
     assert parallel.report["summary"] == serial.report["summary"]
-    # The probe items all ran on one worker: the app was probed once, not once per worker.
-    probe_codes = {rule.code for rule in all_rules() if rule.uses_probes}
+    # The probe items (and those that wait for the production-mode children started with the
+    # probe run) all ran on one worker: the app was probed once, not once per worker.
+    probe_codes = {rule.code for rule in all_rules() if rule.runs_with_probes}
     workers_by_kind: dict[bool, set[str]] = {True: set(), False: set()}
     for line in parallel.output.splitlines():
         match = re.match(r"\[(gw\d+)\] .*fastapi-rules::(FR\d+)", line)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import traceback
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_fastapi_rules.childproc import ChildProcess, ChildTimeout
+
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts
     from pytest_fastapi_rules.options import RulesOptions
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 PROTOCOL = 1
 EVENT = "fastapi_rules_probe_event"
 _CACHE: weakref.WeakKeyDictionary[Any, LoggingFacts | Exception] = weakref.WeakKeyDictionary()
+_STARTED: weakref.WeakKeyDictionary[Any, tuple[dict[str, str], ChildProcess]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,23 @@ class LoggingProbeError(Exception):
         self.output = output
 
 
+def start_logging_child(facts: AppFacts, options: RulesOptions) -> None:
+    """Start the child now, in the background; :func:`logging_facts` reads it (a ``background`` hook)."""
+    if facts not in _CACHE and facts not in _STARTED:
+        env = _production_env(facts, options)
+        _STARTED[facts] = (env, _start_child(facts.loaded.spec, options.app_dir, env, options))
+
+
 def logging_facts(facts: AppFacts, options: RulesOptions) -> LoggingFacts:
-    """Run the child once per session; the result (or its failure) is cached."""
+    """Run the child once per session (or read the one already started); the result is cached."""
     cached = _CACHE.get(facts)
     if cached is None:
+        env, child = _STARTED.pop(facts, (None, None))
+        if env is None or child is None:
+            env = _production_env(facts, options)
+            child = _start_child(facts.loaded.spec, options.app_dir, env, options)
         try:
-            cached = _run_child(facts.loaded.spec, options.app_dir, _production_env(facts, options), options)
+            cached = _read_child(child, env)
         except LoggingProbeError as exc:
             cached = exc
         _CACHE[facts] = cached
@@ -79,23 +92,18 @@ def _production_env(facts: AppFacts, options: RulesOptions) -> dict[str, str]:
         return dict(options.production_env)
 
 
-def _run_child(spec: str, app_dir: Path, env: dict[str, str], options: RulesOptions) -> LoggingFacts:
-    from pytest_fastapi_rules.production import SYS_PATH_ENV, describe_env
+def _start_child(spec: str, app_dir: Path, env: dict[str, str], options: RulesOptions) -> ChildProcess:
+    args = ["--app", spec, "--app-dir", str(app_dir), "--startup-timeout", str(options.startup_timeout)]
+    timeout = max(60.0, options.startup_timeout * 2 + 10)
+    return ChildProcess("pytest_fastapi_rules.probing.logchild", args, env, timeout)
 
-    command = [sys.executable, "-m", "pytest_fastapi_rules.probing.logchild", "--app", spec]
-    command += ["--app-dir", str(app_dir), "--startup-timeout", str(options.startup_timeout)]
-    child_env = {**os.environ, **env, SYS_PATH_ENV: os.pathsep.join(p for p in sys.path if p)}
+
+def _read_child(child: ChildProcess, env: dict[str, str]) -> LoggingFacts:
+    from pytest_fastapi_rules.production import describe_env
+
     try:
-        completed = subprocess.run(
-            command,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=max(60.0, options.startup_timeout * 2 + 10),
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
+        completed = child.output()
+    except ChildTimeout:
         raise LoggingProbeError(
             f"with the production environment set ({describe_env(env)}), starting the app to look "
             "at its logging did not finish in time"

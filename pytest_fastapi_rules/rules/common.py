@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pytest_fastapi_rules.facts import RouteFacts
+    from pytest_fastapi_rules.facts import AppFacts, RouteFacts
     from pytest_fastapi_rules.options import RulesOptions
 
 
@@ -23,3 +23,17 @@ def code_of(obj: object) -> str:
     module = getattr(obj, "__module__", None)
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
     return f"{module}.{name}" if module else str(name)
+
+
+def start_production_child(facts: AppFacts, options: RulesOptions) -> None:
+    """``background`` of the rules that read the app in production mode (FR108, FR503)."""
+    from pytest_fastapi_rules.production import start_production_child as start
+
+    start(facts, options)
+
+
+def start_logging_child(facts: AppFacts, options: RulesOptions) -> None:
+    """``background`` of FR802 (the app's logging in production mode)."""
+    from pytest_fastapi_rules.probing.logchild import start_logging_child as start
+
+    start(facts, options)

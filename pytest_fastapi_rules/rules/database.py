@@ -28,7 +28,7 @@ from pytest_fastapi_rules.registry import (
     Severity,
     rule,
 )
-from pytest_fastapi_rules.rules.common import code_of
+from pytest_fastapi_rules.rules.common import code_of, start_production_child
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Mapper
@@ -403,6 +403,7 @@ def check_pool_configured(context: CheckContext) -> Iterator[Finding]:
     severity=Severity.WARNING,
     scope=Scope.APP,
     basis=Basis.APP,
+    background=start_production_child,
     section="Rule #19",
     summary="`echo` is off on every engine when the production environment is set.",
     rationale=(

@@ -30,7 +30,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules import api, security, wiring  # noqa: F401  (their rules get runtime halves)
-from pytest_fastapi_rules.rules.common import any_route, code_of
+from pytest_fastapi_rules.rules.common import any_route, code_of, start_logging_child, start_production_child
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
@@ -1134,6 +1134,7 @@ _attach_runtime_half(
     severity=Severity.ERROR,
     scope=Scope.APP,
     basis=Basis.PROBE,
+    background=start_production_child,
     section="main.py template",
     summary="With the production environment set, `/docs`, `/redoc` and `/openapi.json` answer 404.",
     rationale=(
@@ -1343,6 +1344,7 @@ def check_survives_connection_loss(context: CheckContext) -> Iterator[Finding]:
     severity=Severity.WARNING,
     scope=Scope.APP,
     basis=Basis.PROBE,
+    background=start_logging_child,
     section="Rule #24",
     summary="structlog is configured once the app has started, and renders JSON in production.",
     rationale=(

@@ -1,0 +1,163 @@
+"""Unit tests of the probe machinery's building blocks: path binding, exchange lookup, value
+generation, seeding inserts and the production-mode child launcher."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from pytest_fastapi_rules import childproc
+from pytest_fastapi_rules.probing.requests import ProbeRequest, bind_path_params, generate_value
+from pytest_fastapi_rules.probing.results import Exchange, ProbeResults
+from pytest_fastapi_rules.probing.seeding import Seeder, singular
+
+
+def _tables(*names: str) -> list[Table]:
+    metadata = MetaData()
+    return [Table(name, metadata, Column("id", Integer, primary_key=True)) for name in names]
+
+
+def _bound(path: str, tables: list[Table]) -> list[str | None]:
+    route: Any = SimpleNamespace(path=path)
+    return [b.table.name if b.table is not None else None for b in bind_path_params(route, tables, {})]
+
+
+def test_a_module_prefixed_table_is_bound_when_the_path_names_the_module() -> None:
+    tables = _tables("blog_posts", "shop_posts", "shop_orders")
+    assert _bound("/api/v1/blog/posts/{post_id}", tables) == ["blog_posts"]
+    assert _bound("/api/v1/shop/posts/{post_id}", tables) == ["shop_posts"]
+    # Only one table ends in "_orders": no module needed in the path.
+    assert _bound("/orders/{order_id}", tables) == ["shop_orders"]
+    # Two candidates and nothing in the path to choose between them: no guess.
+    assert _bound("/posts/{post_id}", tables) == [None]
+
+
+def test_an_exact_table_name_wins_over_prefixed_ones() -> None:
+    tables = _tables("blog_posts", "posts")
+    assert _bound("/blog/posts/{post_id}", tables) == ["posts"]
+
+
+def test_irregular_plurals_are_singular() -> None:
+    assert singular("children") == "child"
+    assert singular("d0001_children") == "d0001_child"
+    assert singular("people") == "person"
+    assert singular("categories") == "category"
+    assert _bound("/children/{child_id}", _tables("children")) == ["children"]
+
+
+def _exchange(target: str, phase: str) -> Exchange:
+    return Exchange(phase=phase, target=target, request=ProbeRequest(method="GET", path="/"))
+
+
+def test_exchanges_by_target_follow_appends_and_phases() -> None:
+    results = ProbeResults()
+    results.exchanges.append(_exchange("GET /a", "small"))
+    assert [e.phase for e in results.for_target("GET /a")] == ["small"]
+    results.exchanges.extend([_exchange("GET /b", "small"), _exchange("GET /a", "missing")])
+    assert [e.phase for e in results.for_target("GET /a")] == ["small", "missing"]
+    assert [e.phase for e in results.for_target("GET /a", "missing")] == ["missing"]
+    assert [e.phase for e in results.for_target("GET /a", ("small", "large"))] == ["small"]
+    assert results.for_target("GET /nothing") == []
+    results.exchanges.clear()
+    assert results.for_target("GET /a") == []
+
+
+def test_generated_values_are_stable_copies_per_annotation() -> None:
+    class First(enum.Enum):
+        ONLY = "first-only"
+
+    class Second(enum.Enum):
+        ONLY = "second-only"
+
+    Second.__name__ = Second.__qualname__ = "First"  # the same repr as First
+    assert generate_value(First) is First.ONLY
+    assert generate_value(Second) is Second.ONLY
+    value = generate_value(list[int])
+    assert value == generate_value(list[int])
+    value.append(-1)
+    assert generate_value(list[int]) != value
+
+
+def test_seeding_writes_the_databases_keys_into_the_rows_children_point_at() -> None:
+    metadata = MetaData()
+    parents = Table("parents", metadata, Column("id", Integer, primary_key=True), Column("name", String(20)))
+    Table(
+        "kids",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("parent_id", ForeignKey("parents.id"), nullable=False),
+    )
+
+    async def go() -> tuple[Any, list[int]]:
+        engine = create_async_engine("sqlite+aiosqlite://")
+        try:
+            seeder = Seeder([metadata])
+            await seeder.create_schema(engine)
+            async with engine.begin() as connection:  # ids that do not start at 1
+                await connection.execute(parents.insert().values(id=41, name="gone"))
+                await connection.execute(parents.delete())
+            seeded = await seeder.seed(engine, 3)
+            async with engine.connect() as connection:
+                ids = list((await connection.execute(select(parents.c.id))).scalars())
+            return seeded, ids
+        finally:
+            await engine.dispose()
+
+    seeded, ids = asyncio.run(go())
+    assert [row["id"] for row in seeded.rows["parents"]] == ids
+    assert {row["parent_id"] for row in seeded.rows["kids"]} <= set(ids)
+    assert len(seeded.rows["kids"]) == 6
+
+
+def _module(tmp_path: Path, body: str) -> tuple[str, dict[str, str]]:
+    """A module the child runs with ``python -m``, and the environment that lets it find it."""
+    (tmp_path / "child_under_test.py").write_text(body)
+    return "child_under_test", {"PYTHONPATH": str(tmp_path)}
+
+
+def test_a_child_started_early_is_read_later(tmp_path: Path) -> None:
+    module, env = _module(
+        tmp_path, "import os, sys\nprint(os.environ['GREETING'])\nprint('err', file=sys.stderr)\n"
+    )
+    child = childproc.ChildProcess(module, [], {**env, "GREETING": "hello"}, timeout=30)
+    output = child.output()
+    assert (output.returncode, output.stdout.strip(), output.stderr.strip()) == (0, "hello", "err")
+    assert child.output() is output
+
+
+def test_a_child_past_its_timeout_is_killed_and_reported(tmp_path: Path) -> None:
+    module, env = _module(
+        tmp_path, "import sys, time\nprint('started', file=sys.stderr, flush=True)\ntime.sleep(60)\n"
+    )
+    child = childproc.ChildProcess(module, [], env, timeout=1.5)
+    started = time.monotonic()
+    with pytest.raises(childproc.ChildTimeout) as caught:
+        child.output()
+    assert time.monotonic() - started < 30
+    assert "started" in caught.value.stderr
+    with pytest.raises(childproc.ChildTimeout):
+        child.output()
+
+
+def test_unread_children_are_stopped_at_the_end(tmp_path: Path) -> None:
+    module, env = _module(tmp_path, "import time\ntime.sleep(60)\n")
+    child = childproc.ChildProcess(module, [], env, timeout=120)
+    childproc.stop_unfinished()
+    assert child._process.poll() is not None
+    assert child not in childproc._UNFINISHED
+
+
+def test_the_child_is_told_the_parents_import_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path / "parent-only"))
+    module, env = _module(tmp_path, f"import os\nprint(os.environ[{childproc.SYS_PATH_ENV!r}])\n")
+    shown = childproc.ChildProcess(module, [], env, timeout=30).output().stdout.strip()
+    assert shown.split(os.pathsep)[0] == str(tmp_path / "parent-only")

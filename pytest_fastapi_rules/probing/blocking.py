@@ -1,20 +1,21 @@
 """FR402: blocking calls on the event loop thread, and loop stalls, while the app serves requests.
 
-A last pass re-sends every valid request (GETs twice, writes twice where a second one makes sense)
-with two detectors on:
-
-- **blockbuster** patches the blocking functions of the standard library (``time.sleep``, file and
-  socket I/O, ``sqlite3``, lock waits...) for the duration of the pass; a call made on a thread that
-  runs an event loop, with a frame of the app's own code on the stack, raises ``BlockingError``
-  (so the request fails). The error class is swapped for one that records where the call came from
-  (the innermost frame of the app's code). Writes by the ``logging`` module are allowed: logging to
-  a stream is accepted practice.
-- **loop-stall timing**: a heartbeat task on the app's loop wakes every few milliseconds; how late
-  it wakes, bounded by the CPU time the loop thread used meanwhile, is how long code ran on the
-  loop (another thread holding the GIL delays the loop without being its fault). Garbage-collection
-  pauses (``gc.callbacks``) are subtracted, the plugin's own work happens outside the measured
-  windows, and a stall only counts when it repeats on a second request to the same route (a first
-  call that imports or compiles something is not a pattern).
+- **loop-stall timing** (:class:`LoopWatch`): while the valid requests are sent at the large data
+  size, while the writes are sent, and in the last pass, a heartbeat task on the app's loop wakes
+  every few milliseconds; how late it wakes, bounded by the CPU time the loop thread used
+  meanwhile, is how long code ran on the loop (another thread holding the GIL delays the loop
+  without being its fault). Garbage-collection pauses (``gc.callbacks``) are subtracted, the
+  plugin's own work happens outside the measured windows, and a stall only counts when it repeats
+  on a second request to the same route (a first call that imports or compiles something is not a
+  pattern).
+- **blockbuster**, in a last pass that re-sends every valid request once: it patches the blocking
+  functions of the standard library (``time.sleep``, file and socket I/O, ``sqlite3``, lock
+  waits...) for the duration of the pass; a call made on a thread that runs an event loop, with a
+  frame of the app's own code on the stack, raises ``BlockingError`` (so the request fails). The
+  error class is swapped for one that records where the call came from (the innermost frame of the
+  app's code). Writes by the ``logging`` module are allowed: logging to a stream is accepted
+  practice. The pass runs at the large data size; its answers also serve FR509 as a second sample
+  at that size.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import gc
 import math
 import time
 import traceback
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_fastapi_rules.probing.requests import ProbeRequest
 from pytest_fastapi_rules.probing.results import BlockingCall
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 #: A loop stall longer than this, on two requests to the same route, is reported.
 STALL_THRESHOLD = 0.1
 HEARTBEAT = 0.005
+T = TypeVar("T")
 #: Loop turns to wait at most for an overdue heartbeat to record its sample.
 _MAX_TURNS = 10
 
@@ -141,24 +143,80 @@ def _blockbuster(run: ProbeRun, calls: list[tuple[str, str]]) -> Iterator[bool]:
         bb_module.BlockingError = original_error  # type: ignore[misc]
 
 
+class LoopWatch:
+    """How long each request held the app's event loop (see the module docstring).
+
+    Used as ``async with LoopWatch() as watch: exchange, lag = await watch.timed(send(...))`` on
+    the app's loop; ``lag`` is in seconds, garbage collection removed.
+    """
+
+    def __init__(self) -> None:
+        self._samples: list[tuple[float, float]] = []
+        self._stop = asyncio.Event()
+        #: When the heartbeat is next due to wake (``inf`` while it is awake).
+        self._due = math.inf
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopWatch:
+        self._task = asyncio.create_task(self._heartbeat())
+        await asyncio.sleep(0)  # the heartbeat starts and goes to sleep: measuring from now on
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def _heartbeat(self) -> None:
+        # How late the heartbeat wakes is how long the loop was held, but only the part the loop
+        # thread spent on the CPU counts: a thread pool worker that holds the GIL (bcrypt in
+        # asyncio.to_thread, done right) delays the loop without anything running on it.
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            expected = self._due = loop.time() + HEARTBEAT
+            cpu_before = time.thread_time()
+            await asyncio.sleep(HEARTBEAT)
+            self._due = math.inf
+            late = max(loop.time() - expected, 0.0)
+            on_loop = time.thread_time() - cpu_before
+            self._samples.append((time.perf_counter(), min(late, on_loop)))
+
+    async def _let_heartbeat_land(self) -> None:
+        # A wake-up delayed by the request is overdue now; it runs within a few loop turns (its
+        # timer fires, then its task steps), which puts its sample in this request's window rather
+        # than the next one's. No fixed sleep: that would cost a heartbeat period per request.
+        loop = asyncio.get_running_loop()
+        for _ in range(_MAX_TURNS):
+            if loop.time() < self._due:
+                return
+            await asyncio.sleep(0)
+
+    async def timed(self, sending: Awaitable[T]) -> tuple[T, float]:
+        """Await ``sending``; return its result and the longest loop stall while it ran."""
+        first_sample = len(self._samples)
+        start = time.perf_counter()
+        with _gc_clock() as clock:
+            result = await sending
+            await self._let_heartbeat_land()
+        end = time.perf_counter()
+        lag = max((lag for at, lag in self._samples[first_sample:] if start <= at <= end), default=0.0)
+        return result, max(lag - clock.total, 0.0)
+
+
 def _requests(run: ProbeRun) -> list[tuple[ProbeRequest, str]]:
     assert run.builder is not None
     batch: list[tuple[ProbeRequest, str]] = []
     for route in run.facts.routes:
         if route.method == "DELETE":
             continue
-        first = run.builder.happy(route)
-        if first is None:
-            continue
-        second = run.builder.happy(route) if route.method == "POST" else first
-        batch.append((first, route.target))
-        if second is not None:
-            batch.append((second, route.target))
+        request = run.builder.happy(route)
+        if request is not None:
+            batch.append((request, route.target))
     return batch
 
 
 def blocking_pass(run: ProbeRun) -> None:
-    """Re-send the valid requests with the detectors on; record blocking calls and stalls."""
+    """Re-send the valid requests with blockbuster on; record blocking calls and stalls."""
     from pytest_fastapi_rules.probing.seeding import LARGE
 
     results = run.results
@@ -170,61 +228,18 @@ def blocking_pass(run: ProbeRun) -> None:
         results.blocking_skipped = "no request could be built"
         return
     calls: list[tuple[str, str]] = []
-    timings: list[tuple[str, float]] = []
 
     async def go() -> None:
-        loop = asyncio.get_running_loop()
-        samples: list[tuple[float, float]] = []
-        stop = asyncio.Event()
-        #: When the heartbeat is next due to wake (``inf`` while it is awake).
-        due = [math.inf]
-
-        async def heartbeat() -> None:
-            # How late the heartbeat wakes is how long the loop was held, but only the part the
-            # loop thread spent on the CPU counts: a thread pool worker that holds the GIL (bcrypt
-            # in asyncio.to_thread, done right) delays the loop without anything running on it.
-            while not stop.is_set():
-                expected = due[0] = loop.time() + HEARTBEAT
-                cpu_before = time.thread_time()
-                await asyncio.sleep(HEARTBEAT)
-                due[0] = math.inf
-                late = max(loop.time() - expected, 0.0)
-                on_loop = time.thread_time() - cpu_before
-                samples.append((time.perf_counter(), min(late, on_loop)))
-
-        async def let_heartbeat_land() -> None:
-            # A wake-up delayed by the request is overdue now; it runs within a few loop turns
-            # (its timer fires, then its task steps), which puts its sample in this request's
-            # window rather than the next one's. No fixed sleep: that cost HEARTBEAT per request.
-            for _ in range(_MAX_TURNS):
-                if loop.time() < due[0]:
-                    return
-                await asyncio.sleep(0)
-
-        monitor = asyncio.create_task(heartbeat())
-        try:
-            async with run._client() as client:
-                await asyncio.sleep(HEARTBEAT * 2)
-                for request, target in batch:
-                    first_sample = len(samples)
-                    start = time.perf_counter()
-                    with _gc_clock() as clock:
-                        calls_before = len(calls)
-                        exchange = await run._send_one(client, request, "blocking", target)
-                        await let_heartbeat_land()
-                    end = time.perf_counter()
-                    run.results.exchanges.append(exchange)
-                    lag = max((lag for at, lag in samples[first_sample:] if start <= at <= end), default=0.0)
-                    timings.append((target, max(lag - clock.total, 0.0)))
-                    for func, where in calls[calls_before:]:
-                        results.blocking_calls.append(BlockingCall(target=target, call=func, where=where))
-        finally:
-            stop.set()
-            await monitor
+        async with run._client() as client, LoopWatch() as watch:
+            for request, target in batch:
+                calls_before = len(calls)
+                exchange, lag = await watch.timed(run._send_one(client, request, "blocking", target))
+                run.results.exchanges.append(exchange)
+                results.stalls.setdefault(target, []).append(lag)
+                for func, where in calls[calls_before:]:
+                    results.blocking_calls.append(BlockingCall(target=target, call=func, where=where))
 
     with _blockbuster(run, calls) as active:
         if not active:
             results.notes.append("blockbuster is not available: FR402 relies on loop-stall timing only")
         run.run(go(), timeout=60 + 30 * len(batch))
-    for target, lag in timings:
-        results.stalls.setdefault(target, []).append(lag)

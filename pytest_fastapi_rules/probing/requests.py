@@ -22,7 +22,6 @@ import random
 import re
 import typing
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_origin
 
@@ -498,54 +497,65 @@ class RequestBuilder:
         request.description = "an id that does not exist"
         return request
 
-    def bad_inputs(self, route: RouteFacts, limit: int = 4) -> Iterator[ProbeRequest]:
-        """Malformed bodies and wrongly typed parameters (FR210)."""
+    def bad_inputs(self, route: RouteFacts, limit: int = 2) -> list[ProbeRequest]:
+        """Malformed bodies and wrongly typed parameters (FR210), at most ``limit`` of them.
+
+        What turns bad input into a 500 is nearly always app-wide (a validation-error handler that
+        reads the body or cannot serialise the errors, a middleware that parses JSON), so a couple
+        of variants per route find it; the most telling come first: a malformed JSON body (it
+        reaches code that re-reads the body), then a typed path parameter, a typed query
+        parameter, a body whose fields all have the wrong type, a JSON array for an object.
+        """
         base = self.happy(route)
         if base is None:
-            return
-        made = 0
+            return []
+        json_body = self.body_kind(route) == "json"
+        made: list[ProbeRequest] = []
+        if json_body:
+            made.append(
+                _variant(
+                    base,
+                    json_body=None,
+                    content=b'{"broken": ',
+                    headers={**base.headers, "content-type": "application/json"},
+                    description="a malformed JSON body",
+                )
+            )
         for model_field in self.params(route, "path"):
-            if made >= limit:
-                return
             if is_typed_param(model_field.field_info.annotation):
                 values = self.path_values(route)
                 values[getattr(model_field, "alias", model_field.name)] = BAD_VALUE
-                yield _variant(
-                    base,
-                    path=_fill_path(route.path, values),
-                    description=f"path parameter `{model_field.name}`={BAD_VALUE!r}",
+                made.append(
+                    _variant(
+                        base,
+                        path=_fill_path(route.path, values),
+                        description=f"path parameter `{model_field.name}`={BAD_VALUE!r}",
+                    )
                 )
-                made += 1
+                break
         for model_field in self.params(route, "query"):
-            if made >= limit:
-                return
             if is_typed_param(model_field.field_info.annotation):
                 params = dict(base.params)
                 params[getattr(model_field, "alias", model_field.name)] = BAD_VALUE
-                yield _variant(
-                    base, params=params, description=f"query parameter `{model_field.name}`={BAD_VALUE!r}"
+                made.append(
+                    _variant(
+                        base, params=params, description=f"query parameter `{model_field.name}`={BAD_VALUE!r}"
+                    )
                 )
-                made += 1
-        if self.body_kind(route) == "json":
-            yield _variant(
-                base,
-                json_body=None,
-                content=b'{"broken": ',
-                headers={**base.headers, "content-type": "application/json"},
-                description="a malformed JSON body",
-            )
+                break
+        if json_body:
             annotation = plain_annotation(self.body_field(route).field_info.annotation)
             if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation.model_fields:
                 wrong = {
                     (f.alias or name): {"unexpected": [1, "two"]}
                     for name, f in annotation.model_fields.items()
                 }
-                yield _variant(
-                    base, json_body=wrong, description="a body whose every field has the wrong type"
+                made.append(
+                    _variant(base, json_body=wrong, description="a body whose every field has the wrong type")
                 )
-                yield _variant(
-                    base, json_body=[1, 2, 3], description="a JSON array where an object is expected"
-                )
+                array = "a JSON array where an object is expected"
+                made.append(_variant(base, json_body=[1, 2, 3], description=array))
+        return made[:limit]
 
 
 def _variant(base: ProbeRequest, **changes: Any) -> ProbeRequest:

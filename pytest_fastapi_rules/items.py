@@ -9,6 +9,7 @@ and a failure to load the app is reported as an ordinary collection error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import traceback
 from collections.abc import Iterable
 from dataclasses import replace
@@ -110,6 +111,20 @@ class RulesCollector(pytest.Collector):
         )
 
 
+@functools.lru_cache(maxsize=512)
+def _markers(rule: Rule) -> tuple[pytest.MarkDecorator, ...]:
+    """The markers of every item of ``rule``, made once per rule (a large app has thousands of
+    items per rule, and making a marker is most of what creating an item costs)."""
+    return (
+        pytest.mark.fastapi_rules,
+        getattr(pytest.mark, rule.code),
+        getattr(pytest.mark, rule.family),
+        pytest.mark.fastapi_rule(
+            code=rule.code, name=rule.name, severity=rule.severity.value, family=rule.family
+        ),
+    )
+
+
 class RuleItem(pytest.Item):
     """One rule checked against the app, or against one of its routes."""
 
@@ -129,14 +144,7 @@ class RuleItem(pytest.Item):
         self.internal_error = internal_error
         self.findings: list[Finding] = []
         self.baselined: list[Finding] = []
-        for marker in (
-            pytest.mark.fastapi_rules,
-            getattr(pytest.mark, rule.code),
-            getattr(pytest.mark, rule.family),
-            pytest.mark.fastapi_rule(
-                code=rule.code, name=rule.name, severity=rule.severity.value, family=rule.family
-            ),
-        ):
+        for marker in _markers(rule):
             self.add_marker(marker)
         self.extra_keyword_matches.add(rule.name)
 

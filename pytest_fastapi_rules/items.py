@@ -22,6 +22,7 @@ from _pytest._code.code import ExceptionInfo, TerminalRepr
 from pytest_fastapi_rules.baseline import fingerprint
 from pytest_fastapi_rules.facts import AppFacts, DiscoveryError, RouteFacts
 from pytest_fastapi_rules.loading import AppLoadError
+from pytest_fastapi_rules.options import RulesOptions
 from pytest_fastapi_rules.registry import (
     CheckContext,
     Finding,
@@ -181,7 +182,7 @@ class RuleItem(pytest.Item):
         state = self.state
         facts = state.facts()
         options = state.options
-        if self.rule.runs_with_probes and not state.background_started:
+        if self.rule.runs_with_probes and not state.background_started and self._in_first_shard(options):
             self._start_background_work(facts)
         if self.rule.needs_running_app:
             try:
@@ -207,6 +208,13 @@ class RuleItem(pytest.Item):
         blocking = [f for f in new if options.strict or self.finding_severity(f) is Severity.ERROR]
         if blocking:
             raise RuleViolation(self.format_findings())
+
+    def _in_first_shard(self, options: RulesOptions) -> bool:
+        """Whether this item's probe shard is the one that runs the app-level probes, and so the
+        items that wait for the background work (see ``probing/shards.py``)."""
+        from pytest_fastapi_rules.probing.shards import shard_index
+
+        return shard_index(self.route.target if self.route else None, options.probe_shards) == 0
 
     def _start_background_work(self, facts: AppFacts) -> None:
         """Start the background work of every rule this process will run with the probes.

@@ -315,6 +315,8 @@ class RulesOptions:
     base_url: str = DEFAULT_BASE_URL
     auth_headers: dict[str, str] = field(default_factory=dict)
     seed_hook: str | None = None
+    #: In how many parts the probe run is split (pytest-xdist workers under the plugin's scheduler).
+    probe_shards: int = 1
     #: Where each user-facing setting came from ("command line", "ini", "default").
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -624,5 +626,20 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         domain_layout=_parse_domain_layout(config.getini("fastapi_rules_domain_layout")),
         production_env=_parse_env(config.getini("fastapi_rules_production_env")),
         startup_timeout=startup_timeout,
+        probe_shards=_probe_shards(config),
         sources=sources,
     )
+
+
+#: The ``workerinput`` key by which the xdist controller tells each worker the number of shards.
+PROBE_SHARDS_KEY = "fastapi_rules_probe_shards"
+
+
+def _probe_shards(config: pytest.Config) -> int:
+    """One shard per xdist worker when the controller uses the plugin's scheduler (it says so in
+    ``workerinput``, see ``plugin.pytest_configure_node``); one, the whole run, otherwise."""
+    workerinput = getattr(config, "workerinput", None) or {}
+    try:
+        return max(int(workerinput.get(PROBE_SHARDS_KEY, 1)), 1)
+    except (TypeError, ValueError):
+        return 1

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pytest_fastapi_rules.baseline import BaselineError
-from pytest_fastapi_rules.options import OptionsError, add_options, resolve_options
+from pytest_fastapi_rules.options import PROBE_SHARDS_KEY, OptionsError, add_options, resolve_options
 from pytest_fastapi_rules.registry import all_rules
 from pytest_fastapi_rules.reporting import (
     REPORT_ATTRIBUTE,
@@ -89,14 +89,26 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{family}: pytest-fastapi-rules rules {family}")
 
 
+def _uses_probe_scheduler(config: pytest.Config) -> bool:
+    return _state(config) is not None and config.getvalue("dist") == "load"
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """pytest-xdist: under "load" (plain ``-n N``), probe the app once per run (see xdist_scheduling)."""
-    if _state(config) is None or config.getvalue("dist") != "load":
+    """pytest-xdist: under "load" (plain ``-n N``), probe each route once per run, the probe run
+    shared out between the workers (see xdist_scheduling)."""
+    if not _uses_probe_scheduler(config):
         return None
     from pytest_fastapi_rules.xdist_scheduling import ProbeGroupScheduling
 
     return ProbeGroupScheduling(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist controller: tell each worker in how many shards the probe run is split."""
+    if _uses_probe_scheduler(node.config):
+        node.workerinput[PROBE_SHARDS_KEY] = node.workerinput.get("workercount", 1)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from pytest_fastapi_rules.items import PROBE_GROUP
 from pytest_fastapi_rules.registry import all_rules
 from tests.conftest import RulesRun, RunRules
 
@@ -295,20 +296,26 @@ def test_xdist_runs_the_same_items_with_the_same_verdicts(
     pytester: pytest.Pytester, small_app: None, run_rules: RunRules
 ) -> None:
     pytest.importorskip("xdist")
+    from pytest_fastapi_rules.xdist_scheduling import work_unit
+
     serial: RulesRun = run_rules("small:app")
     parallel: RulesRun = run_rules("small:app", "-n", "2", "-v")
     assert parallel.report["results"] == serial.report["results"]
     assert parallel.report["summary"] == serial.report["summary"]
-    # The probe items (and those that wait for the production-mode children started with the
-    # probe run) all ran on one worker: the app was probed once, not once per worker.
+    # Each probe shard ran on one worker: every route was probed once, not once per worker; the
+    # app-level probe items (and those waiting for the production-mode children) with shard 0.
     probe_codes = {rule.code for rule in all_rules() if rule.runs_with_probes}
-    workers_by_kind: dict[bool, set[str]] = {True: set(), False: set()}
+    workers_by_unit: dict[str, set[str]] = {}
     for line in parallel.output.splitlines():
-        match = re.match(r"\[(gw\d+)\] .*fastapi-rules::(FR\d+)", line)
-        if match:
-            workers_by_kind[match.group(2) in probe_codes].add(match.group(1))
-    assert len(workers_by_kind[True]) == 1, workers_by_kind
-    assert workers_by_kind[False], "app rules ran too"
+        match = re.match(r"\[(gw\d+)\] .*?(fastapi-rules::(FR\d+)(?:\[[^\]]*\])?)", line)
+        if match and match.group(3) in probe_codes:
+            workers_by_unit.setdefault(work_unit(match.group(2), 2), set()).add(match.group(1))
+        elif match:
+            workers_by_unit.setdefault("other", set()).add(match.group(1))
+    probe_units = {unit: workers for unit, workers in workers_by_unit.items() if unit != "other"}
+    assert set(probe_units) == {f"{PROBE_GROUP}-0", f"{PROBE_GROUP}-1"}, workers_by_unit
+    assert all(len(workers) == 1 for workers in probe_units.values()), workers_by_unit
+    assert workers_by_unit["other"], "app rules ran too"
 
 
 def test_the_app_module_is_imported_once(pytester: pytest.Pytester) -> None:

@@ -1027,3 +1027,46 @@ def test_fr802_runs_production_mode_with_the_apps_own_spelling_and_skips_when_it
     assert "production logging could not be checked" in result["message"]
     assert "VAULT_TOKEN is required in production" in result["message"]
     assert run.result.ret == 0
+
+
+# -- pytest-xdist: the probe run split between workers --------------------------------------------
+
+
+@pytest.mark.parametrize("app", [BLOG, "variants.fr106_default_http_errors:app"])
+def test_xdist_splits_the_probe_run_and_gives_the_verdicts_of_one_process(
+    blog: Path, run_rules: Any, app: str
+) -> None:
+    pytest.importorskip("xdist")
+    serial = run_rules(app)
+    parallel = run_rules(app, "-n", "2")
+    assert parallel.report["results"] == serial.report["results"], parallel.output
+    # FR106 compares the answers of several routes, which two workers probe separately: its samples
+    # (and so its verdict and message) are those of the whole run.
+    fr106 = serial.results_for("FR106")
+    assert [r["outcome"] for r in fr106] == (["passed"] if app == BLOG else ["warning"])
+
+
+def test_xdist_shards_report_a_probe_setup_failure_once_each(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytest.importorskip("xdist")
+    from pytest_fastapi_rules.probing.shards import shard_index
+
+    routes = [f"/api/v1/events{index}" for index in range(6)]
+    assert {shard_index(f"GET {path}", 2) for path in routes} == {0, 1}  # both workers have routes
+    handlers = "".join(
+        f'\n\n@app.get("{path}", tags=["events"])\nasync def events{index}() -> list[int]:\n    return []\n'
+        for index, path in enumerate(routes)
+    )
+    pytester.makepyfile(pgtypes=POSTGRES_TYPES_APP + handlers)
+    run = run_rules("pgtypes:app", "--fastapi-rules-select=FR102,FR210,FR509", "-n", "2")
+    errors = [r for r in run.failing() if r["outcome"] == "error"]
+    # One red item per worker's part of the run, FR102 for the part with the app-level probes.
+    assert len(errors) == 2 and {e["code"] for e in errors} >= {"FR102"}, run.output
+    assert run.failing() == errors
+    erroring = {e["nodeid"] for e in errors}
+    for result in run.report["results"]:
+        if result["outcome"] == "skipped":
+            pointer = result["message"].rsplit("see ", 1)[-1]
+            assert pointer in erroring, result
+            assert "SQLite has no column type ARRAY" in result["message"]

@@ -206,7 +206,7 @@ class LoopWatch:
 def _requests(run: ProbeRun) -> list[tuple[ProbeRequest, str]]:
     assert run.builder is not None
     batch: list[tuple[ProbeRequest, str]] = []
-    for route in run.facts.routes:
+    for route in run.routes:
         if route.method == "DELETE":
             continue
         request = run.builder.happy(route)

@@ -117,7 +117,7 @@ def _session_route(run: ProbeRun) -> tuple[RouteFacts, Dependant | None, Dependa
     avoid = {id(override.call) for override in run.auth.overrides} if run.auth is not None else set()
     fallback = None
     for route in run.facts.routes:
-        if route.method != "GET" or not [e for e in run.results.for_target(route.target, "large") if e.ok]:
+        if route.method != "GET" or not [e for e in run.large_answers(route) if e.ok]:
             continue
         found = _session_parent(route, avoid)
         if found is not None:
@@ -436,7 +436,7 @@ def _raising_target(run: ProbeRun) -> tuple[RouteFacts, Any] | None:
     from fastapi.security.base import SecurityBase
 
     for route in run.facts.routes:
-        if route.method != "GET" or not [e for e in run.results.for_target(route.target, "large") if e.ok]:
+        if route.method != "GET" or not [e for e in run.large_answers(route) if e.ok]:
             continue
         for dependant in route.iter_dependants():
             call = dependant.call
@@ -495,11 +495,13 @@ def check_connection_loss(run: ProbeRun) -> None:
         return
     if run.builder is None:
         return
-    candidates = []
+    candidates: list[tuple[RouteFacts, ProbeRequest]] = []
     for route in run.facts.routes:
+        if len(candidates) == 3:
+            break
         if route.method != "GET":
             continue
-        happy = [e for e in results.for_target(route.target, "large") if e.ok and e.count > 0]
+        happy = [e for e in run.large_answers(route) if e.ok and e.count > 0]
         if happy:
             candidates.append((route, happy[0].request))
     if not candidates:
@@ -509,7 +511,7 @@ def check_connection_loss(run: ProbeRun) -> None:
         )
         return
     reasons = []
-    for route, request in candidates[:3]:
+    for route, request in candidates:
         if run.auth is not None:
             for override in run.auth.overrides:
                 run.overrides.set(override.call, override.replacement)

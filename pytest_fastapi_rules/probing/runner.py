@@ -52,6 +52,7 @@ from pytest_fastapi_rules.probing.errors import ErrorCapture, stable_text
 from pytest_fastapi_rules.probing.requests import ProbeRequest, RequestBuilder
 from pytest_fastapi_rules.probing.results import EngineReport, Exchange, ProbeResults
 from pytest_fastapi_rules.probing.seeding import LARGE, SMALL, Seeder, SeedError, SeedResult, metadatas_of
+from pytest_fastapi_rules.probing.shards import Shard
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -65,8 +66,14 @@ READINESS_PATHS = ("/health/ready", "/health/readiness", "/ready", "/readyz", "/
 LIVENESS_PATHS = ("/health", "/healthz", "/health/live", "/livez")
 UNLISTED_ORIGIN = "https://fastapi-rules-unlisted-origin.example"
 GARBAGE_TOKEN = "fastapi-rules.garbage.token"
+#: The phases whose answers FR106 compares.
+ENVELOPE_PHASES = ("missing", "bad-input", "no-credentials")
+#: The phase of a valid request sent to a route of another shard for an app-level probe's choice.
+OTHER_SHARD_PHASE = "large-other-shard"
 
-_CACHE: weakref.WeakKeyDictionary[Any, ProbeResults | BaseException] = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Any, dict[Shard | None, ProbeResults | BaseException]] = (
+    weakref.WeakKeyDictionary()
+)
 log = logging.getLogger(__name__)
 
 
@@ -92,24 +99,26 @@ def _first_clause(message: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def probe_results(facts: AppFacts, options: RulesOptions) -> ProbeResults:
+def probe_results(facts: AppFacts, options: RulesOptions, shard: Shard | None = None) -> ProbeResults:
     """The probe run's observations, computed by the first caller and cached for the session.
 
-    Raises :class:`~pytest_fastapi_rules.runtime.AppStartupError` when the lifespan fails, and
-    :class:`ProbeSetupError` when the isolated database cannot be set up; both are cached too, so
-    every probe item reports the same cause.
+    ``shard`` is the part of the run an xdist worker does (``probing/shards.py``); None is the
+    whole run. Raises :class:`~pytest_fastapi_rules.runtime.AppStartupError` when the lifespan
+    fails, and :class:`ProbeSetupError` when the isolated database cannot be set up; both are
+    cached too, so every probe item reports the same cause.
     """
-    cached = _CACHE.get(facts)
+    per_facts = _CACHE.setdefault(facts, {})
+    cached = per_facts.get(shard)
     if cached is None:
         try:
-            cached = ProbeRun(facts, options).execute()
+            cached = ProbeRun(facts, options, shard).execute()
         except ProbeSetupError as exc:
             cached = exc
         except (ProbeDatabaseError, SeedError) as exc:
             cached = ProbeSetupError(str(exc))
         except Exception as exc:  # noqa: BLE001 - AppStartupError and the plugin's own bugs alike
             cached = exc
-        _CACHE[facts] = cached
+        per_facts[shard] = cached
     if isinstance(cached, BaseException):
         raise cached
     return cached
@@ -122,9 +131,14 @@ def _headers(response: httpx.Response) -> dict[str, str]:
 class ProbeRun:
     """One run of the probes against the app (see the module docstring for the phases)."""
 
-    def __init__(self, facts: AppFacts, options: RulesOptions) -> None:
+    def __init__(self, facts: AppFacts, options: RulesOptions, shard: Shard | None = None) -> None:
         self.facts = facts
         self.options = options
+        self.shard = shard
+        #: The routes this run probes one by one (all of them, or its shard's).
+        self.routes = [r for r in facts.routes if shard is None or shard.holds(r.target)]
+        #: Whether this run also does the app-level probes (startup, health, CORS, injections).
+        self.app_level = shard is None or shard.runs_app_level
         self.runtime = facts.runtime
         self.results = ProbeResults()
         roots = []
@@ -218,15 +232,18 @@ class ProbeRun:
         self._send_bad_inputs()
         self._send_page_bounds()
         self._send_unauthenticated()
-        self._send_preflight()
-        self._send_health()
+        if self.app_level:
+            self._send_envelope_samples()
+            self._send_preflight()
+            self._send_health()
         self._send_writes()
         # The writes changed the data (rows deleted, rows created by the app with its own values):
         # the injections start again from the seeded state, where their routes answered 2xx.
         self._seed(LARGE)
-        self._check_session_lifecycle()
-        self._send_synthetic_error()
-        self._check_connection_loss()
+        if self.app_level:
+            self._check_session_lifecycle()
+            self._send_synthetic_error()
+            self._check_connection_loss()
         self._blocking_pass()
 
     # -- setup ------------------------------------------------------------------------------------
@@ -398,8 +415,25 @@ class ProbeRun:
         self.results.exchanges.extend(exchanges)
         return exchanges
 
+    def large_answers(self, route: RouteFacts) -> list[Exchange]:
+        """The route's answers to its valid request at the large data size.
+
+        The app-level probes choose a route to work on among all the app's routes, by these. A
+        route of another shard (``probing/shards.py``) was not probed here: its valid request is
+        sent now, once, at the same data size, so that the choice is the one a whole run makes.
+        """
+        answers = self.results.for_target(route.target, "large")
+        if answers or self.shard is None or self.shard.holds(route.target) or self.builder is None:
+            return answers
+        answers = self.results.for_target(route.target, OTHER_SHARD_PHASE)
+        if not answers:
+            request = self.builder.happy(route)
+            answers = self.send([(request, OTHER_SHARD_PHASE, route.target)]) if request else []
+        return answers
+
     def _routes(self, *methods: str) -> list[RouteFacts]:
-        return [route for route in self.facts.routes if not methods or route.method in methods]
+        """This run's routes (see ``self.routes``) with one of ``methods`` (any when none)."""
+        return [route for route in self.routes if not methods or route.method in methods]
 
     def _send_gets(self, phase: str) -> None:
         assert self.builder is not None
@@ -455,46 +489,56 @@ class ProbeRun:
                     batch.append((under, "page-bound", route.target))
         self.send(batch)
 
-    def _send_unauthenticated(self) -> None:
-        assert self.builder is not None and self.auth is not None
-        batch = []
-        for route in self._routes():
-            if not auth_mod.challenge_schemes(route):
-                continue
-            request = self.builder.happy(route)
-            if request is None:
-                continue
-            bare = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
-            batch.append(
-                (
-                    ProbeRequest(**{**request.__dict__, "headers": bare, "description": "no credentials"}),
-                    "no-credentials",
-                    route.target,
-                )
-            )
-            garbage = {**bare, "Authorization": f"Bearer {GARBAGE_TOKEN}"}
-            batch.append(
-                (
-                    ProbeRequest(
-                        **{**request.__dict__, "headers": garbage, "description": "a garbage bearer token"}
-                    ),
-                    "garbage-token",
-                    route.target,
-                )
-            )
+    def _unauthenticated(self, route: RouteFacts) -> list[tuple[ProbeRequest, str]]:
+        """``(request, phase)``: the route's valid request without credentials, and with garbage."""
+        assert self.builder is not None
+        if not auth_mod.challenge_schemes(route):
+            return []
+        request = self.builder.happy(route)
+        if request is None:
+            return []
+        bare = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        garbage = {**bare, "Authorization": f"Bearer {GARBAGE_TOKEN}"}
+        return [
+            (
+                ProbeRequest(**{**request.__dict__, "headers": bare, "description": "no credentials"}),
+                "no-credentials",
+            ),
+            (
+                ProbeRequest(
+                    **{**request.__dict__, "headers": garbage, "description": "a garbage bearer token"}
+                ),
+                "garbage-token",
+            ),
+        ]
+
+    @contextlib.contextmanager
+    def _without_auth_overrides(self) -> Iterator[None]:
+        """The app's own authentication, not the current-user override, for credential probes."""
+        assert self.auth is not None
         for override in self.auth.overrides:
             self.overrides.unset(override.call)
         try:
-            self.send(batch)
+            yield
         finally:
             for override in self.auth.overrides:
                 self.overrides.set(override.call, override.replacement)
+
+    def _send_unauthenticated(self) -> None:
+        batch = [
+            (request, phase, route.target)
+            for route in self._routes()
+            for request, phase in self._unauthenticated(route)
+        ]
+        with self._without_auth_overrides():
+            self.send(batch)
 
     def _send_preflight(self) -> None:
         assert self.builder is not None
         if not self.facts.middleware_named("CORSMiddleware"):
             return
-        routes = [r for r in self._routes("GET") if "{" not in r.path] or self._routes("GET")
+        gets = [r for r in self.facts.routes if r.method == "GET"]
+        routes = [r for r in gets if "{" not in r.path] or gets
         if not routes:
             return
         route = routes[0]
@@ -507,6 +551,52 @@ class ProbeRun:
             template=route.path,
         )
         self.send([(request, "preflight", "app")])
+
+    def _send_envelope_samples(self) -> None:
+        """FR106's samples when the run is split: the answers the whole run would have had.
+
+        FR106 takes the first 401, 404 and 422 answer of the negative requests, in the order a
+        whole run sends them (phase by phase, routes in order). A shard holds only some routes:
+        the requests of the other routes that come before the first answer of each status are
+        sent here too, so the samples, and the verdict, are those of a run on one worker.
+        """
+        if self.shard is None:
+            return
+        assert self.builder is not None
+        wanted = {401, 404, 422}
+        found = {e.status for e in self.results.exchanges if e.phase in ENVELOPE_PHASES}
+        for phase, requests in self._negative_requests():
+            for route in self.facts.routes:
+                if not wanted - found:
+                    return
+                if self.shard.holds(route.target):
+                    found.update(e.status for e in self.results.for_target(route.target, phase))
+                    continue
+                batch = [(r, phase, route.target) for r in requests(route)]
+                with (
+                    self._without_auth_overrides() if phase == "no-credentials" else contextlib.nullcontext()
+                ):
+                    found.update(exchange.status for exchange in self.send(batch))
+
+    def _negative_requests(self) -> list[tuple[str, Callable[[RouteFacts], list[ProbeRequest]]]]:
+        """The negative requests FR106 compares, by phase, in the order the run sends them."""
+        assert self.builder is not None
+        builder = self.builder
+
+        def missing(route: RouteFacts) -> list[ProbeRequest]:
+            if route.method not in ("GET", "PATCH", "DELETE"):
+                return []
+            request = builder.missing(route)
+            return [request] if request is not None else []
+
+        return [
+            ("missing", missing),
+            ("bad-input", builder.bad_inputs),
+            (
+                "no-credentials",
+                lambda route: [r for r, phase in self._unauthenticated(route) if phase == "no-credentials"],
+            ),
+        ]
 
     def _send_health(self) -> None:
         batch = []

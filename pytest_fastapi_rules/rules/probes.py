@@ -69,9 +69,13 @@ def _probe(context: CheckContext, code: str) -> ProbeResults:
     names that item: one cause, one red item, not one per route.
     """
     from pytest_fastapi_rules.probing.runner import ProbeSetupError, probe_results
+    from pytest_fastapi_rules.probing.shards import Shard
 
+    target = context.route.target if context.route is not None else None
     try:
-        results = probe_results(context.facts, context.options)
+        results = probe_results(
+            context.facts, context.options, Shard.of(target, context.options.probe_shards)
+        )
     except ProbeSetupError as exc:
         _setup_failure(
             context,
@@ -98,20 +102,30 @@ def _setup_error_item(context: CheckContext) -> tuple[str, str | None] | None:
     """``(code, route target or None)`` of the item that reports a probe setup failure.
 
     Computed from the registry, the selection and the routes, the way the collector orders items, so
-    it is the same item whatever order the items run in (pytest-randomly, xdist, ``--lf``).
+    it is the same item whatever order the items run in (pytest-randomly, xdist, ``--lf``). When
+    xdist workers share the probe run out (``probing/shards.py``), each shard has its own: a
+    failure seen by one worker's part of the run is reported by an item that worker runs.
     """
+    from pytest_fastapi_rules.probing.shards import shard_index
+
     options = context.options
+    shards = options.probe_shards
+    here = shard_index(context.route.target if context.route is not None else None, shards)
     declared_rules = {declared.code: declared for declared in registry.all_rules()}
     for code in _SETUP_REPORTERS:
         declared = declared_rules.get(code)
         if declared is None or not options.rule_is_selected(code):
             continue
         if declared.scope is Scope.APP:
-            return code, None
+            if here == 0:
+                return code, None
+            continue
         for route in context.facts.routes:
             if declared.applies_to is not None and not declared.applies_to(route, options):
                 continue
             if options.route_ignored(route.method, route.path, code):
+                continue
+            if shard_index(route.target, shards) != here:
                 continue
             return code, route.target
     return None
@@ -359,15 +373,24 @@ _MACHINE_CODE = re.compile(r"^[a-z][a-z0-9]*([_.-][a-z0-9]+)*$")
     good_example='{"error": "user_not_found", "message": "User 7 not found"}',
 )
 def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
+    from pytest_fastapi_rules.probing.runner import ENVELOPE_PHASES
+
     results = _probe(context, "FR106")
+    # The first answer of each status, phase by phase and routes in the app's order: the order a
+    # whole run sends them in, whichever routes this process probed itself (see shards.py).
+    route_order = {route.target: index for index, route in enumerate(context.facts.routes)}
+    candidates = sorted(
+        (
+            (ENVELOPE_PHASES.index(exchange.phase), route_order.get(exchange.target, -1), sent, exchange)
+            for sent, exchange in enumerate(results.exchanges)
+            if exchange.phase in ENVELOPE_PHASES and exchange.status in (401, 404, 422)
+        ),
+        key=lambda candidate: candidate[:3],
+    )
     samples: dict[int, Exchange] = {}
-    for exchange in results.exchanges:
-        if exchange.phase in ("missing", "bad-input", "no-credentials") and exchange.status in (
-            401,
-            404,
-            422,
-        ):
-            samples.setdefault(exchange.status, exchange)
+    for *_order, exchange in candidates:
+        assert exchange.status is not None
+        samples.setdefault(exchange.status, exchange)
     if len(samples) < 2:
         raise RuleSkipped("the probes saw fewer than two kinds of error response (404, 422, 401) to compare")
     bodies = {status: exchange.json for status, exchange in samples.items()}

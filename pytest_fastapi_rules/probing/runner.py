@@ -564,7 +564,9 @@ class ProbeRun:
             return
         assert self.builder is not None
         wanted = {401, 404, 422}
-        found = {e.status for e in self.results.exchanges if e.phase in ENVELOPE_PHASES}
+        # Found in the order a whole run finds them: a status this shard saw on a later route
+        # does not stop the walk before an earlier route of another shard that answers it first.
+        found: set[int | None] = set()
         for phase, requests in self._negative_requests():
             for route in self.facts.routes:
                 if not wanted - found:

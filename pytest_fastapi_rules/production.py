@@ -366,14 +366,18 @@ def start_production_child(facts: AppFacts, options: RulesOptions) -> None:
     key = _child_key(facts, options, env)
     started = _STARTED.setdefault(facts, {})
     if key not in _CACHE.get(facts, {}) and key not in started:
-        started[key] = start_child(
-            spec=facts.loaded.spec,
-            app_dir=options.app_dir,
-            env=env,
-            engine_paths=options.engine_paths,
-            factory_paths=options.session_factory_paths,
-            startup_timeout=options.startup_timeout,
-        )
+        started[key] = _start_for(facts, options, env)
+
+
+def _start_for(facts: AppFacts, options: RulesOptions, env: dict[str, str]) -> ChildProcess:
+    return start_child(
+        spec=facts.loaded.spec,
+        app_dir=options.app_dir,
+        env=env,
+        engine_paths=options.engine_paths,
+        factory_paths=options.session_factory_paths,
+        startup_timeout=options.startup_timeout,
+    )
 
 
 def production_facts(facts: AppFacts, options: RulesOptions) -> ProductionFacts:
@@ -391,17 +395,9 @@ def production_facts(facts: AppFacts, options: RulesOptions) -> ProductionFacts:
     per_facts = _CACHE.setdefault(facts, {})
     if key not in per_facts:
         try:
-            per_facts[key] = run_child(
-                started=_STARTED.get(facts, {}).pop(key, None),
-                spec=facts.loaded.spec,
-                app_dir=options.app_dir,
-                env=env,
-                engine_paths=options.engine_paths,
-                factory_paths=options.session_factory_paths,
-                startup_timeout=options.startup_timeout,
-                origin=chosen.origin,
-                restriction=chosen.restriction,
-                suggested=chosen.suggested,
+            child = _STARTED.get(facts, {}).pop(key, None) or _start_for(facts, options, env)
+            per_facts[key] = read_child(
+                child, env, origin=chosen.origin, restriction=chosen.restriction, suggested=chosen.suggested
             )
         except (ProductionModeError, DiscoveryError) as exc:
             per_facts[key] = exc
@@ -483,35 +479,20 @@ def start_child(
     return ChildProcess("pytest_fastapi_rules.production", args, env, timeout)
 
 
-def run_child(
-    *,
-    spec: str,
-    app_dir: Path,
+def read_child(
+    child: ChildProcess,
     env: dict[str, str],
-    engine_paths: tuple[str, ...] = (),
-    factory_paths: tuple[str, ...] = (),
-    startup_timeout: float = 30.0,
-    timeout: float | None = None,
+    *,
     origin: str = "",
     restriction: str = "",
     suggested: dict[str, str] | None = None,
-    started: ChildProcess | None = None,
 ) -> ProductionFacts:
-    """Run the child process once (or wait for ``started``, the same child started earlier by
-    :func:`start_child`) and turn its JSON document, or its failure, into facts.
+    """Wait for the child started by :func:`start_child` with ``env`` and turn its JSON document,
+    or its failure, into facts.
 
     ``origin`` and ``restriction`` and ``suggested`` come from :class:`ProductionEnv`, for the
     messages.
     """
-    child = started or start_child(
-        spec=spec,
-        app_dir=app_dir,
-        env=env,
-        engine_paths=engine_paths,
-        factory_paths=factory_paths,
-        startup_timeout=startup_timeout,
-        timeout=timeout,
-    )
     env_text = f"{describe_env(env)}, {origin}" if origin else describe_env(env)
     example = suggested or env
     try:

@@ -13,7 +13,7 @@ import pytest
 
 from pytest_fastapi_rules import production
 from pytest_fastapi_rules.options import RulesOptions
-from pytest_fastapi_rules.production import ProductionFacts, ProductionModeError, run_child
+from pytest_fastapi_rules.production import ProductionFacts, ProductionModeError, read_child, start_child
 
 OWN_CODES = ("FR501", "FR502", "FR503", "FR504", "FR505", "FR506", "FR507", "FR508")
 SELECT_OWN = "--fastapi-rules-select=" + ",".join(OWN_CODES)
@@ -43,14 +43,18 @@ def test_conforming_blog_passes_every_database_rule(blog: Path, run_rules: Any) 
 
 def test_production_child_reports_engines_and_docs(blog: Path) -> None:
     """The child's document: the blog's engine with echo off, and the docs hidden in production."""
-    facts = run_child(spec="src.main:app", app_dir=blog, env={"ENVIRONMENT": "production"})
+    production_env = {"ENVIRONMENT": "production"}
+    facts = read_child(start_child(spec="src.main:app", app_dir=blog, env=production_env), production_env)
     assert [(e.where, e.echo, e.pool) for e in facts.engines] == [
         ("src.database.sessionmanager._engine", False, "AsyncAdaptedQueuePool")
     ]
     assert facts.docs_status == {"/docs": 404, "/redoc": 404, "/openapi.json": 404}
     assert facts.docs_errors == {}
     # Outside production the same app shows its docs: the environment reached the child.
-    development = run_child(spec="src.main:app", app_dir=blog, env={"ENVIRONMENT": "development"})
+    development_env = {"ENVIRONMENT": "development"}
+    development = read_child(
+        start_child(spec="src.main:app", app_dir=blog, env=development_env), development_env
+    )
     assert development.docs_status["/openapi.json"] == 200
 
 
@@ -766,7 +770,8 @@ def test_production_lifespan_failure_shows_the_apps_output(tmp_path: Path) -> No
         )
     )
     with pytest.raises(ProductionModeError) as raised:
-        run_child(spec="failingapp:app", app_dir=tmp_path, env={"ENVIRONMENT": "production"})
+        env = {"ENVIRONMENT": "production"}
+        read_child(start_child(spec="failingapp:app", app_dir=tmp_path, env=env), env)
     error = raised.value
     assert error.message.startswith(
         "With the production environment set (ENVIRONMENT=production), the app's lifespan failed "
@@ -782,7 +787,8 @@ def test_production_child_timeout(tmp_path: Path) -> None:
         "import time\n\ntime.sleep(30)\n\nfrom fastapi import FastAPI\n\napp = FastAPI()\n"
     )
     with pytest.raises(ProductionModeError) as raised:
-        run_child(spec="slowapp:app", app_dir=tmp_path, env={"ENVIRONMENT": "production"}, timeout=2)
+        env = {"ENVIRONMENT": "production"}
+        read_child(start_child(spec="slowapp:app", app_dir=tmp_path, env=env, timeout=2), env)
     assert "did not finish within 2 s" in raised.value.message
 
 
@@ -791,9 +797,12 @@ def test_production_facts_are_gathered_once_per_session(
 ) -> None:
     calls: list[dict[str, Any]] = []
 
-    def fake_run_child(**kwargs: Any) -> ProductionFacts:
+    def fake_start_child(**kwargs: Any) -> Any:
         calls.append(kwargs)
-        return ProductionFacts(env=kwargs["env"])
+        return None
+
+    def fake_read_child(child: Any, env: dict[str, str], **kwargs: Any) -> ProductionFacts:
+        return ProductionFacts(env=env)
 
     class FakeLoaded:
         spec = "src.main:app"
@@ -801,7 +810,8 @@ def test_production_facts_are_gathered_once_per_session(
     class FakeFacts:
         loaded = FakeLoaded()
 
-    monkeypatch.setattr(production, "run_child", fake_run_child)
+    monkeypatch.setattr(production, "start_child", fake_start_child)
+    monkeypatch.setattr(production, "read_child", fake_read_child)
     monkeypatch.setattr(production, "_CACHE", weakref.WeakKeyDictionary())
     facts: Any = FakeFacts()
     options = RulesOptions(app_spec="src.main:app", app_dir=tmp_path)

@@ -857,36 +857,16 @@ class Blocking:
 
 
 _REQUESTS_FIX = "Use `httpx.AsyncClient` and `await client.get(...)`."
+#: The module-level request functions that requests and httpx's sync API both have.
+_HTTP_FUNCTIONS = ("get", "post", "put", "patch", "delete", "head", "options", "request")
 _BLOCKING: dict[str, Blocking] = {
     **{
         f"requests.{name}": Blocking(f"requests.{name}", _REQUESTS_FIX)
-        for name in (
-            "get",
-            "post",
-            "put",
-            "patch",
-            "delete",
-            "head",
-            "options",
-            "request",
-            "Session",
-            "session",
-        )
+        for name in (*_HTTP_FUNCTIONS, "Session", "session")
     },
     **{
         f"httpx.{name}": Blocking(f"httpx.{name} (the sync client)", _REQUESTS_FIX)
-        for name in (
-            "get",
-            "post",
-            "put",
-            "patch",
-            "delete",
-            "head",
-            "options",
-            "request",
-            "stream",
-            "Client",
-        )
+        for name in (*_HTTP_FUNCTIONS, "stream", "Client")
     },
     "urllib.request.urlopen": Blocking("urllib.request.urlopen", _REQUESTS_FIX),
     "urllib.request.urlretrieve": Blocking("urllib.request.urlretrieve", _REQUESTS_FIX),

@@ -1070,3 +1070,92 @@ def test_xdist_shards_report_a_probe_setup_failure_once_each(
             pointer = result["message"].rsplit("see ", 1)[-1]
             assert pointer in erroring, result
             assert "SQLite has no column type ARRAY" in result["message"]
+
+
+BLOCKING_APP = """
+import asyncio
+import os
+import time
+
+from fastapi import Depends, FastAPI
+from sqlalchemy import String, select, text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine(os.environ["DATABASE_URL"])
+sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(50))
+
+
+async def get_db():
+    async with sessions() as session:
+        yield session
+
+
+app = FastAPI()
+calls = {"warming": 0}
+
+
+@app.get("/api/v1/notes", tags=["notes"])
+async def notes(db=Depends(get_db)) -> list[str]:
+    time.sleep(0.001)
+    return list((await db.scalars(select(Note.text))).all())
+
+
+@app.get("/api/v1/offloaded", tags=["notes"])
+async def offloaded(db=Depends(get_db)) -> list[str]:
+    await asyncio.to_thread(time.sleep, 0.001)
+    return list((await db.scalars(select(Note.text))).all())
+
+
+@app.get("/api/v1/busy", tags=["notes"])
+async def busy() -> dict[str, int]:
+    end = time.perf_counter() + 0.15
+    while time.perf_counter() < end:
+        pass
+    return {"spun": 1}
+
+
+@app.get("/api/v1/warming", tags=["notes"])
+async def warming(db=Depends(get_db)) -> list[str]:
+    # A cache filled on the second request: three statements once, not one per row.
+    calls["warming"] += 1
+    if calls["warming"] == 2:
+        for _ in range(3):
+            await db.execute(text("SELECT 1"))
+    return list((await db.scalars(select(Note.text))).all())
+"""
+
+
+def test_blocking_calls_and_loop_stalls_at_runtime_and_a_one_off_extra_statement(
+    pytester: pytest.Pytester, run_rules: Any, app_env: None
+) -> None:
+    path = pytester.makepyfile(blockapp=BLOCKING_APP)
+    run = run_rules("blockapp:app", "--fastapi-rules-select=FR402,FR509")
+    assert run.outcomes("FR402") == {
+        "GET /api/v1/notes": "failed",
+        "GET /api/v1/offloaded": "passed",
+        "GET /api/v1/busy": "failed",
+        "GET /api/v1/warming": "passed",
+    }, run.output
+    sleep_line = line_of(path, r"^    time\.sleep\(")
+    (sleep,) = [f for f in run.findings("FR402") if f["target"] == "GET /api/v1/notes"]
+    assert sleep["message"] == (
+        "time.sleep ran on the event loop while serving GET /api/v1/notes "
+        f"(at blockapp.py:{sleep_line} in notes)"
+    ), sleep
+    (stall,) = [r for r in run.results_for("FR402") if r["target"] == "GET /api/v1/busy"]
+    assert "GET /api/v1/busy stalled the event loop for over 100 ms on 2 of 2 requests" in stall["message"]
+    # The extra statements of one request are not a query per row: a second sample at the large
+    # size shows the route's real count.
+    assert run.outcomes("FR509")["GET /api/v1/warming"] == "passed", run.output
+    assert run.outcomes("FR509")["GET /api/v1/notes"] == "passed", run.output

@@ -1,21 +1,21 @@
 """FR402: blocking calls on the event loop thread, and loop stalls, while the app serves requests.
 
-- **loop-stall timing** (:class:`LoopWatch`): while the valid requests are sent at the large data
-  size, while the writes are sent, and in the last pass, a heartbeat task on the app's loop wakes
-  every few milliseconds; how late it wakes, bounded by the CPU time the loop thread used
-  meanwhile, is how long code ran on the loop (another thread holding the GIL delays the loop
-  without being its fault). Garbage-collection pauses (``gc.callbacks``) are subtracted, the
-  plugin's own work happens outside the measured windows, and a stall only counts when it repeats
-  on a second request to the same route (a first call that imports or compiles something is not a
-  pattern).
-- **blockbuster**, in a last pass that re-sends every valid request once: it patches the blocking
-  functions of the standard library (``time.sleep``, file and socket I/O, ``sqlite3``, lock
-  waits...) for the duration of the pass; a call made on a thread that runs an event loop, with a
-  frame of the app's own code on the stack, raises ``BlockingError`` (so the request fails). The
-  error class is swapped for one that records where the call came from (the innermost frame of the
-  app's code). Writes by the ``logging`` module are allowed: logging to a stream is accepted
-  practice. The pass runs at the large data size; its answers also serve FR509 as a second sample
-  at that size.
+Both watch the same requests the other rules measure: the valid requests at the large data size
+and the writes (POST, PUT, PATCH). No request is sent for FR402 alone, except to confirm a stall.
+
+- **loop-stall timing** (:class:`LoopWatch`): a heartbeat task on the app's loop wakes every few
+  milliseconds; how late it wakes, bounded by the CPU time the loop thread used meanwhile, is how
+  long code ran on the loop (another thread holding the GIL delays the loop without being its
+  fault). Garbage-collection pauses (``gc.callbacks``) are subtracted, the plugin's own work
+  happens outside the measured windows, and a stall only counts when it repeats on a second request
+  to the same route (a first call that imports or compiles something is not a pattern): a request
+  that stalled is sent once more (see ``ProbeRun._send_repeats``).
+- **blockbuster** (:class:`BlockingCallRecorder`): it patches the blocking functions of the standard
+  library (``time.sleep``, file and socket I/O through ``os``, sockets); a call made on a thread
+  that runs an event loop, with a frame of the app's own code on the stack, is recorded with the
+  innermost frame of the app's code. blockbuster would raise ``BlockingError`` there, which would
+  turn the request into a 500; the recorder lets the call run instead, so the answers stay the
+  app's. Writes by the ``logging`` module are allowed: logging to a stream is accepted practice.
 """
 
 from __future__ import annotations
@@ -25,12 +25,8 @@ import contextlib
 import gc
 import math
 import time
-import traceback
 from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
-
-from pytest_fastapi_rules.probing.requests import ProbeRequest
-from pytest_fastapi_rules.probing.results import BlockingCall
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.probing.runner import ProbeRun
@@ -91,56 +87,141 @@ def _gc_clock() -> Iterator[_GcClock]:
             gc.callbacks.remove(clock)
 
 
-def _own_frame(own_roots: tuple[str, ...]) -> str:
-    for frame in reversed(traceback.extract_stack()[:-2]):
-        if frame.filename.startswith(own_roots):
-            return f"{frame.filename}:{frame.lineno} in {frame.name}"
-    return "?"
+def _package_dirs(*names: str) -> tuple[str, ...]:
+    """The directories of the installed packages ``names`` (with a trailing separator)."""
+    import importlib.util
+    import os
+
+    dirs = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            dirs.append(os.path.join(location, ""))
+    return tuple(dirs)
 
 
-@contextlib.contextmanager
-def _blockbuster(run: ProbeRun, calls: list[tuple[str, str]]) -> Iterator[bool]:
-    """Activate blockbuster on the app's own packages, recording each blocking call."""
-    try:
+class BlockingCallRecorder:
+    """blockbuster's patches of the blocking functions, recording instead of raising.
+
+    blockbuster wraps each blocking function so that a call on a thread running an event loop, with
+    a frame of the scanned modules on the stack, raises ``BlockingError``. Raising would turn the
+    request into a 500, so the detector could not watch the same requests the other rules measure.
+    Each function's ``can_block_predicate`` (blockbuster's hook that decides whether a call may
+    block) is given one of :meth:`_recording`'s: it makes the same decision blockbuster would, records
+    a call blockbuster would refuse, and lets every call run. Detection therefore costs no request of
+    its own: it is on while the valid requests are sent at the large data size and the writes.
+    """
+
+    def __init__(self, scanned: tuple[str, ...], own_roots: tuple[str, ...]) -> None:
+        #: ``(blocking function, innermost frame of the app's code)`` of every call seen, in order.
+        self.calls: list[tuple[str, str]] = []
+        self._scanned = scanned
+        self._own_roots = own_roots
+        self._framework = _package_dirs("fastapi", "starlette")
+        self._detector: Any = None
+        #: Why blocking calls cannot be detected, when they cannot (FR402 then relies on stalls).
+        self.unavailable: str | None = None
+        try:
+            import blockbuster.blockbuster  # noqa: F401
+        except ImportError:
+            self.unavailable = "blockbuster is not installed"
+        else:
+            if not scanned:
+                self.unavailable = "no module of the app's own was found to watch"
+
+    @classmethod
+    def for_run(cls, run: ProbeRun) -> BlockingCallRecorder:
+        import sys
+
+        scanned = []
+        for name in sorted(run.facts.own_packages):
+            module = sys.modules.get(name)
+            path = getattr(module, "__path__", None)
+            file = path[0] if path else getattr(module, "__file__", None)
+            if file:
+                scanned.append(str(file))
+        return cls(tuple(scanned), tuple(run.own_roots))
+
+    def _build(self) -> Any:
         import blockbuster.blockbuster as bb_module
-    except ImportError:
-        yield False
-        return
-    import sys
 
-    roots = tuple(run.own_roots)
-    packages = [sys.modules[name] for name in sorted(run.facts.own_packages) if name in sys.modules]
-    packages = [m for m in packages if getattr(m, "__path__", None) or getattr(m, "__file__", None)]
-    if not packages:
-        yield False
-        return
-    original_error = bb_module.BlockingError
+        detector = bb_module.BlockBuster(scanned_modules=[])
+        # Patching a static built-in type (io, sqlite3, thread locks) needs forbiddenfruit, which
+        # rewrites the type's dict while other threads (xdist's, the app's) may be calling it; that
+        # has crashed worker processes. Only functions and heap classes are patched (time.sleep,
+        # os.*, sockets).
+        detector.functions = {
+            name: function
+            for name, function in detector.functions.items()
+            if not isinstance(function.module, type) or _patchable(function.module)
+        }
+        for function in detector.functions.values():
+            function.can_block_in("logging/__init__.py", {"emit", "flush", "handle", "callHandlers"})
+            for driver_file in _DRIVER_SETUP_FILES:
+                function.can_block_in(driver_file, _AnyFunction())  # type: ignore[arg-type]
+            function.can_block_predicate = self._recording(function)
+        return detector
 
-    class RecordingBlockingError(original_error):  # type: ignore[misc, valid-type]
-        def __init__(self, func: str) -> None:
-            super().__init__(func)
-            calls.append((func, _own_frame(roots)))
+    def _recording(self, function: Any) -> Any:
+        """``function``'s predicate: blockbuster's own first, then the stack walk it would make."""
+        may_block = function.can_block_predicate
+        allowed: list[tuple[str, Any]] = function.can_block_functions
+        name = str(function.full_name)
 
-    detector = bb_module.BlockBuster(scanned_modules=packages)
-    # Patching a static built-in type (io, sqlite3, thread locks) needs forbiddenfruit, which rewrites
-    # the type's dict while other threads (xdist's, the app's) may be calling it; that has crashed
-    # worker processes. Only functions and heap classes are patched (time.sleep, os.*, sockets).
-    detector.functions = {
-        name: function
-        for name, function in detector.functions.items()
-        if not isinstance(function.module, type) or _patchable(function.module)
-    }
-    for function in detector.functions.values():
-        function.can_block_in("logging/__init__.py", {"emit", "flush", "handle", "callHandlers"})
-        for driver_file in _DRIVER_SETUP_FILES:
-            function.can_block_in(driver_file, _AnyFunction())  # type: ignore[arg-type]
-    bb_module.BlockingError = RecordingBlockingError  # type: ignore[misc]
-    detector.activate()
-    try:
-        yield True
-    finally:
-        detector.deactivate()
-        bb_module.BlockingError = original_error  # type: ignore[misc]
+        def predicate(*args: Any, **kwargs: Any) -> bool:
+            if may_block(*args, **kwargs):
+                return True
+            where = self._app_frame(allowed)
+            if where is not None:
+                self.calls.append((name, where))
+            return True
+
+        return predicate
+
+    def _app_frame(self, allowed: list[tuple[str, Any]]) -> str | None:
+        """The innermost frame of the app's code that makes this a refused call, or None.
+
+        Refused as blockbuster refuses: a frame of the app's packages on the stack and no frame of
+        a function allowed to block. One more exception: when the app's innermost frame handed
+        control to FastAPI or Starlette (a middleware's ``await self.app(...)``), the framework
+        made the call on its own account, not the app (FastAPI reads an endpoint's source file the
+        first time the endpoint raises).
+        """
+        import sys
+
+        frame: Any = sys._getframe(2)
+        callee: Any = None
+        scanned = False
+        innermost: str | None = None
+        while frame is not None:
+            code = frame.f_code
+            filename = code.co_filename
+            if filename.startswith(self._scanned):
+                scanned = True
+            if innermost is None and filename.startswith(self._own_roots):
+                if callee is not None and callee.f_code.co_filename.startswith(self._framework):
+                    return None
+                innermost = f"{filename}:{frame.f_lineno} in {code.co_name}"
+            normalized = filename.replace("\\", "/")
+            for allowed_file, functions in allowed:
+                if normalized.endswith(allowed_file) and code.co_name in functions:
+                    return None
+            callee, frame = frame, frame.f_back
+        return (innermost or "?") if scanned else None
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """Patch the blocking functions for the duration of the block (no-op when unavailable)."""
+        if self.unavailable is not None:
+            yield
+            return
+        if self._detector is None:
+            self._detector = self._build()
+        self._detector.activate()
+        try:
+            yield
+        finally:
+            self._detector.deactivate()
 
 
 class LoopWatch:
@@ -201,45 +282,3 @@ class LoopWatch:
         end = time.perf_counter()
         lag = max((lag for at, lag in self._samples[first_sample:] if start <= at <= end), default=0.0)
         return result, max(lag - clock.total, 0.0)
-
-
-def _requests(run: ProbeRun) -> list[tuple[ProbeRequest, str]]:
-    assert run.builder is not None
-    batch: list[tuple[ProbeRequest, str]] = []
-    for route in run.routes:
-        if route.method == "DELETE":
-            continue
-        request = run.builder.happy(route)
-        if request is not None:
-            batch.append((request, route.target))
-    return batch
-
-
-def blocking_pass(run: ProbeRun) -> None:
-    """Re-send the valid requests with blockbuster on; record blocking calls and stalls."""
-    from pytest_fastapi_rules.probing.seeding import LARGE
-
-    results = run.results
-    if run.builder is None:
-        return
-    run._seed(LARGE)
-    batch = _requests(run)
-    if not batch:
-        results.blocking_skipped = "no request could be built"
-        return
-    calls: list[tuple[str, str]] = []
-
-    async def go() -> None:
-        async with run._client() as client, LoopWatch() as watch:
-            for request, target in batch:
-                calls_before = len(calls)
-                exchange, lag = await watch.timed(run._send_one(client, request, "blocking", target))
-                run.results.exchanges.append(exchange)
-                results.stalls.setdefault(target, []).append(lag)
-                for func, where in calls[calls_before:]:
-                    results.blocking_calls.append(BlockingCall(target=target, call=func, where=where))
-
-    with _blockbuster(run, calls) as active:
-        if not active:
-            results.notes.append("blockbuster is not available: FR402 relies on loop-stall timing only")
-        run.run(go(), timeout=60 + 30 * len(batch))

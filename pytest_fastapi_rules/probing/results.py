@@ -9,6 +9,10 @@ from typing import Any
 from pytest_fastapi_rules.probing.counting import Escape, Statement
 from pytest_fastapi_rules.probing.requests import ProbeRequest
 
+#: FR509: statements a GET request must add with three times the rows to look like one query per
+#: row (a real N+1 adds one per extra parent, six here; one more is a cache effect).
+N_PLUS_ONE_GROWTH = 2
+
 
 @dataclass
 class Exchange:
@@ -39,6 +43,11 @@ class Exchange:
     @property
     def server_error(self) -> bool:
         return self.error is not None or (self.status is not None and self.status >= 500)
+
+    @property
+    def measurable(self) -> bool:
+        """Whether the app answered without a server error, so its statement count means something."""
+        return self.status is not None and not self.server_error
 
     @property
     def json(self) -> Any:
@@ -159,9 +168,8 @@ class ProbeResults:
     synthetic_logs: list[LogRecordSeen] = field(default_factory=list)
     synthetic_skipped: str | None = None
     blocking_calls: list[BlockingCall] = field(default_factory=list)
-    #: Loop stalls (seconds) per target in the FR402 pass, GC time removed.
+    #: Loop stalls (seconds) per target of the requests sent with the loop watched, GC time removed.
     stalls: dict[str, list[float]] = field(default_factory=dict)
-    blocking_skipped: str | None = None
     connection_loss: tuple[Exchange, Exchange] | None = None
     connection_loss_skipped: str | None = None
     notes: list[str] = field(default_factory=list)

@@ -10,14 +10,15 @@ every other probe item reads the same observations. The run, in order:
 2. starts the app's lifespan anew under the redirection (timed: FR102), creates the schema from the
    ORM metadata, seeds it at the small size and plans authentication (``auth.py``);
 3. sends each GET route's valid request at the small size, reseeds at the large size, sends them
-   again (FR509, FR510) while timing loop stalls (FR402), then the negative requests (missing ids
-   FR211, bad input FR210, no or garbage credentials FR704, page size over the bound FR207, a
-   preflight from an unlisted origin FR701), then the writes (POST, PUT, PATCH, DELETE: FR205,
-   FR705; stalls timed), the session-lifecycle and synthetic-error injections (FR306, FR105,
-   FR803), the health routes (FR107), the connection-loss probe on PostgreSQL (FR511), and a last
-   pass at the large size with the blocking-call detector on (FR402; its answers are FR509's second
-   sample at that size). Every request is sent as few times as its rules need: the floor of the
-   benchmark sends one per route, and the requests are most of the run;
+   again (FR509, FR510) while watching the loop (FR402: stalls timed, blocking calls recorded),
+   once more for a route whose count grew or whose request stalled (a second sample before a
+   verdict), then the negative requests (missing ids FR211, bad input FR210, no or garbage
+   credentials FR704, page size over the bound FR207, a preflight from an unlisted origin FR701),
+   then the writes (POST, PUT, PATCH, DELETE: FR205, FR705; the loop watched except for DELETE),
+   the session-lifecycle and synthetic-error injections (FR306, FR105, FR803), the health routes
+   (FR107), the connection-loss probe on PostgreSQL (FR511), and a second sample of a write that
+   stalled. Every request is sent as few times as its rules need: the floor of the benchmark sends
+   one per route, and the requests are most of the run;
 4. stops the lifespan (timed, FR102), looks at the engines it used (FR103), and restores everything:
    create functions, swapped references, factory binds, dependency overrides, listeners; disposes
    every engine it created and drops the isolated database, in ``finally``.
@@ -50,7 +51,13 @@ from pytest_fastapi_rules.probing.database import (
 )
 from pytest_fastapi_rules.probing.errors import ErrorCapture, stable_text
 from pytest_fastapi_rules.probing.requests import ProbeRequest, RequestBuilder
-from pytest_fastapi_rules.probing.results import EngineReport, Exchange, ProbeResults
+from pytest_fastapi_rules.probing.results import (
+    N_PLUS_ONE_GROWTH,
+    BlockingCall,
+    EngineReport,
+    Exchange,
+    ProbeResults,
+)
 from pytest_fastapi_rules.probing.seeding import LARGE, SMALL, Seeder, SeedError, SeedResult, metadatas_of
 from pytest_fastapi_rules.probing.shards import Shard
 
@@ -59,6 +66,7 @@ if TYPE_CHECKING:
 
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
     from pytest_fastapi_rules.options import RulesOptions
+    from pytest_fastapi_rules.probing.blocking import BlockingCallRecorder
 
 #: Seconds one probe request may take before it counts as hung.
 REQUEST_TIMEOUT = 30.0
@@ -158,6 +166,7 @@ class ProbeRun:
         self.auth: auth_mod.AuthPlan | None = None
         self.builder: RequestBuilder | None = None
         self._pool_counts: dict[int, EngineReport] = {}
+        self._blocking: BlockingCallRecorder | None = None
         self._serialize_patch: Any = None
 
     # -- the whole run ----------------------------------------------------------------------------
@@ -228,6 +237,7 @@ class ProbeRun:
         self._send_gets("small")
         self._seed(LARGE)
         self._send_gets("large")
+        self._send_repeats(self._routes("GET"))
         self._send_missing()
         self._send_bad_inputs()
         self._send_page_bounds()
@@ -237,14 +247,18 @@ class ProbeRun:
             self._send_preflight()
             self._send_health()
         self._send_writes()
-        # The writes changed the data (rows deleted, rows created by the app with its own values):
-        # the injections start again from the seeded state, where their routes answered 2xx.
-        self._seed(LARGE)
         if self.app_level:
+            # The writes changed the data (rows deleted, rows created by the app with its own
+            # values): the injections start again from the seeded state, where their routes
+            # answered 2xx.
+            self._seed(LARGE)
             self._check_session_lifecycle()
             self._send_synthetic_error()
             self._check_connection_loss()
-        self._blocking_pass()
+        stalled_writes = [r for r in self._routes("POST", "PUT", "PATCH") if self._wants_second_sample(r)]
+        if stalled_writes:
+            self._seed(LARGE)
+            self._send_repeats(stalled_writes)
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -385,35 +399,81 @@ class ProbeRun:
         exchange.seconds = time.perf_counter() - started
         return exchange
 
-    def send(
-        self, requests: list[tuple[ProbeRequest, str, str]], time_stalls: bool = False
-    ) -> list[Exchange]:
+    def send(self, requests: list[tuple[ProbeRequest, str, str]], watch_loop: bool = False) -> list[Exchange]:
         """Send ``(request, phase, target)`` in order, on the app loop; record and return them.
 
-        With ``time_stalls``, how long each request held the loop is recorded too (FR402).
+        With ``watch_loop``, how long each request held the loop, and the blocking calls it made
+        there, are recorded too (FR402, ``blocking.py``).
         """
         from pytest_fastapi_rules.probing.blocking import LoopWatch
 
         if not requests:
             return []
+        detector = self._blocking_recorder() if watch_loop else None
 
         async def go() -> list[Exchange]:
             sent: list[Exchange] = []
             async with self._client() as client:
-                if not time_stalls:
+                if detector is None:
                     for request, phase, target in requests:
                         sent.append(await self._send_one(client, request, phase, target))
                     return sent
                 async with LoopWatch() as watch:
                     for request, phase, target in requests:
+                        calls_before = len(detector.calls)
                         exchange, lag = await watch.timed(self._send_one(client, request, phase, target))
                         self.results.stalls.setdefault(target, []).append(lag)
+                        for call, where in detector.calls[calls_before:]:
+                            self.results.blocking_calls.append(BlockingCall(target, call, where))
                         sent.append(exchange)
             return sent
 
-        exchanges: list[Exchange] = self.run(go(), timeout=REQUEST_TIMEOUT * (len(requests) + 2))
+        with detector.watching() if detector is not None else contextlib.nullcontext():
+            exchanges: list[Exchange] = self.run(go(), timeout=REQUEST_TIMEOUT * (len(requests) + 2))
         self.results.exchanges.extend(exchanges)
         return exchanges
+
+    def _blocking_recorder(self) -> BlockingCallRecorder:
+        from pytest_fastapi_rules.probing.blocking import BlockingCallRecorder
+
+        if self._blocking is None:
+            self._blocking = BlockingCallRecorder.for_run(self)
+            if self._blocking.unavailable:
+                self.results.notes.append(
+                    f"{self._blocking.unavailable}: FR402 relies on loop-stall timing only"
+                )
+        return self._blocking
+
+    def _wants_second_sample(self, route: RouteFacts) -> bool:
+        """Whether one answer of ``route`` would decide a verdict that needs two.
+
+        A stall counts only when it repeats (FR402), and a statement count that grew with the data
+        (FR509) is judged on the least of two samples at the large size: a cache filled by one
+        request is not a query per row. Every other route keeps its single sample, which could
+        not turn into a finding with a second one.
+        """
+        from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD
+
+        lags = self.results.stalls.get(route.target, [])
+        if len(lags) == 1 and lags[0] >= STALL_THRESHOLD:
+            return True
+        if route.method != "GET":
+            return False
+        small = [e.count for e in self.results.for_target(route.target, "small") if e.measurable]
+        large = [e.count for e in self.results.for_target(route.target, "large") if e.measurable]
+        return bool(small and large) and min(large) - min(small) >= N_PLUS_ONE_GROWTH
+
+    def _send_repeats(self, routes: list[RouteFacts]) -> None:
+        """A second sample of the valid request of each route that wants one (see above)."""
+        assert self.builder is not None
+        batch: list[tuple[ProbeRequest, str, str]] = []
+        for route in routes:
+            if not self._wants_second_sample(route):
+                continue
+            request = self.builder.happy(route)
+            if request is not None:
+                batch.append((request, "repeat", route.target))
+        self.send(batch, watch_loop=True)
 
     def large_answers(self, route: RouteFacts) -> list[Exchange]:
         """The route's answers to its valid request at the large data size.
@@ -443,7 +503,7 @@ class ProbeRun:
             if request is None:
                 continue
             batch.append((request, phase, route.target))
-        self.send(batch, time_stalls=phase == "large")
+        self.send(batch, watch_loop=phase == "large")
 
     def _send_missing(self) -> None:
         assert self.builder is not None
@@ -615,8 +675,8 @@ class ProbeRun:
 
     def _send_writes(self) -> None:
         """The writes, in one batch per method; one carrying a password alone, between snapshots
-        of the password columns (FR705). Stalls are timed, except for DELETE (sent once, and not
-        again in the blocking pass, so it never has the second sample a stall finding needs)."""
+        of the password columns (FR705). The loop is watched (FR402), except for DELETE: a deleted row
+        cannot be deleted again, so a DELETE never has the second sample a stall finding needs."""
         assert self.builder is not None
         for method in ("POST", "PUT", "PATCH", "DELETE"):
             routes = self._routes(method)
@@ -631,12 +691,12 @@ class ProbeRun:
                 if not request.password:
                     batch.append((request, "write", route.target))
                     continue
-                self.send(batch, time_stalls=method != "DELETE")
+                self.send(batch, watch_loop=method != "DELETE")
                 batch = []
                 before = self._password_snapshot()
-                (exchange,) = self.send([(request, "write", route.target)], time_stalls=True)
+                (exchange,) = self.send([(request, "write", route.target)], watch_loop=True)
                 self._check_password(route, exchange, request.password, before)
-            self.send(batch, time_stalls=method != "DELETE")
+            self.send(batch, watch_loop=method != "DELETE")
 
     def _deletion_order(self, route: RouteFacts) -> int:
         """Children before parents: deleting a user first would cascade to the post DELETE wants."""
@@ -736,13 +796,6 @@ class ProbeRun:
         from pytest_fastapi_rules.probing.lifecycle import check_connection_loss
 
         check_connection_loss(self)
-
-    # -- FR402 --------------------------------------------------------------------------------------
-
-    def _blocking_pass(self) -> None:
-        from pytest_fastapi_rules.probing.blocking import blocking_pass
-
-        blocking_pass(self)
 
     # -- FR203 --------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, sel
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from pytest_fastapi_rules import childproc
-from pytest_fastapi_rules.probing.requests import ProbeRequest, bind_path_params, generate_value
+from pytest_fastapi_rules.probing.requests import ProbeRequest, TableIndex, bind_path_params, generate_value
 from pytest_fastapi_rules.probing.results import Exchange, ProbeResults
 from pytest_fastapi_rules.probing.seeding import Seeder, singular
 
@@ -28,7 +28,9 @@ def _tables(*names: str) -> list[Table]:
 
 def _bound(path: str, tables: list[Table]) -> list[str | None]:
     route: Any = SimpleNamespace(path=path)
-    return [b.table.name if b.table is not None else None for b in bind_path_params(route, tables, {})]
+    return [
+        b.table.name if b.table is not None else None for b in bind_path_params(route, TableIndex(tables, {}))
+    ]
 
 
 def test_a_module_prefixed_table_is_bound_when_the_path_names_the_module() -> None:

@@ -100,44 +100,81 @@ def _segment_before(path: str, name: str) -> str:
     return ""
 
 
-def _table_matching(
-    word: str, tables: list[Table], class_names: dict[str, str], path: str = ""
-) -> Table | None:
-    """The table a path word names: ``posts``/``post`` -> table ``posts`` or class ``Post``.
+class TableIndex:
+    """The app's tables by the words a path can name them with, indexed once per probe run.
 
-    Failing an exact match, a table named with a module prefix (``blog_posts``), when only one
-    table ends so, or when the path names the prefix too (``/blog/posts/{post_id}``).
+    A path parameter is bound by name (``{post_id}`` -> ``posts``), by a module-prefixed name
+    (``blog_posts``) or by a unique column (``{username}``); scanning every table for every route
+    made binding quadratic in the size of the app.
     """
-    if not word:
-        return None
-    wanted = singular(word.replace("-", "_").lower())
-    for table in tables:
-        if singular(table.name.lower()) == wanted or class_names.get(
-            table.name, ""
-        ).lower() == wanted.replace("_", ""):
-            return table
-    prefixed = {
-        table: singular(table.name.lower())[: -len(wanted) - 1]
-        for table in tables
-        if singular(table.name.lower()).endswith(f"_{wanted}")
-    }
-    if len(prefixed) > 1:
-        segments = {segment.lower().replace("-", "_") for segment in path.split("/") if segment}
-        prefixed = {table: prefix for table, prefix in prefixed.items() if prefix in segments}
-    return next(iter(prefixed)) if len(prefixed) == 1 else None
+
+    def __init__(self, tables: list[Table], class_names: dict[str, str]) -> None:
+        self.tables = tables
+        #: singular table name / lowercased class name -> position of the first such table.
+        self._by_name: dict[str, int] = {}
+        self._by_class: dict[str, int] = {}
+        #: ``wanted`` -> [(table, prefix)] of the tables whose singular name ends in ``_wanted``.
+        self._by_suffix: dict[str, list[tuple[Table, str]]] = {}
+        #: column name -> the tables where it is unique (or the primary key).
+        self._unique_owners: dict[str, list[Table]] = {}
+        for position, table in enumerate(tables):
+            name = singular(table.name.lower())
+            self._by_name.setdefault(name, position)
+            class_name = class_names.get(table.name, "").lower()
+            if class_name:
+                self._by_class.setdefault(class_name, position)
+            for index, char in enumerate(name):
+                if char == "_":
+                    self._by_suffix.setdefault(name[index + 1 :], []).append((table, name[:index]))
+            for column in table.columns:
+                if column.unique or column.primary_key:
+                    self._unique_owners.setdefault(column.name, []).append(table)
+
+    def matching(self, word: str, path: str = "") -> Table | None:
+        """The table a path word names: ``posts``/``post`` -> table ``posts`` or class ``Post``.
+
+        Failing an exact match, a table named with a module prefix (``blog_posts``), when only one
+        table ends so, or when the path names the prefix too (``/blog/posts/{post_id}``).
+        """
+        if not word:
+            return None
+        wanted = singular(word.replace("-", "_").lower())
+        positions = [
+            found
+            for found in (self._by_name.get(wanted), self._by_class.get(wanted.replace("_", "")))
+            if found is not None
+        ]
+        if positions:
+            return self.tables[min(positions)]
+        prefixed = dict(self._by_suffix.get(wanted, []))
+        if len(prefixed) > 1:
+            segments = {segment.lower().replace("-", "_") for segment in path.split("/") if segment}
+            prefixed = {table: prefix for table, prefix in prefixed.items() if prefix in segments}
+        return next(iter(prefixed)) if len(prefixed) == 1 else None
+
+    def by_column(self, name: str) -> tuple[Table | None, str | None]:
+        """The table a parameter names by a column: ``{username}`` (a unique column of one table), or
+        ``{tier_name}`` (column ``name`` of table ``tier``). Unique columns only: they name one row."""
+        owners = self._unique_owners.get(name, [])
+        if len(owners) == 1:
+            return owners[0], name
+        prefix, _, suffix = name.rpartition("_")
+        if prefix and suffix:
+            table = self.matching(prefix)
+            if table is not None and suffix in table.columns:
+                return table, suffix
+        return None, None
 
 
-def bind_path_params(
-    route: RouteFacts, tables: list[Table], class_names: dict[str, str]
-) -> list[PathBinding]:
+def bind_path_params(route: RouteFacts, index: TableIndex) -> list[PathBinding]:
     """Map each path parameter to the table (and column) its value comes from."""
     bindings: list[PathBinding] = []
     for name in path_param_names(route.path):
-        table = _table_matching(_stem(name), tables, class_names, route.path)
+        table = index.matching(_stem(name), route.path)
         if table is None:
-            table = _table_matching(_segment_before(route.path, name), tables, class_names, route.path)
+            table = index.matching(_segment_before(route.path, name), route.path)
         if table is None:
-            table, named = _table_by_column(name, tables, class_names)
+            table, named = index.by_column(name)
             if table is not None:
                 bindings.append(PathBinding(name=name, table=table, column=named))
                 continue
@@ -152,27 +189,6 @@ def bind_path_params(
                 table = None
         bindings.append(PathBinding(name=name, table=table, column=column))
     return bindings
-
-
-def _table_by_column(
-    name: str, tables: list[Table], class_names: dict[str, str]
-) -> tuple[Table | None, str | None]:
-    """The table a parameter names by a column: ``{username}`` (a unique column of one table), or
-    ``{tier_name}`` (column ``name`` of table ``tier``). Unique columns only: they name one row."""
-
-    def unique(table: Table, column: str) -> bool:
-        found = table.columns.get(column)
-        return found is not None and (bool(found.unique) or bool(found.primary_key))
-
-    owners = [table for table in tables if unique(table, name)]
-    if len(owners) == 1:
-        return owners[0], name
-    prefix, _, suffix = name.rpartition("_")
-    if prefix and suffix:
-        table = _table_matching(prefix, tables, class_names)
-        if table is not None and suffix in table.columns:
-            return table, suffix
-    return None, None
 
 
 def _fill_path(path: str, values: dict[str, Any]) -> str:
@@ -269,7 +285,7 @@ class RequestBuilder:
 
     def __init__(self, tables: list[Table], class_names: dict[str, str], headers: dict[str, str]) -> None:
         self.tables = tables
-        self.class_names = class_names
+        self.index = TableIndex(tables, class_names)
         self.headers = dict(headers)
         self.seed: SeedResult | None = None
         self.counter = 0
@@ -279,7 +295,7 @@ class RequestBuilder:
         """:func:`bind_path_params` for the route, worked out once per route (the tables are fixed)."""
         key = id(route)
         if key not in self._bindings:
-            self._bindings[key] = bind_path_params(route, self.tables, self.class_names)
+            self._bindings[key] = bind_path_params(route, self.index)
         return self._bindings[key]
 
     # -- parameters ---------------------------------------------------------------------------------

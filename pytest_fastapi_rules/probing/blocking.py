@@ -112,11 +112,11 @@ class BlockingCallRecorder:
     its own: it is on while the valid requests are sent at the large data size and the writes.
     """
 
-    def __init__(self, scanned: tuple[str, ...], own_roots: tuple[str, ...]) -> None:
+    def __init__(self, scanned: tuple[str, ...]) -> None:
         #: ``(blocking function, innermost frame of the app's code)`` of every call seen, in order.
         self.calls: list[tuple[str, str]] = []
+        #: The files and package directories of the app's own code (blockbuster's scanned modules).
         self._scanned = scanned
-        self._own_roots = own_roots
         self._framework = _package_dirs("fastapi", "starlette")
         self._detector: Any = None
         #: Why blocking calls cannot be detected, when they cannot (FR402 then relies on stalls).
@@ -131,16 +131,17 @@ class BlockingCallRecorder:
 
     @classmethod
     def for_run(cls, run: ProbeRun) -> BlockingCallRecorder:
+        import os
         import sys
 
         scanned = []
         for name in sorted(run.facts.own_packages):
             module = sys.modules.get(name)
             path = getattr(module, "__path__", None)
-            file = path[0] if path else getattr(module, "__file__", None)
+            file = os.path.join(path[0], "") if path else getattr(module, "__file__", None)
             if file:
                 scanned.append(str(file))
-        return cls(tuple(scanned), tuple(run.own_roots))
+        return cls(tuple(scanned))
 
     def _build(self) -> Any:
         import blockbuster.blockbuster as bb_module
@@ -191,14 +192,11 @@ class BlockingCallRecorder:
 
         frame: Any = sys._getframe(2)
         callee: Any = None
-        scanned = False
         innermost: str | None = None
         while frame is not None:
             code = frame.f_code
             filename = code.co_filename
-            if filename.startswith(self._scanned):
-                scanned = True
-            if innermost is None and filename.startswith(self._own_roots):
+            if innermost is None and filename.startswith(self._scanned):
                 if callee is not None and callee.f_code.co_filename.startswith(self._framework):
                     return None
                 innermost = f"{filename}:{frame.f_lineno} in {code.co_name}"
@@ -207,7 +205,7 @@ class BlockingCallRecorder:
                 if normalized.endswith(allowed_file) and code.co_name in functions:
                     return None
             callee, frame = frame, frame.f_back
-        return (innermost or "?") if scanned else None
+        return innermost
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:

@@ -23,6 +23,7 @@ import contextlib
 import contextvars
 import re
 import traceback
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,12 +85,30 @@ class Escape:
     where: str
 
 
+#: ``_describe_construct``'s answers per compiled statement: SQLAlchemy reuses one compiled form for
+#: every execution of the same statement shape, so each shape is walked once, not per execution.
+_DESCRIBED: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _describe_construct(context: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Tables and filtered columns of the compiled statement behind an execution context."""
     compiled = getattr(context, "compiled", None)
     statement = getattr(compiled, "statement", None)
     if statement is None:
         return (), ()
+    try:
+        return _DESCRIBED[compiled]
+    except (KeyError, TypeError):
+        pass
+    described = _walk_construct(statement)
+    with contextlib.suppress(TypeError):  # a compiled form that takes no weak reference
+        _DESCRIBED[compiled] = described
+    return described
+
+
+def _walk_construct(statement: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     tables: list[str] = []
     columns: list[str] = []
     try:

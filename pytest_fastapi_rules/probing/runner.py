@@ -505,14 +505,23 @@ class ProbeRun:
             batch.append((request, phase, route.target))
         self.send(batch, watch_loop=phase == "large")
 
-    def _send_missing(self) -> None:
+    def _missing(self, route: RouteFacts) -> list[ProbeRequest]:
+        """The route's valid request with an id that does not exist (FR211), for the routes that
+        read, update or delete one row."""
         assert self.builder is not None
-        batch = []
-        for route in self._routes("GET", "PATCH", "DELETE"):
-            request = self.builder.missing(route)
-            if request is not None:
-                batch.append((request, "missing", route.target))
-        self.send(batch)
+        if route.method not in ("GET", "PATCH", "DELETE"):
+            return []
+        request = self.builder.missing(route)
+        return [request] if request is not None else []
+
+    def _send_missing(self) -> None:
+        self.send(
+            [
+                (request, "missing", route.target)
+                for route in self._routes()
+                for request in self._missing(route)
+            ]
+        )
 
     def _send_bad_inputs(self) -> None:
         assert self.builder is not None
@@ -643,17 +652,9 @@ class ProbeRun:
     def _negative_requests(self) -> list[tuple[str, Callable[[RouteFacts], list[ProbeRequest]]]]:
         """The negative requests FR106 compares, by phase, in the order the run sends them."""
         assert self.builder is not None
-        builder = self.builder
-
-        def missing(route: RouteFacts) -> list[ProbeRequest]:
-            if route.method not in ("GET", "PATCH", "DELETE"):
-                return []
-            request = builder.missing(route)
-            return [request] if request is not None else []
-
         return [
-            ("missing", missing),
-            ("bad-input", builder.bad_inputs),
+            ("missing", self._missing),
+            ("bad-input", self.builder.bad_inputs),
             (
                 "no-credentials",
                 lambda route: [r for r, phase in self._unauthenticated(route) if phase == "no-credentials"],

@@ -1046,6 +1046,72 @@ def test_xdist_splits_the_probe_run_and_gives_the_verdicts_of_one_process(
     assert [r["outcome"] for r in fr106] == (["passed"] if app == BLOG else ["warning"])
 
 
+#: Routes of a thing that answer 404 to any id and 422 to bad input, and never 401 (no authentication);
+#: every request the app receives is appended to the file named by FR106_REQUEST_LOG.
+ENVELOPE_WALK_APP = """
+import os
+from fastapi import FastAPI, HTTPException, Request
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Thing(Base):
+    __tablename__ = "things"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+
+
+app = FastAPI()
+
+
+@app.middleware("http")
+async def record(request: Request, call_next):
+    with open(os.environ["FR106_REQUEST_LOG"], "a") as log:
+        log.write(f"{request.method} {request.url.path}\\n")
+    return await call_next(request)
+"""
+
+
+def test_xdist_envelope_samples_walk_one_phase_per_status(
+    pytester: pytest.Pytester, run_rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first shard sends another shard's requests only until each kind of answer is found: an
+    app that never answers 401 does not make it send every bad input of the other shard's routes."""
+    pytest.importorskip("xdist")
+    from pytest_fastapi_rules.probing.requests import BAD_VALUE
+    from pytest_fastapi_rules.probing.shards import shard_index
+
+    paths = [f"/api/v1/things{index}/{{thing_id}}" for index in range(12)]
+    other_shard = [path for path in paths if shard_index(f"GET {path}", 2) == 1]
+    assert len(other_shard) >= 3
+    handlers = "".join(
+        f'\n\n@app.get("{path}", tags=["things"])\nasync def thing{index}(thing_id: int) -> dict[str, int]:\n'
+        '    raise HTTPException(status_code=404, detail="not found")\n'
+        for index, path in enumerate(paths)
+    )
+    pytester.makepyfile(walk=ENVELOPE_WALK_APP + handlers)
+    log = pytester.path / "requests.log"
+    monkeypatch.setenv("FR106_REQUEST_LOG", str(log))
+
+    def bad_inputs(*args: str) -> tuple[RulesRun, int]:
+        log.write_text("")
+        run = run_rules("walk:app", "--fastapi-rules-select=FR106,FR210", *args)
+        return run, sum(BAD_VALUE in line for line in log.read_text().splitlines())
+
+    serial, sent_serially = bad_inputs()
+    parallel, sent_in_parallel = bad_inputs("-n", "2")
+    assert parallel.report["results"] == serial.report["results"], parallel.output
+    (fr106,) = serial.results_for("FR106")
+    assert fr106["outcome"] == "warning", serial.output
+    assert "(404: {detail}; 422: {detail})" in fr106["message"], fr106["message"]
+    assert sent_serially == len(paths)
+    # Each route's own bad input once, and at most the first route's again for FR106's 422 sample.
+    assert sent_in_parallel <= sent_serially + 1, (sent_serially, sent_in_parallel)
+
+
 def test_xdist_shards_report_a_probe_setup_failure_once_each(
     pytester: pytest.Pytester, run_rules: Any
 ) -> None:

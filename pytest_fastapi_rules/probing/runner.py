@@ -74,8 +74,13 @@ READINESS_PATHS = ("/health/ready", "/health/readiness", "/ready", "/readyz", "/
 LIVENESS_PATHS = ("/health", "/healthz", "/health/live", "/livez")
 UNLISTED_ORIGIN = "https://fastapi-rules-unlisted-origin.example"
 GARBAGE_TOKEN = "fastapi-rules.garbage.token"
-#: The phases whose answers FR106 compares.
-ENVELOPE_PHASES = ("missing", "bad-input", "no-credentials")
+#: The error answers FR106 compares, each from the phase that asks for it, in the run's order: the 404
+#: to a missing id, the 422 to bad input, the 401 without credentials.
+ENVELOPE_SAMPLES: tuple[tuple[str, int], ...] = (
+    ("missing", 404),
+    ("bad-input", 422),
+    ("no-credentials", 401),
+)
 #: The phase of a valid request sent to a route of another shard for an app-level probe's choice.
 OTHER_SHARD_PHASE = "large-other-shard"
 
@@ -624,33 +629,34 @@ class ProbeRun:
     def _send_envelope_samples(self) -> None:
         """FR106's samples when the run is split: the answers the whole run would have had.
 
-        FR106 takes the first 401, 404 and 422 answer of the negative requests, in the order a
-        whole run sends them (phase by phase, routes in order). A shard holds only some routes:
-        the requests of the other routes that come before the first answer of each status are
-        sent here too, so the samples, and the verdict, are those of a run on one worker.
+        FR106 takes the first 404 to a missing id, 422 to bad input and 401 without credentials,
+        routes in the app's order. A shard holds only some routes: for each of the three, the
+        requests of the other routes that come before the first such answer are sent here too, so
+        the samples, and the verdict, are those of a run on one worker. A walk covers one phase:
+        an app that never answers 401 costs the other shard's no-credentials requests, not every
+        negative request it has.
         """
         if self.shard is None:
             return
-        assert self.builder is not None
-        wanted = {401, 404, 422}
-        # Found in the order a whole run finds them: a status this shard saw on a later route
-        # does not stop the walk before an earlier route of another shard that answers it first.
-        found: set[int | None] = set()
-        for phase, requests in self._negative_requests():
+        requests_of = dict(self._negative_requests())
+        for phase, status in ENVELOPE_SAMPLES:
+            requests = requests_of[phase]
             for route in self.facts.routes:
-                if not wanted - found:
-                    return
                 if self.shard.holds(route.target):
-                    found.update(e.status for e in self.results.for_target(route.target, phase))
-                    continue
-                batch = [(r, phase, route.target) for r in requests(route)]
-                with (
-                    self._without_auth_overrides() if phase == "no-credentials" else contextlib.nullcontext()
-                ):
-                    found.update(exchange.status for exchange in self.send(batch))
+                    answers = self.results.for_target(route.target, phase)
+                else:
+                    batch = [(r, phase, route.target) for r in requests(route)]
+                    with (
+                        self._without_auth_overrides()
+                        if phase == "no-credentials"
+                        else contextlib.nullcontext()
+                    ):
+                        answers = self.send(batch)
+                if any(exchange.status == status for exchange in answers):
+                    break
 
     def _negative_requests(self) -> list[tuple[str, Callable[[RouteFacts], list[ProbeRequest]]]]:
-        """The negative requests FR106 compares, by phase, in the order the run sends them."""
+        """The negative requests FR106 samples, by phase (see :data:`ENVELOPE_SAMPLES`)."""
         assert self.builder is not None
         return [
             ("missing", self._missing),

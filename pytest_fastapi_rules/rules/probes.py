@@ -373,26 +373,27 @@ _MACHINE_CODE = re.compile(r"^[a-z][a-z0-9]*([_.-][a-z0-9]+)*$")
     good_example='{"error": "user_not_found", "message": "User 7 not found"}',
 )
 def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.runner import ENVELOPE_PHASES
+    from pytest_fastapi_rules.probing.runner import ENVELOPE_SAMPLES
 
     results = _probe(context, "FR106")
-    # The first answer of each status, phase by phase and routes in the app's order: the order a
-    # whole run sends them in, whichever routes this process probed itself (see shards.py).
+    # The first 404 to a missing id, 422 to bad input and 401 without credentials, routes in the
+    # app's order: the order a whole run sends them in, whichever routes this process probed itself
+    # (see shards.py).
     route_order = {route.target: index for index, route in enumerate(context.facts.routes)}
-    candidates = sorted(
-        (
-            (ENVELOPE_PHASES.index(exchange.phase), route_order.get(exchange.target, -1), sent, exchange)
-            for sent, exchange in enumerate(results.exchanges)
-            if exchange.phase in ENVELOPE_PHASES and exchange.status in (401, 404, 422)
-        ),
-        key=lambda candidate: candidate[:3],
-    )
     samples: dict[int, Exchange] = {}
-    for *_order, exchange in candidates:
-        assert exchange.status is not None
-        samples.setdefault(exchange.status, exchange)
+    for phase, status in ENVELOPE_SAMPLES:
+        answers = [
+            (route_order.get(exchange.target, -1), sent, exchange)
+            for sent, exchange in enumerate(results.exchanges)
+            if exchange.phase == phase and exchange.status == status
+        ]
+        if answers:
+            samples[status] = min(answers, key=lambda answer: answer[:2])[2]
     if len(samples) < 2:
-        raise RuleSkipped("the probes saw fewer than two kinds of error response (404, 422, 401) to compare")
+        raise RuleSkipped(
+            "the probes saw fewer than two kinds of error response to compare (a 404 to a missing id, "
+            "a 422 to bad input, a 401 without credentials)"
+        )
     bodies = {status: exchange.json for status, exchange in samples.items()}
     not_objects = [status for status, body in bodies.items() if not isinstance(body, dict)]
     if not_objects:

@@ -316,6 +316,60 @@ def test_xdist_runs_the_same_items_with_the_same_verdicts(
     assert set().union(*workers_by_unit.values()) == {"gw0", "gw1"}, workers_by_unit
 
 
+class _FakeWorker:
+    """The part of xdist's WorkerController a scheduler talks to."""
+
+    def __init__(self, name: str) -> None:
+        self.gateway = type("Gateway", (), {"id": name})()
+        self.shutting_down = False
+        self.sent: list[int] = []
+
+    def send_runtest_some(self, indices: list[int]) -> None:
+        self.sent.extend(indices)
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+
+
+def test_xdist_scheduler_bookkeeping_matches_loadscope() -> None:
+    """The scheduler's O(1) positions and pending counts give loadscope's own answers at every step,
+    and every item is sent once."""
+    pytest.importorskip("xdist")
+    from types import SimpleNamespace
+
+    from xdist.scheduler import LoadScopeScheduling
+
+    from pytest_fastapi_rules.xdist_scheduling import ProbeGroupScheduling
+
+    routes = [f"GET /api/v1/things{index}" for index in range(40)]
+    collection = (
+        ["tests/test_own.py::test_one", "tests/test_own.py::test_two"]
+        + [f"fastapi-rules::FR201[{route}]" for route in routes]
+        + [f"fastapi-rules::FR509[{route}]" for route in routes]
+        + ["fastapi-rules::FR102", "fastapi-rules::FR701"]
+    )
+    config = SimpleNamespace(getvalue=lambda name: ["2*popen"], option=SimpleNamespace(loadscopereorder=True))
+    scheduler = ProbeGroupScheduling(config)
+    workers = [_FakeWorker("gw0"), _FakeWorker("gw1")]
+    for worker in workers:
+        scheduler.add_node(worker)
+        scheduler.add_node_collection(worker, list(collection))
+    scheduler.schedule()
+    done: list[str] = []
+    while scheduler.has_pending:
+        for worker in workers:
+            workload = scheduler.assigned_work.get(worker, {})
+            assert scheduler._pending_of(workload) == LoadScopeScheduling._pending_of(scheduler, workload)
+            running = [i for i in worker.sent if collection[i] not in done]
+            if running:
+                done.append(collection[running[0]])
+                scheduler.mark_test_complete(worker, running[0])
+    sent = [collection[index] for worker in workers for index in worker.sent]
+    assert sorted(sent) == sorted(collection)
+    assert sorted(done) == sorted(collection)
+    assert all(worker.sent for worker in workers)
+
+
 def test_the_app_module_is_imported_once(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         counted=SMALL_APP

@@ -476,6 +476,11 @@ def send_synthetic_error(run: ProbeRun) -> None:
 # -- FR511 ------------------------------------------------------------------------------------------
 
 
+def connection_loss_applies(run: ProbeRun) -> bool:
+    """Whether FR511 can run: it terminates connections with PostgreSQL's ``pg_terminate_backend``."""
+    return run.database is not None and run.database.backend == "postgresql"
+
+
 def check_connection_loss(run: ProbeRun) -> None:
     """FR511: terminate the isolated database's connections between two identical requests.
 
@@ -486,7 +491,7 @@ def check_connection_loss(run: ProbeRun) -> None:
     """
     results = run.results
     database = run.database
-    if database is None or database.backend != "postgresql":
+    if database is None or not connection_loss_applies(run):
         results.connection_loss_skipped = (
             "it runs only against PostgreSQL; the probes use "
             + (database.stable_description if database else "no database")

@@ -14,11 +14,12 @@ every other probe item reads the same observations. The run, in order:
    once more for a route whose count grew or whose request stalled (a second sample before a
    verdict), then the negative requests (missing ids FR211, bad input FR210, no or garbage
    credentials FR704, page size over the bound FR207, a preflight from an unlisted origin FR701),
-   then the writes (POST, PUT, PATCH, DELETE: FR205, FR705; the loop watched except for DELETE),
-   the session-lifecycle and synthetic-error injections (FR306, FR105, FR803), the health routes
-   (FR107), the connection-loss probe on PostgreSQL (FR511), and a second sample of a write that
-   stalled. Every request is sent as few times as its rules need: the floor of the benchmark sends
-   one per route, and the requests are most of the run;
+   the health routes (FR107), the session-lifecycle and synthetic-error injections (FR306, FR105,
+   FR803) while the data is still as seeded, then the writes (POST, PUT, PATCH, DELETE: FR205,
+   FR705; the loop watched except for DELETE), the connection-loss probe on PostgreSQL (FR511,
+   after a reseed), and a second sample of a write that stalled. Every request is sent as few
+   times as its rules need: the floor of the benchmark sends one per route, and the requests are
+   most of the run;
 4. stops the lifespan (timed, FR102), looks at the engines it used (FR103), and restores everything:
    create functions, swapped references, factory binds, dependency overrides, listeners; disposes
    every engine it created and drops the isolated database, in ``finally``.
@@ -50,6 +51,7 @@ from pytest_fastapi_rules.probing.database import (
     Redirector,
 )
 from pytest_fastapi_rules.probing.errors import ErrorCapture, stable_text
+from pytest_fastapi_rules.probing.lifecycle import connection_loss_applies
 from pytest_fastapi_rules.probing.requests import ProbeRequest, RequestBuilder
 from pytest_fastapi_rules.probing.results import (
     N_PLUS_ONE_GROWTH,
@@ -251,14 +253,16 @@ class ProbeRun:
             self._send_envelope_samples()
             self._send_preflight()
             self._send_health()
-        self._send_writes()
-        if self.app_level:
-            # The writes changed the data (rows deleted, rows created by the app with its own
-            # values): the injections start again from the seeded state, where their routes
-            # answered 2xx.
-            self._seed(LARGE)
+            # Before the writes change the data (rows deleted, rows created by the app with its
+            # own values): the injections' routes answered 2xx on this, the seeded state.
             self._check_session_lifecycle()
             self._send_synthetic_error()
+        self._send_writes()
+        if self.app_level:
+            # Last, as an app that does not survive it would fail whatever came after; on the
+            # seeded state again, where its route answered 2xx.
+            if connection_loss_applies(self):
+                self._seed(LARGE)
             self._check_connection_loss()
         stalled_writes = [r for r in self._routes("POST", "PUT", "PATCH") if self._wants_second_sample(r)]
         if stalled_writes:

@@ -52,19 +52,29 @@ def main() -> int:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("PYTEST_ADDOPTS", None)
     for count in (int(n) for n in args.items.split(",")):
-        project = Path(tempfile.mkdtemp(prefix="fastapi-rules-empty-items-"))
-        (project / "conftest.py").write_text(CONFTEST.format(count=count))
-        (project / "items.txt").write_text("")
-        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:fastapi_rules", "-q"]
-        subprocess.run(command, cwd=project, env=env, capture_output=True)  # warm-up: bytecode caches
-        samples = []
-        for _ in range(args.repeat):
-            started = time.perf_counter()
-            completed = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
-            samples.append(time.perf_counter() - started)
-            if completed.returncode != 0:
-                sys.stderr.write(completed.stdout[-2000:])
-                return 1
+        with tempfile.TemporaryDirectory(prefix="fastapi-rules-empty-items-") as folder:
+            project = Path(folder)
+            (project / "conftest.py").write_text(CONFTEST.format(count=count))
+            (project / "items.txt").write_text("")
+            command = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:fastapi_rules",
+                "-q",
+            ]
+            subprocess.run(command, cwd=project, env=env, capture_output=True)  # warm-up: bytecode caches
+            samples = []
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                completed = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+                samples.append(time.perf_counter() - started)
+                if completed.returncode != 0:
+                    sys.stderr.write(completed.stdout[-2000:])
+                    return 1
         print(f"{count:>6} empty items: {statistics.median(samples):.2f} s (median of {args.repeat})")
     return 0
 

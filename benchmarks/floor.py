@@ -10,13 +10,21 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 
 async def main(app_dir: Path) -> int:
-    database = Path(tempfile.mkdtemp()) / "floor.db"
+    folder = Path(tempfile.mkdtemp(prefix="fastapi-rules-floor-"))
+    try:
+        return await _floor(app_dir, folder / "floor.db")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _floor(app_dir: Path, database: Path) -> int:
     os.environ["DATABASE_URL"] = f"sqlite+aiosqlite:///{database}"
     os.environ.setdefault("API_KEY", "benchmark-key")
     sys.path.insert(0, str(app_dir))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,9 +66,17 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", default=str(HERE / "results.json"))
     args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="fastapi-rules-bench-"))
+    try:
+        return _benchmark(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _benchmark(args: argparse.Namespace, work: Path) -> int:
+    """Generate the apps in ``work``, measure, print the table and write the JSON."""
     sizes = [int(s) for s in args.sizes.split(",")]
     python = sys.executable
-    work = Path(tempfile.mkdtemp(prefix="fastapi-rules-bench-"))
     # Bytecode caches are kept (a warm-up run per size writes them): the steady state of a
     # developer's or a cached CI's runs, for the floor and the plugin alike.
     env = {**os.environ, "API_KEY": "benchmark-key"}

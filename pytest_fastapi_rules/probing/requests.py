@@ -128,7 +128,7 @@ class TableIndex:
                     self._by_suffix.setdefault(name[index + 1 :], []).append((table, name[:index]))
             for column in table.columns:
                 if column.unique or column.primary_key:
-                    self._unique_owners.setdefault(column.name, []).append(table)
+                    self._unique_owners.setdefault(column.key, []).append(table)
 
     def matching(self, word: str, path: str = "") -> Table | None:
         """The table a path word names: ``posts``/``post`` -> table ``posts`` or class ``Post``.

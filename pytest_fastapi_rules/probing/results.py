@@ -195,5 +195,12 @@ class ProbeResults:
         phases = (phase,) if isinstance(phase, str) else phase
         return [e for e in sent if e.phase in phases]
 
+    def fewest_statements(self, target: str, phase: str | tuple[str, ...]) -> Exchange | None:
+        """The answer of ``target`` in ``phase`` that ran the fewest SQL statements, among those
+        whose count means something (:attr:`Exchange.measurable`); FR509 compares these, and the
+        probe run asks the same question to decide whether a route needs a second sample."""
+        measurable = [exchange for exchange in self.for_target(target, phase) if exchange.measurable]
+        return min(measurable, key=lambda exchange: exchange.count, default=None)
+
     def in_phase(self, phase: str) -> list[Exchange]:
         return [e for e in self.exchanges if e.phase == phase]

@@ -468,9 +468,9 @@ class ProbeRun:
             return True
         if route.method != "GET":
             return False
-        small = [e.count for e in self.results.for_target(route.target, "small") if e.measurable]
-        large = [e.count for e in self.results.for_target(route.target, "large") if e.measurable]
-        return bool(small and large) and min(large) - min(small) >= N_PLUS_ONE_GROWTH
+        small = self.results.fewest_statements(route.target, "small")
+        large = self.results.fewest_statements(route.target, "large")
+        return small is not None and large is not None and large.count - small.count >= N_PLUS_ONE_GROWTH
 
     def _send_repeats(self, routes: list[RouteFacts]) -> None:
         """A second sample of the valid request of each route that wants one (see above)."""

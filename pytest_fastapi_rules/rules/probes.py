@@ -616,14 +616,6 @@ def check_missing_resource_is_404(context: CheckContext) -> Iterator[Finding]:
 # -- FR509 no-n-plus-one -----------------------------------------------------------------------------
 
 
-def _min_count(exchanges: list[Exchange]) -> tuple[int, Exchange] | None:
-    good = [e for e in exchanges if e.measurable]
-    if not good:
-        return None
-    best = min(good, key=lambda e: e.count)
-    return best.count, best
-
-
 @rule(
     code="FR509",
     name="no-n-plus-one",
@@ -649,14 +641,13 @@ def check_no_n_plus_one(context: CheckContext) -> Iterator[Finding]:
 
     route = context.the_route
     results = _probe(context, "FR509")
-    small = _min_count(results.for_target(route.target, "small"))
+    small_exchange = results.fewest_statements(route.target, "small")
     # A count that grew is sampled twice at the large size (ProbeRun._wants_second_sample), so that
     # one request that happened to run extra statements does not look like a query per row.
-    large = _min_count(results.for_target(route.target, ("large", "repeat")))
-    if small is None or large is None:
+    large_exchange = results.fewest_statements(route.target, ("large", "repeat"))
+    if small_exchange is None or large_exchange is None:
         raise RuleSkipped(_unanswered(results, route.target, ("small", "large"), route))
-    small_count, small_exchange = small
-    large_count, large_exchange = large
+    small_count, large_count = small_exchange.count, large_exchange.count
     if not (small_exchange.ok and large_exchange.ok):
         shown = small_exchange.request.shown
         if small_exchange.outcome == large_exchange.outcome:

@@ -34,6 +34,7 @@ from pytest_fastapi_rules.compat import (
 from pytest_fastapi_rules.loading import LoadedApp
 from pytest_fastapi_rules.registry import Location
 from pytest_fastapi_rules.runtime import AppRuntime
+from pytest_fastapi_rules.tracebacks import raise_again
 
 _LIBRARY_ROOTS = tuple(
     str(Path(p).resolve())
@@ -59,6 +60,20 @@ def unwrap_callable(func: Any) -> Any:
             continue
         break
     return func
+
+
+def namespace_of(obj: Any) -> dict[str, Any]:
+    """An object's own attributes (``vars()``), or an empty dict when it has none.
+
+    Not ``getattr(obj, "__dict__", {})``: an object whose ``__getattr__`` answers every name (a
+    "globals" proxy that returns None for anything missing) hands back something that is not its
+    namespace, and iterating it crashed the discovery and the probe run.
+    """
+    try:
+        namespace = vars(obj)
+    except TypeError:
+        return {}
+    return namespace if isinstance(namespace, dict) else {}
 
 
 def is_coroutine_callable(call: Any) -> bool:
@@ -219,6 +234,11 @@ class AppFacts:
         self.root = root
         self.runtime = runtime
         self._runtime_facts: RuntimeFacts | None = None
+        #: The runtime facts' failure, raised again at once by later calls (no second start).
+        self._runtime_facts_error: BaseException | None = None
+        #: Where this session's probe databases live (``probing.placement.DatabasePlacement``),
+        #: decided once and shared by every start of the app.
+        self.database_placement: Any = None
         self.own_packages = self._find_own_packages()
         self.routes = self._collect_routes()
 
@@ -376,19 +396,30 @@ class AppFacts:
     # -- runtime ------------------------------------------------------------------------------
 
     def runtime_facts(
-        self, engine_paths: tuple[str, ...], factory_paths: tuple[str, ...], db_url: str | None = None
+        self,
+        engine_paths: tuple[str, ...],
+        factory_paths: tuple[str, ...],
+        db_url: str | None = None,
+        db_url_source: str | None = None,
     ) -> RuntimeFacts:
         """Engines and session factories, found once the lifespan runs (raises AppStartupError).
 
         The lifespan runs with the app's databases redirected to a throwaway one (see
         ``probing.isolation``), so starting the app never touches the database it is configured
-        with; each engine found is reported as the app configured it.
+        with; each engine found is reported as the app configured it. A failure is remembered: every
+        rule that needs these facts reports it at once, without starting the app again.
         """
+        if self._runtime_facts_error is not None:
+            raise_again(self._runtime_facts_error)
         if self._runtime_facts is None:
             from pytest_fastapi_rules.probing.isolation import IsolatedStart
 
-            isolated = IsolatedStart(self, db_url)
-            isolated.start(engine_paths, factory_paths)
+            isolated = IsolatedStart(self, db_url, db_url_source)
+            try:
+                isolated.start(engine_paths, factory_paths)
+            except Exception as exc:
+                self._runtime_facts_error = exc
+                raise
             found = discover_runtime_objects(self, engine_paths, factory_paths)
             engines: list[Discovered] = []
             seen: set[int] = set()
@@ -511,7 +542,7 @@ def discover_runtime_objects(
             for key, inner in list(value.items())[:100]:
                 consider(inner, f"{where}[{key!r}]")
         if _engine_key(value) is None and not _is_session_factory(value) and facts.is_own_object(type(value)):
-            for attr, inner in list(getattr(value, "__dict__", {}).items()):
+            for attr, inner in list(namespace_of(value).items()):
                 consider(inner, f"{where}.{attr}")
 
     state = getattr(getattr(facts.app, "state", None), "_state", {}) or {}

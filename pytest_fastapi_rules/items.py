@@ -23,6 +23,8 @@ from pytest_fastapi_rules.baseline import fingerprint
 from pytest_fastapi_rules.facts import AppFacts, DiscoveryError, RouteFacts
 from pytest_fastapi_rules.loading import AppLoadError
 from pytest_fastapi_rules.options import RulesOptions
+from pytest_fastapi_rules.probing.placement import ProbeDatabaseError
+from pytest_fastapi_rules.probing.results import ProbePhaseError
 from pytest_fastapi_rules.registry import (
     CheckContext,
     Finding,
@@ -33,7 +35,7 @@ from pytest_fastapi_rules.registry import (
     all_rules,
     run_check,
 )
-from pytest_fastapi_rules.reporting import finding_to_dict
+from pytest_fastapi_rules.reporting import PROBE_DATABASE_KEY, finding_to_dict
 from pytest_fastapi_rules.runtime import AppStartupError
 from pytest_fastapi_rules.session import SESSION_KEY, RulesSession
 
@@ -186,15 +188,24 @@ class RuleItem(pytest.Item):
             self._start_background_work(facts)
         if self.rule.needs_running_app:
             try:
-                facts.runtime_facts(options.engine_paths, options.session_factory_paths, options.db_url)
-            except DiscoveryError as exc:
+                facts.runtime_facts(
+                    options.engine_paths,
+                    options.session_factory_paths,
+                    options.db_url,
+                    options.sources.get("fastapi_rules_db_url"),
+                )
+            except (DiscoveryError, ProbeDatabaseError) as exc:
                 raise UserSetupError(str(exc)) from None
+            except AppStartupError:
+                raise
+            except Exception as exc:  # the plugin's own bug, never the app's failure
+                raise PluginInternalError(self.rule, exc) from exc
         context = CheckContext(facts=facts, options=options, route=self.route)
         try:
             findings = run_check(self.rule, context)
         except RuleSkipped as skipped:
             pytest.skip(f"{self.rule.code} {self.rule.name}: {skipped}")
-        except (AppStartupError, UserSetupError):
+        except (AppStartupError, UserSetupError, ProbePhaseError):
             raise
         except Exception as exc:
             raise PluginInternalError(self.rule, exc) from exc
@@ -293,6 +304,19 @@ class RuleItem(pytest.Item):
             return f"{self.rule.code} {self.rule.name}: cannot check.\n\n{error.render()}"
         if isinstance(error, UserSetupError):
             return f"{self.rule.code} {self.rule.name}: cannot check: {error}"
+        if isinstance(error, ProbePhaseError):
+            failure = error.failure
+            head = (
+                f"{self.rule.code} {self.rule.name}: internal error in pytest-fastapi-rules: "
+                f"{failure.what} crashed ({failure.summary}), so {self.target} cannot be "
+                f"judged. Only the rules that read it are affected "
+                f"({', '.join(failure.codes)}). This is a bug in the plugin, not a finding about "
+                f"your app: please report it with the traceback"
+            )
+            shown = self.state.phase_errors_shown.setdefault(failure.phase, self.nodeid)
+            if shown != self.nodeid:
+                return f"{head} shown under {shown}."
+            return f"{head} below.\n\n{failure.traceback}"
         if isinstance(error, PluginInternalError):
             original = error.original
             formatted = "".join(traceback.format_exception(type(original), original, original.__traceback__))
@@ -342,7 +366,7 @@ class RuleItem(pytest.Item):
         location = self.findings[0].location if self.findings else None
         if location is None and self.route is not None:
             location = self.route.location
-        return {
+        data: dict[str, Any] = {
             "code": self.rule.code,
             "name": self.rule.name,
             "severity": self.rule.severity.value,
@@ -360,3 +384,8 @@ class RuleItem(pytest.Item):
                 for f in self.findings
             ],
         }
+        placement = getattr(self.state._facts, "database_placement", None)
+        choice = getattr(placement, "choice", None)
+        if self.rule.runs_with_probes and choice is not None:
+            data[PROBE_DATABASE_KEY] = choice.described
+        return data

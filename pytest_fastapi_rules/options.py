@@ -120,9 +120,10 @@ def add_options(parser: pytest.Parser) -> None:
         "--fastapi-rules-db-url",
         dest="fastapi_rules_db_url",
         metavar="URL",
-        help="Run the probes on a throwaway database created on this server (e.g. "
-        "postgresql+asyncpg://postgres@localhost:5432/postgres) instead of a temporary SQLite file. "
-        "The app's own database is never used.",
+        help="Where the probes create their throwaway database: a server URL (e.g. "
+        "postgresql+asyncpg://postgres@localhost:5432/postgres), or 'sqlite' for the embedded "
+        "database. Default: beside the app's own PostgreSQL when it is reachable, else SQLite. The "
+        "app's own database is never used.",
     )
     group.addoption(
         "--fastapi-rules-startup-timeout",
@@ -210,7 +211,8 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "fastapi_rules_db_url",
-        "Server URL the probes create their throwaway database on (default: a temporary SQLite file).",
+        "Where the probes create their throwaway database: a server URL, or 'sqlite' "
+        "(default: beside the app's own PostgreSQL when reachable, else a temporary SQLite file).",
         default=None,
     )
     parser.addini(
@@ -240,6 +242,13 @@ def add_options(parser: pytest.Parser) -> None:
         "module:function that seeds the probe database instead of the generator: "
         "async def seed(session: AsyncSession, size: int) -> None.",
         default=None,
+    )
+    parser.addini(
+        "fastapi_rules_row_factories",
+        "Lines TABLE_OR_MODEL = module:attr naming a row factory for a table the generator cannot "
+        "fill: a function (index) -> dict or model instance, or a factory class with build().",
+        type="linelist",
+        default=[],
     )
     parser.addini(
         "fastapi_rules_startup_timeout",
@@ -308,13 +317,15 @@ class RulesOptions:
     domain_layout: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_DOMAIN_LAYOUT))
     production_env: dict[str, str] = field(default_factory=lambda: {"ENVIRONMENT": "production"})
     startup_timeout: float = 30.0
-    #: Probes: server for the throwaway database (None: a temporary SQLite file).
+    #: Probes: where the throwaway database lives (a server URL, or "sqlite"); None follows the app.
     db_url: str | None = None
     query_budget: int = DEFAULT_QUERY_BUDGET
     query_budgets: tuple[RouteBudget, ...] = ()
     base_url: str = DEFAULT_BASE_URL
     auth_headers: dict[str, str] = field(default_factory=dict)
     seed_hook: str | None = None
+    #: ``{table or mapped class name: module:attr}`` of row factories (ini fastapi_rules_row_factories).
+    row_factories: dict[str, str] = field(default_factory=dict)
     #: In how many parts the probe run is split (pytest-xdist workers under the plugin's scheduler).
     probe_shards: int = 1
     #: Where each user-facing setting came from ("command line", "ini", "default").
@@ -456,6 +467,20 @@ def _parse_env(lines: list[str]) -> dict[str, str]:
             raise OptionsError(f"fastapi_rules_production_env: {line!r} needs the form NAME=VALUE.")
         env[name.strip()] = value.strip()
     return env
+
+
+def _parse_row_factories(lines: list[str]) -> dict[str, str]:
+    factories: dict[str, str] = {}
+    for line in lines:
+        name, sep, path = line.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or ":" not in path:
+            raise OptionsError(
+                f"fastapi_rules_row_factories: {line!r} needs the form TABLE_OR_MODEL = module:attr "
+                "(e.g. users = tests.factories:user_row)."
+            )
+        factories[name] = path
+    return factories
 
 
 def _parse_float(text: str, setting: str) -> float:
@@ -625,6 +650,7 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         shared_packages=tuple(config.getini("fastapi_rules_shared_packages")),
         domain_layout=_parse_domain_layout(config.getini("fastapi_rules_domain_layout")),
         production_env=_parse_env(config.getini("fastapi_rules_production_env")),
+        row_factories=_parse_row_factories(config.getini("fastapi_rules_row_factories")),
         startup_timeout=startup_timeout,
         probe_shards=_probe_shards(config),
         sources=sources,

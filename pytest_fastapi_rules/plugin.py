@@ -121,8 +121,27 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return [
         f"fastapi-rules: app {options.app_spec} (from {source}), imported from {options.app_dir}; "
         f"{len(selected)} of {len(all_rules())} rules selected; "
-        f"strict: {'on' if options.strict else 'off'}"
+        f"strict: {'on' if options.strict else 'off'}; probe database: {_probe_database_setting(options)}"
     ]
+
+
+def _probe_database_setting(options: Any) -> str:
+    """The probe-database setting for the header; the database used is in the summary."""
+    value = options.db_url
+    if not value:
+        return "beside the app's own PostgreSQL when reachable, else SQLite (default)"
+    source = options.sources.get("fastapi_rules_db_url", "ini")
+    if value.strip().lower() == "sqlite":
+        return f"the embedded SQLite (from {source})"
+    from pytest_fastapi_rules.probing.counting import masked_url
+
+    try:
+        from sqlalchemy.engine import make_url
+
+        shown = masked_url(make_url(value))
+    except Exception:  # noqa: BLE001 - an unparsable URL is reported when the probes start
+        shown = "an unparsable URL"
+    return f"a throwaway database on {shown} (from {source})"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -226,6 +245,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("fastapi-rules summary", sep="=")
     for line in results.summary_lines():
         terminalreporter.line(line)
+    if results.probe_database:
+        terminalreporter.line(f"fastapi-rules: the probes ran on {results.probe_database}")
 
 
 @pytest.hookimpl(trylast=True)

@@ -17,6 +17,8 @@ from pytest_fastapi_rules.registry import Finding, Rule, all_rules
 
 JSON_SCHEMA_VERSION = 1
 REPORT_ATTRIBUTE = "fastapi_rules"
+#: The key of an item's report data that carries where the probe database lived (not a result field).
+PROBE_DATABASE_KEY = "probe_database"
 OUTCOME_ORDER = ("error", "failed", "warning", "baselined", "skipped", "passed")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 TOOL_URI = "https://github.com/pytest-fastapi-rules/pytest-fastapi-rules"
@@ -87,6 +89,8 @@ class ResultCollector:
 
     def __init__(self) -> None:
         self.results: list[dict[str, Any]] = []
+        #: Where the probes' database lived and why (``placement.DatabaseChoice.described``).
+        self.probe_database: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Runs where reports arrive: the xdist controller, or the only process."""
@@ -97,6 +101,10 @@ class ResultCollector:
         if data is None:
             return
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            data = dict(data)
+            database = data.pop(PROBE_DATABASE_KEY, None)
+            if database and self.probe_database is None:
+                self.probe_database = str(database)
             self.results.append(data)
 
     def sorted_results(self) -> list[dict[str, Any]]:
@@ -109,6 +117,7 @@ class ResultCollector:
             "tool": "pytest-fastapi-rules",
             "app": app_spec,
             "summary": {outcome: counts.get(outcome, 0) for outcome in OUTCOME_ORDER},
+            "probe_database": self.probe_database,
             "results": self.sorted_results(),
         }
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp
 
-from pytest_fastapi_rules.tracebacks import AppError, describe, format_app_exception
+from pytest_fastapi_rules.tracebacks import AppError, describe, format_app_exception, raise_again
 
 T = TypeVar("T")
 
@@ -102,7 +102,7 @@ class AppRuntime:
         if self._manager is not None:
             return
         if self._startup_error is not None:
-            raise self._startup_error
+            raise_again(self._startup_error)
         loop_thread = self._ensure_loop()
         started: Future[LifespanManager] = Future()
 

@@ -32,6 +32,8 @@ class RulesSession:
         self._sys_path_before = list(sys.path)
         #: The first item that showed the app's startup traceback; later items refer to it.
         self.startup_error_shown_at: str | None = None
+        #: Per crashed probe phase, the item that showed its traceback; later items refer to it.
+        self.phase_errors_shown: dict[str, str] = {}
         #: Whether the rules' background work (``Rule.background``) was started in this process.
         self.background_started = False
         #: Raises BaselineError (a usage error) when the file is missing or unreadable.

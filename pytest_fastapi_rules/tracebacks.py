@@ -8,8 +8,10 @@ still shows where.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 _PLUGIN_DIR = str(Path(__file__).resolve().parent)
 _NOISE = (
@@ -84,3 +86,23 @@ def describe(exc: BaseException) -> str:
     if cause is not exc:
         return f"{type(cause).__name__}: {cause} (and then {text})"
     return text
+
+
+_FIRST_TRACEBACK = "_fastapi_rules_first_traceback"
+
+
+def raise_again(exc: BaseException) -> NoReturn:
+    """Raise a remembered failure again, with the traceback of its first raise only.
+
+    A failure is cached and raised again by every item that depends on it (the probe run, the
+    runtime facts, the lifespan's startup). Raising the same object again prepends the new frames to
+    its ``__traceback__``: on an app of a thousand routes the last item printed every earlier
+    item's frames (a gigabyte of log). Each raise starts again from the first traceback instead.
+    """
+    first = getattr(exc, _FIRST_TRACEBACK, None)
+    if first is None:
+        first = exc.__traceback__
+        # An exception type that takes no attributes keeps growing; none of the plugin's does.
+        with contextlib.suppress(AttributeError):
+            setattr(exc, _FIRST_TRACEBACK, first)
+    raise exc.with_traceback(first)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ def _version(text: str) -> tuple[int, ...]:
 
 OLD_FASTAPI = _version(importlib.metadata.version("fastapi")) < (0, 121, 2)
 SAMPLE_APPS = Path(__file__).resolve().parent.parent / "sample_apps"
+SHAPES = SAMPLE_APPS / "shapes"
 BLOG = "src.main:app"
 
 
@@ -114,3 +117,66 @@ def run_rules(pytester: pytest.Pytester) -> RunRules:
         return RulesRun(result=result, report=report)
 
     return run
+
+
+@pytest.fixture
+def shapes(pytester: pytest.Pytester, app_env: None) -> Path:
+    """The schema-shape apps (``sample_apps/shapes``) as pytester's rootdir; one module per shape."""
+    for module in SHAPES.glob("*.py"):
+        shutil.copy(module, pytester.path / module.name)
+    return pytester.path
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+POSTGRES_ENV = "FASTAPI_RULES_TEST_POSTGRES_URL"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The PostgreSQL server CI provides (``FASTAPI_RULES_TEST_POSTGRES_URL``), or a skip."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL server to run the probes against")
+    try:
+        _pg(url, "SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test with
+        pytest.skip(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {type(exc).__name__}: {exc}")
+    return url
+
+
+def _pg(url: str, *statements: str) -> list[Any]:
+    """Run statements (autocommit) on the server of ``url``; returns the last one's rows."""
+    import asyncio
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def go() -> list[Any]:
+        connection = await asyncpg.connect(plain, ssl=False)
+        try:
+            rows: list[Any] = []
+            for statement in statements:
+                rows = await connection.fetch(statement)
+            return [tuple(row) for row in rows]
+        finally:
+            await connection.close()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def app_database(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A PostgreSQL database this test creates as "the app's own", with rows; dropped afterwards."""
+    from sqlalchemy.engine import make_url
+
+    name = f"fastapi_rules_test_app_{os.getpid()}_{hashlib.sha1(os.urandom(8)).hexdigest()[:6]}"
+    _pg(postgres_url, f'CREATE DATABASE "{name}"')
+    url = make_url(postgres_url).set(database=name)
+    monkeypatch.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
+    try:
+        yield url
+    finally:
+        _pg(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -229,7 +229,12 @@ def test_rule_catalog(pytester: pytest.Pytester) -> None:
 def test_header_says_where_the_app_came_from(pytester: pytest.Pytester, small_app: None) -> None:
     pytester.makeini("[pytest]\nfastapi_app = small:app\n")
     result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "-v")
-    result.stdout.fnmatch_lines(["fastapi-rules: app small:app (from ini)*rules selected; strict: off"])
+    result.stdout.fnmatch_lines(
+        [
+            "fastapi-rules: app small:app (from ini)*rules selected; strict: off; probe database: "
+            "beside the app's own PostgreSQL when reachable, else SQLite (default)"
+        ]
+    )
 
 
 def test_factory_is_called(pytester: pytest.Pytester, small_app: None) -> None:

@@ -163,3 +163,28 @@ def test_the_child_is_told_the_parents_import_path(tmp_path: Path, monkeypatch: 
     module, env = _module(tmp_path, f"import os\nprint(os.environ[{childproc.SYS_PATH_ENV!r}])\n")
     shown = childproc.ChildProcess(module, [], env, timeout=30).output().stdout.strip()
     assert shown.split(os.pathsep)[0] == str(tmp_path / "parent-only")
+
+
+def test_a_remembered_failure_raised_again_keeps_the_traceback_of_its_first_raise() -> None:
+    """Every item that depends on a failed probe run raises the same cached failure: its
+    traceback must not grow with each raise (a thousand-route app printed a gigabyte)."""
+    import traceback
+
+    from pytest_fastapi_rules.tracebacks import raise_again
+
+    def fail() -> None:
+        raise ValueError("the first time")
+
+    try:
+        fail()
+    except ValueError as exc:
+        remembered = exc
+    depths = []
+    for _ in range(5):
+        try:
+            raise_again(remembered)
+        except ValueError as again:
+            assert again is remembered
+            depths.append(len(traceback.extract_tb(again.__traceback__)))
+    assert len(set(depths)) == 1, depths
+    assert traceback.extract_tb(remembered.__traceback__)[-1].name == "fail"

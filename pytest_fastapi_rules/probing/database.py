@@ -2,12 +2,13 @@
 
 Probes never read or write the database the app is configured with.
 
-**Where the isolated database lives.** By default: an SQLite file (aiosqlite) in a temporary folder,
-deleted afterwards. With ``--fastapi-rules-db-url`` (ini ``fastapi_rules_db_url``) pointing at a
-server (PostgreSQL, or any SQLAlchemy URL whose dialect has ``CREATE DATABASE``), the plugin creates
-a throwaway database ``fastapi_rules_<pid>_<random>`` there (or, when it may not create databases,
-a throwaway schema in the given database) and drops it at the end, also when the run fails or is
-interrupted (``try/finally``; an ``atexit`` hook as the last resort).
+**Where the isolated database lives** is decided once per session by ``placement.py``: beside the
+app's own PostgreSQL when its server can be reached, else an SQLite file (aiosqlite) in a temporary
+folder, whose dialect is fitted to hold PostgreSQL schemas (``sqlite_fit.py``); or where
+``--fastapi-rules-db-url`` says. Each start of the app gets a database of its own, created when the
+first engine needs it (:class:`~pytest_fastapi_rules.probing.placement.PendingDatabase`) and dropped
+at the end, also when the run fails or is interrupted (``try/finally``; an ``atexit`` hook as the
+last resort).
 
 **How the app is pointed at it** (:class:`Redirector`), for the duration of the probe run only:
 
@@ -49,10 +50,8 @@ import contextlib
 import importlib
 import inspect
 import os
-import secrets
 import shutil
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -68,7 +67,17 @@ from sqlalchemy.ext.asyncio import async_engine_from_config as _original_async_e
 from sqlalchemy.ext.asyncio import create_async_engine as _original_create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
+from pytest_fastapi_rules.facts import namespace_of
 from pytest_fastapi_rules.probing.counting import SqlMonitor, masked_url
+from pytest_fastapi_rules.probing.placement import (
+    SYNC_DRIVERS,
+    AppDatabase,
+    PendingDatabase,
+    ProbeDatabaseError,
+    driver_importable,
+    server_of,
+)
+from pytest_fastapi_rules.probing.sqlite_fit import add_postgres_functions, fit_dialect
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts
@@ -103,22 +112,7 @@ _PORTABLE_OPTIONS = frozenset(
 )
 _SAME_BACKEND_OPTIONS = frozenset({"isolation_level"})
 _CREATE_NAMES = ("create_async_engine", "create_engine", "async_engine_from_config", "engine_from_config")
-_SYNC_DRIVERS = {"postgresql": ("psycopg", "psycopg2"), "mysql": ("pymysql", "mysqldb")}
-_ASYNC_DRIVERS = {"postgresql": ("asyncpg", "psycopg"), "mysql": ("aiomysql", "asyncmy")}
 _PLUGIN_PACKAGE = __name__.split(".")[0]
-
-
-class ProbeDatabaseError(Exception):
-    """The isolated database cannot be created, reached or filled; the message is for the user."""
-
-
-def _driver_importable(driver: str) -> bool:
-    module = {"mysqldb": "MySQLdb"}.get(driver, driver)
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
 
 
 @dataclass
@@ -134,89 +128,8 @@ class IsolatedDatabase:
     name: str | None = None
     schema: str | None = None
     dropped: bool = False
-
-    # -- creation ---------------------------------------------------------------------------------
-
-    @classmethod
-    async def create(cls, base_url: str | None) -> IsolatedDatabase:
-        """Create the database; raises :class:`ProbeDatabaseError` with what to do."""
-        if not base_url or make_url(base_url).get_backend_name() == "sqlite":
-            return cls._create_sqlite()
-        return await cls._create_on_server(make_url(base_url))
-
-    @classmethod
-    def _create_sqlite(cls) -> IsolatedDatabase:
-        try:
-            import aiosqlite  # noqa: F401
-        except ImportError:
-            raise ProbeDatabaseError(
-                "The probes run on an embedded SQLite database by default, which needs the "
-                "`aiosqlite` package: install it, or point --fastapi-rules-db-url at a PostgreSQL "
-                "server (postgresql+asyncpg://user@host:5432/postgres)."
-            ) from None
-        tmpdir = Path(tempfile.mkdtemp(prefix="fastapi-rules-"))
-        path = tmpdir / "probe.db"
-        database = cls(
-            backend="sqlite",
-            url=make_url(f"sqlite+aiosqlite:///{path}"),
-            description=f"a temporary SQLite database ({path})",
-            tmpdir=tmpdir,
-        )
-        _register_atexit(database)
-        return database
-
-    @classmethod
-    async def _create_on_server(cls, base: URL) -> IsolatedDatabase:
-        backend = base.get_backend_name()
-        if not base.get_driver_name() or base.get_driver_name() in _SYNC_DRIVERS.get(backend, ()):
-            async_driver = next((d for d in _ASYNC_DRIVERS.get(backend, ()) if _driver_importable(d)), None)
-            if async_driver is None:
-                raise ProbeDatabaseError(
-                    f"--fastapi-rules-db-url={masked_url(base)} needs an async driver: use a URL "
-                    f"such as {backend}+asyncpg://... and install the driver."
-                )
-            base = base.set(drivername=f"{backend}+{async_driver}")
-        name = f"fastapi_rules_{os.getpid()}_{secrets.token_hex(3)}"
-        admin = _original_create_async_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-        try:
-            try:
-                async with admin.connect() as connection:
-                    try:
-                        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-                    except Exception as exc:
-                        if not _is_permission_error(exc):
-                            raise
-                        await connection.execute(text(f'CREATE SCHEMA "{name}"'))
-                        database = cls(
-                            backend=backend,
-                            url=base,
-                            description=f"a throwaway schema {name} in {masked_url(base)}",
-                            admin_url=base,
-                            name=name,
-                            schema=name,
-                        )
-                        _register_atexit(database)
-                        return database
-            except ProbeDatabaseError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the server is down or refuses us
-                raise ProbeDatabaseError(
-                    f"cannot create the probe database on --fastapi-rules-db-url="
-                    f"{masked_url(base)} ({type(exc).__name__}: {str(exc).strip()[:300]}). Start "
-                    "the server, fix the URL, or leave the option out to probe on a temporary "
-                    "SQLite database."
-                ) from None
-        finally:
-            await admin.dispose()
-        database = cls(
-            backend=backend,
-            url=base.set(database=name),
-            description=f"a throwaway database {name} on {masked_url(base.set(database=None))}",
-            admin_url=base,
-            name=name,
-        )
-        _register_atexit(database)
-        return database
+    #: SQLite: the schemas the app's tables name, each a database file attached under its name.
+    schemas: tuple[str, ...] = ()
 
     @property
     def stable_description(self) -> str:
@@ -226,7 +139,7 @@ class IsolatedDatabase:
         """
         if self.backend == "sqlite":
             return "a temporary SQLite database"
-        server = masked_url(self.admin_url.set(database=None)) if self.admin_url is not None else self.backend
+        server = server_of(self.admin_url) if self.admin_url is not None else self.backend
         return f"a throwaway {'schema' if self.schema else 'database'} on {server}"
 
     # -- URLs and options for the app's engines -----------------------------------------------------
@@ -264,10 +177,10 @@ class IsolatedDatabase:
         driver = None
         if requested is not None and requested.get_backend_name() == self.backend:
             candidate = requested.get_driver_name()
-            if candidate in _SYNC_DRIVERS.get(self.backend, ()):
+            if candidate in SYNC_DRIVERS.get(self.backend, ()):
                 driver = candidate
         if driver is None:
-            driver = next((d for d in _SYNC_DRIVERS.get(self.backend, ()) if _driver_importable(d)), None)
+            driver = next((d for d in SYNC_DRIVERS.get(self.backend, ()) if driver_importable(d)), None)
         if driver is None:
             raise ProbeDatabaseError(
                 f"the app creates a synchronous {self.backend} engine, and no synchronous driver "
@@ -285,24 +198,38 @@ class IsolatedDatabase:
         return engine
 
     def tune(self, engine: AsyncEngine | Engine) -> None:
-        """Make commits cheap on the temporary SQLite file: nothing on it needs to survive a crash.
+        """Fit an engine on the temporary SQLite file to the app's schema, and make commits cheap.
 
-        Without this every commit of the app and of the seeding waits for the disk (fsync), which
-        made writes the slowest requests of the probe run. Statements issued here bypass the SQL
-        counting (they run on the driver connection, not through SQLAlchemy's execute).
+        The engine's dialect instance is fitted (``sqlite_fit.py``: integer keys of any width
+        autoincrement, PostgreSQL-only types stored as types SQLite holds, server-default functions
+        such as ``gen_random_uuid()`` exist), so the plugin's schema creation and the app's own
+        ``create_all`` or migrations at startup see the same tables. ``PRAGMA synchronous=OFF``:
+        nothing on the file needs to survive a crash, and without it every commit of the app and of
+        the seeding waited for the disk (fsync), which made writes the slowest requests of the probe
+        run. Statements issued here bypass the SQL counting (they run on the driver connection).
         """
         if self.backend != "sqlite":
             return
         from sqlalchemy import event
 
+        sync_engine = getattr(engine, "sync_engine", engine)
+        fit_dialect(sync_engine.dialect)
+
+        folder = self.tmpdir if self.tmpdir is not None else Path(self.url.database or ".").parent
+        attached = [(schema, str(folder / f"schema-{index}.db")) for index, schema in enumerate(self.schemas)]
+
         def on_connect(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             try:
                 cursor.execute("PRAGMA synchronous=OFF")
+                for schema, path in attached:
+                    quoted = schema.replace('"', '""')
+                    cursor.execute(f'ATTACH DATABASE ? AS "{quoted}"', (path,))
             finally:
                 cursor.close()
+            add_postgres_functions(dbapi_connection)
 
-        event.listen(getattr(engine, "sync_engine", engine), "connect", on_connect)
+        event.listen(sync_engine, "connect", on_connect)
 
     # -- dropping ---------------------------------------------------------------------------------
 
@@ -349,17 +276,12 @@ class IsolatedDatabase:
             asyncio.run(self.drop())
 
 
-def _is_permission_error(exc: BaseException) -> bool:
-    text_ = f"{type(exc).__name__} {exc}".lower()
-    return "permission denied" in text_ or "insufficientprivilege" in text_ or "access denied" in text_
-
-
 _LIVE: list[IsolatedDatabase] = []
 _ATEXIT_LOCK = threading.Lock()
 _ATEXIT_REGISTERED = False
 
 
-def _register_atexit(database: IsolatedDatabase) -> None:
+def register_atexit(database: IsolatedDatabase) -> None:
     global _ATEXIT_REGISTERED
     with _ATEXIT_LOCK:
         _LIVE.append(database)
@@ -434,8 +356,10 @@ def _is_session(obj: Any) -> bool:
 class Redirector:
     """Points every way the app reaches its database at the isolated one, and undoes it all."""
 
-    def __init__(self, database: IsolatedDatabase, monitor: SqlMonitor) -> None:
-        self.database = database
+    def __init__(self, pending: PendingDatabase, monitor: SqlMonitor) -> None:
+        #: The start's throwaway database, created when the first engine needs it: the first
+        #: engine the app holds or creates names the database the probes follow (``placement.py``).
+        self.pending = pending
         self.monitor = monitor
         self.engines: list[RedirectedEngine] = []
         self._restores: list[_Restore] = []
@@ -445,14 +369,16 @@ class Redirector:
 
     # -- engine creation ----------------------------------------------------------------------------
 
-    def _redirected_kwargs(self, requested: URL | None, url: URL, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _redirected_kwargs(
+        self, database: IsolatedDatabase, requested: URL | None, url: URL, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         same_backend = requested is not None and requested.get_backend_name() == url.get_backend_name()
         kept = {
             key: value
             for key, value in kwargs.items()
             if key in _PORTABLE_OPTIONS or (same_backend and key in _SAME_BACKEND_OPTIONS)
         }
-        connect_args = self.database.connect_args(url.get_driver_name())
+        connect_args = database.connect_args(url.get_driver_name())
         if connect_args:
             kept["connect_args"] = connect_args
         poolclass = kept.get("poolclass")
@@ -496,8 +422,10 @@ class Redirector:
             requested_url: URL | None = make_url(requested) if requested is not None else None
         except Exception:  # noqa: BLE001 - an unparsable URL: the app would have failed too
             requested_url = None
-        url = self.database.url_for(requested_url, is_async)
-        options = self._redirected_kwargs(requested_url, url, kwargs)
+        hint = AppDatabase(requested_url, where) if requested_url is not None else None
+        database = self.pending.get(hint)
+        url = database.url_for(requested_url, is_async)
+        options = self._redirected_kwargs(database, requested_url, url, kwargs)
         self._local.inside = True
         try:
             if is_async:
@@ -506,7 +434,7 @@ class Redirector:
                 engine = _original_create_engine(url, **options)
         finally:
             self._local.inside = False
-        self.database.tune(engine)
+        database.tune(engine)
         redirected = RedirectedEngine(
             engine=engine,
             requested=masked_url(requested_url) if requested_url is not None else "?",
@@ -616,11 +544,7 @@ class Redirector:
 
             self._restores.append(_Restore(description, undo_item))
             return
-        old = (
-            container.__dict__[name]
-            if name in getattr(container, "__dict__", {})
-            else getattr(container, name)
-        )
+        old = container.__dict__[name] if name in namespace_of(container) else getattr(container, name)
         setattr(container, name, value)
         self._restores.append(_Restore(description, lambda: setattr(container, name, old)))
 
@@ -770,7 +694,7 @@ def _references(facts: AppFacts, paths: tuple[str, ...]) -> Iterator[tuple[str, 
                 and not inspect.ismodule(value)
                 and facts.is_own_object(type(value))
             ):
-                for attr, inner in list(getattr(value, "__dict__", {}).items()):
+                for attr, inner in list(namespace_of(value).items()):
                     yield f"{where}.{attr}", value, attr, inner
     state = getattr(getattr(facts.app, "state", None), "_state", None)
     if isinstance(state, dict):

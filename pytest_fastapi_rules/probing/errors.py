@@ -46,6 +46,27 @@ def stable_text(text: str) -> str:
     return _UUID.sub("<uuid>", _ADDRESS.sub("", text))
 
 
+def exception_detail(exc: BaseException) -> str:
+    """The first line of SQLAlchemy's/the driver's message, without memory addresses or doc links.
+
+    ``(in table 'user', column 'id'): SQLite does not support ...`` becomes ``table 'user', column
+    'id': SQLite does not support ...``; a type the dialect cannot render is named as such.
+    """
+    text = str(exc).strip()
+    text = text.splitlines()[0].strip() if text else type(exc).__name__
+    text = re.sub(
+        r"Compiler <[^>]*?\.?(\w+?)TypeCompiler object at 0x[0-9a-fA-F]+> can't render element of type (\w+)",
+        r"\1 has no column type \2",
+        text,
+    )
+    text = re.sub(r" object at 0x[0-9a-fA-F]+", "", text)
+    text = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text)
+    located = re.match(r"\(in table '([^']+)', column '([^']+)'\):\s*(.*)", text)
+    if located:
+        text = f"table '{located.group(1)}', column '{located.group(2)}': {located.group(3)}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def _summary(exc: BaseException) -> str:
     """The exception's message in one line (a validation error: its first error)."""
     errors = getattr(exc, "errors", None)

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_fastapi_rules.probing.counting import SqlMonitor
-from pytest_fastapi_rules.probing.database import IsolatedDatabase, Redirector, forget
+from pytest_fastapi_rules.probing.database import Redirector, forget
+from pytest_fastapi_rules.probing.placement import PendingDatabase, placement_of
+from pytest_fastapi_rules.probing.seeding import metadatas_of, schemas_of
+from pytest_fastapi_rules.runtime import AppStartupError
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts
@@ -28,26 +31,37 @@ if TYPE_CHECKING:
 class IsolatedStart:
     """One isolated start of the app's lifespan, and its teardown."""
 
-    def __init__(self, facts: AppFacts, db_url: str | None) -> None:
+    def __init__(self, facts: AppFacts, db_url: str | None, db_url_source: str | None = None) -> None:
         self.facts = facts
-        self.db_url = db_url
         files = [getattr(module, "__file__", None) for module in facts.own_modules]
         roots = {str(Path(file).resolve().parent) for file in files if file}
         self.monitor = SqlMonitor(tuple(sorted(roots)))
-        self.database: IsolatedDatabase | None = None
+        try:
+            schemas = schemas_of(metadatas_of(list(facts.mapped_classes)))
+        except Exception:  # noqa: BLE001 - unreadable registries: the tables report themselves
+            schemas = ()
+        self.pending = PendingDatabase(
+            placement_of(facts, db_url, db_url_source), self.monitor.allow, schemas
+        )
         self.redirector: Redirector | None = None
 
     def start(self, engine_paths: tuple[str, ...], factory_paths: tuple[str, ...]) -> None:
         """Redirect, then run the lifespan's startup (raises AppStartupError, after tearing down)."""
         runtime = self.facts.runtime
-        self.database = runtime.run(IsolatedDatabase.create(self.db_url), timeout=120)
-        self.redirector = Redirector(self.database, self.monitor)
+        self.redirector = Redirector(self.pending, self.monitor)
         self.monitor.install()
         runtime.on_stop(self.teardown)
         try:
             self.redirector.patch_creation()
             self.redirector.redirect_existing(self.facts, engine_paths, factory_paths)
-            runtime.start()
+            try:
+                runtime.start()
+            except AppStartupError:
+                # An engine created at startup on a server the user named that cannot be used:
+                # that is the cause, not the app's startup code.
+                if self.pending.placement.failure is not None:
+                    raise self.pending.placement.failure from None
+                raise
             self.redirector.redirect_existing(self.facts, engine_paths, factory_paths)
             state = runtime.lifespan_state
             for key, value in list(state.items()):
@@ -64,7 +78,7 @@ class IsolatedStart:
         if self.redirector is not None:
             self.redirector.restore()
         self.monitor.remove()
-        redirector, database = self.redirector, self.database
+        redirector, database = self.redirector, self.pending.database
 
         async def dispose() -> None:
             if redirector is not None:
@@ -77,4 +91,4 @@ class IsolatedStart:
             if database is not None:
                 forget(database)
         self.redirector = None
-        self.database = None
+        self.pending.database = None

@@ -137,7 +137,7 @@ def _session_route(run: ProbeRun) -> tuple[RouteFacts, Dependant | None, Dependa
 def check_session_lifecycle(run: ProbeRun) -> None:
     """FR306: commit on success, roll back on failure, close always (see the module docstring)."""
     results = run.results
-    if run.seeder is None or not run.seeder.tables or run.builder is None or run.seed is None:
+    if run.seeder is None or not run.seeder.usable_tables or run.builder is None or run.seed is None:
         return
     chosen = _session_route(run)
     if chosen is None:
@@ -145,11 +145,10 @@ def check_session_lifecycle(run: ProbeRun) -> None:
     route, parent, session_dependant = chosen
     check = SessionCheck(route=route.target, dependency=_name(session_dependant.call))
     results.session_checks.append(check)
-    table = next((t for t in run.seeder.tables if not t.foreign_key_constraints), run.seeder.tables[0])
-    from pytest_fastapi_rules.probing.seeding import RowGenerator
-
+    usable = run.seeder.usable_tables
+    table = next((t for t in usable if not t.foreign_key_constraints), usable[0])
     generator = run.seeder.generator
-    run.seeder.generator = RowGenerator(salt="s306", hints=run.seeder.hints)
+    run.seeder.generator = generator.salted("s306")
     try:
         rows = [run.seeder.row(table, 7000 + i, run.seed.rows) for i in range(2)]
     finally:
@@ -492,10 +491,11 @@ def check_connection_loss(run: ProbeRun) -> None:
     results = run.results
     database = run.database
     if database is None or not connection_loss_applies(run):
+        why = results.database_fallback or ("pass --fastapi-rules-db-url=postgresql+asyncpg://... to run it")
         results.connection_loss_skipped = (
             "it runs only against PostgreSQL; the probes use "
             + (database.stable_description if database else "no database")
-            + " (pass --fastapi-rules-db-url=postgresql+asyncpg://... to run it)"
+            + f" ({why})"
         )
         return
     if run.builder is None:

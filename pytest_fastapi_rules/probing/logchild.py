@@ -173,7 +173,8 @@ def gather(spec: str, app_dir: Path, startup_timeout: float) -> dict[str, Any]:
     from pytest_fastapi_rules.facts import AppFacts
     from pytest_fastapi_rules.loading import AppLoadError, load_app
     from pytest_fastapi_rules.probing.counting import SqlMonitor
-    from pytest_fastapi_rules.probing.database import IsolatedDatabase, Redirector
+    from pytest_fastapi_rules.probing.database import Redirector
+    from pytest_fastapi_rules.probing.placement import SQLITE, DatabasePlacement, PendingDatabase
     from pytest_fastapi_rules.runtime import AppRuntime, AppStartupError
 
     base: dict[str, Any] = {"protocol": PROTOCOL}
@@ -188,9 +189,10 @@ def gather(spec: str, app_dir: Path, startup_timeout: float) -> dict[str, Any]:
         return {**base, "ok": False, "error": exc.message}
     runtime = AppRuntime(loaded.app, timeout=startup_timeout)
     facts = AppFacts(loaded, root=app_dir, runtime=runtime)
-    database = IsolatedDatabase._create_sqlite()
     monitor = SqlMonitor()
-    redirector = Redirector(database, monitor)
+    # Whether structlog is configured does not depend on the database: the embedded one will do.
+    pending = PendingDatabase(DatabasePlacement(SQLITE, "the logging child"), monitor.allow)
+    redirector = Redirector(pending, monitor)
     monitor.install()
     redirector.patch_creation()
     redirector.redirect_existing(facts, (), ())
@@ -216,7 +218,8 @@ def gather(spec: str, app_dir: Path, startup_timeout: float) -> dict[str, Any]:
         monitor.remove()
         runtime.run(redirector.dispose_all())
         runtime.close()
-        database.drop_blocking()
+        if pending.database is not None:
+            pending.database.drop_blocking()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,20 +16,24 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import decimal
 import enum
 import json
 import random
 import re
 import typing
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_origin
 
+from polyfactory.factories.pydantic_factory import ModelFactory
 from pydantic import BaseModel, create_model
 from sqlalchemy import Table
 from sqlalchemy import types as sqltypes
 
 from pytest_fastapi_rules.facts import plain_annotation
+from pytest_fastapi_rules.probing.column_values import probe_uuid
 from pytest_fastapi_rules.probing.seeding import SeedResult, singular
 
 if typing.TYPE_CHECKING:
@@ -237,12 +241,10 @@ def generate_value(annotation: Any, field_info: Any = None) -> Any:
 
 
 def _draw_value(annotation: Any, metadata: list[Any]) -> Any:
-    from polyfactory.factories.pydantic_factory import ModelFactory
-
     try:
         constrained: Any = typing.Annotated[(annotation, *metadata)] if metadata else annotation
         model = create_model("ProbeValue", value=(constrained, ...))
-        factory = ModelFactory.create_factory(
+        factory = _ProbeFactory.create_factory(
             model, __allow_none_optionals__=False, **_seeded(repr(annotation))
         )
         for _ in range(5):
@@ -256,6 +258,70 @@ def _draw_value(annotation: Any, metadata: list[Any]) -> Any:
 
 
 _FAKER: list[Any] = []
+#: Seconds the app's own validators may take to accept one generated body before the route's
+#: requests are given up (a validator that loops over a huge generated number never ends).
+BUILD_SECONDS = 5.0
+
+
+class _ProbeFactory(ModelFactory[Any]):
+    """polyfactory's pydantic factory, drawing the modest values a real client sends.
+
+    Faker's unbounded numbers (``pyfloat`` gives 7e9) make an app's validators do work no client
+    would ask of them (mealie formats a quantity as a mixed fraction by counting up to it), and
+    ``object`` fields would get an ``object()`` that JSON cannot hold.
+    """
+
+    __is_base_factory__ = True
+
+    @classmethod
+    def get_provider_map(cls) -> dict[Any, Callable[[], Any]]:
+        providers = super().get_provider_map()
+        draw = cls.__random__
+        providers.update(
+            {
+                int: lambda: draw.randint(1, 100),
+                float: lambda: round(draw.uniform(0.5, 100.0), 2),
+                decimal.Decimal: lambda: decimal.Decimal(f"{draw.uniform(0.5, 100.0):.2f}"),
+                object: lambda: f"probe-{draw.randint(0, 999)}",
+            }
+        )
+        return providers
+
+
+class BuildTimeout(Exception):
+    """Building one request took longer than :data:`BUILD_SECONDS` (in the app's validators)."""
+
+
+@contextlib.contextmanager
+def _bounded(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` with :class:`BuildTimeout`, where Python can.
+
+    Only on the main thread of a POSIX process, and only when nothing else uses ``SIGALRM``
+    (pytest-timeout's signal method does): elsewhere the block runs unbounded, as before.
+    """
+    import signal
+    import threading
+
+    usable = (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
+        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    )
+    if not usable:
+        yield
+        return
+
+    def expired(_signum: int, _frame: Any) -> None:
+        raise BuildTimeout(f"building a request body took over {seconds:g} s in the app's validators")
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
 
 
 def _seeded(key: str) -> dict[str, Any]:
@@ -290,6 +356,17 @@ class RequestBuilder:
         self.seed: SeedResult | None = None
         self.counter = 0
         self._bindings: dict[int, list[PathBinding]] = {}
+        #: ``{target: exception}``: routes whose requests the builder could not make (its own bug);
+        #: their items report it, and every other route is probed as usual.
+        self.failures: dict[str, BaseException] = {}
+        #: ``{target: why}``: routes whose requests the app's own code kept from being built.
+        self.given_up: dict[str, str] = {}
+
+    def _failed(self, route: RouteFacts, exc: BaseException) -> None:
+        if isinstance(exc, BuildTimeout):
+            self.given_up.setdefault(route.target, str(exc))
+        else:
+            self.failures.setdefault(route.target, exc)
 
     def bindings(self, route: RouteFacts) -> list[PathBinding]:
         """:func:`bind_path_params` for the route, worked out once per route (the tables are fixed)."""
@@ -371,7 +448,7 @@ class RequestBuilder:
             existing = [k[0] for k in self.seed.pks.get(last.table.name, []) if isinstance(k[0], int)]
             values[last.name] = max(existing, default=0) + 100_000
         elif isinstance(type_, sqltypes.Uuid):
-            values[last.name] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"fastapi-rules-missing.{route.path}"))
+            values[last.name] = str(probe_uuid(f"fastapi-rules-missing.{route.path}"))
         else:
             values[last.name] = MISSING_STR
         return values
@@ -428,22 +505,24 @@ class RequestBuilder:
         return _jsonable(value), None, f"a body generated from {name}"
 
     def _model_body(self, model: type[BaseModel]) -> Any:
-        from polyfactory.factories.pydantic_factory import ModelFactory
-
         try:
-            factory = ModelFactory.create_factory(
+            factory = _ProbeFactory.create_factory(
                 model,
                 __allow_none_optionals__=False,
                 **_seeded(f"{model.__module__}.{model.__qualname__}.{self.counter}"),
             )
         except Exception:  # noqa: BLE001 - a model polyfactory cannot build
             return {}
-        for _ in range(8):
-            try:
-                instance = factory.build()
-            except Exception:  # noqa: BLE001 - a validator refused this draw; try another
-                continue
-            return instance.model_dump(mode="json", by_alias=True)
+        with _bounded(BUILD_SECONDS):
+            for _ in range(8):
+                try:
+                    instance = factory.build()
+                    # In the try: a field typed ``Any`` may get a value JSON cannot hold.
+                    return instance.model_dump(mode="json", by_alias=True)
+                except BuildTimeout:
+                    raise
+                except Exception:  # noqa: BLE001 - a validator refused this draw; try another
+                    continue
         return {}
 
     def _set_password(self, model: type[BaseModel], value: dict[str, Any]) -> str | None:
@@ -476,7 +555,18 @@ class RequestBuilder:
     # -- requests -----------------------------------------------------------------------------------
 
     def happy(self, route: RouteFacts, pick: str = "first") -> ProbeRequest | None:
-        """A valid request for the route, or None when its body cannot be built (file uploads)."""
+        """A valid request for the route, or None when its body cannot be built (file uploads), or
+        when building it failed (recorded in :attr:`failures`, or :attr:`given_up` when the app's
+        own validators never finished: that route is not built again)."""
+        if route.target in self.given_up or route.target in self.failures:
+            return None
+        try:
+            return self._happy(route, pick)
+        except Exception as exc:  # noqa: BLE001 - this route's problem only
+            self._failed(route, exc)
+            return None
+
+    def _happy(self, route: RouteFacts, pick: str) -> ProbeRequest | None:
         kind = self.body_kind(route)
         if kind == "file":
             return None
@@ -503,7 +593,11 @@ class RequestBuilder:
         return request
 
     def missing(self, route: RouteFacts) -> ProbeRequest | None:
-        values = self.missing_values(route)
+        try:
+            values = self.missing_values(route)
+        except Exception as exc:  # noqa: BLE001 - this route's problem only
+            self._failed(route, exc)
+            return None
         if values is None:
             return None
         request = self.happy(route)
@@ -522,6 +616,13 @@ class RequestBuilder:
         reaches code that re-reads the body), then a typed path parameter, a typed query
         parameter, a body whose fields all have the wrong type, a JSON array for an object.
         """
+        try:
+            return self._bad_inputs(route, limit)
+        except Exception as exc:  # noqa: BLE001 - this route's problem only
+            self._failed(route, exc)
+            return []
+
+    def _bad_inputs(self, route: RouteFacts, limit: int) -> list[ProbeRequest]:
         base = self.happy(route)
         if base is None:
             return []

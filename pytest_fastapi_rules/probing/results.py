@@ -141,10 +141,55 @@ class LogRecordSeen:
 
 
 @dataclass
+class PhaseFailure:
+    """A phase of the probe run that crashed: the plugin's own error, charged to its rules only."""
+
+    phase: str
+    #: The rules whose verdicts read that phase.
+    codes: tuple[str, ...]
+    #: What crashed, for messages: "the probe phase 'health'", "building the requests of GET /x".
+    #: ``ExceptionType: message`` in one line.
+    summary: str
+    traceback: str
+    what: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.what:
+            self.what = f"the probe phase {self.phase!r}"
+
+
+class ProbePhaseError(Exception):
+    """A rule's verdict needs a phase of the probe run that crashed (the plugin's own bug).
+
+    Raised by the rule's item; reported as an internal error of the plugin, with the phase's
+    traceback shown once, never as a finding about the app.
+    """
+
+    def __init__(self, failure: PhaseFailure) -> None:
+        super().__init__(f"{failure.what} crashed: {failure.summary}")
+        self.failure = failure
+
+
+@dataclass
 class ProbeResults:
     """Everything the probe run observed."""
 
     database: str = ""
+    #: Where the probe database lives and why (``placement.DatabaseChoice.described``).
+    database_choice: str = ""
+    #: Why the probes run on SQLite although the app uses another database (None: they do not).
+    database_fallback: str | None = None
+    #: ``{table name: why}``: tables the probes could not create or seed (``seeding.Seeder.broken``).
+    broken_tables: dict[str, str] = field(default_factory=dict)
+    #: ``{target: table names}``: the tables each route's path parameters are bound to.
+    route_tables: dict[str, list[str]] = field(default_factory=dict)
+    #: Phases that crashed, by name (``runner.PHASE_RULES`` says which rules each one feeds).
+    phase_failures: dict[str, PhaseFailure] = field(default_factory=dict)
+    #: ``{target: failure}``: routes whose requests the plugin could not build (its own bug).
+    request_failures: dict[str, PhaseFailure] = field(default_factory=dict)
+    #: ``{target: why}``: routes whose requests the app's own code kept from being built (a
+    #: validator that never finishes on a generated body).
+    requests_given_up: dict[str, str] = field(default_factory=dict)
     exchanges: list[Exchange] = field(default_factory=list)
     startup_seconds: float = 0.0
     shutdown_seconds: float | None = None
@@ -204,3 +249,33 @@ class ProbeResults:
 
     def in_phase(self, phase: str) -> list[Exchange]:
         return [e for e in self.exchanges if e.phase == phase]
+
+    def failed_phase(self, code: str, target: str | None = None) -> PhaseFailure | None:
+        """The first crashed phase that feeds rule ``code``, or the failure to build the requests
+        of ``target`` when the rule judges that route by them; None when neither happened."""
+        for failure in self.phase_failures.values():
+            if code in failure.codes:
+                return failure
+        route_failure = self.request_failures.get(target) if target is not None else None
+        return route_failure if route_failure is not None and code in route_failure.codes else None
+
+    def broken_table_of(self, target: str) -> tuple[str, str] | None:
+        """``(table, why)`` of a broken table the route needs, or None.
+
+        A route needs a table its path parameters are bound to, a table its requests ran SQL on, or
+        a table the app's error for it names (``no such table: x``, ``relation "x" does not exist``).
+        """
+        if not self.broken_tables:
+            return None
+        needed = list(self.route_tables.get(target, ()))
+        for exchange in self.for_target(target):
+            for statement in exchange.statements:
+                needed.extend(statement.tables)
+            error = f"{exchange.app_error or ''} {exchange.error or ''}"
+            for table in self.broken_tables:
+                if f"table: {table}" in error or f'"{table}"' in error or f"'{table}'" in error:
+                    needed.append(table)
+        for table in needed:
+            if table in self.broken_tables:
+                return table, self.broken_tables[table]
+        return None

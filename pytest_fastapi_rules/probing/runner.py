@@ -43,25 +43,37 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from pytest_fastapi_rules.probing import auth as auth_mod
+from pytest_fastapi_rules.probing.column_values import declared_types
 from pytest_fastapi_rules.probing.counting import SqlMonitor, not_recording, recording
 from pytest_fastapi_rules.probing.database import (
     IsolatedDatabase,
     OverrideSet,
-    ProbeDatabaseError,
     Redirector,
 )
 from pytest_fastapi_rules.probing.errors import ErrorCapture, stable_text
 from pytest_fastapi_rules.probing.lifecycle import connection_loss_applies
+from pytest_fastapi_rules.probing.placement import PendingDatabase, ProbeDatabaseError, placement_of
 from pytest_fastapi_rules.probing.requests import ProbeRequest, RequestBuilder
 from pytest_fastapi_rules.probing.results import (
     N_PLUS_ONE_GROWTH,
     BlockingCall,
     EngineReport,
     Exchange,
+    PhaseFailure,
     ProbeResults,
 )
-from pytest_fastapi_rules.probing.seeding import LARGE, SMALL, Seeder, SeedError, SeedResult, metadatas_of
+from pytest_fastapi_rules.probing.seeding import (
+    LARGE,
+    SMALL,
+    Seeder,
+    SeedError,
+    SeedResult,
+    metadatas_of,
+    schemas_of,
+)
 from pytest_fastapi_rules.probing.shards import Shard
+from pytest_fastapi_rules.runtime import AppStartupError
+from pytest_fastapi_rules.tracebacks import raise_again
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -82,6 +94,40 @@ ENVELOPE_SAMPLES: tuple[tuple[str, int], ...] = (
     ("missing", 404),
     ("bad-input", 422),
     ("no-credentials", 401),
+)
+#: The rules whose verdicts read each phase of the run (``ProbeRun._phases``): a phase that crashes
+#: errors these rules' items, with its traceback, and no other.
+PHASE_RULES: dict[str, tuple[str, ...]] = {
+    "gets": ("FR203", "FR207", "FR209", "FR402", "FR509", "FR510"),
+    "missing": ("FR106", "FR211"),
+    "bad-input": ("FR106", "FR210"),
+    "page-bound": ("FR207",),
+    "credentials": ("FR106", "FR704"),
+    "envelope": ("FR106",),
+    "preflight": ("FR701",),
+    "health": ("FR107",),
+    "session-lifecycle": ("FR306",),
+    "synthetic-error": ("FR105", "FR803"),
+    "writes": ("FR205", "FR402", "FR510", "FR705"),
+    "password-scan": ("FR705",),
+    "connection-loss": ("FR511",),
+    "write-repeats": ("FR402",),
+    "shutdown": ("FR102", "FR103"),
+}
+#: The rules that judge a route by the requests built for it: a route whose requests the plugin
+#: could not build errors these rules' items for that route only.
+ROUTE_REQUEST_RULES = (
+    "FR203",
+    "FR205",
+    "FR207",
+    "FR209",
+    "FR210",
+    "FR211",
+    "FR402",
+    "FR509",
+    "FR510",
+    "FR704",
+    "FR705",
 )
 #: The phase of a valid request sent to a route of another shard for an app-level probe's choice.
 OTHER_SHARD_PHASE = "large-other-shard"
@@ -129,14 +175,22 @@ def probe_results(facts: AppFacts, options: RulesOptions, shard: Shard | None = 
             cached = ProbeRun(facts, options, shard).execute()
         except ProbeSetupError as exc:
             cached = exc
-        except (ProbeDatabaseError, SeedError) as exc:
+        except ProbeDatabaseError as exc:
+            cached = ProbeSetupError(str(exc), exc.cause)
+        except SeedError as exc:
             cached = ProbeSetupError(str(exc))
         except Exception as exc:  # noqa: BLE001 - AppStartupError and the plugin's own bugs alike
             cached = exc
         per_facts[shard] = cached
     if isinstance(cached, BaseException):
-        raise cached
+        raise_again(cached)
     return cached
+
+
+def _one_line(exc: BaseException) -> str:
+    """``ExceptionType: first line of its message``, without what changes from run to run."""
+    lines = stable_text(str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
 
 
 def _headers(response: httpx.Response) -> dict[str, str]:
@@ -165,6 +219,7 @@ class ProbeRun:
         self.monitor = SqlMonitor(self.own_roots)
         self.errors = ErrorCapture(self.own_roots, facts.relative)
         self.database: IsolatedDatabase | None = None
+        self.pending: PendingDatabase | None = None
         self.redirector: Redirector | None = None
         self.plugin_engine: AsyncEngine | None = None
         self.overrides = OverrideSet(getattr(facts.app, "dependency_overrides", {}))
@@ -191,15 +246,12 @@ class ProbeRun:
         results.has_orm = bool(metadatas)
         if self.runtime.started:
             self.runtime.stop()
+        placement = placement_of(
+            self.facts, self.options.db_url, self.options.sources.get("fastapi_rules_db_url")
+        )
+        self.pending = PendingDatabase(placement, self.monitor.allow, schemas_of(metadatas))
         try:
-            self.database = self.run(IsolatedDatabase.create(self.options.db_url))
-            results.database = self.database.stable_description
-            backends = app_backends(self.facts, self.options)
-            advice = _backend_advice(backends, self.database)
-            # A seeding failure is a dialect problem only when the app is known to use another one.
-            seed_advice = advice if any(not b.startswith("sqlite") for b in backends) else ""
-            _check_dialect(metadatas, self.database, advice)
-            self.redirector = Redirector(self.database, self.monitor)
+            self.redirector = Redirector(self.pending, self.monitor)
             self.monitor.install()
             self.redirector.patch_creation()
             self.redirector.redirect_existing(
@@ -210,64 +262,148 @@ class ProbeRun:
                 getattr(self.facts, "initial_dependency_overrides", self.overrides.snapshot)
             )
             started = time.perf_counter()
-            self.runtime.start()
+            try:
+                self.runtime.start()
+            except AppStartupError:
+                if placement.failure is not None:
+                    # The app's engine was created on a server the user named and cannot be used:
+                    # that is the cause, not the app's startup code.
+                    raise ProbeSetupError(str(placement.failure), placement.failure.cause) from None
+                raise
             results.startup_seconds = time.perf_counter() - started
             self.redirector.redirect_existing(
                 self.facts, self.options.engine_paths, self.options.session_factory_paths
             )
             self._redirect_lifespan_state()
+            # The database exists once the app's first engine needed it; else it is made now.
+            self.database = self.pending.get()
+            results.database = self.database.stable_description
+            if placement.choice is not None:
+                results.database_choice = placement.choice.described
+                results.database_fallback = placement.choice.fallback
             self.plugin_engine = self.database.create_plugin_engine()
             self.monitor.allow(self.plugin_engine.sync_engine)
-            self.seeder = Seeder(metadatas, self.options.seed_hook, hints=self._schema_hints(metadatas))
+            self.seeder = Seeder(
+                metadatas,
+                self.options.seed_hook,
+                hints=self._schema_hints(metadatas),
+                declared=declared_types(mapped),
+                dialect=self.plugin_engine.sync_engine.dialect,
+                row_factories=self._row_factories(),
+            )
             results.seeded_by_hook = bool(self.options.seed_hook)
             if metadatas:
-                try:
-                    self.run(self.seeder.create_schema(self.plugin_engine))
-                except Exception as exc:  # noqa: BLE001 - explained to the user
-                    raise _schema_error(exc, self.database, advice) from None
+                where = (
+                    "the probes' temporary SQLite database"
+                    if self.database.backend == "sqlite"
+                    else self.database.stable_description
+                )
+                self.run(self.seeder.create_schema(self.plugin_engine, where))
             self._plan()
             try:
                 self._phases()
             except SeedError as exc:
-                message = str(exc)
-                raise ProbeSetupError(
-                    message + (" " + seed_advice if seed_advice else ""), _first_clause(message)
-                ) from None
-            self._shutdown()
+                raise ProbeSetupError(str(exc), _first_clause(str(exc))) from None
+            finally:
+                results.broken_tables = self._broken_tables()
+                results.request_failures = self._request_failures()
+                results.requests_given_up = dict(self.builder.given_up) if self.builder else {}
+            with self._phase("shutdown"):
+                self._shutdown()
         finally:
             self._cleanup()
         results.escapes = list(self.monitor.escapes)
         return results
 
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """Run one phase; a crash is recorded against the rules it feeds (:data:`PHASE_RULES`)
+        instead of ending the run, so every other rule still reports."""
+        try:
+            yield
+        except SeedError:
+            raise
+        except Exception as exc:
+            import traceback
+
+            log.debug("probe phase %s crashed", name, exc_info=True)
+            self.results.phase_failures[name] = PhaseFailure(
+                phase=name,
+                codes=PHASE_RULES.get(name, ()),
+                summary=_one_line(exc),
+                traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            )
+
+    def _request_failures(self) -> dict[str, PhaseFailure]:
+        """The routes whose requests the builder could not make, as failures of their own rules."""
+        import traceback
+
+        failures: dict[str, PhaseFailure] = {}
+        for target, exc in (self.builder.failures if self.builder is not None else {}).items():
+            failures[target] = PhaseFailure(
+                phase=f"requests:{target}",
+                codes=ROUTE_REQUEST_RULES,
+                what=f"building the probe requests of {target}",
+                summary=_one_line(exc),
+                traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            )
+        return failures
+
+    def _broken_tables(self) -> dict[str, str]:
+        """The seeder's broken tables, each reason saying on which database and why SQLite."""
+        if self.seeder is None or not self.seeder.broken:
+            return {}
+        fallback = self.results.database_fallback
+        suffix = f" (the probes run on SQLite because {fallback})" if fallback else ""
+        return {table: why + suffix for table, why in self.seeder.broken.items()}
+
+    def _row_factories(self) -> dict[str, str]:
+        """``fastapi_rules_row_factories`` by table name (the ini names a table or a mapped class)."""
+        by_class = {name: table for table, name in self._class_names().items()}
+        return {by_class.get(name, name): path for name, path in self.options.row_factories.items()}
+
     def _phases(self) -> None:
-        self._seed(SMALL)
-        self._send_gets("small")
-        self._seed(LARGE)
-        self._send_gets("large")
-        self._send_repeats(self._routes("GET"))
-        self._send_missing()
-        self._send_bad_inputs()
-        self._send_page_bounds()
-        self._send_unauthenticated()
+        with self._phase("gets"):
+            self._seed(SMALL)
+            self._send_gets("small")
+            self._seed(LARGE)
+            self._send_gets("large")
+            self._send_repeats(self._routes("GET"))
+        with self._phase("missing"):
+            self._send_missing()
+        with self._phase("bad-input"):
+            self._send_bad_inputs()
+        with self._phase("page-bound"):
+            self._send_page_bounds()
+        with self._phase("credentials"):
+            self._send_unauthenticated()
         if self.app_level:
-            self._send_envelope_samples()
-            self._send_preflight()
-            self._send_health()
+            with self._phase("envelope"):
+                self._send_envelope_samples()
+            with self._phase("preflight"):
+                self._send_preflight()
+            with self._phase("health"):
+                self._send_health()
             # Before the writes change the data (rows deleted, rows created by the app with its
             # own values): the injections' routes answered 2xx on this, the seeded state.
-            self._check_session_lifecycle()
-            self._send_synthetic_error()
-        self._send_writes()
+            with self._phase("session-lifecycle"):
+                self._check_session_lifecycle()
+            with self._phase("synthetic-error"):
+                self._send_synthetic_error()
+        with self._phase("writes"):
+            self._send_writes()
         if self.app_level:
             # Last, as an app that does not survive it would fail whatever came after; on the
             # seeded state again, where its route answered 2xx.
-            if connection_loss_applies(self):
+            with self._phase("connection-loss"):
+                if connection_loss_applies(self):
+                    self._seed(LARGE)
+                self._check_connection_loss()
+        with self._phase("write-repeats"):
+            stalled_writes = [r for r in self._routes("POST", "PUT", "PATCH") if self._wants_second_sample(r)]
+            if stalled_writes:
                 self._seed(LARGE)
-            self._check_connection_loss()
-        stalled_writes = [r for r in self._routes("POST", "PUT", "PATCH") if self._wants_second_sample(r)]
-        if stalled_writes:
-            self._seed(LARGE)
-            self._send_repeats(stalled_writes)
+                self._send_repeats(stalled_writes)
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -339,6 +475,11 @@ class ProbeRun:
         for override in self.auth.overrides:
             self.overrides.set(override.call, override.replacement)
         self.builder = RequestBuilder(tables, class_names, self.options.auth_headers)
+        for route in self.routes:
+            with contextlib.suppress(Exception):
+                bound = [b.table.name for b in self.builder.bindings(route) if b.table is not None]
+                if bound:
+                    self.results.route_tables[route.target] = bound
         for route in facts.routes:
             if auth_mod.is_protected(route) and (self.auth.overrides or self.auth.headers):
                 self.results.auth_overridden.append(route.target)
@@ -704,9 +845,11 @@ class ProbeRun:
                     continue
                 self.send(batch, watch_loop=method != "DELETE")
                 batch = []
-                before = self._password_snapshot()
+                with self._phase("password-scan"):
+                    before = self._password_snapshot()
                 (exchange,) = self.send([(request, "write", route.target)], watch_loop=True)
-                self._check_password(route, exchange, request.password, before)
+                with self._phase("password-scan"):
+                    self._check_password(route, exchange, request.password, before)
             self.send(batch, watch_loop=method != "DELETE")
 
     def _deletion_order(self, route: RouteFacts) -> int:
@@ -720,16 +863,26 @@ class ProbeRun:
     # -- FR705 --------------------------------------------------------------------------------------
 
     def _password_columns(self) -> list[tuple[Any, Any]]:
+        """The columns a plaintext password could be stored in: those that hold text.
+
+        A column typed otherwise (a UUID, a number, an app's ``TypeDecorator`` that converts its
+        values) cannot hold the password as given, and binding the password to it would make its
+        type raise; such columns are left out, and the scan compares text with text only.
+        """
         from sqlalchemy import String
 
-        found = []
-        from pytest_fastapi_rules.probing.seeding import column_type
+        from pytest_fastapi_rules.probing.seeding import column_type, holds_plain_text
 
-        for table in self.seeder.tables if self.seeder else []:
-            for column in table.columns:
-                if isinstance(column_type(column), String):
-                    found.append((table, column))
-        return found
+        return [
+            (table, column)
+            for table in self._scanned_tables()
+            for column in table.columns
+            if isinstance(column_type(column), String) and holds_plain_text(column.type)
+        ]
+
+    def _scanned_tables(self) -> list[Any]:
+        """The tables that exist on the probe database (a broken one may not)."""
+        return self.seeder.usable_tables if self.seeder else []
 
     def _password_snapshot(self) -> dict[str, set[Any]]:
         """Primary keys per table, to tell the rows a create call adds."""
@@ -739,7 +892,7 @@ class ProbeRun:
             assert self.plugin_engine is not None
             keys: dict[str, set[Any]] = {}
             async with self.plugin_engine.connect() as connection:
-                for table in self.seeder.tables if self.seeder else []:
+                for table in self._scanned_tables():
                     columns = list(table.primary_key.columns)
                     if columns:
                         keys[table.name] = {tuple(row) for row in await connection.execute(select(*columns))}
@@ -750,7 +903,7 @@ class ProbeRun:
     def _check_password(
         self, route: RouteFacts, exchange: Exchange, plain: str, before: dict[str, set[Any]] | None
     ) -> None:
-        from sqlalchemy import select
+        from sqlalchemy import Text, select, type_coerce
 
         from pytest_fastapi_rules.probing.results import PasswordCheck
 
@@ -764,12 +917,14 @@ class ProbeRun:
             assert self.plugin_engine is not None
             async with self.plugin_engine.connect() as connection:
                 for table, column in self._password_columns():
+                    # Compared as text, so the password is never bound through the column's type.
+                    as_text = type_coerce(column, Text)
                     hits = await connection.execute(
-                        select(column).where(column.contains(plain, autoescape=True)).limit(1)
+                        select(as_text).where(as_text.contains(plain, autoescape=True)).limit(1)
                     )
                     if hits.first() is not None:
                         check.plain_found_in.append(f"{table.name}.{column.name}")
-                for table in self.seeder.tables if self.seeder else []:
+                for table in self._scanned_tables():
                     secret_columns = [c for c in table.columns if _looks_like_password_column(c.name)]
                     keys = list(table.primary_key.columns)
                     if not secret_columns or not keys:
@@ -951,112 +1106,6 @@ def _is_offset(name: str) -> bool:
 def _looks_like_password_column(name: str) -> bool:
     lowered = name.lower()
     return "password" in lowered or lowered in {"passwd", "pwd", "password_hash", "pass_hash"}
-
-
-def _check_dialect(metadatas: list[Any], database: IsolatedDatabase, advice: str) -> None:
-    """Tables must compile for the isolated database's dialect (no PostgreSQL-only types on SQLite)."""
-    from sqlalchemy.schema import CreateTable
-
-    dialect = database.url.get_dialect()()
-    for metadata in metadatas:
-        for table in metadata.sorted_tables:
-            try:
-                CreateTable(table).compile(dialect=dialect)
-            except Exception as exc:  # noqa: BLE001 - explained to the user
-                raise _schema_error(exc, database, advice, table=table.name) from None
-
-
-def _exception_detail(exc: BaseException) -> str:
-    """The first line of SQLAlchemy's/the driver's message, without memory addresses or doc links.
-
-    ``(in table 'user', column 'id'): SQLite does not support ...`` becomes ``table 'user', column
-    'id': SQLite does not support ...``; a type the dialect cannot render is named as such.
-    """
-    text = str(exc).strip()
-    text = text.splitlines()[0].strip() if text else type(exc).__name__
-    text = re.sub(
-        r"Compiler <[^>]*?\.?(\w+?)TypeCompiler object at 0x[0-9a-fA-F]+> can't render element of type (\w+)",
-        r"\1 has no column type \2",
-        text,
-    )
-    text = re.sub(r" object at 0x[0-9a-fA-F]+", "", text)
-    text = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text)
-    located = re.match(r"\(in table '([^']+)', column '([^']+)'\):\s*(.*)", text)
-    if located:
-        text = f"table '{located.group(1)}', column '{located.group(2)}': {located.group(3)}"
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _schema_error(
-    exc: BaseException, database: IsolatedDatabase, advice: str, table: str | None = None
-) -> ProbeSetupError:
-    """The app's tables cannot be created on the isolated database: SQLAlchemy's own words, and advice."""
-    detail = _exception_detail(exc)
-    if table is not None and f"table '{table}'" not in detail:
-        detail = f"table '{table}': {detail}"
-    where = (
-        "the probes' temporary SQLite database"
-        if database.backend == "sqlite"
-        else database.stable_description
-    )
-    message = f"the app's tables cannot be created on {where}: {type(exc).__name__}: {detail}."
-    if advice:
-        message += " " + advice
-    return ProbeSetupError(message, cause=detail)
-
-
-def _backend_advice(backends: list[str], database: IsolatedDatabase) -> str:
-    """What to do when the app's schema or data needs the database the app really uses."""
-    if database.backend != "sqlite":
-        return ""
-    others = [name for name in backends if not name.startswith("sqlite")]
-    if any(name.startswith("postgresql") for name in others) or not others:
-        example = "postgresql+asyncpg://user@localhost:5432/postgres"
-    else:
-        example = f"{others[0]}://user@localhost/..."
-    option = f"--fastapi-rules-db-url={example} (ini: fastapi_rules_db_url)"
-    if others:
-        return (
-            f"The app's engine uses {', '.join(others)}, but the probes run on a temporary SQLite "
-            f"database unless told otherwise: pass {option}; the probes then create a throwaway "
-            "database on that server and drop it afterwards."
-        )
-    return f"If the models need PostgreSQL, run the probes on a throwaway PostgreSQL database: pass {option}."
-
-
-def app_backends(facts: AppFacts, options: RulesOptions) -> list[str]:
-    """``backend+driver`` of the engines the app holds already (module globals, ini paths), sorted.
-
-    Read without starting the app, so the probes can name the app's real database when their own
-    SQLite one cannot hold its schema; engines created in the lifespan are found when the core
-    already discovered them.
-    """
-    from pytest_fastapi_rules.probing.database import _is_engine, _is_factory, _references
-
-    names: set[str] = set()
-
-    def add(value: Any) -> None:
-        engine = value.sync_engine if hasattr(value, "sync_engine") else value
-        url = getattr(engine, "url", None)
-        drivername = getattr(url, "drivername", None)
-        if isinstance(drivername, str):
-            names.add(drivername)
-
-    with contextlib.suppress(Exception):
-        for _where, _container, _name, value in _references(
-            facts, tuple(options.engine_paths) + tuple(options.session_factory_paths)
-        ):
-            if _is_engine(value):
-                add(value)
-            elif _is_factory(value):
-                bind = getattr(value, "kw", {}).get("bind")
-                if _is_engine(bind):
-                    add(bind)
-    discovered = getattr(facts, "_runtime_facts", None)
-    for item in getattr(discovered, "engines", None) or []:
-        with contextlib.suppress(Exception):
-            add(item.obj)
-    return sorted(names)
 
 
 @contextlib.contextmanager

@@ -34,7 +34,6 @@ import importlib
 import inspect
 import random
 import re
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +43,11 @@ from polyfactory.factories.sqlalchemy_factory import SQLAlchemyFactory
 from polyfactory.field_meta import FieldMeta
 from sqlalchemy import Column, ForeignKeyConstraint, MetaData, Table, delete, insert, select, text
 from sqlalchemy import types as sqltypes
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from pytest_fastapi_rules.probing.column_values import DeclaredTypes, accepted, candidates, probe_uuid
+from pytest_fastapi_rules.probing.errors import exception_detail
 
 SMALL = 3
 LARGE = 9
@@ -125,6 +128,11 @@ def metadatas_of(mapped_classes: Sequence[type]) -> list[MetaData]:
     return list(found.values())
 
 
+def schemas_of(metadatas: Sequence[MetaData]) -> tuple[str, ...]:
+    """The schemas the app's tables name explicitly (``Table(..., schema="core")``), sorted."""
+    return tuple(sorted({str(t.schema) for m in metadatas for t in m.tables.values() if t.schema}))
+
+
 def sorted_tables(metadatas: Sequence[MetaData]) -> list[Table]:
     tables: list[Table] = []
     for metadata in metadatas:
@@ -150,15 +158,22 @@ def column_type(column: Column[Any]) -> Any:
     return type_
 
 
-def _is_auto_pk(column: Column[Any]) -> bool:
+def _database_fills(column: Column[Any], dialect_name: str | None = None) -> bool:
+    """Whether the database gives ``column`` its value: an autoincrementing integer key.
+
+    SQLite fills only a table's single integer key (its rowid); one column of a composite key that
+    asks for autoincrement gets a value there only from the seeder.
+    """
     if not column.primary_key:
         return False
     table = column.table
-    return (
+    if not (
         isinstance(table, Table)
         and table.autoincrement_column is column
         and isinstance(column_type(column), sqltypes.Integer)
-    )
+    ):
+        return False
+    return dialect_name != "sqlite" or len(table.primary_key.columns) == 1
 
 
 def _fits(value: str, length: int | None) -> str:
@@ -315,19 +330,51 @@ def conform(value: str, rules: Sequence[StringRule], key: str, tag: str) -> str:
 
 
 class RowGenerator:
-    """Values for one row of one table; deterministic for a given (table, index)."""
+    """Values for one row of one table; deterministic for a given (table, index).
 
-    def __init__(self, salt: str = "", hints: SchemaHints | None = None) -> None:
+    ``declared`` holds the Python types the app's mapped classes declare per column, and
+    ``dialect`` is the probe database's: together they decide what an app's own ``TypeDecorator``
+    is given (``column_values.py``).
+    """
+
+    def __init__(
+        self,
+        salt: str = "",
+        hints: SchemaHints | None = None,
+        declared: DeclaredTypes | None = None,
+        dialect: Dialect | None = None,
+    ) -> None:
         self.salt = salt
         self.hints: SchemaHints = hints or {}
+        self.declared: DeclaredTypes = declared or {}
+        self.dialect = dialect
+
+    def salted(self, salt: str) -> RowGenerator:
+        """The same generator with another salt (other values for the same rows)."""
+        return RowGenerator(salt=salt, hints=self.hints, declared=self.declared, dialect=self.dialect)
 
     def value(self, column: Column[Any], index: int) -> Any:
+        if _converts_values(column.type):
+            return self._decorated(column, index)
         value = self._value(column, index)
         rules = self.hints.get((column.table.name, column.name))
         if rules and isinstance(value, str):
             key = f"{column.table.name}.{column.name}"
             return conform(value, rules, key, f"{self.salt}{index}")
         return value
+
+    def _decorated(self, column: Column[Any], index: int) -> Any:
+        """A value the app's own ``TypeDecorator`` accepts (see ``column_values.py``), else None."""
+        key = f"{self.salt}{column.table.name}.{column.name}"
+        declared = self.declared.get((column.table.name, column.name))
+        try:
+            impl_value = self._value(column, index)
+        except Exception:  # noqa: BLE001 - the impl gives nothing usable: the other candidates may
+            impl_value = None
+        for candidate in candidates(column, declared, key, index, impl_value):
+            if candidate is not None and accepted(column.type, candidate, self.dialect):
+                return candidate
+        return None
 
     def _value(self, column: Column[Any], index: int) -> Any:
         name = column.name.lower()
@@ -362,13 +409,13 @@ class RowGenerator:
         if isinstance(type_, sqltypes.Interval):
             return datetime.timedelta(minutes=index + 1)
         if isinstance(type_, sqltypes.Uuid):
-            value = uuid.uuid5(uuid.NAMESPACE_URL, f"{self.salt}{column.table.name}.{name}.{index}")
+            value = probe_uuid(f"{self.salt}{column.table.name}.{name}.{index}")
             return value if type_.as_uuid else str(value)
         if isinstance(type_, sqltypes.JSON):
             return {"probe": index}
         if isinstance(type_, sqltypes.String):
             if name in {"uuid", "guid"} or name.endswith(("_uuid", "_guid")):
-                return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.salt}{column.table.name}.{name}.{index}"))
+                return str(probe_uuid(f"{self.salt}{column.table.name}.{name}.{index}"))
             return self._string(column, name, index, length, unique)
         annotation = _Values.get_type_from_column(column)
         generated = _Values.get_field_value(FieldMeta.from_type(annotation, name=column.name))
@@ -406,6 +453,29 @@ class RowGenerator:
         return generated if isinstance(generated, str) and generated else _fits(words, length)
 
 
+def holds_plain_text(type_: Any) -> bool:
+    """Whether values of ``type_`` are stored as the text they are (no conversion on the way in)."""
+    if not _converts_values(type_):
+        return True
+    from pytest_fastapi_rules.probing.column_values import own_python_type
+
+    return own_python_type(type_) is str
+
+
+def _converts_values(type_: Any) -> bool:
+    """Whether ``type_`` is a ``TypeDecorator`` that converts values itself (a GUID over ``CHAR``),
+    rather than one that only changes how its impl is declared (SQLModel's ``AutoString``)."""
+    if not isinstance(type_, sqltypes.TypeDecorator):
+        return False
+    user_defined = {
+        name
+        for klass in type(type_).__mro__
+        if not klass.__module__.startswith("sqlalchemy.")
+        for name in vars(klass)
+    }
+    return bool({"process_bind_param", "bind_processor"} & user_defined)
+
+
 def _in_unique_constraint(column: Column[Any]) -> bool:
     from sqlalchemy import UniqueConstraint
 
@@ -416,14 +486,14 @@ def _in_unique_constraint(column: Column[Any]) -> bool:
     return False
 
 
-def _should_generate(column: Column[Any]) -> bool:
+def _should_generate(column: Column[Any], dialect_name: str | None = None) -> bool:
     """Whether the seeder writes this column itself (else the column's default fills it).
 
     A primary key with a Python-side default (``default=uuid.uuid4``) is generated anyway: the
     default would give every run new ids, and the probes' requests and messages must be the same
     from run to run.
     """
-    if _is_auto_pk(column):
+    if _database_fills(column, dialect_name):
         return False
     if column.computed is not None or column.identity is not None:
         return False
@@ -454,60 +524,107 @@ def _row_target(table: Table, counts: dict[str, int], size: int) -> int:
 
 
 class Seeder:
-    """Fills the isolated database from the metadata, or through the user's seed hook."""
+    """Fills the isolated database from the metadata, or through the user's seed hook.
+
+    A table that cannot be created or filled costs only itself and the tables that need its rows:
+    :attr:`broken` names each with the reason, the others are created and seeded as usual, and the
+    probe rules skip the routes that reach a broken table (``results.ProbeResults.broken_tables``).
+    """
 
     def __init__(
-        self, metadatas: Sequence[MetaData], hook_path: str | None = None, hints: SchemaHints | None = None
+        self,
+        metadatas: Sequence[MetaData],
+        hook_path: str | None = None,
+        hints: SchemaHints | None = None,
+        declared: DeclaredTypes | None = None,
+        dialect: Dialect | None = None,
+        row_factories: dict[str, str] | None = None,
     ) -> None:
         self.metadatas = list(metadatas)
         self.tables = sorted_tables(self.metadatas)
         self.hook_path = hook_path
         self.hints: SchemaHints = hints or {}
-        self.generator = RowGenerator(hints=self.hints)
+        self.dialect_name = dialect.name if dialect is not None else None
+        self.generator = RowGenerator(hints=self.hints, declared=declared, dialect=dialect)
+        #: ``{table name: module:attr}`` of the user's row factories (ini ``fastapi_rules_row_factories``).
+        self.row_factories = dict(row_factories or {})
+        self._factories: dict[str, Callable[..., Any]] = {}
+        #: ``{table name: why}``: the tables the probes could not create or fill.
+        self.broken: dict[str, str] = {}
         self._counter = 0
+
+    @property
+    def usable_tables(self) -> list[Table]:
+        """The tables that exist and hold the seeded rows, in foreign-key order."""
+        return [table for table in self.tables if table.name not in self.broken]
 
     def hook(self) -> Callable[..., Any] | None:
         if not self.hook_path:
             return None
-        module_name, _, attr = self.hook_path.partition(":")
-        try:
-            target: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                target = getattr(target, part)
-        except Exception as exc:  # noqa: BLE001 - reported to the user
-            raise SeedError(
-                f"fastapi_rules_seed = {self.hook_path}: cannot import it ({type(exc).__name__}: {exc}); "
-                "use module:function, e.g. tests.seed:seed_probes."
-            ) from None
-        if not callable(target):
-            raise SeedError(f"fastapi_rules_seed = {self.hook_path} is not a function.")
-        return target  # type: ignore[no-any-return]
+        hook: Callable[..., Any] = _import(
+            self.hook_path, "fastapi_rules_seed", "tests.seed:seed_probes", SeedError
+        )
+        return hook
 
-    async def create_schema(self, engine: AsyncEngine) -> None:
-        async with engine.begin() as connection:
-            for metadata in self.metadatas:
-                await connection.run_sync(metadata.create_all)
+    def _mark_dependents(self, verb: str) -> None:
+        """Tables that need rows of a broken table (a required foreign key) are broken too."""
+        for table in self.tables:
+            if table.name in self.broken:
+                continue
+            for constraint in table.foreign_key_constraints:
+                parent = constraint.referred_table
+                required = not all(element.parent.nullable for element in constraint.elements)
+                if parent is not table and parent.name in self.broken and required:
+                    self.broken[table.name] = (
+                        f"it needs rows of table {parent.name!r}, which could not be {verb}"
+                    )
+                    break
+
+    async def create_schema(self, engine: AsyncEngine, where: str = "the probe database") -> None:
+        """Create every table that does not exist yet; a table that fails is recorded in :attr:`broken`.
+
+        One transaction for the whole schema first (the common case); when that fails, table by
+        table in foreign-key order, so one table's problem costs only that table.
+        """
+        try:
+            async with engine.begin() as connection:
+                for metadata in self.metadatas:
+                    await connection.run_sync(metadata.create_all)
+            return
+        except Exception:  # noqa: BLE001 - find the tables that cannot be created, one by one
+            pass
+        for table in self.tables:
+            parent = next((p for p in _parent_tables(table) if p.name in self.broken), None)
+            if parent is not None:
+                self.broken[table.name] = f"its parent table {parent.name!r} could not be created"
+                continue
+            try:
+                async with engine.begin() as connection:
+                    await connection.run_sync(_create_table, table)
+            except Exception as exc:  # noqa: BLE001 - recorded; the other tables go on
+                self.broken[table.name] = f"it cannot be created on {where}: {exception_detail(exc)}"
 
     async def clear(self, engine: AsyncEngine) -> None:
-        """Empty every table (children first)."""
+        """Empty every usable table (children first)."""
+        tables = self.usable_tables
         async with engine.begin() as connection:
-            if connection.dialect.name == "postgresql" and self.tables:
-                names = ", ".join(connection.dialect.identifier_preparer.format_table(t) for t in self.tables)
+            if connection.dialect.name == "postgresql" and tables:
+                names = ", ".join(connection.dialect.identifier_preparer.format_table(t) for t in tables)
                 await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
                 return
-            for table in reversed(self.tables):
+            for table in reversed(tables):
                 await connection.execute(delete(table))
 
     async def seed(self, engine: AsyncEngine, size: int) -> SeedResult:
-        """Empty the tables and fill them at ``size``; raises :class:`SeedError` with the cause."""
+        """Empty the tables and fill them at ``size``; a table that cannot be filled is marked
+        broken. Raises :class:`SeedError` only when the user's seed hook fails."""
         await self.clear(engine)
         hook = self.hook()
         result = SeedResult(size=size, by_hook=hook is not None)
         if hook is not None:
             await self._run_hook(hook, engine, size)
         else:
-            async with engine.begin() as connection:
-                await self._generate(connection, size, result)
+            await self._generate(engine, size, result)
         await self._read_keys(engine, result)
         return result
 
@@ -526,36 +643,45 @@ class Seeder:
                 f"the seed hook {self.hook_path} failed with {type(exc).__name__}: {exc}"
             ) from exc
 
-    async def _generate(self, connection: AsyncConnection, size: int, result: SeedResult) -> None:
+    async def _generate(self, engine: AsyncEngine, size: int, result: SeedResult) -> None:
         counts: dict[str, int] = {}
         rows: dict[str, list[dict[str, Any]]] = {}
         for table in self.tables:
+            if table.name in self.broken:
+                continue
             target = _row_target(table, counts, size)
             generated: list[dict[str, Any]] = []
             used: set[tuple[Any, ...]] = set()
             attempts = 0
             index = 0
-            while len(generated) < target and attempts < target * 4 + 4:
-                attempts += 1
-                row = self.row(table, index, rows, offset=attempts - 1)
-                index += 1
-                if row is None:
-                    break
-                key = _unique_key(table, row)
-                if key is not None and key in used:
-                    continue
-                if key is not None:
-                    used.add(key)
-                generated.append(row)
             try:
-                await _insert_rows(connection, table, generated)
-            except Exception as exc:  # noqa: BLE001 - explained to the user
-                raise SeedError(
-                    f"cannot insert a generated row into table {table.name!r} "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}). The generator "
-                    "cannot guess this table's rules: name a seed function in the ini key "
-                    "fastapi_rules_seed = module:function (see the README, 'Probes')."
-                ) from None
+                while len(generated) < target and attempts < target * 4 + 4:
+                    attempts += 1
+                    row = self.row(table, index, rows, offset=attempts - 1)
+                    index += 1
+                    if row is None:
+                        break
+                    key = _unique_key(table, row)
+                    if key is not None and key in used:
+                        continue
+                    if key is not None:
+                        used.add(key)
+                    generated.append(row)
+                async with engine.begin() as connection:
+                    await _insert_rows(connection, table, generated)
+            except Exception as exc:  # noqa: BLE001 - recorded; the other tables go on
+                factory = self.row_factories.get(table.name)
+                advice = (
+                    f"check the row factory {factory}"
+                    if factory
+                    else f"name a row factory for it in fastapi_rules_row_factories "
+                    f"({table.name} = module:function), or a seed function in fastapi_rules_seed"
+                )
+                self.broken[table.name] = (
+                    f"a generated row cannot be inserted ({exception_detail(exc)}); {advice}"
+                )
+                self._mark_dependents("seeded")
+                continue
             counts[table.name] = len(generated)
             rows[table.name] = generated
         result.rows = rows
@@ -591,23 +717,76 @@ class Seeder:
             parent = parent_rows[position]
             for element in constraint.elements:
                 values[element.parent.name] = parent.get(element.column.name)
+        dialect_name = self.dialect_name
         for column in table.columns:
-            if column.name in fk_columns or not _should_generate(column):
+            if column.name in fk_columns or not _should_generate(column, dialect_name):
                 if _is_forced_flag(column):
                     values[column.name] = self.generator.value(column, index)
                 continue
             values[column.name] = self.generator.value(column, index + 1000 * offset)
+        factory_path = self.row_factories.get(table.name)
+        if factory_path:
+            for name, value in self._factory_row(factory_path, table, index + 1000 * offset).items():
+                if name in table.columns and name not in fk_columns:
+                    values[name] = value
         return values
+
+    def _factory_row(self, path: str, table: Table, index: int) -> dict[str, Any]:
+        """The column values the user's row factory gives for row ``index`` of ``table``.
+
+        The factory is a function ``(index) -> mapping or model instance``, or a class with a
+        ``build()`` method (a polyfactory ``SQLAlchemyFactory``, a factory_boy factory with the
+        build strategy) that returns an instance of the mapped class.
+        """
+        factory = self._factories.get(path)
+        if factory is None:
+            factory = _import(path, "fastapi_rules_row_factories", "tests.factories:user_row", SeedError)
+            self._factories[path] = factory
+        build = getattr(factory, "build", None)
+        produced = build() if inspect.isclass(factory) and callable(build) else factory(index)
+        if isinstance(produced, dict):
+            return dict(produced)
+        from sqlalchemy import inspect as sa_inspect
+
+        mapper: Any = sa_inspect(type(produced), raiseerr=False)
+        found: dict[str, Any] = {}
+        for prop in getattr(mapper, "column_attrs", ()):
+            for column in prop.columns:
+                value = getattr(produced, prop.key, None)
+                if getattr(column, "table", None) is table and value is not None:
+                    found[column.name] = value
+        return found
 
     async def _read_keys(self, engine: AsyncEngine, result: SeedResult) -> None:
         async with engine.connect() as connection:
-            for table in self.tables:
+            for table in self.usable_tables:
                 columns = list(table.primary_key.columns)
                 if not columns:
                     continue
                 result.pk_columns[table.name] = [column.name for column in columns]
                 rows = await connection.execute(select(*columns).order_by(*columns).limit(200))
                 result.pks[table.name] = [tuple(row) for row in rows]
+
+
+def _create_table(connection: Connection, table: Table) -> None:
+    table.create(connection, checkfirst=True)
+
+
+def _import(path: str, setting: str, example: str, error: type[Exception]) -> Any:
+    """The callable ``module:attr`` a setting names; raises ``error`` saying what is wrong."""
+    module_name, _, attr = path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except Exception as exc:  # noqa: BLE001 - reported to the user
+        raise error(
+            f"{setting} = {path}: cannot import it ({type(exc).__name__}: {exc}); "
+            f"use module:function, e.g. {example}."
+        ) from None
+    if not callable(target):
+        raise error(f"{setting} = {path} is not a function.")
+    return target
 
 
 async def _insert_rows(connection: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -43,8 +43,9 @@ if TYPE_CHECKING:
 
 #: Probe rules whose check always reads the probe run, in collection order (codes sort). The first
 #: of them that is collected reports a probe setup failure as its error; the others skip, pointing at it.
+#: FR102 is not among them: it judges the app's lifespan, and a database the probes could not set up
+#: says nothing about that.
 _SETUP_REPORTERS = (
-    "FR102",
     "FR103",
     "FR106",
     "FR107",
@@ -60,14 +61,25 @@ _SETUP_REPORTERS = (
 )
 
 
+#: Rules whose verdict on a route depends on the data the route reads or writes: their items skip
+#: a route that needs a table the probes could not create or seed (``ProbeResults.broken_table_of``).
+_NEEDS_DATA = frozenset(
+    {"FR203", "FR205", "FR207", "FR209", "FR210", "FR211", "FR402", "FR509", "FR510", "FR705"}
+)
+
+
 def _probe(context: CheckContext, code: str) -> ProbeResults:
     """The probe run's results, for the item of rule ``code`` (and ``context.route``).
 
     When the probes cannot run at all (their database cannot be set up, the app reached a database
     the plugin could not redirect), ONE item reports the cause as a "cannot check" error (see
     :func:`_setup_error_item`) and every other probe item is skipped with a one-line reason that
-    names that item: one cause, one red item, not one per route.
+    names that item: one cause, one red item, not one per route. A phase of the run that crashed
+    errors only the rules it feeds (``runner.PHASE_RULES``), and a route that needs a table the
+    probes could not create or seed is skipped with that table and the reason, by the rules whose
+    verdict depends on its data.
     """
+    from pytest_fastapi_rules.probing.results import ProbePhaseError
     from pytest_fastapi_rules.probing.runner import ProbeSetupError, probe_results
     from pytest_fastapi_rules.probing.shards import Shard
 
@@ -95,6 +107,17 @@ def _probe(context: CheckContext, code: str) -> ProbeResults:
             f"the probe results are incomplete: the app reached {escape.url}, which the plugin "
             "could not redirect",
         )
+    failure = results.failed_phase(code, target)
+    if failure is not None:
+        raise ProbePhaseError(failure)
+    if target is not None and code in _NEEDS_DATA:
+        given_up = results.requests_given_up.get(target)
+        if given_up is not None:
+            raise RuleSkipped(f"the probes sent nothing to {target}: {given_up}")
+        broken = results.broken_table_of(target)
+        if broken is not None:
+            table, why = broken
+            raise RuleSkipped(f"{target} needs table {table!r}, which the probes could not use: {why}")
     return results
 
 

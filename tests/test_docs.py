@@ -21,4 +21,6 @@ def test_every_rule_is_fully_declared() -> None:
     for rule in all_rules():
         assert rule.summary and rule.rationale and rule.fix, rule.code
         assert rule.section, rule.code
-        assert rule.bad_example and rule.good_example, f"{rule.code} has no bad/good example for --fastapi-rules-explain"
+        assert rule.bad_example and rule.good_example, (
+            f"{rule.code} has no bad/good example for --fastapi-rules-explain"
+        )

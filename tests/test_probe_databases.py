@@ -26,7 +26,11 @@ SHAPES: dict[str, tuple[str, ...]] = {
         "GET /api/v1/accounts/{account_id}",
         "GET /api/v1/accounts/{account_id}/tokens",
     ),
-    "composite_key": ("GET /api/v1/memberships", "GET /api/v1/orgs/{org_id}/memberships"),
+    "composite_key": (
+        "GET /api/v1/memberships",
+        "GET /api/v1/memberships/{membership_id}",
+        "GET /api/v1/orgs/{org_id}/memberships",
+    ),
     "guid_type": (
         "GET /api/v1/documents",
         "GET /api/v1/documents/{document_id}",
@@ -86,6 +90,13 @@ def test_each_schema_shape_is_probed_beside_the_apps_postgres_and_leaves_nothing
     assert leftovers == []
     app_url = app_database.render_as_string(hide_password=False)
     assert _pg(app_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []
+
+
+def test_a_path_parameter_naming_the_serial_column_of_a_composite_key_is_bound(
+    shapes: Path, run_rules: Any
+) -> None:
+    run = run_rules("composite_key:app", "--fastapi-rules-select=FR211")
+    assert run.outcomes("FR211") == {"GET /api/v1/memberships/{membership_id}": "passed"}, run.output
 
 
 def test_a_table_the_generator_cannot_fill_costs_only_the_routes_that_read_it(
@@ -456,3 +467,120 @@ def pytest_unconfigure(config):
         f"building the probe requests of {target} crashed (RuntimeError: no request for tokens)" in run.output
     )
     assert run.outcomes("FR509")["GET /api/v1/accounts"] == "passed"
+
+
+def test_a_named_server_without_an_installed_async_driver_says_which_to_install(
+    shapes: Path, run_rules: Any
+) -> None:
+    for module in ("aiomysql", "asyncmy"):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        pytest.skip(f"{module} is installed: the plugin would use it")
+    run = run_rules(
+        "bigint_keys:app",
+        "--fastapi-rules-select=FR509,FR501",
+        "--fastapi-rules-db-url=mysql://u:secret@db/x",
+    )
+    expected = (
+        "--fastapi-rules-db-url=mysql://u:***@db/x (command line): the plugin's own connections to mysql "
+        "need an async driver, and none is installed: install aiomysql or asyncmy (pip install aiomysql), "
+        "or pass --fastapi-rules-db-url=sqlite."
+    )
+    assert expected in run.output, run.output
+    assert "internal error" not in run.output and "secret" not in run.output
+    assert {r["outcome"] for r in run.failing()} == {"error"}
+
+
+PG_STARTUP_APP = """
+import os
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+engine = create_async_engine(os.environ["DATABASE_URL"])
+
+
+@asynccontextmanager
+async def lifespan(app):
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+    yield
+    await engine.dispose()
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.get("/api/v1/ping", tags=["ping"])
+async def ping() -> dict[str, str]:
+    return {"ping": "pong"}
+"""
+
+
+def test_a_startup_that_only_postgresql_can_run_is_not_judged_on_the_sqlite_fallback(
+    pytester: pytest.Pytester, app_env: None, monkeypatch: pytest.MonkeyPatch, run_rules: Any
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://app:secret@127.0.0.1:9/app")
+    pytester.makepyfile(pgstartup=PG_STARTUP_APP)
+    run = run_rules("pgstartup:app", "--fastapi-rules-select=FR102,FR509")
+    (fr102,) = run.results_for("FR102")
+    assert fr102["outcome"] == "skipped", fr102
+    assert "the lifespan failed with a database error on the probes' SQLite database" in fr102["message"]
+    assert "127.0.0.1:9 could not be reached" in fr102["message"]
+    # The items that need the running app cannot check it, and say why the app ran on SQLite.
+    (fr509,) = run.results_for("FR509")
+    assert fr509["outcome"] == "error"
+    assert "The probes started the app on SQLite because the app's engine at pgstartup.engine" in run.output
+    assert "secret" not in run.output
+
+
+SIZE_DEPENDENT_APP = """
+import os
+
+from fastapi import FastAPI
+from sqlalchemy import String, func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine(os.environ["DATABASE_URL"])
+sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/items", tags=["items"])
+async def items() -> list[str]:
+    async with sessions() as session:
+        if await session.scalar(select(func.count(Item.id))) > 5:
+            raise RuntimeError("too many items")
+        return list(await session.scalars(select(Item.name)))
+"""
+
+
+def test_a_route_that_answers_at_one_data_size_only_says_so(
+    pytester: pytest.Pytester, app_env: None, run_rules: Any
+) -> None:
+    pytester.makepyfile(sizes=SIZE_DEPENDENT_APP)
+    run = run_rules("sizes:app", "--fastapi-rules-select=FR509")
+    (result,) = run.results_for("FR509")
+    assert result["outcome"] == "skipped"
+    assert result["message"].startswith(
+        "FR509 no-n-plus-one: the valid request to GET /api/v1/items answered 2xx in the small phase "
+        "but answered 500 (RuntimeError: too many items at sizes.py:"
+    ), result["message"]
+    assert result["message"].endswith("in the large phase, so there is no pair of answers to compare")

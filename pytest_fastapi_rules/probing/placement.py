@@ -154,7 +154,11 @@ class DatabasePlacement:
             if self.failure is not None:
                 raise_again(self.failure)
             if self.choice is None:
-                self.choice = self._decide(hint)
+                try:
+                    self.choice = self._decide(hint)
+                except ProbeDatabaseError as exc:
+                    self.failure = exc
+                    raise
             choice = self.choice
             if choice.server is None:
                 return create_sqlite(schemas)
@@ -202,9 +206,13 @@ class DatabasePlacement:
                 ) from None
             server = _async_url(url)
             if server is None:
+                backend = url.get_backend_name()
+                wanted = " or ".join(ASYNC_DRIVERS.get(backend, ())) or "an async driver"
                 raise ProbeDatabaseError(
-                    f"--fastapi-rules-db-url={masked_url(url)} needs an async driver: use a URL such as "
-                    f"{url.get_backend_name()}+asyncpg://... and install the driver."
+                    f"--fastapi-rules-db-url={masked_url(url)} ({self.option_source}): the plugin's own "
+                    f"connections to {backend} need an async driver, and none is installed: "
+                    f"install {wanted} (pip install {ASYNC_DRIVERS.get(backend, ('asyncpg',))[0]}), "
+                    "or pass --fastapi-rules-db-url=sqlite."
                 )
             return DatabaseChoice(
                 server=server,

@@ -185,10 +185,18 @@ def bind_path_params(route: RouteFacts, index: TableIndex) -> list[PathBinding]:
         column = None
         if table is not None:
             pk_names = [c.name for c in table.primary_key.columns]
+            serial = table.autoincrement_column
             if name in table.columns and name not in pk_names:
                 column = name
             elif len(pk_names) == 1:
                 column = pk_names[0]
+            elif name in pk_names:
+                # One column of a composite key, named as such: ``/{username}/post/{id}``.
+                column = name
+            elif serial is not None and serial.name in pk_names:
+                # A composite key whose integer column is the database's own counter: it names a
+                # row alone (``{post_id}`` for ``post (id serial, uuid)``).
+                column = serial.name
             else:
                 table = None
         bindings.append(PathBinding(name=name, table=table, column=column))

@@ -264,11 +264,17 @@ class ProbeRun:
             started = time.perf_counter()
             try:
                 self.runtime.start()
-            except AppStartupError:
+            except AppStartupError as exc:
                 if placement.failure is not None:
                     # The app's engine was created on a server the user named and cannot be used:
                     # that is the cause, not the app's startup code.
                     raise ProbeSetupError(str(placement.failure), placement.failure.cause) from None
+                choice = placement.choice
+                if choice is not None and choice.server is None and choice.fallback:
+                    raise AppStartupError(
+                        f"{exc.message} (The probes started the app on SQLite because {choice.fallback}.)",
+                        exc.app_traceback,
+                    ) from None
                 raise
             results.startup_seconds = time.perf_counter() - started
             self.redirector.redirect_existing(

@@ -187,6 +187,14 @@ def _unanswered(
     if not sent:
         return f"the probes could build no valid request for {target}"
     failed = [e for e in sent if e.server_error]
+    if failed and any(e.ok for e in sent):
+        # Some sizes answered and others did not: there is no pair of answers to compare.
+        first = next((e for e in failed if e.app_error), failed[0])
+        answered = sorted({e.phase for e in sent if e.ok})
+        return (
+            f"the valid request to {target} answered 2xx in the {', '.join(answered)} phase but "
+            f"{first.outcome} in the {first.phase} phase, so there is no pair of answers to compare"
+        )
     if len(failed) < len(sent):
         statuses = sorted({str(e.status) for e in sent if not e.server_error})
         note = ""
@@ -272,6 +280,15 @@ def check_lifespan_starts_cleanly(context: CheckContext) -> Iterator[Finding]:
     try:
         results = _probe(context, "FR102")
     except AppStartupError as exc:
+        fallback = _sqlite_fallback(context)
+        if fallback is not None and _is_database_error(exc.app_traceback or exc.message):
+            raise RuleSkipped(
+                "the lifespan failed with a database error on the probes' SQLite database, which they "
+                f"use because {fallback}: that says nothing about the app's own database, so the "
+                "lifespan is not judged. Make the app's server reachable (or pass "
+                "--fastapi-rules-db-url=URL of a PostgreSQL server) to judge it: "
+                + exc.message.split(". Checks that need")[0]
+            ) from None
         yield Finding(
             message=f"the lifespan failed at startup: {exc.message.split('. Checks that need')[0]}",
             location=_last_own_frame(context.facts, exc.app_traceback) or context.facts.app_location,
@@ -287,6 +304,22 @@ def check_lifespan_starts_cleanly(context: CheckContext) -> Iterator[Finding]:
             fix="Make the code after `yield` in the lifespan robust (try/finally, check what was "
             "opened before closing it). The app's traceback: " + results.shutdown_error.strip()[-1500:],
         )
+
+
+def _sqlite_fallback(context: CheckContext) -> str | None:
+    """Why the probes run on SQLite although the app uses another database, or None."""
+    choice = getattr(getattr(context.facts, "database_placement", None), "choice", None)
+    return getattr(choice, "fallback", None) if choice is not None and choice.server is None else None
+
+
+#: The exception modules whose errors are the database's answer, not the app's own code failing.
+_DATABASE_ERRORS = re.compile(
+    r"\b(sqlalchemy\.exc\.|sqlite3\.|aiosqlite\.)\w*Error|OperationalError|ProgrammingError"
+)
+
+
+def _is_database_error(text: str) -> bool:
+    return bool(_DATABASE_ERRORS.search(text))
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')

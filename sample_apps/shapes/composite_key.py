@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ForeignKey, Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -75,3 +75,11 @@ async def list_memberships(
 async def all_memberships(db: Session, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[MembershipOut]:
     rows = await db.scalars(select(Membership).order_by(Membership.org_id, Membership.id).limit(limit))
     return [MembershipOut.model_validate(row) for row in rows]
+
+
+@app.get("/api/v1/memberships/{membership_id}", tags=["orgs"])
+async def get_membership(membership_id: int, db: Session) -> MembershipOut:
+    membership = await db.scalar(select(Membership).where(Membership.id == membership_id))
+    if membership is None:
+        raise HTTPException(status_code=404, detail="membership not found")
+    return MembershipOut.model_validate(membership)

@@ -62,6 +62,31 @@ class UserSetupError(Exception):
     """The user's configuration prevents the check (e.g. an unresolvable engine path)."""
 
 
+class SettingError(Exception):
+    """A setting names something of the app that does not exist; the message names the key."""
+
+
+def _check_named_modules(options: RulesOptions) -> None:
+    """The modules named by ``fastapi_rules_engines``/``_session_factories`` import, once the app
+    did (their attributes may appear only at startup, and are checked then)."""
+    import importlib
+
+    for key, paths in (
+        ("fastapi_rules_engines", options.engine_paths),
+        ("fastapi_rules_session_factories", options.session_factory_paths),
+    ):
+        for path in paths:
+            module_name = path.partition(":")[0]
+            try:
+                importlib.import_module(module_name)
+            except Exception as exc:  # noqa: BLE001 - reported as the setting's problem
+                raise SettingError(
+                    f"{key} = {path}: the module {module_name!r} cannot be imported "
+                    f"({type(exc).__name__}: {exc}). Name an object of the app's own code as "
+                    "module:attribute, e.g. src.database:engine, or remove the line."
+                ) from None
+
+
 class RulesCollector(pytest.Collector):
     """Collects the rule items of the app named by ``--fastapi-app``."""
 
@@ -69,6 +94,7 @@ class RulesCollector(pytest.Collector):
         state = self.config.stash[SESSION_KEY]
         facts = state.facts()
         options = state.options
+        _check_named_modules(options)
         for base_rule in all_rules():
             if not options.rule_is_selected(base_rule.code):
                 continue
@@ -105,6 +131,8 @@ class RulesCollector(pytest.Collector):
     ) -> str | TerminalRepr:
         if isinstance(excinfo.value, AppLoadError):
             return excinfo.value.render()
+        if isinstance(excinfo.value, SettingError):
+            return str(excinfo.value)
         original = excinfo.value
         formatted = "".join(traceback.format_exception(type(original), original, original.__traceback__))
         return (

@@ -128,9 +128,15 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--fastapi-rules-startup-timeout",
         dest="fastapi_rules_startup_timeout",
-        type=float,
         metavar="SECONDS",
         help="How long the app's lifespan may take to start or stop (default: 30).",
+    )
+    group.addoption(
+        "--fastapi-rules-request-timeout",
+        dest="fastapi_rules_request_timeout",
+        metavar="SECONDS",
+        help="How long one probe request may take, and the app may block the event loop, before the "
+        "probes give up on it (default: 30).",
     )
 
     parser.addini("fastapi_app", "The FastAPI app to check, as module:attribute.", default=None)
@@ -251,6 +257,11 @@ def add_options(parser: pytest.Parser) -> None:
         default=[],
     )
     parser.addini(
+        "fastapi_rules_request_timeout",
+        "Seconds one probe request may take, and the app may block the event loop (default 30).",
+        default="30",
+    )
+    parser.addini(
         "fastapi_rules_startup_timeout",
         "Seconds the app's lifespan may take to start or stop.",
         default="30",
@@ -317,6 +328,8 @@ class RulesOptions:
     domain_layout: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_DOMAIN_LAYOUT))
     production_env: dict[str, str] = field(default_factory=lambda: {"ENVIRONMENT": "production"})
     startup_timeout: float = 30.0
+    #: Seconds one probe request may take, and the app may block the event loop.
+    request_timeout: float = 30.0
     #: Probes: where the throwaway database lives (a server URL, or "sqlite"); None follows the app.
     db_url: str | None = None
     query_budget: int = DEFAULT_QUERY_BUDGET
@@ -493,6 +506,27 @@ def _parse_float(text: str, setting: str) -> float:
     return value
 
 
+def _parse_object_paths(lines: list[str], setting: str) -> tuple[str, ...]:
+    paths = tuple(line.strip() for line in lines if line.strip())
+    for path in paths:
+        module_name, sep, attr = path.partition(":")
+        if not sep or not module_name.strip() or not attr.strip():
+            raise OptionsError(
+                f"{setting}: {path!r} needs the form module:attribute (e.g. src.database:engine)."
+            )
+    return paths
+
+
+def _parse_page_size(text: str) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise OptionsError(f"fastapi_rules_max_page_size: {text!r} is not a whole number.") from None
+    if value < 1:
+        raise OptionsError(f"fastapi_rules_max_page_size: must be at least 1, got {text!r}.")
+    return value
+
+
 def _parse_budget(text: str, setting: str) -> int:
     try:
         value = int(str(text).strip())
@@ -576,7 +610,12 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
     _check_codes(ignore, "fastapi_rules_ignore")
 
     strict_cli = config.getoption("fastapi_rules_strict")
-    strict = bool(strict_cli) or bool(config.getini("fastapi_rules_strict"))
+    try:
+        strict_ini = bool(config.getini("fastapi_rules_strict"))
+    except (ValueError, pytest.UsageError) as exc:
+        # pytest's own message does not say which key it is about.
+        raise OptionsError(f"fastapi_rules_strict: {exc}; use true or false.") from None
+    strict = bool(strict_cli) or strict_ini
 
     def output_path(option: str, ini: str) -> Path | None:
         value = pick(option, ini)
@@ -607,18 +646,17 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
             f"expression ({exc})."
         ) from None
 
-    max_page_text = config.getini("fastapi_rules_max_page_size")
-    try:
-        max_page_size = int(max_page_text)
-    except ValueError:
-        raise OptionsError(f"fastapi_rules_max_page_size: {max_page_text!r} is not a whole number.") from None
+    max_page_size = _parse_page_size(config.getini("fastapi_rules_max_page_size"))
 
-    timeout_cli = config.getoption("fastapi_rules_startup_timeout")
-    startup_timeout = (
-        float(timeout_cli)
-        if timeout_cli is not None
-        else _parse_float(config.getini("fastapi_rules_startup_timeout"), "fastapi_rules_startup_timeout")
-    )
+    def seconds(name: str) -> float:
+        """A timeout from the command line or the ini, checked the same way for both."""
+        cli = config.getoption(name)
+        if cli is not None:
+            return _parse_float(str(cli), "--" + name.replace("_", "-"))
+        return _parse_float(str(config.getini(name)), name)
+
+    startup_timeout = seconds("fastapi_rules_startup_timeout")
+    request_timeout = seconds("fastapi_rules_request_timeout")
 
     db_url_value = pick("fastapi_rules_db_url", "fastapi_rules_db_url")
     seed_value = config.getini("fastapi_rules_seed")
@@ -640,8 +678,10 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         sarif_path=sarif_path,
         baseline_path=baseline_path,
         update_baseline=update_baseline,
-        engine_paths=tuple(config.getini("fastapi_rules_engines")),
-        session_factory_paths=tuple(config.getini("fastapi_rules_session_factories")),
+        engine_paths=_parse_object_paths(config.getini("fastapi_rules_engines"), "fastapi_rules_engines"),
+        session_factory_paths=_parse_object_paths(
+            config.getini("fastapi_rules_session_factories"), "fastapi_rules_session_factories"
+        ),
         version_prefix=version_prefix,
         infra_paths=tuple(config.getini("fastapi_rules_infra_paths")),
         public_routes=_parse_public_routes(config.getini("fastapi_rules_public_routes")),
@@ -652,6 +692,7 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         production_env=_parse_env(config.getini("fastapi_rules_production_env")),
         row_factories=_parse_row_factories(config.getini("fastapi_rules_row_factories")),
         startup_timeout=startup_timeout,
+        request_timeout=request_timeout,
         probe_shards=_probe_shards(config),
         sources=sources,
     )

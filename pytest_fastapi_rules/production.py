@@ -97,7 +97,7 @@ class ProductionModeError(AppStartupError):
 
     def __init__(self, message: str, output: str | None = None) -> None:
         super().__init__(message)
-        self.output = output
+        self.output = output or ""
 
     def render(self) -> str:
         if not self.output or not self.output.strip():

@@ -51,13 +51,17 @@ class RulesSession:
             from pytest_fastapi_rules.facts import AppFacts
             from pytest_fastapi_rules.loading import AppLoadError, load_app
             from pytest_fastapi_rules.runtime import AppRuntime
+            from pytest_fastapi_rules.tracebacks import captured_output
 
             assert self.options.app_spec
-            try:
-                loaded = load_app(self.options.app_spec, self.options.app_dir)
-            except AppLoadError as exc:
-                self._load_error = exc
-                raise
+            with captured_output() as output:
+                try:
+                    loaded = load_app(self.options.app_spec, self.options.app_dir)
+                except AppLoadError as exc:
+                    self._load_error = exc
+            if self._load_error is not None:
+                self._load_error.output = output[0] if output else ""
+                raise self._load_error
             self._runtime = AppRuntime(loaded.app, timeout=self.options.startup_timeout)
             self._facts = AppFacts(loaded, root=self.config.rootpath, runtime=self._runtime)
         return self._facts

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -35,11 +36,62 @@ class AppError(Exception):
         super().__init__(message)
         self.message = message
         self.app_traceback = app_traceback
+        #: What the app printed meanwhile (shortened), shown with the error it belongs to.
+        self.output = ""
 
     def render(self) -> str:
-        if not self.app_traceback:
-            return self.message
-        return f"{self.message}\n\nThe app's own traceback:\n{self.app_traceback.rstrip()}"
+        text = self.message
+        if self.app_traceback:
+            text += f"\n\nThe app's own traceback:\n{self.app_traceback.rstrip()}"
+        if self.output.strip():
+            text += f"\n\nWhat the app printed meanwhile:\n{self.output.rstrip()}"
+        return text
+
+
+#: How much of what the app printed an error shows: its end, where the cause usually is.
+OUTPUT_SHOWN = 4000
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[list[str]]:
+    """Keep what the app writes to stdout/stderr (file descriptors 1 and 2) inside the block.
+
+    Importing an app runs its module code, and an app that prints megabytes there flooded the
+    terminal report. The text (its last :data:`OUTPUT_SHOWN` characters, with a note of how much
+    was cut) is put in the yielded list when the block ends, for the error it belongs to.
+    """
+    import os
+    import sys
+    import tempfile
+
+    holder: list[str] = []
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        saved = (os.dup(1), os.dup(2))
+    except OSError:  # no file descriptors to redirect (an embedded interpreter): leave it be
+        yield holder
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield holder
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            size = sink.seek(0, os.SEEK_END)
+            sink.seek(max(size - OUTPUT_SHOWN, 0))
+            text = sink.read().decode("utf-8", errors="replace")
+            if size > OUTPUT_SHOWN:
+                text = f"[... {size - OUTPUT_SHOWN:,} earlier bytes not shown ...]\n{text}"
+            holder.append(text)
 
 
 def _is_noise(filename: str) -> bool:
@@ -82,10 +134,15 @@ def root_cause(exc: BaseException) -> BaseException:
 def describe(exc: BaseException) -> str:
     """``Type: message``, naming the root cause too when the last exception is a consequence."""
     cause = root_cause(exc)
-    text = f"{type(exc).__name__}: {exc}"
+    text = _one(exc)
     if cause is not exc:
-        return f"{type(cause).__name__}: {cause} (and then {text})"
+        return f"{_one(cause)} (and then {text})"
     return text
+
+
+def _one(exc: BaseException) -> str:
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 _FIRST_TRACEBACK = "_fastapi_rules_first_traceback"

@@ -197,14 +197,29 @@ def test_engine_named_in_ini_is_checked(pytester: pytest.Pytester, run_rules: An
 
 def test_unresolvable_ini_path_is_a_clear_error(pytester: pytest.Pytester, run_rules: Any) -> None:
     pytester.makepyfile(nodbapp=textwrap.dedent(NO_DB_APP))
-    pytester.makeini("[pytest]\nfastapi_rules_engines = nosuchmodule:engine\n")
+    # The module exists, the attribute does not (it may be one that only exists once the app ran).
+    pytester.makeini("[pytest]\nfastapi_rules_engines = nodbapp:nosuch_engine\n")
     run = run_rules("nodbapp:app", "--fastapi-rules-select=FR501,FR503")
     for code in ("FR501", "FR503"):
         result = only(run.results_for(code))
         assert result["outcome"] == "error", result
-    assert "cannot resolve 'nosuchmodule:engine'" in run.output
+    assert "cannot resolve 'nodbapp:nosuch_engine'" in run.output
     assert "internal error" not in run.output
     assert "FR503 echo-off-in-production: cannot check:" in run.output
+
+
+def test_an_ini_path_whose_module_does_not_exist_is_one_collection_error(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(nodbapp=textwrap.dedent(NO_DB_APP))
+    pytester.makeini("[pytest]\nfastapi_rules_engines = nosuchmodule:engine\n")
+    run = run_rules("nodbapp:app", "--fastapi-rules-select=FR501,FR503")
+    assert run.result.ret == pytest.ExitCode.INTERRUPTED
+    assert (
+        "fastapi_rules_engines = nosuchmodule:engine: the module 'nosuchmodule' cannot be imported"
+        in run.output
+    )
+    assert "internal error" not in run.output
 
 
 # -- locations: where the object is created, with a line -----------------------------------------

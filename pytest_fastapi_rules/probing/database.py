@@ -634,15 +634,21 @@ class Redirector:
         self._patched = False
         return failed
 
-    async def dispose_all(self) -> None:
-        """Dispose every engine the plugin created (checked-out connections are invalidated)."""
+    async def dispose_all(self, close: bool = True) -> None:
+        """Dispose every engine the plugin created (checked-out connections are invalidated).
+
+        ``close=False`` lets go of the pooled connections without closing them, for connections
+        made on a loop that is no longer running; each engine gets a few seconds at most.
+        """
+        import asyncio
+
         for redirected in self.engines:
             engine = redirected.engine
             with contextlib.suppress(Exception):
                 if isinstance(engine, AsyncEngine):
-                    await engine.dispose()
+                    await asyncio.wait_for(engine.dispose(close=close), 5)
                 else:
-                    engine.dispose()
+                    engine.dispose(close=close)
 
 
 def _caller() -> str:

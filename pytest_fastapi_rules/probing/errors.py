@@ -20,6 +20,7 @@ without memory addresses, so the same bug reads the same on every run.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -157,7 +158,9 @@ class ErrorCapture:
         async def capturing_app(scope: Any, receive: Any, send: Any) -> None:
             try:
                 await app(scope, receive, send)
-            except Exception as exc:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt: the app's, on this loop
                 sink = _SINK.get()
                 if sink is not None and not any(key == id(exc) for key, _text in sink):
                     with contextlib.suppress(Exception):

@@ -158,6 +158,19 @@ class PhaseFailure:
             self.what = f"the probe phase {self.phase!r}"
 
 
+@dataclass
+class LoopStall:
+    """A request during which the app blocked the event loop past the request timeout: the probe
+    run stopped there (the app's lifespan and engines lived on the blocked loop)."""
+
+    target: str
+    request: str
+    seconds: float
+    #: ``file:line in function`` of the loop thread's innermost frame: the blocking call.
+    where: str
+    stack: str = ""
+
+
 class ProbePhaseError(Exception):
     """A rule's verdict needs a phase of the probe run that crashed (the plugin's own bug).
 
@@ -187,6 +200,8 @@ class ProbeResults:
     phase_failures: dict[str, PhaseFailure] = field(default_factory=dict)
     #: ``{target: failure}``: routes whose requests the plugin could not build (its own bug).
     request_failures: dict[str, PhaseFailure] = field(default_factory=dict)
+    #: The request that blocked the event loop and stopped the run, if one did.
+    stall: LoopStall | None = None
     #: ``{target: why}``: routes whose requests the app's own code kept from being built (a
     #: validator that never finishes on a generated body).
     requests_given_up: dict[str, str] = field(default_factory=dict)

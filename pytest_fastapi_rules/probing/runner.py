@@ -59,6 +59,7 @@ from pytest_fastapi_rules.probing.results import (
     BlockingCall,
     EngineReport,
     Exchange,
+    LoopStall,
     PhaseFailure,
     ProbeResults,
 )
@@ -72,7 +73,7 @@ from pytest_fastapi_rules.probing.seeding import (
     schemas_of,
 )
 from pytest_fastapi_rules.probing.shards import Shard
-from pytest_fastapi_rules.runtime import AppStartupError
+from pytest_fastapi_rules.runtime import AppStartupError, LoopStalled
 from pytest_fastapi_rules.tracebacks import raise_again
 
 if TYPE_CHECKING:
@@ -136,6 +137,14 @@ _CACHE: weakref.WeakKeyDictionary[Any, dict[Shard | None, ProbeResults | BaseExc
     weakref.WeakKeyDictionary()
 )
 log = logging.getLogger(__name__)
+
+
+class ProbeRunStalled(Exception):
+    """A request blocked the event loop: the run cannot go on (see :class:`LoopStall`)."""
+
+    def __init__(self, stall: LoopStall) -> None:
+        super().__init__(f"{stall.request} blocked the event loop at {stall.where}")
+        self.stall = stall
 
 
 class ProbeSetupError(Exception):
@@ -230,11 +239,23 @@ class ProbeRun:
         self._pool_counts: dict[int, EngineReport] = {}
         self._blocking: BlockingCallRecorder | None = None
         self._serialize_patch: Any = None
+        #: Seconds a request may take, and the app may block the loop (``fastapi_rules_request_timeout``).
+        self.request_timeout = float(getattr(options, "request_timeout", REQUEST_TIMEOUT))
+        #: ``(target, request)`` being sent now: read from this thread when the loop stops beating.
+        self.in_flight: tuple[str, str] | None = None
 
     # -- the whole run ----------------------------------------------------------------------------
 
-    def run(self, coro: Any, timeout: float = REQUEST_TIMEOUT * 4) -> Any:
-        return self.runtime.run(coro, timeout=timeout)
+    def run(self, coro: Any, timeout: float | None = None) -> Any:
+        """Run ``coro`` on the app's loop; a blocked loop stops the run (:class:`ProbeRunStalled`)."""
+        limit = self.request_timeout
+        try:
+            return self.runtime.run(
+                coro, timeout=timeout if timeout is not None else limit * 4, stall_limit=limit
+            )
+        except LoopStalled as exc:
+            target, shown = self.in_flight or ("app", "the app's own background work")
+            raise ProbeRunStalled(LoopStall(target, shown, exc.seconds, exc.where, exc.stack)) from None
 
     def execute(self) -> ProbeResults:
         results = self.results
@@ -310,12 +331,15 @@ class ProbeRun:
                 self._phases()
             except SeedError as exc:
                 raise ProbeSetupError(str(exc), _first_clause(str(exc))) from None
+            except ProbeRunStalled as exc:
+                results.stall = exc.stall
             finally:
                 results.broken_tables = self._broken_tables()
                 results.request_failures = self._request_failures()
                 results.requests_given_up = dict(self.builder.given_up) if self.builder else {}
-            with self._phase("shutdown"):
-                self._shutdown()
+            if results.stall is None:
+                with self._phase("shutdown"):
+                    self._shutdown()
         finally:
             self._cleanup()
         results.escapes = list(self.monitor.escapes)
@@ -327,7 +351,7 @@ class ProbeRun:
         instead of ending the run, so every other rule still reports."""
         try:
             yield
-        except SeedError:
+        except (SeedError, ProbeRunStalled):
             raise
         except Exception as exc:
             import traceback
@@ -535,14 +559,23 @@ class ProbeRun:
             kwargs["json"] = request.json_body
         started = time.perf_counter()
         token = _CURRENT_TARGET.set(target)
+        self.in_flight = (target, request.shown)
         try:
             with recording() as statements, self.errors.request() as app_errors:
                 try:
                     response = await asyncio.wait_for(
-                        client.request(request.method, request.path, **kwargs), REQUEST_TIMEOUT
+                        client.request(request.method, request.path, **kwargs), self.request_timeout
                     )
                 except Exception as exc:  # noqa: BLE001 - the app's failure is an observation
                     exchange.error = f"{type(exc).__name__}: {stable_text(str(exc))}"
+                except (asyncio.CancelledError, GeneratorExit):
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - SystemExit & co. raised by the app's code
+                    text = stable_text(str(exc))
+                    exchange.error = (
+                        f"{type(exc).__name__}{': ' + text if text else ''} (a BaseException the app "
+                        "raised while handling the request; it would stop a server's worker)"
+                    )
                 else:
                     exchange.status = response.status_code
                     exchange.headers = _headers(response)
@@ -585,7 +618,7 @@ class ProbeRun:
             return sent
 
         with detector.watching() if detector is not None else contextlib.nullcontext():
-            exchanges: list[Exchange] = self.run(go(), timeout=REQUEST_TIMEOUT * (len(requests) + 2))
+            exchanges: list[Exchange] = self.run(go(), timeout=self.request_timeout * (len(requests) + 2))
         self.results.exchanges.extend(exchanges)
         return exchanges
 
@@ -1024,7 +1057,9 @@ class ProbeRun:
 
         async def dispose() -> None:
             if self.redirector is not None:
-                await self.redirector.dispose_all()
+                # After a stall the engines' connections belong to the abandoned loop: let go of
+                # them without closing (closing would wait on that loop).
+                await self.redirector.dispose_all(close=self.results.stall is None)
             if self.plugin_engine is not None:
                 await self.plugin_engine.dispose()
             if self.database is not None:

@@ -107,6 +107,8 @@ def _probe(context: CheckContext, code: str) -> ProbeResults:
             f"the probe results are incomplete: the app reached {escape.url}, which the plugin "
             "could not redirect",
         )
+    if results.stall is not None and not (code == "FR402" and target == results.stall.target):
+        _stalled(context, code, results)
     failure = results.failed_phase(code, target)
     if failure is not None:
         raise ProbePhaseError(failure)
@@ -119,6 +121,34 @@ def _probe(context: CheckContext, code: str) -> ProbeResults:
             table, why = broken
             raise RuleSkipped(f"{target} needs table {table!r}, which the probes could not use: {why}")
     return results
+
+
+def _stalled(context: CheckContext, code: str, results: ProbeResults) -> NoReturn:
+    """The probe run stopped at a request that blocked the loop: FR402 reports that route; every
+    other probe item is skipped pointing at it (or, when FR402 is not run, at the setup item)."""
+    from pytest_fastapi_rules.items import COLLECTOR_NAME
+
+    stall = results.stall
+    assert stall is not None
+    what = (
+        f"the probes stopped when {stall.request} blocked the event loop for over {stall.seconds:g} s "
+        f"(at {_short_frame(context.facts, stall.where)})"
+    )
+    reporter = registry.get_rule("FR402")
+    route = next((r for r in context.facts.routes if r.target == stall.target), None)
+    if (
+        route is not None
+        and context.options.rule_is_selected("FR402")
+        and (reporter.applies_to is None or reporter.applies_to(route, context.options))
+        and not context.options.route_ignored(route.method, route.path, "FR402")
+    ):
+        raise RuleSkipped(f"{what}: see {COLLECTOR_NAME}::FR402[{stall.target}]")
+    _setup_failure(
+        context,
+        code,
+        f"{what}, so the rest of the probe run has no answers. The app's blocking call:\n{stall.stack}",
+        what,
+    )
 
 
 def _setup_error_item(context: CheckContext) -> tuple[str, str | None] | None:
@@ -289,8 +319,10 @@ def check_lifespan_starts_cleanly(context: CheckContext) -> Iterator[Finding]:
                 "--fastapi-rules-db-url=URL of a PostgreSQL server) to judge it: "
                 + exc.message.split(". Checks that need")[0]
             ) from None
+        what = exc.message.split(". Checks that need")[0]
+        what = what.removeprefix("The app's lifespan failed at startup with ")
         yield Finding(
-            message=f"the lifespan failed at startup: {exc.message.split('. Checks that need')[0]}",
+            message=f"the lifespan failed at startup: {what}",
             location=_last_own_frame(context.facts, exc.app_traceback) or context.facts.app_location,
             fix="Fix the startup error shown in the app's traceback below; "
             + (exc.app_traceback or "").strip()[-1500:],
@@ -1336,6 +1368,17 @@ def check_no_blocking_at_runtime(context: CheckContext) -> Iterator[Finding]:
 
     route = context.the_route
     results = _probe(context, "FR402")
+    stall = results.stall
+    if stall is not None and stall.target == route.target:
+        yield Finding(
+            message=f"{stall.request} blocked the event loop for over {stall.seconds:g} s, at "
+            f"{_short_frame(context.facts, stall.where)}: a blocking call in async code stops every "
+            "other request of the process (the probes stopped there)",
+            location=_frame_location(context.facts, stall.where) or route.location,
+            fix="Make the call async (an async client, asyncio.sleep), or run it in a thread with "
+            "`await asyncio.to_thread(...)`; a sync route (`def`) runs in the threadpool.",
+        )
+        return
     lags = results.stalls.get(route.target)
     if lags is None:
         if route.method == "DELETE":

@@ -546,9 +546,11 @@ def check_versioned_prefix_and_tags(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
     served = _served_path(context.facts, route)
     pattern = context.options.version_prefix
-    if not pattern.search(served):
+    # A deployment prefix (``root_path``, set for a proxy) is not part of the API's paths: the
+    # route's own path decides; the served one counts too when the version lives in the prefix.
+    if not pattern.search(route.path) and not pattern.search(served):
         yield Finding(
-            message=f"path `{served}` is not under a versioned prefix (expected to match "
+            message=f"path `{route.path}` is not under a versioned prefix (expected to match "
             f"`{pattern.pattern}`)",
             location=route.location,
         )

@@ -36,6 +36,8 @@ class RulesSession:
         self.phase_errors_shown: dict[str, str] = {}
         #: Whether the rules' background work (``Rule.background``) was started in this process.
         self.background_started = False
+        self._sigterm_before: object = None
+        self._watch_sigterm()
         #: Raises BaselineError (a usage error) when the file is missing or unreadable.
         self.baseline: Baseline | None = (
             Baseline.load(options.baseline_path, updating=options.update_baseline)
@@ -71,9 +73,35 @@ class RulesSession:
         if self._runtime is not None:
             self._runtime.stop()
 
+    def _watch_sigterm(self) -> None:
+        """Turn SIGTERM (a CI job's timeout, ``kill``) into an interruption, like Ctrl-C.
+
+        Python's default for SIGTERM ends the process at once: no ``finally``, no ``atexit``, and the
+        throwaway databases stay on the server. Only when nobody else handles SIGTERM, and only in
+        the main thread; :meth:`close` puts the default back.
+        """
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def interrupted(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+        signal.signal(signal.SIGTERM, interrupted)
+        self._sigterm_before = signal.SIG_DFL
+
     def close(self) -> None:
         """Leave the process as the plugin found it: lifespan stopped, loop closed, children ended,
-        sys.path restored."""
+        sys.path restored, the SIGTERM handler as it was."""
+        if self._sigterm_before is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, self._sigterm_before)  # type: ignore[arg-type]
+            self._sigterm_before = None
         if self.background_started:
             from pytest_fastapi_rules.childproc import stop_unfinished
 

@@ -584,3 +584,78 @@ def test_a_route_that_answers_at_one_data_size_only_says_so(
         "but answered 500 (RuntimeError: too many items at sizes.py:"
     ), result["message"]
     assert result["message"].endswith("in the large phase, so there is no pair of answers to compare")
+
+
+SLOW_PG_APP = """
+import asyncio
+import os
+
+from fastapi import FastAPI
+from sqlalchemy import String
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine(os.environ["DATABASE_URL"])
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Thing(Base):
+    __tablename__ = "things"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/slow", tags=["slow"])
+async def slow() -> dict[str, str]:
+    open("probing-started", "w").close()
+    await asyncio.sleep(120)
+    return {}
+"""
+
+
+def test_sigterm_during_the_probes_still_drops_their_database(
+    pytester: pytest.Pytester, app_env: None, app_database: Any, postgres_url: str
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytester.makepyfile(slowpg=SLOW_PG_APP)
+    process = pytester.popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--fastapi-app=slowpg:app",
+            "--fastapi-rules-select=FR509",
+            "-p",
+            "no:cacheprovider",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (pytester.path / "probing-started").exists():
+            assert time.monotonic() < deadline and process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
+            time.sleep(0.1)
+        assert _pg(
+            postgres_url,
+            f"SELECT datname FROM pg_database WHERE datname LIKE 'fastapi_rules_{process.pid}_%'",
+        )
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    leftovers = _pg(
+        postgres_url, f"SELECT datname FROM pg_database WHERE datname LIKE 'fastapi_rules_{process.pid}_%'"
+    )
+    assert leftovers == [], process.stdout.read()  # type: ignore[union-attr]

@@ -87,3 +87,11 @@ def middleware_options(middleware: Any) -> dict[str, Any]:
 
 def middleware_class(middleware: Any) -> Any:
     return getattr(middleware, "cls", None)
+
+
+def autoincrement_column(table: Any) -> Any:
+    """The column the database fills for ``table`` (SQLAlchemy 2.0.0 has only the private name)."""
+    found = getattr(table, "autoincrement_column", None)
+    if found is None and not hasattr(type(table), "autoincrement_column"):
+        found = getattr(table, "_autoincrement_column", None)
+    return found

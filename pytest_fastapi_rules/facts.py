@@ -62,6 +62,20 @@ def unwrap_callable(func: Any) -> Any:
     return func
 
 
+def is_subclass(tp: Any, base: type | tuple[type, ...]) -> bool:
+    """``issubclass`` that is False for what is not a plain class.
+
+    On Python 3.10 a generic alias (``list[int]``, ``AsyncIterator[AsyncSession]``) passes
+    ``isinstance(x, type)`` and makes ``issubclass`` raise; annotations are full of them.
+    """
+    if not isinstance(tp, type) or typing.get_origin(tp) is not None:
+        return False
+    try:
+        return issubclass(tp, base)
+    except TypeError:
+        return False
+
+
 def namespace_of(obj: Any) -> dict[str, Any]:
     """An object's own attributes (``vars()``), or an empty dict when it has none.
 

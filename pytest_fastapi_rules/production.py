@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import enum
-import inspect
 import json
 import os
 import re
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_fastapi_rules.childproc import SYS_PATH_ENV, ChildProcess, ChildTimeout
-from pytest_fastapi_rules.facts import DiscoveryError
+from pytest_fastapi_rules.facts import DiscoveryError, is_subclass
 from pytest_fastapi_rules.registry import RuleSkipped, Severity
 from pytest_fastapi_rules.runtime import AppStartupError
 
@@ -53,6 +52,9 @@ if TYPE_CHECKING:
 
 #: Version of the JSON document the child prints (bumped when its shape changes incompatibly).
 PROTOCOL = 1
+#: The variable that hands ``--fastapi-rules-db-url`` to the child (the child's own probe database
+#: then lives where the user said, ``sqlite`` included).
+DB_URL_ENV = "PYTEST_FASTAPI_RULES_DB_URL"
 #: How long the child may take to import, start, probe and stop the app, at least.
 CHILD_TIMEOUT = 60.0
 #: The documentation routes FR108 asks about (their status in production mode).
@@ -302,7 +304,7 @@ def _choices_of(annotation: Any, depth: int = 0) -> tuple[tuple[str, ...], str] 
     if origin is typing.Literal:
         values = tuple(str(getattr(v, "value", v)) for v in typing.get_args(annotation))
         return values, "Literal[" + ", ".join(repr(v) for v in values) + "]"
-    if inspect.isclass(annotation) and issubclass(annotation, enum.Enum):
+    if is_subclass(annotation, enum.Enum):
         values = tuple(str(member.value) for member in annotation)
         return values, f"Enum {annotation.__name__}: " + ", ".join(repr(v) for v in values)
     if origin is typing.Annotated:
@@ -377,6 +379,7 @@ def _start_for(facts: AppFacts, options: RulesOptions, env: dict[str, str]) -> C
         engine_paths=options.engine_paths,
         factory_paths=options.session_factory_paths,
         startup_timeout=options.startup_timeout,
+        db_url=options.db_url,
     )
 
 
@@ -461,6 +464,7 @@ def start_child(
     factory_paths: tuple[str, ...] = (),
     startup_timeout: float = 30.0,
     timeout: float | None = None,
+    db_url: str | None = None,
 ) -> ChildProcess:
     """Start the child process that imports and starts the app with ``env`` set (see the module).
 
@@ -476,7 +480,11 @@ def start_child(
         args += ["--env", name]
     if timeout is None:
         timeout = max(CHILD_TIMEOUT, startup_timeout * 2 + 10)
-    return ChildProcess("pytest_fastapi_rules.production", args, env, timeout)
+    child_env = dict(env)
+    if db_url:
+        # In the environment, not on the command line: the URL may carry a password.
+        child_env[DB_URL_ENV] = db_url
+    return ChildProcess("pytest_fastapi_rules.production", args, child_env, timeout)
 
 
 def read_child(
@@ -662,7 +670,9 @@ def gather(
     try:
         facts = AppFacts(loaded, root=app_dir, runtime=runtime)
         try:
-            found = facts.runtime_facts(engine_paths, factory_paths)
+            found = facts.runtime_facts(
+                engine_paths, factory_paths, os.environ.get(DB_URL_ENV) or None, "the parent's setting"
+            )
         except AppStartupError as exc:
             sys.stderr.write(exc.render() + "\n")
             return {

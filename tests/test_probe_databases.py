@@ -26,6 +26,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
         "GET /api/v1/accounts/{account_id}",
         "GET /api/v1/accounts/{account_id}/tokens",
     ),
+    "circular_keys": ("GET /api/v1/cases", "GET /api/v1/participants"),
     "composite_key": (
         "GET /api/v1/memberships",
         "GET /api/v1/memberships/{membership_id}",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, get_args, get_origin
 from fastapi import Depends
 from fastapi.security.base import SecurityBase
 
-from pytest_fastapi_rules.facts import plain_annotation, type_hints, unwrap_callable
+from pytest_fastapi_rules.facts import is_subclass, plain_annotation, type_hints, unwrap_callable
 
 if TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant
@@ -41,7 +41,7 @@ def _is_session_type(tp: Any) -> bool:
     from sqlalchemy.orm import Session
 
     tp = plain_annotation(tp)
-    return isinstance(tp, type) and issubclass(tp, AsyncSession | Session)
+    return is_subclass(tp, (AsyncSession, Session))
 
 
 def yields_session(call: Any) -> bool:

@@ -62,8 +62,14 @@ class Statement:
     @property
     def short(self) -> str:
         """The shape with a long column list shortened: ``SELECT users.id, ... FROM users WHERE ...``."""
-        text = _COLUMNS.sub(lambda m: f"{m.group(1)}{m.group(2).split(',')[0]}, ... FROM ", self.shape)
+        text = _COLUMNS.sub(
+            lambda m: f"{m.group(1)}{_LABEL.sub('', m.group(2).split(',')[0])}, ... FROM ", self.shape
+        )
         return text if len(text) <= 200 else text[:197] + "..."
+
+
+#: A column's label (``users.id AS users_id``): SQLAlchemy 2.0 writes it, 2.1 does not.
+_LABEL = re.compile(r"\s+AS\s+\S+$", re.IGNORECASE)
 
 
 @dataclass

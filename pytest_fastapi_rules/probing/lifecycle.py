@@ -343,6 +343,16 @@ def _name(call: Any) -> str:
     return str(getattr(call, "__qualname__", None) or getattr(call, "__name__", None) or repr(call))
 
 
+def _compares_as(column: Any, value: Any) -> bool:
+    """Whether ``column = value`` is a plain comparison: the column's type holds values of this
+    Python type (not a full-text vector or an app's own type written from text)."""
+    try:
+        python_type = column.type.python_type
+    except Exception:  # noqa: BLE001 - NotImplementedError: a type without one (TSVECTOR)
+        return False
+    return python_type is not object and isinstance(value, python_type)
+
+
 async def _row_present(run: ProbeRun, table: Any, row: dict[str, Any]) -> bool | None:
     """Whether the marker row is in the table; None when no value of it can identify it."""
     import datetime
@@ -359,6 +369,7 @@ async def _row_present(run: ProbeRun, table: Any, row: dict[str, Any]) -> bool |
         and not isinstance(value, bool)
         and isinstance(value, str | int | uuid.UUID | datetime.date)
         and value != ""
+        and _compares_as(table.c[name], value)
     ]
     if not conditions:
         return None

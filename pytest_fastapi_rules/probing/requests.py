@@ -32,7 +32,8 @@ from pydantic import BaseModel, create_model
 from sqlalchemy import Table
 from sqlalchemy import types as sqltypes
 
-from pytest_fastapi_rules.facts import plain_annotation
+from pytest_fastapi_rules.compat import autoincrement_column
+from pytest_fastapi_rules.facts import is_subclass, plain_annotation
 from pytest_fastapi_rules.probing.column_values import probe_uuid
 from pytest_fastapi_rules.probing.seeding import SeedResult, singular
 
@@ -185,7 +186,7 @@ def bind_path_params(route: RouteFacts, index: TableIndex) -> list[PathBinding]:
         column = None
         if table is not None:
             pk_names = [c.name for c in table.primary_key.columns]
-            serial = table.autoincrement_column
+            serial = autoincrement_column(table)
             if name in table.columns and name not in pk_names:
                 column = name
             elif len(pk_names) == 1:
@@ -216,13 +217,11 @@ def is_typed_param(annotation: Any) -> bool:
     plain = plain_annotation(annotation)
     if get_origin(plain) is Literal:
         return True
-    if isinstance(plain, type):
-        if issubclass(plain, enum.Enum):
-            return True
-        return issubclass(
-            plain, int | float | uuid.UUID | datetime.date | datetime.datetime
-        ) and not issubclass(plain, str)
-    return False
+    if is_subclass(plain, enum.Enum):
+        return True
+    return is_subclass(plain, (int, float, uuid.UUID, datetime.date, datetime.datetime)) and not is_subclass(
+        plain, str
+    )
 
 
 _GENERATED: dict[tuple[Any, str], Any] = {}
@@ -490,7 +489,7 @@ class RequestBuilder:
             return "file"
         if isinstance(info, params.Form):
             annotation = plain_annotation(info.annotation)
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if is_subclass(annotation, BaseModel):
                 for sub in annotation.model_fields.values():
                     if "UploadFile" in repr(sub.annotation) or "bytes" in repr(sub.annotation):
                         return "file"
@@ -504,7 +503,7 @@ class RequestBuilder:
         name = getattr(annotation, "__name__", repr(annotation))
         self.counter += 1
         password = None
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if is_subclass(annotation, BaseModel):
             value = self._model_body(annotation)
             if isinstance(value, dict):
                 password = self._set_password(annotation, value)
@@ -670,7 +669,7 @@ class RequestBuilder:
                 break
         if json_body:
             annotation = plain_annotation(self.body_field(route).field_info.annotation)
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation.model_fields:
+            if is_subclass(annotation, BaseModel) and annotation.model_fields:
                 wrong = {
                     (f.alias or name): {"unexpected": [1, "two"]}
                     for name, f in annotation.model_fields.items()

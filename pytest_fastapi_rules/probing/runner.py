@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from pytest_fastapi_rules.facts import is_subclass
 from pytest_fastapi_rules.probing import auth as auth_mod
 from pytest_fastapi_rules.probing.column_values import declared_types
 from pytest_fastapi_rules.probing.counting import SqlMonitor, not_recording, recording
@@ -733,7 +734,7 @@ class ProbeRun:
                 name = getattr(model_field, "alias", model_field.name)
                 bounds = _bounds(model_field.field_info)
                 plain = _plain(model_field.field_info.annotation)
-                if not (isinstance(plain, type) and issubclass(plain, int)) or issubclass(plain, bool):
+                if not is_subclass(plain, int) or is_subclass(plain, bool):
                     continue
                 if "le" in bounds and _is_page_size(name):
                     over = ProbeRequest(

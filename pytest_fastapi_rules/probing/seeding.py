@@ -46,6 +46,7 @@ from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from pytest_fastapi_rules.compat import autoincrement_column
 from pytest_fastapi_rules.probing.column_values import DeclaredTypes, accepted, candidates, probe_uuid
 from pytest_fastapi_rules.probing.errors import exception_detail
 
@@ -169,7 +170,7 @@ def _database_fills(column: Column[Any], dialect_name: str | None = None) -> boo
     table = column.table
     if not (
         isinstance(table, Table)
-        and table.autoincrement_column is column
+        and autoincrement_column(table) is column
         and isinstance(column_type(column), sqltypes.Integer)
     ):
         return False
@@ -400,7 +401,9 @@ class RowGenerator:
         if isinstance(type_, sqltypes.Float):
             return float(index) + 0.5
         if isinstance(type_, sqltypes.DateTime):
-            moment = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(hours=index)
+            moment = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
+                hours=index
+            )
             return moment if type_.timezone else moment.replace(tzinfo=None)
         if isinstance(type_, sqltypes.Date):
             return datetime.date(2024, 1, 1) + datetime.timedelta(days=index)
@@ -417,8 +420,13 @@ class RowGenerator:
             if name in {"uuid", "guid"} or name.endswith(("_uuid", "_guid")):
                 return str(probe_uuid(f"{self.salt}{column.table.name}.{name}.{index}"))
             return self._string(column, name, index, length, unique)
-        annotation = _Values.get_type_from_column(column)
-        generated = _Values.get_field_value(FieldMeta.from_type(annotation, name=column.name))
+        try:
+            annotation = _Values.get_type_from_column(column)
+            generated = _Values.get_field_value(FieldMeta.from_type(annotation, name=column.name))
+        except Exception:  # noqa: BLE001 - a type without a Python type (TSVECTOR, a library's own)
+            # Such types (full-text vectors, ranges, geometry) take their literal text on the way
+            # in; a nullable one is left empty rather than guessed.
+            return None if column.nullable else f"probe {column.table.name} {name} {self.salt}{index}"
         if unique and isinstance(generated, str):
             return _fits(f"{generated}{self.salt}{index}", length)
         return generated
@@ -593,16 +601,19 @@ class Seeder:
             return
         except Exception:  # noqa: BLE001 - find the tables that cannot be created, one by one
             pass
+        failed: dict[str, str] = {}
         for table in self.tables:
-            parent = next((p for p in _parent_tables(table) if p.name in self.broken), None)
-            if parent is not None:
-                self.broken[table.name] = f"its parent table {parent.name!r} could not be created"
-                continue
             try:
                 async with engine.begin() as connection:
                     await connection.run_sync(_create_table, table)
             except Exception as exc:  # noqa: BLE001 - recorded; the other tables go on
-                self.broken[table.name] = f"it cannot be created on {where}: {exception_detail(exc)}"
+                failed[table.name] = f"it cannot be created on {where}: {exception_detail(exc)}"
+        for table in self.tables:
+            parent = next((p for p in _parent_tables(table) if p.name in self.broken), None)
+            if parent is not None:
+                self.broken[table.name] = f"its parent table {parent.name!r} could not be created"
+            elif table.name in failed:
+                self.broken[table.name] = failed[table.name]
 
     async def clear(self, engine: AsyncEngine) -> None:
         """Empty every usable table (children first)."""
@@ -723,7 +734,13 @@ class Seeder:
                 if _is_forced_flag(column):
                     values[column.name] = self.generator.value(column, index)
                 continue
-            values[column.name] = self.generator.value(column, index + 1000 * offset)
+            try:
+                values[column.name] = self.generator.value(column, index + 1000 * offset)
+            except Exception as exc:
+                raise ValueError(
+                    f"no value for column {column.name!r} ({type(column.type).__name__}): "
+                    f"{type(exc).__name__}{': ' + str(exc) if str(exc) else ''}"
+                ) from exc
         factory_path = self.row_factories.get(table.name)
         if factory_path:
             for name, value in self._factory_row(factory_path, table, index + 1000 * offset).items():

@@ -39,6 +39,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.sql.compiler import DDLCompiler
 
+from pytest_fastapi_rules.compat import autoincrement_column
+
 #: Marks a dialect instance that was fitted already (engines share nothing, but a dialect may be
 #: handed to :func:`fit_dialect` twice: the plugin's check compiles with one it made itself).
 _FITTED = "_fastapi_rules_fitted"
@@ -53,7 +55,7 @@ def _is_rowid_key(column: Any) -> bool:
         return bool(
             isinstance(column, Column)
             and table is not None
-            and table.autoincrement_column is column
+            and autoincrement_column(table) is column
             and len(table.primary_key.columns) == 1
         )
     except Exception:  # noqa: BLE001 - an unusual table: compile it as declared

@@ -25,7 +25,7 @@ import pydantic
 from pydantic import BaseModel, SecretBytes, SecretStr
 from starlette.responses import JSONResponse, Response
 
-from pytest_fastapi_rules.facts import is_coroutine_callable, type_hints
+from pytest_fastapi_rules.facts import is_coroutine_callable, is_subclass, type_hints
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -123,22 +123,12 @@ def _single(tp: Any) -> Any:
     return members[0] if len(members) == 1 else None
 
 
-def _is_class(tp: Any, base: type | tuple[type, ...]) -> bool:
-    """``issubclass`` that is False for non-classes (on Python 3.10 ``list[int]`` passes as a type)."""
-    if not isinstance(tp, type) or get_origin(tp) is not None:
-        return False
-    try:
-        return issubclass(tp, base)
-    except TypeError:
-        return False
-
-
 def _is_model(tp: Any) -> bool:
-    return _is_class(tp, BaseModel) and tp is not BaseModel
+    return is_subclass(tp, BaseModel) and tp is not BaseModel
 
 
 def _is_response_class(tp: Any) -> bool:
-    return _is_class(tp, Response)
+    return is_subclass(tp, Response)
 
 
 def type_name(tp: Any) -> str:
@@ -450,12 +440,12 @@ def check_response_model_declared(context: CheckContext) -> Iterator[Finding]:
     if _has_no_body(status):
         raise RuleSkipped(f"{route.target} answers {status}, a status without a JSON body")
     response_class = route.response_class
-    if _is_response_class(response_class) and not _is_class(response_class, JSONResponse):
+    if _is_response_class(response_class) and not is_subclass(response_class, JSONResponse):
         raise RuleSkipped(f"{route.target} answers with `{response_class.__name__}`, not JSON")
     annotation = _return_annotation(route)
     stripped = _single(annotation)
     if _is_response_class(stripped) and (
-        not _is_class(stripped, JSONResponse) or route.response_model is None
+        not is_subclass(stripped, JSONResponse) or route.response_model is None
     ):
         raise RuleSkipped(f"{route.target} returns a `{stripped.__name__}` that it builds itself")
 
@@ -690,7 +680,7 @@ def _takes_password_form(route: RouteFacts) -> bool:
         from fastapi.security import OAuth2PasswordRequestForm
     except ImportError:  # pragma: no cover
         return False
-    return any(_is_class(d.call, OAuth2PasswordRequestForm) for d in route.iter_dependants())
+    return any(is_subclass(d.call, OAuth2PasswordRequestForm) for d in route.iter_dependants())
 
 
 def is_token_endpoint(route: RouteFacts, facts: AppFacts) -> bool:
@@ -1051,7 +1041,7 @@ def _list_answer(tp: Any) -> str | None:
 
 def _is_int_param(param: QueryParam) -> bool:
     single = _single(param.annotation)
-    return _is_class(single, int) and not _is_class(single, bool)
+    return is_subclass(single, int) and not is_subclass(single, bool)
 
 
 def upper_bound(bounds: dict[str, Any]) -> float | None:
@@ -1196,7 +1186,7 @@ SORT_PARAM_NAMES = frozenset(
 
 def _is_choice(tp: Any) -> bool:
     """``Literal[...]`` or an ``Enum``: a closed set of values, not free text."""
-    return get_origin(tp) is Literal or _is_class(tp, enum.Enum)
+    return get_origin(tp) is Literal or is_subclass(tp, enum.Enum)
 
 
 @rule(
@@ -1288,7 +1278,7 @@ def _cannot_hold_secret(tp: Any) -> bool:
     """Flags, numbers, timestamps, fixed choices and masked secrets never carry a secret's value."""
     members = _without_none(tp)
     return bool(members) and all(
-        _is_class(m, _SCALAR_TYPES) or _is_choice(m) or _is_class(get_origin(m) or m, _MASKED_TYPES)
+        is_subclass(m, _SCALAR_TYPES) or _is_choice(m) or is_subclass(get_origin(m) or m, _MASKED_TYPES)
         for m in members
     )
 

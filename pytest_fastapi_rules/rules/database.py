@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_fastapi_rules.facts import Discovered, DiscoveryError
+from pytest_fastapi_rules.facts import Discovered, DiscoveryError, is_subclass
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -452,7 +452,7 @@ def _is_async_factory(factory: Any) -> bool:
     if isinstance(factory, async_sessionmaker):
         return True
     session_class = getattr(factory, "class_", None)
-    return inspect.isclass(session_class) and issubclass(session_class, AsyncSession)
+    return is_subclass(session_class, AsyncSession)
 
 
 @rule(
@@ -591,7 +591,7 @@ def _is_mapped_annotation(annotation: Any) -> bool:
     if isinstance(annotation, typing.ForwardRef):
         return bool(_MAPPED_TEXT.match(annotation.__forward_arg__))
     origin = typing.get_origin(annotation) or annotation
-    return inspect.isclass(origin) and issubclass(origin, mapped_base)
+    return is_subclass(origin, mapped_base)
 
 
 def _own_annotations(klass: type) -> dict[str, Any]:
@@ -730,7 +730,15 @@ def check_mapped_annotations(context: CheckContext) -> Iterator[Finding]:
     good_example="class Base(AsyncAttrs, DeclarativeBase):\n    pass",
 )
 def check_async_attrs_base(context: CheckContext) -> Iterator[Finding]:
-    from sqlalchemy.ext.asyncio import AsyncAttrs
+    try:
+        from sqlalchemy.ext.asyncio import AsyncAttrs
+    except ImportError:  # SQLAlchemy before 2.0.13
+        import sqlalchemy
+
+        raise RuleSkipped(
+            f"the installed SQLAlchemy {sqlalchemy.__version__} has no AsyncAttrs (added in 2.0.13): "
+            "upgrade SQLAlchemy to use it"
+        ) from None
 
     classes = _own_mapped_classes(context.facts)
     models_by_base: dict[type, list[type]] = {}

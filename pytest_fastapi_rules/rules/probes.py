@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_fastapi_rules import registry
+from pytest_fastapi_rules.facts import is_subclass
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -968,7 +969,7 @@ def _creates_with_password(route: RouteFacts, options: RulesOptions) -> bool:
         annotation = _plain(RequestBuilder.body_field(route).field_info.annotation)
     except Exception:  # noqa: BLE001
         return False
-    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+    if not is_subclass(annotation, BaseModel):
         return False
     return any(PASSWORD_FIELD.match(name) for name in annotation.model_fields)
 

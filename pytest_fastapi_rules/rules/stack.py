@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pytest_fastapi_rules.facts import AppFacts, type_hints, unwrap_callable
+from pytest_fastapi_rules.facts import AppFacts, is_subclass, type_hints, unwrap_callable
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -86,8 +86,8 @@ def _returned_classes(function: Any, classes: tuple[type, ...]) -> set[type]:
     """
     wrapped = unwrap_callable(function)
     annotation = type_hints(wrapped).get("return")
-    if inspect.isclass(annotation):
-        return _with_bases(annotation, classes) if issubclass(annotation, classes) else set()
+    if inspect.isclass(annotation) and typing.get_origin(annotation) is None:
+        return _with_bases(annotation, classes) if is_subclass(annotation, classes) else set()
     if isinstance(annotation, str):
         name = annotation.strip("'\" ").split(".")[-1]
         named = [cls for cls in classes if cls.__name__ == name]

@@ -1,4 +1,4 @@
-"""PostgreSQL's own column types: JSONB, ARRAY, UUID and INET, on a BigInteger key."""
+"""PostgreSQL's own column types: JSONB, ARRAY, UUID, INET and TSVECTOR, on a BigInteger key."""
 
 import os
 import uuid
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import BigInteger, String, select
-from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, TSVECTOR, UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -29,6 +29,8 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     reference: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     source: Mapped[str] = mapped_column(INET)
+    # No Python type at all: the generator falls back to text, which PostgreSQL parses.
+    search: Mapped[str] = mapped_column(TSVECTOR)
 
 
 class EventOut(BaseModel):

@@ -4,7 +4,7 @@ Twelve COUNT queries per request: the number does not grow with the data (no N+1
 any sensible budget; one GROUP BY query would do.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
 from fastapi import Depends
@@ -22,7 +22,7 @@ class MonthlyStatsUserService(UserService):
     async def get_user(self, user_id: int) -> User:
         user = await super().get_user(user_id)
         session = self.repository.session
-        now = datetime.now(UTC)
+        now = datetime.now(timezone.utc)
         for month in range(12):
             start = now - timedelta(days=30 * (month + 1))
             end = now - timedelta(days=30 * month)

@@ -1,6 +1,6 @@
 """FR703 violation: share links signed with a key written in the code."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import jwt
 from fastapi import APIRouter
@@ -21,7 +21,7 @@ class ShareLink(BaseModel):
 @router.get("/{post_id}/share-link")
 async def get_share_link(post_id: int, service: PostServiceDep) -> ShareLink:
     post = await service.get_post(post_id)
-    expires = datetime.now(UTC) + timedelta(days=7)
+    expires = datetime.now(timezone.utc) + timedelta(days=7)
     token = jwt.encode({"post": post.id, "exp": expires}, SHARE_LINK_SECRET, algorithm="HS256")
     return ShareLink(url=f"/shared/{token}")
 

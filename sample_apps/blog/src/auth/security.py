@@ -1,7 +1,7 @@
 """Password hashing (bcrypt) and access tokens (JWT)."""
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import bcrypt
 import jwt
@@ -32,7 +32,7 @@ async def verify_password(password: str, hashed_password: str) -> bool:
 
 def create_access_token(user_id: int) -> str:
     settings = get_settings()
-    expire = datetime.now(UTC) + timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+    expire = datetime.now(timezone.utc) + timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
     claims = {"sub": str(user_id), "exp": expire, "type": "access"}
     return jwt.encode(claims, settings.SECRET_KEY, algorithm=settings.ALGORITHM)
 

@@ -1,12 +1,12 @@
 """Schemas shared by every domain."""
 
-from enum import StrEnum
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel
 
 
-class SortOrder(StrEnum):
+class SortOrder(str, Enum):
     ASC = "asc"
     DESC = "desc"
 

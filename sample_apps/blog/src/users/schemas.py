@@ -1,5 +1,5 @@
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
@@ -10,7 +10,7 @@ Username = Annotated[str, Field(min_length=3, max_length=50, pattern=r"^[A-Za-z0
 Bio = Annotated[str, Field(max_length=500)]
 
 
-class UserSortBy(StrEnum):
+class UserSortBy(str, Enum):
     CREATED_AT = "created_at"
     USERNAME = "username"
 

@@ -16,17 +16,12 @@ import pytest
 from pytest_fastapi_rules.registry import Rule, Severity, all_rules
 
 DEFAULT_VERSION_PREFIX = r"^(/api)?/v[0-9]+(\.[0-9]+)?(/|$)"
+_INFRA_NAMES = ("health", "health/*", "healthz", "livez", "readyz", "live", "ready", "ping", "metrics")
+#: Health and metrics routes, at the root or under a prefix of their own (``/probe/live``).
 DEFAULT_INFRA_PATHS = (
     "/",
-    "/health",
-    "/health/*",
-    "/healthz",
-    "/livez",
-    "/readyz",
-    "/live",
-    "/ready",
-    "/ping",
-    "/metrics",
+    *(f"/{name}" for name in _INFRA_NAMES),
+    *(f"*/{name}" for name in _INFRA_NAMES),
     "/favicon.ico",
 )
 DEFAULT_QUERY_BUDGET = 10

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_fastapi_rules.facts import AppFacts
+from pytest_fastapi_rules.facts import AppFacts, is_subclass
 from pytest_fastapi_rules.options import DEFAULT_DOMAIN_LAYOUT, RulesOptions
 from pytest_fastapi_rules.registry import (
     Basis,
@@ -111,22 +111,14 @@ def _session_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return (Session, scoped_session), (AsyncSession, async_scoped_session)
 
 
-def subclass_of(cls: Any, bases: type | tuple[type, ...]) -> bool:
-    """``issubclass`` that answers False for non-classes and generic aliases instead of raising."""
-    try:
-        return inspect.isclass(cls) and issubclass(cls, bases)
-    except TypeError:
-        return False
-
-
 def is_session_class(cls: Any) -> bool:
     sync, asynchronous = _session_classes()
-    return subclass_of(cls, sync + asynchronous)
+    return is_subclass(cls, sync + asynchronous)
 
 
 def is_sync_session_class(cls: Any) -> bool:
     sync, _ = _session_classes()
-    return subclass_of(cls, sync)
+    return is_subclass(cls, sync)
 
 
 def _is_session_factory(value: Any) -> bool:
@@ -512,27 +504,56 @@ def check_router_no_data_access(context: CheckContext) -> Iterator[Finding]:
                 location=module.location(node),
             )
         for info in module.functions:
-            sessions: frozenset[str] | None = None
-            for call in info.calls():
-                resolved = module.resolve(call.func, info.local_names)
-                if resolved in _STATEMENT_FUNCTIONS:
-                    yield Finding(
-                        message=f"router module `{module.name}` builds SQL itself in `{info.name}`: "
-                        f"{_quote(module, call)}",
-                        location=module.location(call),
-                    )
-                    continue
-                func = call.func
-                if not isinstance(func, ast.Attribute) or func.attr not in _SESSION_CALLS:
-                    continue
-                if sessions is None:
-                    sessions = db_session_names(info)
-                if session_key(info, func.value, sessions, index) is not None:
-                    yield Finding(
-                        message=f"router module `{module.name}` uses the database session in "
-                        f"`{info.name}`: {_quote(module, call)}",
-                        location=module.location(call),
-                    )
+            accesses = _data_access_calls(module, info, index)
+            if not accesses:
+                continue
+            kinds = [
+                kind
+                for kind in ("uses the database session", "builds SQL itself")
+                if kind in {k for k, _ in accesses}
+            ]
+            quoted = [_quote(module, call) for _kind, call in accesses]
+            more = f" (+{len(quoted) - 3} more)" if len(quoted) > 3 else ""
+            # One finding per function, listing its calls: a function is what gets moved.
+            yield Finding(
+                message=f"router module `{module.name}` {' and '.join(kinds)} in `{info.name}`: "
+                f"{', '.join(quoted[:3])}{more}",
+                location=module.location(accesses[0][1]),
+            )
+
+
+def _data_access_calls(module: Any, info: Any, index: SourceIndex) -> list[tuple[str, ast.Call]]:
+    """``(kind, call)`` of the function's data access, in source order; a call inside another one
+    listed (``text(...)`` in ``db.execute(text(...))``) is part of it."""
+    found: list[tuple[str, ast.Call]] = []
+    sessions: frozenset[str] | None = None
+    for call in info.calls():
+        resolved = module.resolve(call.func, info.local_names)
+        if resolved in _STATEMENT_FUNCTIONS:
+            found.append(("builds SQL itself", call))
+            continue
+        func = call.func
+        if not isinstance(func, ast.Attribute) or func.attr not in _SESSION_CALLS:
+            continue
+        if sessions is None:
+            sessions = db_session_names(info)
+        if session_key(info, func.value, sessions, index) is not None:
+            found.append(("uses the database session", call))
+    outer = [call for _kind, call in found]
+    kept = [
+        (kind, call)
+        for kind, call in found
+        if not any(other is not call and _inside(call, other) for other in outer)
+    ]
+    return sorted(kept, key=lambda item: (item[1].lineno, item[1].col_offset))
+
+
+def _inside(node: ast.AST, other: ast.AST) -> bool:
+    start = (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
+    end = (getattr(node, "end_lineno", 0) or 0, getattr(node, "end_col_offset", 0) or 0)
+    outer_start = (getattr(other, "lineno", 0), getattr(other, "col_offset", 0))
+    outer_end = (getattr(other, "end_lineno", 0) or 0, getattr(other, "end_col_offset", 0) or 0)
+    return outer_start <= start and end <= outer_end
 
 
 def _data_import(
@@ -832,7 +853,7 @@ def check_service_raises_domain_errors(context: CheckContext) -> Iterator[Findin
                 continue
             value = module.value_of(raised)
             is_http = (
-                subclass_of(value, http_exception)
+                is_subclass(value, http_exception)
                 if value is not MISSING
                 else module.resolve(raised) in _HTTP_EXCEPTION_NAMES
             )
@@ -965,9 +986,14 @@ def blocking_call(info: FunctionInfo, call: ast.Call) -> Blocking | None:
 
 
 def _is_sync_session_factory(value: Any) -> bool:
+    """A ``sessionmaker`` whose sessions are sync ``Session``s (``sessionmaker(class_=AsyncSession)``
+    builds ``AsyncSession``s, and calling it does not block)."""
+    from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import sessionmaker
 
-    return isinstance(value, sessionmaker)
+    if not isinstance(value, sessionmaker):
+        return False
+    return not is_subclass(getattr(value, "class_", None), AsyncSession)
 
 
 def _is_sync_engine(value: Any) -> bool:
@@ -1340,9 +1366,9 @@ def _model_class(info: FunctionInfo, receiver: ast.AST, index: SourceIndex, base
     if not _shadowed(info, receiver):
         value = module.value_of(receiver)
         if inspect.isclass(value):
-            return value if subclass_of(value, base) else None
+            return value if is_subclass(value, base) else None
     cls = instance_type(info, receiver, index)
-    if subclass_of(cls, base):
+    if is_subclass(cls, base):
         return cls
     return None
 
@@ -1371,7 +1397,23 @@ def _literal_secret(node: ast.AST | None, name: str | None) -> str | None:
         return None
     if name is not None and _normal(stripped) == _normal(name):
         return None
+    if _names_something(stripped, name):
+        return None
     return text
+
+
+#: A lowercase identifier: a key, a column or a header name, not a generated secret.
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9]*(?:[_.-][a-z0-9]+)*")
+
+
+def _names_something(text: str, name: str | None) -> bool:
+    """Whether the literal is a name rather than a secret: a lowercase identifier made only of the
+    variable's own words (``PK_TOKEN = "token"``, ``ACCESS_TOKEN_COOKIE = "access_token"``). A
+    literal with a word of its own (``SECRET_KEY = "dev-secret-key"``) stays a secret."""
+    if len(text) > 40 or not _IDENTIFIER.fullmatch(text):
+        return False
+    words = {word for word in re.split(r"[^a-z0-9]+", (name or "").lower()) if word}
+    return set(re.split(r"[_.-]", text)) <= words
 
 
 def _normal(text: str) -> str:
@@ -1493,7 +1535,7 @@ def _enum_class_nodes(index: SourceIndex) -> set[int]:
         for qualname, node in module.classes:
             cls = module.runtime_class(qualname)
             is_enum = (
-                subclass_of(cls, enum.Enum)
+                is_subclass(cls, enum.Enum)
                 if cls is not None
                 else any((dotted_text(base) or "").endswith("Enum") for base in node.bases)
             )

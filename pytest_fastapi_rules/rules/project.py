@@ -102,9 +102,35 @@ def _load_toml(path: Path) -> dict[str, Any] | None:
         except ImportError:
             return None
     try:
-        return toml_reader.loads(path.read_text(encoding="utf-8"))
+        return toml_reader.loads(read_text(path))
     except (OSError, ValueError):
         return None
+
+
+def read_text(path: Path) -> str:
+    """A project file's text whatever its encoding: UTF-8 (with or without a BOM), UTF-16 or UTF-32
+    by their BOM (Windows editors save requirements files so), UTF-16 without one (NUL bytes),
+    else Latin-1, which reads any bytes. Raises ``OSError`` only."""
+    import codecs
+
+    data = path.read_bytes()
+    for bom, encoding in (
+        (codecs.BOM_UTF32_LE, "utf-32-le"),
+        (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
+        if data.startswith(bom):
+            return data[len(bom) :].decode(encoding, errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if b"\x00" in data:
+        encoding = "utf-16-le" if data[1:2] == b"\x00" else "utf-16-be"
+        return data.decode(encoding, errors="replace")
+    return data.decode("latin-1")
 
 
 def _locate(lines: list[str], name: str, quoted: bool) -> tuple[int, int]:
@@ -128,7 +154,7 @@ def declared_dependencies(root: Path) -> Dependencies:
     pyproject = root / "pyproject.toml"
     data = _load_toml(pyproject) if pyproject.is_file() else None
     if data is not None:
-        lines = pyproject.read_text(encoding="utf-8").splitlines()
+        lines = read_text(pyproject).splitlines()
         found.files.append(pyproject)
         for requirement in (data.get("project") or {}).get("dependencies") or []:
             match = _REQUIREMENT_NAME.match(str(requirement))
@@ -146,7 +172,7 @@ def declared_dependencies(root: Path) -> Dependencies:
         if _DEV_REQUIREMENTS.search(requirements.stem.replace("requirements", "")):
             continue
         try:
-            lines = requirements.read_text(encoding="utf-8").splitlines()
+            lines = read_text(requirements).splitlines()
         except OSError:
             continue
         found.files.append(requirements)
@@ -546,7 +572,7 @@ def check_dockerfile(context: CheckContext) -> Iterator[Finding]:
         raise RuleSkipped(f"no Dockerfile at the project root ({_display(facts, root) or '.'})")
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = read_text(path)
         except OSError as exc:
             yield Finding(
                 message=f"`{path.name}` cannot be read: {exc}", location=Location(_display(facts, path))

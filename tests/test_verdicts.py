@@ -1,0 +1,198 @@
+"""Verdicts that held wrong on public projects, each as a small app: the finding that was wrong is
+gone, and the violation next to it is still found (so the check did not just go quiet)."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MISSING_TOKEN_APP = """
+from fastapi import Depends, FastAPI, Request
+
+
+class MissingTokenError(Exception):
+    '''What a JWT library raises when the request carries no token (authx's shape).'''
+
+
+async def current_user(request: Request) -> str:
+    token = request.headers.get("authorization")
+    if not token:
+        raise MissingTokenError("no token")
+    return token
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/items/{item_id}", tags=["items"])
+async def item(item_id: int, user: str = Depends(current_user)) -> int:
+    return item_id
+
+
+@app.get("/api/v1/open/{item_id}", tags=["items"])
+async def open_item(item_id: int) -> int:
+    if item_id < 0:
+        raise ValueError("negative")
+    return item_id
+"""
+
+
+def test_fr210_does_not_blame_bad_input_for_a_500_the_valid_request_gets_too(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(tokens=MISSING_TOKEN_APP)
+    run = run_rules("tokens:app", "--fastapi-rules-select=FR210")
+    outcomes = run.outcomes("FR210")
+    assert outcomes["GET /api/v1/items/{item_id}"] == "skipped", run.output
+    (skipped,) = [r for r in run.results_for("FR210") if r["target"] == "GET /api/v1/items/{item_id}"]
+    assert "the valid request to GET /api/v1/items/{item_id} answered 500" in skipped["message"]
+    assert "says nothing about input handling" in skipped["message"]
+    assert outcomes["GET /api/v1/open/{item_id}"] == "passed"
+
+
+ASYNC_SESSIONMAKER_APP = """
+import time
+from typing import AsyncIterator
+
+from fastapi import Depends, FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import sessionmaker
+
+engine = create_async_engine("sqlite+aiosqlite://")
+AsyncSessionLocal = sessionmaker(bind=engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def get_db() -> AsyncIterator[AsyncSession]:
+    async with AsyncSessionLocal() as session:
+        yield session
+
+
+async def slow() -> None:
+    time.sleep(0.01)
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/ping", tags=["ping"])
+async def ping(db: AsyncSession = Depends(get_db)) -> dict[str, str]:
+    await slow()
+    return {"ping": "pong"}
+"""
+
+
+def test_fr401_an_async_session_from_a_sessionmaker_does_not_block(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(asyncmaker=ASYNC_SESSIONMAKER_APP)
+    run = run_rules("asyncmaker:app", "--fastapi-rules-select=FR401")
+    messages = [f["message"] for f in run.findings("FR401")]
+    assert not any("sessionmaker" in message for message in messages), messages
+    assert any("time.sleep" in message for message in messages), messages  # the real one stays
+
+
+SECRETS_APP = """
+from fastapi import FastAPI
+
+PK_TOKEN = "token"
+ACCESS_TOKEN_COOKIE = "access_token"
+SECRET_KEY = "dev-secret-key"
+
+app = FastAPI()
+
+
+@app.get("/api/v1/ping", tags=["ping"])
+async def ping() -> dict[str, str]:
+    return {"ping": PK_TOKEN + ACCESS_TOKEN_COOKIE}
+"""
+
+
+def test_fr703_a_literal_made_of_the_names_own_words_is_a_name_not_a_secret(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(secrets_app=SECRETS_APP)
+    run = run_rules("secrets_app:app", "--fastapi-rules-select=FR703")
+    messages = [f["message"] for f in run.findings("FR703")]
+    assert len(messages) == 1 and "SECRET_KEY" in messages[0], messages
+
+
+def test_fr801_reads_a_requirements_file_saved_as_utf16(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(
+        plain="from fastapi import FastAPI\napp = FastAPI()\n",
+    )
+    text = "fastapi>=0.121.2\nrequests==2.31.0\n"
+    Path(pytester.path / "requirements.txt").write_bytes(codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
+    run = run_rules("plain:app", "--fastapi-rules-select=FR801")
+    assert "internal error" not in run.output
+    messages = [f["message"] for f in run.findings("FR801")]
+    assert any("requests" in message for message in messages), run.output
+
+
+HEALTH_APP = """
+from fastapi import APIRouter, FastAPI
+
+app = FastAPI()
+probe = APIRouter(prefix="/probe", tags=["probe"])
+
+
+@probe.get("/live")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@probe.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+app.include_router(probe)
+
+
+@app.get("/things", tags=["things"])
+async def things() -> list[int]:
+    return []
+"""
+
+
+def test_fr109_leaves_health_routes_alone_under_a_prefix_too(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(healthapp=HEALTH_APP)
+    run = run_rules("healthapp:app", "--fastapi-rules-select=FR109")
+    assert run.outcomes("FR109") == {"GET /things": "warning"}, run.output
+
+
+ROUTER_APP = """
+from fastapi import Depends, FastAPI
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def get_db() -> AsyncSession:
+    raise NotImplementedError
+
+
+app = FastAPI()
+
+
+@app.post("/api/v1/items", status_code=201, tags=["items"])
+async def create_item(db: AsyncSession = Depends(get_db)) -> dict[str, int]:
+    await db.execute(text("SELECT 1"))
+    query = select(text("1"))
+    db.add(object())
+    await db.commit()
+    return {"ok": 1}
+"""
+
+
+def test_fr302_one_finding_per_function_listing_its_calls(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(routerapp=ROUTER_APP)
+    run = run_rules("routerapp:app", "--fastapi-rules-select=FR302")
+    (finding,) = run.findings("FR302")
+    assert finding["message"] == (
+        "router module `routerapp` uses the database session and builds SQL itself in `create_item`: "
+        '`db.execute(text("SELECT 1"))`, `select(text("1"))`, `db.add(object())` (+1 more)'
+    ), finding

@@ -62,7 +62,8 @@ def test_conforming_blog_passes_every_api_rule(blog: Path, run_rules: Any) -> No
     # The token endpoint (200), register (201), a create (201) and an action (200)
     assert run.outcomes("FR204") == {
         "POST /api/v1/auth/token": "passed",
-        "POST /api/v1/auth/register": "passed",
+        # no collection of that name is served, and no action word: the route table cannot tell
+        "POST /api/v1/auth/register": "skipped",
         "POST /api/v1/posts": "passed",
         "POST /api/v1/users/{user_id}/activate": "passed",
     }
@@ -116,7 +117,7 @@ VARIANTS = [
         "fr204_create_returns_200",
         "FR204",
         "POST /api/v1/posts/drafts",
-        "POST to `drafts` (a create: no action word) declares 200 (FastAPI's default)",
+        "POST to `/api/v1/posts/drafts` creates in a collection the app serves (GET /api/v1/posts/drafts), yet declares 200 (FastAPI's default)",
         "variants/fr204_create_returns_200.py",
         r"^async def create_draft",
     ),
@@ -509,13 +510,14 @@ def test_post_statuses(pytester: pytest.Pytester, run_rules: Any) -> None:
         "POST /api/v1/auth/token": "passed",
         # a route taking OAuth2PasswordRequestForm is the token endpoint too: 201 is wrong
         "POST /api/v1/auth/jwt/access": "failed",
-        "POST /api/v1/auth/register": "passed",
+        # no collection of that name is served, and no action word: the route table cannot tell
+        "POST /api/v1/auth/register": "skipped",
         "POST /api/v1/users/{user_id}/activate": "passed",
         "POST /api/v1/users/{user_id}/deactivate": "failed",
         "POST /api/v1/users/{user_id}/send-verification-email": "passed",
         "POST /api/v1/search": "passed",
         "POST /api/v1/posts": "failed",
-        "POST /api/v1/imports": "passed",  # 202: asynchronous creation
+        "POST /api/v1/imports": "skipped",  # no GET /imports, no /imports/{id}: cannot tell
         "POST /api/v1/posts/bulk": "passed",  # an action that creates: 201 is fine
         "POST /api/v1/posts/{post_id}/clone": "passed",
         "POST /api/v1/auth/password-reset": "passed",
@@ -527,16 +529,21 @@ def test_post_statuses(pytester: pytest.Pytester, run_rules: Any) -> None:
         in only(findings_of(run, "FR204", "POST /api/v1/auth/jwt/access"))["message"]
     )
     assert only(findings_of(run, "FR204", "POST /api/v1/users/{user_id}/deactivate"))["message"] == (
-        "`deactivate` is an action, not a create, yet declares 201; an action answers 200, 202 or 204"
+        "`deactivate` is an action, not a create (no collection of that name is served), yet "
+        "declares 201; an action answers 200, 202 or 204"
     )
     assert only(findings_of(run, "FR204", "POST /api/v1/posts"))["message"] == (
-        "POST to `posts` (a create: no action word) declares 200 (FastAPI's default); a create "
-        "answers 201 Created (or 202 Accepted when it is queued)"
+        "POST to `/api/v1/posts` creates in a collection the app serves (POST /api/v1/posts/{post_id}), "
+        "yet declares 200 (FastAPI's default); a create answers 201 Created (or 202 Accepted when it "
+        "is queued)"
+    )
+    assert "the route table does not say whether POST /api/v1/imports creates" in (
+        result_of(run, "FR204", "POST /api/v1/imports")["message"]
     )
     assert "ends in a path parameter" in result_of(run, "FR204", "POST /api/v1/posts/{post_id}")["message"]
-    # Without the ini verb, reindex is a collection create that answers 200
+    # Without the ini verb, the route table cannot tell what reindex is: no verdict either way
     plain = run_rules("postsapp:app", "--fastapi-rules-select=FR204")
-    assert plain.outcomes("FR204")["POST /api/v1/index/reindex"] == "failed"
+    assert plain.outcomes("FR204")["POST /api/v1/index/reindex"] == "skipped"
 
 
 # -- FR206, FR207, FR208, FR209: bodies, query parameters, secrets -------------------------------
@@ -809,7 +816,8 @@ def test_bodies_query_parameters_and_secrets(pytester: pytest.Pytester, run_rule
     run = run_rules("paramsapp:app", "--fastapi-rules-select=FR204,FR206,FR207,FR208,FR209")
 
     # FR204: the token endpoint is found through tokenUrl even when it carries the app's root_path
-    assert run.outcomes("FR204") == {"POST /api/v1/token": "passed", "POST /api/v1/sessions": "passed"}
+    # (/token is not the tokenUrl, serves no collection and names no action: not judged)
+    assert run.outcomes("FR204") == {"POST /api/v1/token": "skipped", "POST /api/v1/sessions": "passed"}
 
     # FR206 (warning): PATCH with a required field, PUT with nothing required; dict bodies skipped
     assert run.outcomes("FR206") == {

@@ -196,3 +196,78 @@ def test_fr302_one_finding_per_function_listing_its_calls(pytester: pytest.Pytes
         "router module `routerapp` uses the database session and builds SQL itself in `create_item`: "
         '`db.execute(text("SELECT 1"))`, `select(text("1"))`, `db.add(object())` (+1 more)'
     ), finding
+
+
+CREATES_APP = """
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
+
+
+class Out(BaseModel):
+    id: int
+
+
+class Ready(BaseModel):
+    ready: bool
+
+
+router = APIRouter(prefix="/api/v1", tags=["x"])
+
+
+@router.get("/webhooks")
+async def list_webhooks() -> list[Out]:
+    return []
+
+
+@router.post("/webhooks", status_code=201)
+async def create_webhook() -> Out:
+    return Out(id=1)
+
+
+@router.get("/orders")
+async def list_orders() -> list[Out]:
+    return []
+
+
+@router.post("/orders")
+async def create_order() -> Out:
+    return Out(id=1)
+
+
+@router.post("/orders/{order_id}/cancel", status_code=201)
+async def cancel_order(order_id: int) -> Out:
+    return Out(id=order_id)
+
+
+@router.get("/admin/email")
+async def email_ready() -> Ready:
+    return Ready(ready=True)
+
+
+@router.post("/admin/email")
+async def send_test_email() -> Ready:
+    return Ready(ready=True)
+
+
+@router.post("/recipes/delete")
+async def delete_many() -> Ready:
+    return Ready(ready=True)
+
+
+app = FastAPI()
+app.include_router(router)
+"""
+
+
+def test_fr204_decides_create_or_action_from_the_route_table(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(creates=CREATES_APP)
+    run = run_rules("creates:app", "--fastapi-rules-select=FR204")
+    assert run.outcomes("FR204") == {
+        "POST /api/v1/webhooks": "passed",  # creates in the collection GET lists; 201 is right
+        "POST /api/v1/orders": "failed",  # the same shape, answering 200
+        "POST /api/v1/orders/{order_id}/cancel": "failed",  # an action (no collection), 201
+        "POST /api/v1/admin/email": "skipped",  # GET answers one object, not a list: cannot tell
+        "POST /api/v1/recipes/delete": "skipped",  # no collection, no action verb: cannot tell
+    }, run.output

@@ -624,10 +624,6 @@ ACTION_VERBS = frozenset({
     "acknowledge", "ack", "count", "estimate", "evaluate", "predict", "batch", "bulk",
 })
 # fmt: on
-#: Segments that are endpoints by nature, never a collection to create in.
-NON_CREATE_SEGMENTS = frozenset(
-    {"graphql", "webhook", "webhooks", "callback", "callbacks", "rpc", "jsonrpc", "token"}
-)
 #: Actions that legitimately create something (a copy, a batch of rows, an invitation): 201 is fine.
 CREATING_ACTIONS = frozenset({"clone", "copy", "duplicate", "bulk", "batch", "import", "invite"})
 
@@ -759,35 +755,61 @@ def check_create_returns_201(context: CheckContext) -> Iterator[Finding]:
             fix="Declare 200, 201, 202 or 204.",
         )
         return
-    if (
-        first in verbs
-        or last.lower() in NON_CREATE_SEGMENTS
-        or (len(words) > 1 and words[-1] in NON_CREATE_SEGMENTS)
-    ):
-        if status in _ACTION_STATUSES:
+    # The route table decides: a POST creates in a collection the app also serves (a GET on the
+    # same path, or routes on `path/{id}`); the words of the path only break ties.
+    collection = _collection_evidence(context.facts, route.path)
+    if collection is not None:
+        if status in _CREATE_STATUSES:
             return
         yield Finding(
             message=(
-                f"`{last}` is an action, not a create, yet declares {_status_text(route)}; "
-                "an action answers 200, 202 or 204"
+                f"POST to `{route.path}` creates in a collection the app serves ({collection}), yet "
+                f"declares {_status_text(route)}; a create answers 201 Created (or 202 Accepted "
+                "when it is queued)"
             ),
             location=route.location,
-            fix="Declare 200 (the default) or 202 Accepted for queued work; 201 is for creates.",
+            fix=(
+                "Declare `status_code=status.HTTP_201_CREATED`; if this POST is an action on the "
+                "collection, not a create, name its verb in `fastapi_rules_action_verbs`."
+            ),
         )
         return
-    if status in _CREATE_STATUSES:
+    # No collection: a leading action verb says it is an action; a word such as `token` or
+    # `webhook` alone cannot tell a create from an action, and the route is not judged.
+    if first not in verbs:
+        raise RuleSkipped(
+            f"the route table does not say whether POST {route.path} creates: the app serves no "
+            f"GET {route.path} and no `{route.path}/{{id}}` route, and `{last}` is not an action word"
+        )
+    if status in _ACTION_STATUSES:
         return
     yield Finding(
         message=(
-            f"POST to `{last}` (a create: no action word) declares {_status_text(route)}; a create "
-            "answers 201 Created (or 202 Accepted when it is queued)"
+            f"`{last}` is an action, not a create (no collection of that name is served), yet "
+            f"declares {_status_text(route)}; an action answers 200, 202 or 204"
         ),
         location=route.location,
-        fix=(
-            "Declare `status_code=status.HTTP_201_CREATED`; if this POST is an action, not a "
-            "create, add its verb to `fastapi_rules_action_verbs`."
-        ),
+        fix="Declare 200 (the default) or 202 Accepted for queued work; 201 is for creates.",
     )
+
+
+def _collection_evidence(facts: AppFacts, path: str) -> str | None:
+    """Why ``path`` is a collection the app serves (``GET /orders`` answering a list,
+    ``/orders/{order_id}``), or None."""
+    base = path.rstrip("/")
+    for other in facts.routes:
+        other_path = other.path.rstrip("/")
+        # A GET on the same path that answers a list (a page of items counts): the collection.
+        if other.method == "GET" and other_path == base and list_answer_of(other) is not None:
+            return f"GET {other.path}"
+    below = []
+    for other in facts.routes:
+        rest = other.path[len(base) :].strip("/") if other.path.startswith(base + "/") else ""
+        segments = rest.split("/") if rest else []
+        if segments and segments[0].startswith("{") and segments[0].endswith("}"):
+            below.append((len(segments), other.target))
+    # The item route itself (``/orders/{id}``) names the collection best; deeper ones do too.
+    return min(below)[1] if below else None
 
 
 # -- FR206 ----------------------------------------------------------------------------------------

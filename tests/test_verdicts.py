@@ -271,3 +271,50 @@ def test_fr204_decides_create_or_action_from_the_route_table(
         "POST /api/v1/admin/email": "skipped",  # GET answers one object, not a list: cannot tell
         "POST /api/v1/recipes/delete": "skipped",  # no collection, no action verb: cannot tell
     }, run.output
+
+
+PUT_APP = """
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+
+class Settings(BaseModel):
+    '''The full representation, with defaults a client may leave out (what GET returns).'''
+
+    enabled: bool = True
+    name: str = "default"
+
+
+class SettingsPatch(BaseModel):
+    enabled: bool | None = None
+    name: str | None = None
+
+
+app = FastAPI()
+
+
+@app.put("/api/v1/settings/{key}", tags=["settings"])
+async def replace_settings(key: str, body: Settings) -> Settings:
+    return body
+
+
+@app.put("/api/v1/other/{key}", tags=["settings"])
+async def replace_other(key: str, body: SettingsPatch) -> Settings:
+    return Settings()
+"""
+
+
+def test_fr206_a_put_body_with_concrete_defaults_is_a_full_representation(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(putapp=PUT_APP)
+    run = run_rules("putapp:app", "--fastapi-rules-select=FR206")
+    assert run.outcomes("FR206") == {
+        "PUT /api/v1/settings/{key}": "passed",
+        "PUT /api/v1/other/{key}": "warning",
+    }, run.output
+    (finding,) = run.findings("FR206")
+    assert (
+        "PUT body `SettingsPatch` has no required field and every field defaults to None"
+        in finding["message"]
+    )

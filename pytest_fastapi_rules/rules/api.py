@@ -937,14 +937,31 @@ def check_update_schema_partial(context: CheckContext) -> Iterator[Finding]:
                 location=location,
             )
         elif route.method == "PUT" and fields and not required:
+            why = _partial_because(model, context.facts)
+            if why is None:
+                # Concrete defaults (`enabled: bool = True`): a full representation whose client
+                # may leave the defaults out. That is a full PUT.
+                continue
             yield Finding(
                 message=(
-                    f"PUT body `{model.__name__}` has no required field; a PUT replaces the whole "
-                    "resource, so its model is the full representation"
+                    f"PUT body `{model.__name__}` has no required field and {why}: it is a partial "
+                    "update; a PUT replaces the whole resource, so its model is the full representation"
                 ),
                 location=location,
                 fix="Make the fields required (a PUT sends them all), or serve partial updates as PATCH.",
             )
+
+
+def _partial_because(model: type[BaseModel], facts: AppFacts) -> str | None:
+    """Why a body model with no required field is a partial update, or None when it is not one: its
+    fields all default to None, or a PATCH route of the app takes the same model."""
+    fields = model.model_fields.values()
+    if all(info.default is None and info.default_factory is None for info in fields):
+        return "every field defaults to None"
+    for other in facts.routes:
+        if other.method == "PATCH" and model in _body_models(other):
+            return f"{other.target} takes it as its PATCH body"
+    return None
 
 
 # -- FR207 ----------------------------------------------------------------------------------------

@@ -318,3 +318,58 @@ def test_fr206_a_put_body_with_concrete_defaults_is_a_full_representation(
         "PUT body `SettingsPatch` has no required field and every field defaults to None"
         in finding["message"]
     )
+
+
+EMAIL_APP = """
+from fastapi import FastAPI
+from pydantic import BaseModel, field_validator
+
+
+class Loose(BaseModel):
+    email: str
+    name: str
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()  # a validator, but it accepts anything
+
+
+class Strict(BaseModel):
+    email: str
+
+    @field_validator("email")
+    @classmethod
+    def _check(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError("not an e-mail address")
+        return value
+
+
+app = FastAPI()
+
+
+@app.post("/api/v1/loose", tags=["x"])
+async def loose(body: Loose) -> dict[str, str]:
+    return {}
+
+
+@app.post("/api/v1/strict", tags=["x"])
+async def strict(body: Strict) -> dict[str, str]:
+    return {}
+"""
+
+
+def test_fr605_judges_an_email_validator_by_what_it_accepts(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(emailapp=EMAIL_APP)
+    run = run_rules("emailapp:app", "--fastapi-rules-select=FR605")
+    assert run.outcomes("FR605") == {"POST /api/v1/loose": "warning", "POST /api/v1/strict": "passed"}, (
+        run.output
+    )
+    (finding,) = run.findings("FR605")
+    assert finding["message"] == (
+        "request field `Loose.email` has a validator of its own, yet accepts 'not-an-address', which is "
+        "not an e-mail address"
+    )

@@ -791,6 +791,27 @@ def _unvalidated_email(name: str, annotation: Any, metadata: list[Any]) -> bool:
     return not _metadata_validates(metadata + _annotated_metadata(annotation))
 
 
+_NOT_AN_ADDRESS = "not-an-address"
+
+
+def _accepts_non_address(model: type[BaseModel], name: str) -> bool:
+    """Whether ``model`` validates with ``name`` set to something that is not an address (the other
+    fields from a generated valid instance); False when no valid instance can be made to try."""
+    try:
+        from polyfactory.factories.pydantic_factory import ModelFactory
+
+        factory = ModelFactory.create_factory(model, __allow_none_optionals__=False)
+        data = factory.build().model_dump(by_alias=False)
+    except Exception:  # noqa: BLE001 - a model the generator cannot build: trust its validator
+        return False
+    data[name] = _NOT_AN_ADDRESS
+    try:
+        model.model_validate(data)
+    except Exception:  # noqa: BLE001 - refused (ValidationError, or a validator raising): it validates
+        return False
+    return True
+
+
 @rule(
     code="FR605",
     name="email-fields-validated",
@@ -832,9 +853,18 @@ def check_email_fields_validated(context: CheckContext) -> Iterator[Finding]:
             continue  # a library's schema: not the app's to change (its nested models still count)
         validated = _validated_fields(model)
         for name, field in _model_fields(model).items():
-            if name in validated:
-                continue
             annotation = getattr(field, "annotation", None)
+            if name in validated:
+                # A validator of its own is judged by what it does, not by being there.
+                if _unvalidated_email(name, annotation, []) and _accepts_non_address(model, name):
+                    yield Finding(
+                        message=f"request field `{_name(model)}.{name}` has a validator of its own, yet "
+                        f"accepts {_NOT_AN_ADDRESS!r}, which is not an e-mail address",
+                        location=facts.location_of(model),
+                        fix="Declare the field as `EmailStr` (pydantic[email]), or make its validator "
+                        "refuse what is not an address.",
+                    )
+                continue
             if _unvalidated_email(name, annotation, list(getattr(field, "metadata", None) or [])):
                 yield Finding(
                     message=f"request field `{_name(model)}.{name}` is a plain `str`, not `EmailStr`",

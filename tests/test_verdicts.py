@@ -373,3 +373,10 @@ def test_fr605_judges_an_email_validator_by_what_it_accepts(
         "request field `Loose.email` has a validator of its own, yet accepts 'not-an-address', which is "
         "not an e-mail address"
     )
+
+
+def test_fr201_on_a_sync_session_says_the_fix_is_async_sqlalchemy(shapes: Path, run_rules: Any) -> None:
+    run = run_rules("sync_engine:app", "--fastapi-rules-select=FR201")
+    findings = run.findings("FR201")
+    assert findings and all("works with a sync SQLAlchemy session (`db`)" in f["message"] for f in findings)
+    assert all("`async def` alone would run the sync session's queries" in f["fix"] for f in findings)

@@ -25,7 +25,13 @@ import pydantic
 from pydantic import BaseModel, SecretBytes, SecretStr
 from starlette.responses import JSONResponse, Response
 
-from pytest_fastapi_rules.facts import is_coroutine_callable, is_subclass, type_hints
+from pytest_fastapi_rules.facts import (
+    is_coroutine_callable,
+    is_subclass,
+    plain_annotation,
+    type_hints,
+    unwrap_callable,
+)
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -398,10 +404,39 @@ def check_async_endpoint(context: CheckContext) -> Iterator[Finding]:
     if is_coroutine_callable(route.endpoint):
         return
     name = getattr(route.function, "__name__", repr(route.function))
+    sync_session = _sync_session_dependency(route)
+    if sync_session is not None:
+        yield Finding(
+            message=f"endpoint `{name}` is a sync `def` that works with a sync SQLAlchemy session "
+            f"(`{sync_session}`); FastAPI runs it in a worker thread",
+            location=route.location,
+            fix="Move the data access to async SQLAlchemy (`AsyncSession` from an `async_sessionmaker`, "
+            "awaited), then make the endpoint `async def`; `async def` alone would run the sync "
+            "session's queries on the event loop and block every other request.",
+        )
+        return
     yield Finding(
         message=f"endpoint `{name}` is a sync `def`; FastAPI runs it in a worker thread",
         location=route.location,
     )
+
+
+def _sync_session_dependency(route: RouteFacts) -> str | None:
+    """The name of a dependency of the route that yields a sync SQLAlchemy ``Session``, if any."""
+    from sqlalchemy.orm import Session
+
+    for parameter, annotation in type_hints(route.function).items():
+        if parameter != "return" and is_subclass(plain_annotation(annotation), Session):
+            return parameter
+    for dependant in route.iter_dependants():
+        call = dependant.call
+        if call is None:
+            continue
+        returned = type_hints(unwrap_callable(call)).get("return")
+        for candidate in (returned, *typing.get_args(returned)):
+            if is_subclass(candidate, Session):
+                return str(getattr(unwrap_callable(call), "__name__", "the session dependency"))
+    return None
 
 
 # -- FR202 ----------------------------------------------------------------------------------------

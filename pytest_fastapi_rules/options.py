@@ -512,24 +512,19 @@ def _parse_object_paths(lines: list[str], setting: str) -> tuple[str, ...]:
     return paths
 
 
-def _parse_page_size(text: str) -> int:
+def _parse_whole(text: str, setting: str, minimum: int, what: str) -> int:
+    """A whole number of at least ``minimum``; the message names the setting and what it counts."""
     try:
         value = int(str(text).strip())
     except ValueError:
-        raise OptionsError(f"fastapi_rules_max_page_size: {text!r} is not a whole number.") from None
-    if value < 1:
-        raise OptionsError(f"fastapi_rules_max_page_size: must be at least 1, got {text!r}.")
+        raise OptionsError(f"{setting}: {text!r} is not a whole number of {what}.") from None
+    if value < minimum:
+        raise OptionsError(f"{setting}: must be at least {minimum}, got {text!r}.")
     return value
 
 
 def _parse_budget(text: str, setting: str) -> int:
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise OptionsError(f"{setting}: {text!r} is not a whole number of statements.") from None
-    if value < 0:
-        raise OptionsError(f"{setting}: must not be negative, got {text!r}.")
-    return value
+    return _parse_whole(text, setting, 0, "statements")
 
 
 def _parse_query_budgets(lines: list[str]) -> tuple[RouteBudget, ...]:
@@ -641,7 +636,9 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
             f"expression ({exc})."
         ) from None
 
-    max_page_size = _parse_page_size(config.getini("fastapi_rules_max_page_size"))
+    max_page_size = _parse_whole(
+        config.getini("fastapi_rules_max_page_size"), "fastapi_rules_max_page_size", 1, "items"
+    )
 
     def seconds(name: str) -> float:
         """A timeout from the command line or the ini, checked the same way for both."""

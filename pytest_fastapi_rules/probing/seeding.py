@@ -47,7 +47,13 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from pytest_fastapi_rules.compat import autoincrement_column
-from pytest_fastapi_rules.probing.column_values import DeclaredTypes, accepted, candidates, probe_uuid
+from pytest_fastapi_rules.probing.column_values import (
+    DeclaredTypes,
+    accepted,
+    candidates,
+    probe_uuid,
+    value_of_type,
+)
 from pytest_fastapi_rules.probing.errors import exception_detail
 
 SMALL = 3
@@ -401,16 +407,10 @@ class RowGenerator:
         if isinstance(type_, sqltypes.Float):
             return float(index) + 0.5
         if isinstance(type_, sqltypes.DateTime):
-            moment = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
-                hours=index
-            )
+            moment = value_of_type(datetime.datetime, name, index)
             return moment if type_.timezone else moment.replace(tzinfo=None)
-        if isinstance(type_, sqltypes.Date):
-            return datetime.date(2024, 1, 1) + datetime.timedelta(days=index)
-        if isinstance(type_, sqltypes.Time):
-            return datetime.time(12, index % 60)
-        if isinstance(type_, sqltypes.Interval):
-            return datetime.timedelta(minutes=index + 1)
+        if isinstance(type_, sqltypes.Date | sqltypes.Time | sqltypes.Interval):
+            return value_of_type(type_.python_type, name, index)
         if isinstance(type_, sqltypes.Uuid):
             value = probe_uuid(f"{self.salt}{column.table.name}.{name}.{index}")
             return value if type_.as_uuid else str(value)

@@ -34,6 +34,14 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 OLD_FASTAPI = _version(importlib.metadata.version("fastapi")) < (0, 121, 2)
+
+
+def installed(package: str) -> tuple[int, ...]:
+    """The installed version of ``package``, for tests whose subject needs a newer one than the
+    lowest the plugin supports (CI runs the lowest too)."""
+    return _version(importlib.metadata.version(package))
+
+
 SAMPLE_APPS = Path(__file__).resolve().parent.parent / "sample_apps"
 SHAPES = SAMPLE_APPS / "shapes"
 BLOG = "src.main:app"

@@ -293,7 +293,11 @@ def test_a_named_database_server_that_never_answers_costs_its_timeout_once(
             "fastapi_rules_max_page_size = -5",
             "fastapi_rules_max_page_size: must be at least 1, got '-5'.",
         ),
-        ((), "fastapi_rules_strict = maybe", "fastapi_rules_strict: invalid truth value 'maybe'; use true or false."),
+        (
+            (),
+            "fastapi_rules_strict = maybe",
+            "fastapi_rules_strict: invalid truth value 'maybe'; use true or false.",
+        ),
         (
             (),
             "fastapi_rules_engines = engine",

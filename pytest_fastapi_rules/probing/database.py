@@ -381,7 +381,12 @@ class Redirector:
         connect_args = database.connect_args(url.get_driver_name())
         if connect_args:
             kept["connect_args"] = connect_args
+        # The pool the engine will really have: the app's, or the probe database's default (SQLite
+        # files get a NullPool before SQLAlchemy 2.0.38), which takes no sizing options.
         poolclass = kept.get("poolclass")
+        if poolclass is None:
+            with contextlib.suppress(Exception):
+                poolclass = url.get_dialect().get_pool_class(url)  # type: ignore[attr-defined]
         if poolclass is not None and not (isinstance(poolclass, type) and issubclass(poolclass, QueuePool)):
             for key in ("pool_size", "max_overflow", "pool_timeout", "pool_use_lifo"):
                 kept.pop(key, None)

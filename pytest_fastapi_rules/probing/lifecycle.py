@@ -553,14 +553,21 @@ async def _terminate(run: ProbeRun) -> None:
     from sqlalchemy import text
 
     assert run.plugin_engine is not None and run.database is not None
+    import asyncio
+
+    others = "WHERE application_name = :name AND pid <> pg_backend_pid()"
+    name = {"name": run.database.application_name}
     async with run.plugin_engine.connect() as connection:
         await connection.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = :name AND pid <> pg_backend_pid()"
-            ),
-            {"name": run.database.application_name},
+            text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity {others}"), name
         )
+        # Terminating is asynchronous: wait (a few seconds at most) until the backends are gone, so
+        # the next request meets closed connections, not ones in the middle of closing.
+        for _ in range(50):
+            left = await connection.scalar(text(f"SELECT count(*) FROM pg_stat_activity {others}"), name)
+            if not left:
+                break
+            await asyncio.sleep(0.1)
 
 
 __all__ = ["InjectedFailure", "ProbeRequest", "capture_logs", "check_connection_loss"]

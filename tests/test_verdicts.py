@@ -380,3 +380,19 @@ def test_fr201_on_a_sync_session_says_the_fix_is_async_sqlalchemy(shapes: Path, 
     findings = run.findings("FR201")
     assert findings and all("works with a sync SQLAlchemy session (`db`)" in f["message"] for f in findings)
     assert all("`async def` alone would run the sync session's queries" in f["fix"] for f in findings)
+
+
+def test_fr801_leaves_out_a_requirement_whose_marker_does_not_apply(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(plain="from fastapi import FastAPI\napp = FastAPI()\n")
+    (pytester.path / "requirements.txt").write_text(
+        "fastapi>=0.121.2\nrequests==2.31.0; sys_platform == 'win32'\nhttpx>=0.28\n"
+    )
+    run = run_rules("plain:app", "--fastapi-rules-select=FR801")
+    assert not any("requests" in f["message"] for f in run.findings("FR801")), run.output
+    (pytester.path / "requirements.txt").write_text(
+        "fastapi>=0.121.2\nrequests==2.31.0; sys_platform != 'win32'\n"
+    )
+    run = run_rules("plain:app", "--fastapi-rules-select=FR801")
+    assert any("requests" in f["message"] for f in run.findings("FR801")), run.output

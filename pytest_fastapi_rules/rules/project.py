@@ -133,6 +133,18 @@ def read_text(path: Path) -> str:
     return data.decode("latin-1")
 
 
+def _applies_here(requirement: str) -> bool:
+    """Whether a requirement applies to this environment: its marker (``; sys_platform ==
+    'win32'``) evaluated by ``packaging``; a line ``packaging`` cannot parse is kept."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        parsed = Requirement(requirement)
+    except InvalidRequirement:
+        return True
+    return parsed.marker is None or parsed.marker.evaluate()
+
+
 def _locate(lines: list[str], name: str, quoted: bool) -> tuple[int, int]:
     """(line, column), 1-based, of a dependency's name in a file: quoted in a TOML array, or
     at the start of a line (a Poetry table key)."""
@@ -158,7 +170,7 @@ def declared_dependencies(root: Path) -> Dependencies:
         found.files.append(pyproject)
         for requirement in (data.get("project") or {}).get("dependencies") or []:
             match = _REQUIREMENT_NAME.match(str(requirement))
-            if match:
+            if match and _applies_here(str(requirement)):
                 line, column = _locate(lines, match.group(1), quoted=True)
                 found.declared.append(Declared(match.group(1), str(requirement), pyproject, line, column))
         poetry = ((data.get("tool") or {}).get("poetry") or {}).get("dependencies") or {}
@@ -181,7 +193,7 @@ def declared_dependencies(root: Path) -> Dependencies:
             if not text or text.startswith("-"):
                 continue
             match = _REQUIREMENT_NAME.match(text)
-            if match:
+            if match and _applies_here(text):
                 column = len(raw) - len(raw.lstrip()) + 1
                 found.declared.append(Declared(match.group(1), text, requirements, number, column))
     return found

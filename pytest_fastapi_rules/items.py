@@ -366,7 +366,16 @@ class RuleItem(pytest.Item):
         return str(self.config.rootpath / location.file), location.line
 
     def reportinfo(self) -> tuple[Path | str, int | None, str]:
-        return self.path, None, f"{self.rule.code} {self.rule.name} {self.target}"
+        """The route's (or the app's) file and line: what pytest, JUnit XML and CI annotations
+        (pytest-github-actions-annotate-failures) point at, instead of the collector."""
+        text = f"{self.rule.code} {self.rule.name} {self.target}"
+        location = self.route.location if self.route is not None else None
+        if location is None and self.state._facts is not None:
+            location = self.state._facts.app_location
+        if location is None:
+            return self.path, None, text
+        line = location.line - 1 if location.line else None  # pytest counts lines from 0
+        return self.config.rootpath / location.file, line, text
 
     def outcome_kind(self, excinfo: ExceptionInfo[BaseException] | None) -> str:
         """The report's outcome for a call that raised ``excinfo`` (None: it passed)."""

@@ -396,3 +396,29 @@ def test_fr801_leaves_out_a_requirement_whose_marker_does_not_apply(
     )
     run = run_rules("plain:app", "--fastapi-rules-select=FR801")
     assert any("requests" in f["message"] for f in run.findings("FR801")), run.output
+
+
+def test_items_point_at_the_route_in_junit_xml(pytester: pytest.Pytester) -> None:
+    """CI annotations and JUnit XML take an item's file and line from ``reportinfo``."""
+    import xml.etree.ElementTree as ET
+
+    pytester.makepyfile(
+        syncapp=(
+            "from fastapi import FastAPI\napp = FastAPI()\n\n\n"
+            '@app.get("/api/v1/items", tags=["x"])\ndef items() -> list[int]:\n    return []\n'
+        )
+    )
+    junit = pytester.path / "junit.xml"
+    pytester.runpytest(
+        "--fastapi-app=syncapp:app",
+        "--fastapi-rules-select=FR201",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit1",
+        "-p",
+        "no:cacheprovider",
+    )
+    (case,) = [c for c in ET.parse(junit).iter("testcase") if "FR201" in c.get("name", "")]
+    # The def line (6), which pytest counts from 0.
+    # The def line (6), which pytest counts from 0.
+    assert case.get("file") == "syncapp.py" and case.get("line") == "5", case.attrib

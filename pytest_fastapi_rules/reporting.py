@@ -91,6 +91,8 @@ class ResultCollector:
         self.results: list[dict[str, Any]] = []
         #: Where the probes' database lived and why (``placement.DatabaseChoice.described``).
         self.probe_database: str | None = None
+        #: nodeid -> position in :attr:`results`, so an item reported again replaces its entry.
+        self._positions: dict[str, int] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Runs where reports arrive: the xdist controller, or the only process."""
@@ -100,11 +102,18 @@ class ResultCollector:
         data = getattr(report, REPORT_ATTRIBUTE, None)
         if data is None:
             return
+        if str(report.outcome) == "rerun":  # pytest-rerunfailures: only the last attempt counts
+            return
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             data = dict(data)
             database = data.pop(PROBE_DATABASE_KEY, None)
             if database and self.probe_database is None:
                 self.probe_database = str(database)
+            position = self._positions.get(data["nodeid"])
+            if position is not None:
+                self.results[position] = data  # an item run again: its last outcome stands
+                return
+            self._positions[data["nodeid"]] = len(self.results)
             self.results.append(data)
 
     def sorted_results(self) -> list[dict[str, Any]]:

@@ -272,3 +272,20 @@ def test_leaves_no_state_behind(pytester: pytest.Pytester, two_sync: None) -> No
     result = pytester.runpytest_subprocess("--fastapi-app=legacy:app", "-p", "no:cacheprovider", "-s")
     assert "NO-TRACE-CHECKED" in result.stdout.str()
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_rerun_item_counts_once_with_its_last_outcome(pytester: pytest.Pytester, two_sync: None) -> None:
+    pytest.importorskip("pytest_rerunfailures", reason="pytest-rerunfailures is not installed here")
+    report = pytester.path / "report.json"
+    pytester.runpytest(
+        "--fastapi-app=legacy:app",
+        "--fastapi-rules-select=FR201",
+        f"--fastapi-rules-json={report}",
+        "--reruns=2",
+        "-p",
+        "no:cacheprovider",
+    )
+    data = json.loads(report.read_text())
+    nodeids = [r["nodeid"] for r in data["results"]]
+    assert len(nodeids) == len(set(nodeids)) == 2, nodeids
+    assert data["summary"]["failed"] == 2

@@ -62,6 +62,27 @@ class UserSetupError(Exception):
     """The user's configuration prevents the check (e.g. an unresolvable engine path)."""
 
 
+def _import_probing_modules() -> None:
+    """Import, now, the modules the probe run imports on first use.
+
+    pytest rewrites the modules of its plugins as they are imported (``ast.parse`` in this thread).
+    Seen once in CI, done while the plugin's loop thread ran the app: CPython 3.11's ``ast`` module
+    raised "AST constructor recursion depth mismatch". Before the app starts, nothing else runs.
+    """
+    import importlib
+
+    for name in (
+        "pytest_fastapi_rules.probing.runner",
+        "pytest_fastapi_rules.probing.lifecycle",
+        "pytest_fastapi_rules.probing.blocking",
+        "pytest_fastapi_rules.probing.isolation",
+        "pytest_fastapi_rules.probing.shards",
+        "pytest_fastapi_rules.production",
+        "pytest_fastapi_rules.childproc",
+    ):
+        importlib.import_module(name)
+
+
 class SettingError(Exception):
     """A setting names something of the app that does not exist; the message names the key."""
 
@@ -95,6 +116,7 @@ class RulesCollector(pytest.Collector):
         facts = state.facts()
         options = state.options
         _check_named_modules(options)
+        _import_probing_modules()
         for base_rule in all_rules():
             if not options.rule_is_selected(base_rule.code):
                 continue

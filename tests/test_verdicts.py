@@ -422,3 +422,97 @@ def test_items_point_at_the_route_in_junit_xml(pytester: pytest.Pytester) -> Non
     # The def line (6), which pytest counts from 0.
     # The def line (6), which pytest counts from 0.
     assert case.get("file") == "syncapp.py" and case.get("line") == "5", case.attrib
+
+
+OWN_AUTH_APP = """
+from typing import Optional
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.security import OAuth2PasswordBearer
+from pydantic import BaseModel
+
+AUTH_HEADER = "authorization"
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login")
+
+
+class NoteIn(BaseModel):
+    title: str
+
+
+def _decode(request: Request) -> str:
+    value = request.headers.get(AUTH_HEADER)  # a library's constant: no literal to read
+    if not value:
+        raise HTTPException(401, "no token", headers={"WWW-Authenticate": "Bearer"})
+    return value
+
+
+async def who_is_calling(request: Request) -> str:
+    return _decode(request)
+
+
+async def caller(authorization: Optional[str] = Header(None)) -> str:
+    return authorization.split()[1]  # AttributeError without the header: a 500
+
+
+async def current(token: str = Depends(oauth2)) -> str:
+    if token != "good":
+        raise HTTPException(401, "bad token", headers={"WWW-Authenticate": "Bearer"})
+    return token
+
+
+app = FastAPI()
+
+
+@app.post("/api/v1/notes", status_code=201, tags=["notes"])
+async def create_note(note: NoteIn, who: str = Depends(who_is_calling)) -> NoteIn:
+    return note
+
+
+@app.post("/api/v1/tags", status_code=201, tags=["tags"])
+async def create_tag(note: NoteIn, who: str = Depends(caller)) -> NoteIn:
+    return note
+
+
+@app.post("/api/v1/drafts", status_code=201, tags=["drafts"])
+async def create_draft(note: NoteIn) -> NoteIn:
+    return note
+
+
+@app.delete("/api/v1/notes/{note_id}", status_code=204, tags=["notes"])
+async def delete_note(note_id: int, token: str = Depends(current)) -> None:
+    return None
+"""
+
+
+def test_fr706_recognises_authentication_by_what_it_reads_and_by_the_answer(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(ownauth=OWN_AUTH_APP)
+    run = run_rules("ownauth:app", "--fastapi-rules-select=FR706")
+    outcomes = run.outcomes("FR706")
+    # Refused the probes' request without credentials with 401: protected, whatever the names.
+    assert outcomes["POST /api/v1/notes"] == "passed", run.output
+    # Its dependency reads the Authorization header itself.
+    assert outcomes["POST /api/v1/tags"] == "passed", run.output
+    # Nothing reads credentials and the probes' request was accepted: still found, with that evidence.
+    assert outcomes["POST /api/v1/drafts"] == "warning", run.output
+    (finding,) = [f for r in run.results_for("FR706") if r["target"] == "POST /api/v1/drafts" for f in r["findings"]]
+    assert "endpoint `create_draft` changes data without a security dependency" in finding["message"]
+    assert "POST /api/v1/drafts without credentials answered 201" in finding["message"]
+
+
+def test_fr704_judges_a_dependency_that_reads_the_credentials_itself(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(ownauth=OWN_AUTH_APP)
+    run = run_rules("ownauth:app", "--fastapi-rules-select=FR704")
+    outcomes = run.outcomes("FR704")
+    assert outcomes["POST /api/v1/tags"] == "failed", run.output
+    messages = [f["message"] for r in run.results_for("FR704") if r["target"] == "POST /api/v1/tags" for f in r["findings"]]
+    assert any(
+        "with no credentials answered 500" in m and "`caller` reads the `authorization` header and crashed" in m
+        for m in messages
+    ), messages
+    # Structure alone cannot see `who_is_calling` read the header: not judged, not guessed.
+    assert "POST /api/v1/notes" not in outcomes
+    assert outcomes["DELETE /api/v1/notes/{note_id}"] == "passed", run.output

@@ -16,7 +16,11 @@ created by a seed hook); the automatic override is then not used.
 
 from __future__ import annotations
 
+import ast
+import functools
 import inspect
+import re
+import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_args, get_origin
@@ -136,6 +140,93 @@ def is_protected(route: RouteFacts) -> bool:
         if isinstance(dependant.call, SecurityBase) and getattr(dependant.call, "auto_error", True):
             return True
     return False
+
+
+#: Request headers that carry credentials: the standard ``Authorization`` (RFC 7235) and the usual
+#: homes of API keys and tokens (``X-API-Key``, ``X-Auth-Token``).
+_CREDENTIAL_HEADER = re.compile(r"^(proxy-)?authorization$|api[-_]?key|token", re.IGNORECASE)
+#: Cookies that carry credentials (``access_token``, ``session``, ``jwt``...).
+_CREDENTIAL_COOKIE = re.compile(r"token|session|jwt|auth", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CredentialReader:
+    """A dependency (or the endpoint) that reads credentials from the request itself.
+
+    Recognised by what it reads, not by what it is called: a ``Header``/``Cookie`` parameter for a
+    credential, or code that takes them out of ``request.headers`` / ``request.cookies``. Apps on
+    JWT libraries that bring their own dependency (no ``fastapi.security`` scheme, no conventional
+    name) are protected all the same.
+    """
+
+    name: str
+    #: The dependency's callable, for its location.
+    call: Any = field(compare=False)
+    #: What it reads, for messages: "the `authorization` header", "the `access_token` cookie".
+    carrier: str
+    #: It reads the ``Authorization`` header: a missing or garbage bearer token must get 401.
+    authorization: bool = False
+
+
+def credential_reader(route: RouteFacts) -> CredentialReader | None:
+    """The first dependency of the route (the endpoint included) that reads credentials itself."""
+    for dependant in route.iter_dependants():
+        call = dependant.call
+        if call is None or isinstance(call, SecurityBase):
+            continue
+        name = str(getattr(unwrap_callable(call), "__qualname__", None) or type(call).__name__)
+        for field_ in getattr(dependant, "header_params", None) or []:
+            alias = str(getattr(field_, "alias", "") or "")
+            if _CREDENTIAL_HEADER.search(alias):
+                return CredentialReader(name, call, f"the `{alias}` header", _is_authorization(alias))
+        for field_ in getattr(dependant, "cookie_params", None) or []:
+            alias = str(getattr(field_, "alias", "") or "")
+            if _CREDENTIAL_COOKIE.search(alias):
+                return CredentialReader(name, call, f"the `{alias}` cookie")
+        read = _credential_read_in_code(unwrap_callable(call))
+        if read is not None:
+            kind, key = read
+            return CredentialReader(
+                name, call, f"the `{key}` {kind}", kind == "header" and _is_authorization(key)
+            )
+    return None
+
+
+def _is_authorization(header: str) -> bool:
+    return header.lower() == "authorization"
+
+
+@functools.lru_cache(maxsize=4096)
+def _credential_read_in_code(function: Any) -> tuple[str, str] | None:
+    """``("header", "Authorization")`` when the function's own code reads a credential header or
+    cookie of a request (``request.headers.get("Authorization")``, ``request.cookies["token"]``)."""
+    if not (inspect.isfunction(function) or inspect.ismethod(function)):
+        return None
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        container: ast.expr | None = None
+        key: ast.expr | None = None
+        if isinstance(node, ast.Subscript):
+            container, key = node.value, node.slice
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and node.args
+        ):
+            container, key = node.func.value, node.args[0]
+        if not (isinstance(container, ast.Attribute) and isinstance(key, ast.Constant)):
+            continue
+        if not isinstance(key.value, str):
+            continue
+        if container.attr == "headers" and _CREDENTIAL_HEADER.search(key.value):
+            return "header", key.value
+        if container.attr == "cookies" and _CREDENTIAL_COOKIE.search(key.value):
+            return "cookie", key.value
+    return None
 
 
 @dataclass

@@ -749,27 +749,41 @@ class ProbeRun:
         self.send(batch)
 
     def _unauthenticated(self, route: RouteFacts) -> list[tuple[ProbeRequest, str]]:
-        """``(request, phase)``: the route's valid request without credentials, and with garbage."""
+        """``(request, phase)``: the route's valid request without credentials, and with garbage.
+
+        For routes behind a bearer scheme, and routes whose own dependency reads the credentials
+        (``auth.credential_reader``); a garbage bearer token only where the ``Authorization``
+        header is what is read.
+        """
         assert self.builder is not None
-        if not auth_mod.challenge_schemes(route):
-            return []
+        if auth_mod.challenge_schemes(route):
+            bearer = True
+        else:
+            reader = auth_mod.credential_reader(route)
+            if reader is None:
+                return []
+            bearer = reader.authorization
         request = self.builder.happy(route)
         if request is None:
             return []
         bare = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
-        garbage = {**bare, "Authorization": f"Bearer {GARBAGE_TOKEN}"}
-        return [
+        requests = [
             (
                 ProbeRequest(**{**request.__dict__, "headers": bare, "description": "no credentials"}),
                 "no-credentials",
-            ),
-            (
-                ProbeRequest(
-                    **{**request.__dict__, "headers": garbage, "description": "a garbage bearer token"}
-                ),
-                "garbage-token",
-            ),
+            )
         ]
+        if bearer:
+            garbage = {**bare, "Authorization": f"Bearer {GARBAGE_TOKEN}"}
+            requests.append(
+                (
+                    ProbeRequest(
+                        **{**request.__dict__, "headers": garbage, "description": "a garbage bearer token"}
+                    ),
+                    "garbage-token",
+                )
+            )
+        return requests
 
     @contextlib.contextmanager
     def _without_auth_overrides(self) -> Iterator[None]:

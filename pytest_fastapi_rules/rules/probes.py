@@ -880,11 +880,12 @@ def check_query_budget(context: CheckContext) -> Iterator[Finding]:
 
 
 def _has_challenge(route: RouteFacts, options: RulesOptions) -> bool:
-    from pytest_fastapi_rules.probing.auth import challenge_schemes
+    """Behind a bearer scheme, or a dependency of its own that reads the credentials."""
+    from pytest_fastapi_rules.probing.auth import challenge_schemes, credential_reader
 
     try:
-        return bool(challenge_schemes(route))
-    except Exception:  # noqa: BLE001 - an exotic dependency tree: not a bearer-protected route
+        return bool(challenge_schemes(route)) or credential_reader(route) is not None
+    except Exception:  # noqa: BLE001 - an exotic dependency tree: not a protected route
         return False
 
 
@@ -896,7 +897,9 @@ def _has_challenge(route: RouteFacts, options: RulesOptions) -> bool:
     basis=Basis.PROBE,
     section="Rule #21",
     summary="Routes behind an OAuth2/bearer scheme answer 401 with `WWW-Authenticate: Bearer` "
-    "without a token or with a garbage one; never 500.",
+    "without a token or with a garbage one; never 500. Routes whose own dependency reads the "
+    "credentials (an `Authorization`/API-key header or a token cookie) never answer 5xx without them, "
+    "and a 401 they send names its scheme in `WWW-Authenticate`.",
     rationale=(
         "RFC 6750 clients refresh or re-login on 401 + WWW-Authenticate; a 500 or a 403 for a bad "
         "token breaks that, and a decoder crash on garbage input is an outage anyone can trigger."
@@ -909,6 +912,8 @@ def _has_challenge(route: RouteFacts, options: RulesOptions) -> bool:
     "except jwt.InvalidTokenError as exc:\n    raise InvalidTokenError() from exc  # 401 + WWW-Authenticate",
 )
 def check_auth_challenge(context: CheckContext) -> Iterator[Finding]:
+    from pytest_fastapi_rules.probing.auth import challenge_schemes, credential_reader
+
     route = context.the_route
     results = _probe(context, "FR704")
     exchanges = results.for_target(route.target, "no-credentials") + results.for_target(
@@ -917,8 +922,26 @@ def check_auth_challenge(context: CheckContext) -> Iterator[Finding]:
     if not exchanges:
         raise RuleSkipped(f"the probes could not build a request for {route.target}")
     reader = _token_reader(context.facts, route)
+    own_reader = None if reader is not None or challenge_schemes(route) else credential_reader(route)
     for exchange in exchanges:
         challenge = exchange.headers.get("www-authenticate", "")
+        if own_reader is not None:
+            # No scheme declares what the route expects: judge what no scheme may do (a crash, a
+            # 401 that names no scheme), not which of 401 and 403 it chose.
+            if exchange.server_error:
+                problem = f"{exchange.outcome}: `{own_reader.name}` reads {own_reader.carrier} and crashed"
+            elif exchange.status == 401 and not challenge:
+                problem = "answered 401 without a `WWW-Authenticate` header (RFC 7235 requires one)"
+            else:
+                continue
+            yield Finding(
+                message=f"{exchange.request.shown} with {exchange.request.description} {problem}",
+                location=context.facts.location_of(own_reader.call) or route.location,
+                fix=f"Make `{own_reader.name}` answer a missing or invalid credential with 401 and a "
+                "`WWW-Authenticate` header naming the scheme (catch the token library's errors), or "
+                "declare the scheme with `fastapi.security` (`OAuth2PasswordBearer`, `APIKeyHeader`).",
+            )
+            continue
         if exchange.status == 401 and "bearer" in challenge.lower():
             continue
         if exchange.status == 401:

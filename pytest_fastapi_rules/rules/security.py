@@ -1,7 +1,8 @@
 """FR7xx: security (Rules #21, #22, the config.py template).
 
 Here: the app-level halves, read off the middleware stack and the dependency trees. FR701's runtime
-half (a preflight from an unlisted origin) belongs with the probes.
+half (a preflight from an unlisted origin) belongs with the probes; FR706 asks the probes only to
+confirm a write that looks unprotected (a 401 or 403 to the probes' request clears it).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ if typing.TYPE_CHECKING:
 
     from pytest_fastapi_rules.facts import AppFacts, MiddlewareFacts, RouteFacts
     from pytest_fastapi_rules.options import RulesOptions
+    from pytest_fastapi_rules.probing.results import Exchange
 
 #: Origins no legitimate allow-list matches (reserved TLDs, RFC 2606): a regex that accepts one of
 #: them accepts origins the app never meant to trust.
@@ -414,11 +416,37 @@ def public_reason(facts: AppFacts, route: RouteFacts, options: RulesOptions) -> 
 
 
 def _is_protected(route: RouteFacts) -> bool:
-    """A security scheme, or an auth-like dependency, anywhere in the route's dependency tree."""
+    """A security scheme, an auth-like dependency, or a dependency that reads the request's
+    credentials itself (``probing.auth.credential_reader``), anywhere in the dependency tree."""
+    from pytest_fastapi_rules.probing.auth import credential_reader
+
     if route.security_schemes():
         return True
     root = route.dependant
-    return any(_is_security_dependant(d) for d in route.iter_dependants() if d is not root)
+    if any(_is_security_dependant(d) for d in route.iter_dependants() if d is not root):
+        return True
+    return credential_reader(route) is not None
+
+
+def _answer_without_credentials(context: CheckContext) -> Exchange | None:
+    """What the probes' write request to the route got, sent without credentials the plugin knows
+    of; None when the probes did not send one (they cannot run, the request could not be built).
+
+    The structure cannot see every way of authenticating (a JWT library's dependency reading the
+    token several calls deep): a route that refused that request with 401 or 403 authenticates.
+    """
+    from pytest_fastapi_rules.probing.runner import probe_results
+    from pytest_fastapi_rules.probing.shards import Shard
+
+    route = context.the_route
+    try:
+        results = probe_results(
+            context.facts, context.options, Shard.of(route.target, context.options.probe_shards)
+        )
+    except Exception:  # noqa: BLE001 - no probe run: the structure's verdict stands on its own
+        return None
+    answers = results.for_target(route.target, "write")
+    return answers[0] if answers else None
 
 
 _AUTHENTICATES: weakref.WeakKeyDictionary[AppFacts, bool] = weakref.WeakKeyDictionary()
@@ -442,11 +470,13 @@ def _is_api_write(route: RouteFacts, options: RulesOptions) -> bool:
     name="writes-need-auth",
     severity=Severity.WARNING,
     scope=Scope.ROUTE,
-    basis=Basis.APP,
+    basis=Basis.APP_PROBE,
     section="Rules #6, #21",
     summary=(
-        "POST/PUT/PATCH/DELETE routes depend on a security scheme or an auth-named dependency "
-        "(`get_current_user`, `require_*`, `verify_token`...), except public ones: the OAuth2 "
+        "POST/PUT/PATCH/DELETE routes depend on a security scheme, an auth-named dependency "
+        "(`get_current_user`, `require_*`, `verify_token`...) or a dependency that reads the "
+        "credentials (an `Authorization`/API-key header, a token cookie), or refuse the probes' "
+        "request without credentials with 401/403; except public ones: the OAuth2 "
         "token endpoint, register/signup/login, password recovery/verification/refresh, "
         "and `fastapi_rules_public_routes`."
     ),
@@ -488,10 +518,25 @@ def check_writes_need_auth(context: CheckContext) -> Iterator[Finding]:
         )
     if public_reason(facts, route, context.options) is not None or _is_protected(route):
         return
+    answer = _answer_without_credentials(context)
+    if answer is not None and answer.status in (401, 403):
+        return
+    if answer is not None and answer.server_error:
+        raise RuleSkipped(
+            f"no security dependency is visible, and {answer.request.shown} without credentials "
+            f"{answer.outcome}: whether the route authenticates cannot be told (FR210 and FR704 "
+            "judge the 5xx)"
+        )
+    evidence = (
+        f"; the probes' {answer.request.shown} without credentials {answer.outcome}"
+        if answer is not None
+        else ""
+    )
     yield Finding(
         message=(
             f"endpoint `{route.name}` changes data without a security dependency "
-            "(no OAuth2/HTTP/API-key scheme, no auth dependency such as get_current_user)"
+            "(no OAuth2/HTTP/API-key scheme, no auth dependency such as get_current_user, no "
+            f"dependency reading the credentials){evidence}"
         ),
         location=route.location,
     )

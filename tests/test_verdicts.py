@@ -516,3 +516,90 @@ def test_fr704_judges_a_dependency_that_reads_the_credentials_itself(
     # Structure alone cannot see `who_is_calling` read the header: not judged, not guessed.
     assert "POST /api/v1/notes" not in outcomes
     assert outcomes["DELETE /api/v1/notes/{note_id}"] == "passed", run.output
+
+
+SETTINGS_CHAIN_APP = """
+from functools import lru_cache
+
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel
+from pydantic_settings import BaseSettings
+
+
+class DatabaseSettings(BaseSettings):
+    url: str = "sqlite://"
+
+
+class Config(BaseModel):
+    database: DatabaseSettings
+
+
+def _load() -> Config:
+    return Config(database=DatabaseSettings())
+
+
+@lru_cache
+def get_config() -> Config:
+    return _load()  # built once, two calls down
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/info", tags=["info"])
+async def info(config: Config = Depends(get_config)) -> str:
+    return config.database.url
+"""
+
+SETTINGS_PER_REQUEST_APP = """
+from fastapi import Depends, FastAPI
+from pydantic_settings import BaseSettings
+
+
+class Settings(BaseSettings):
+    name: str = "demo"
+
+
+settings = Settings()  # cached... but the requests do not read it
+
+
+def get_settings() -> Settings:
+    return Settings()
+
+
+app = FastAPI(title=settings.name)
+
+
+@app.get("/api/v1/info", tags=["info"])
+async def info(current: Settings = Depends(get_settings)) -> str:
+    return current.name
+
+
+@app.get("/api/v1/name", tags=["info"])
+async def name(current: Settings = Depends(get_settings)) -> str:
+    return current.name
+"""
+
+
+def test_fr805_follows_the_cached_accessor_call_chain(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(chain=SETTINGS_CHAIN_APP)
+    run = run_rules("chain:app", "--fastapi-rules-select=FR805")
+    assert run.outcomes("FR805") == {"app": "passed"}, run.output
+
+
+def test_fr805_reports_an_uncached_accessor_the_requests_call(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(perrequest=SETTINGS_PER_REQUEST_APP)
+    run = run_rules("perrequest:app", "--fastapi-rules-select=FR805")
+    assert run.outcomes("FR805") == {"app": "warning"}, run.output
+    (finding,) = run.findings("FR805")
+    assert "`get_settings` builds `Settings()` each time it runs and is not cached" in finding["message"]
+    assert "requests run it (GET /api/v1/info and 1 more)" in finding["message"]
+    assert (finding["location"]["file"], finding["location"]["line"]) == ("perrequest.py", 12), finding
+
+
+def test_fr805_reports_settings_built_by_depends_on_the_class(pytester: pytest.Pytester, run_rules: Any) -> None:
+    app = SETTINGS_PER_REQUEST_APP.replace("Depends(get_settings)", "Depends(Settings)")
+    pytester.makepyfile(perclass=app)
+    run = run_rules("perclass:app", "--fastapi-rules-select=FR805")
+    (finding,) = run.findings("FR805")
+    assert "`Depends(Settings)` builds `Settings()` for each request" in finding["message"], finding

@@ -7,6 +7,7 @@ import functools
 import inspect
 import re
 import sys
+import textwrap
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,79 @@ def _returned_classes(function: Any, classes: tuple[type, ...]) -> set[type]:
     return set()
 
 
+#: How many calls deep :func:`_constructed` follows the app's own functions.
+_CALL_DEPTH = 3
+
+
+def _constructed(facts: AppFacts, function: Any, classes: tuple[type, ...], depth: int = 0) -> set[type]:
+    """The settings classes ``function`` builds when it runs: ``X()`` in its body, or in the app's
+    own functions it calls (a few calls deep: ``get_settings`` -> ``_load`` -> ``Settings()``).
+
+    Whatever a cached accessor builds is built once, however deep in its call chain; whatever an
+    uncached dependency builds is built on every request.
+    """
+    wrapped = unwrap_callable(function)
+    if not inspect.isfunction(wrapped):
+        return set()
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(wrapped)))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return set()
+    by_name = {cls.__name__: cls for cls in classes}
+    built: set[type] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name):
+            name = func.id
+        elif isinstance(func, ast.Attribute):
+            name = func.attr
+        else:
+            continue
+        if name in by_name:
+            built |= _with_bases(by_name[name], classes)
+            continue
+        if depth >= _CALL_DEPTH or not isinstance(func, ast.Name):
+            continue
+        callee = wrapped.__globals__.get(name)
+        if (
+            inspect.isfunction(callee)
+            and callee is not wrapped
+            and not callable(getattr(callee, "cache_info", None))  # its own cache: judged on its own
+            and is_app_code_module(facts, getattr(callee, "__module__", None))
+        ):
+            built |= _constructed(facts, callee, classes, depth + 1)
+    return built
+
+
+def _per_request_builders(
+    facts: AppFacts, classes: tuple[type, ...]
+) -> list[tuple[Any, set[type], list[str]]]:
+    """``(function, classes it builds, routes)``: the app's uncached dependencies (and endpoints)
+    that build settings each time a request runs them, with the routes that run them."""
+    found: dict[int, tuple[Any, set[type], list[str]]] = {}
+    judged: dict[int, set[type]] = {}
+    for route in facts.routes:
+        for dependant in route.iter_dependants():
+            call = dependant.call
+            if call is None or callable(getattr(call, "cache_info", None)):
+                continue
+            function = unwrap_callable(call)
+            key = id(function)
+            if key not in judged:
+                if inspect.isclass(function) and function in classes:  # Depends(Settings)
+                    judged[key] = _with_bases(function, classes)
+                else:
+                    own = inspect.isfunction(function) and is_app_code_module(
+                        facts, getattr(function, "__module__", None)
+                    )
+                    judged[key] = _constructed(facts, function, classes) if own else set()
+            if judged[key]:
+                found.setdefault(key, (function, judged[key], []))[2].append(route.target)
+    return list(found.values())
+
+
 def _candidate_holders(
     facts: AppFacts, modules: list[ModuleType], classes: tuple[type, ...]
 ) -> Iterator[Any]:
@@ -144,7 +218,7 @@ def _cached_classes(facts: AppFacts, modules: list[ModuleType], classes: tuple[t
             if isinstance(value, classes):
                 cached |= _with_bases(type(value), classes)
             elif callable(getattr(value, "cache_info", None)):
-                cached |= _returned_classes(value, classes)
+                cached |= _returned_classes(value, classes) | _constructed(facts, value, classes)
         except Exception:  # noqa: BLE001 - lazy proxies and odd globals may raise on access
             continue
     pending = list(cached)
@@ -291,7 +365,8 @@ def _pydantic_v1_settings(facts: AppFacts) -> list[type]:
     basis=Basis.APP,
     section="config.py template",
     summary="Configuration comes from a `pydantic_settings.BaseSettings` subclass, cached "
-    "(`lru_cache` accessor or one module-level instance).",
+    "(`lru_cache` accessor or one module-level instance), and no dependency the requests run "
+    "builds it anew.",
     rationale=(
         "BaseSettings validates and types every variable once, at startup, so a missing or "
         "malformed value fails fast instead of mid-request; caching it means the environment and "
@@ -353,7 +428,30 @@ def check_settings_via_pydantic(context: CheckContext) -> Iterator[Finding]:
         # No source to read the calls from: judge the concrete classes, those no other settings
         # class extends (bases and mixins are read through their subclasses).
         used = {cls for cls in classes if not any(o is not cls and issubclass(o, cls) for o in classes)}
-    uncached = [cls for cls in classes if cls not in cached and cls in used]
+    reported: set[type] = set()
+    for function, built, targets in _per_request_builders(facts, all_classes):
+        # Built on every request, whatever else caches the class (a module-level instance
+        # that the requests do not read). Named by the classes built, not their bases.
+        leaves = sorted(
+            (cls for cls in built if not any(o is not cls and issubclass(o, cls) for o in built)),
+            key=lambda c: c.__name__,
+        )
+        names = ", ".join(f"`{cls.__name__}()`" for cls in leaves)
+        routes = targets[0] if len(targets) == 1 else f"{targets[0]} and {len(targets) - 1} more"
+        reported |= built
+        if inspect.isclass(function):
+            what = f"`Depends({function.__name__})` builds {names} for each request"
+        else:
+            what = f"`{function.__qualname__}` builds {names} each time it runs and is not cached"
+        yield Finding(
+            message=f"{what}; requests run it ({routes}), so each one re-reads the environment "
+            "and the .env file",
+            target="app",
+            location=facts.location_of(function),
+            fix=f"Read the settings through one `@lru_cache` accessor "
+            f"(`get_{_snake(leaves[0].__name__)}()`) and depend on that, so they are read once.",
+        )
+    uncached = [cls for cls in classes if cls not in cached and cls in used and cls not in reported]
     for cls in uncached:
         # A base class is reported through its uncached subclass, not twice.
         if any(other is not cls and issubclass(other, cls) for other in uncached):

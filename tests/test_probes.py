@@ -578,7 +578,9 @@ def test_session_dependency_used_by_endpoints_directly_is_wrapped_and_judged(
     # the write goes through the session dependency itself, and its missing commit is found.
     (finding,) = run.findings("FR306")
     assert finding["message"] == (
-        "a write made through `get_db` during a successful GET /api/v1/items was not committed"
+        "the plugin's probe wrote a marker row through the session from `get_db` during a successful "
+        "GET /api/v1/items, and it was not committed: the app's own writes there would be lost the "
+        "same way"
     ), run.output
     assert finding["location"]["file"] == "syncsession.py"
     assert finding["location"]["line"] == line_of(path, r"^def get_db")

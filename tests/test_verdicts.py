@@ -603,3 +603,104 @@ def test_fr805_reports_settings_built_by_depends_on_the_class(pytester: pytest.P
     run = run_rules("perclass:app", "--fastapi-rules-select=FR805")
     (finding,) = run.findings("FR805")
     assert "`Depends(Settings)` builds `Settings()` for each request" in finding["message"], finding
+
+
+LAYERED_SESSION_APP = """
+from typing import AsyncIterator
+
+from fastapi import Depends, FastAPI
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import String, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine("sqlite+aiosqlite:///./layered.db")
+SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(100))
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+
+
+async def get_db() -> AsyncIterator[AsyncSession]:
+    async with SessionLocal() as session:
+        try:
+            yield session
+            await session.commit()
+        except Exception:
+            await session.rollback()
+            raise
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+
+class ItemRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def titles(self) -> list[str]:
+        return list((await self.session.scalars(select(Item.title))).all())
+
+
+def get_user_repository(session: AsyncSession = Depends(get_db)) -> UserRepository:
+    return UserRepository(session)
+
+
+def get_item_repository(session: AsyncSession = Depends(get_db)) -> ItemRepository:
+    return ItemRepository(session)
+
+
+async def get_current_user(
+    token: str = Depends(oauth2), users: UserRepository = Depends(get_user_repository)
+) -> User:
+    raise NotImplementedError  # replaced by the probe user
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/me", tags=["users"])
+async def me(user: User = Depends(get_current_user)) -> dict:
+    return {"id": user.id}
+
+
+@app.get("/api/v1/items", tags=["items"])
+async def items(repo: ItemRepository = Depends(get_item_repository)) -> list[str]:
+    return await repo.titles()
+"""
+
+
+def test_fr306_tries_the_routes_until_one_reaches_the_session(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(layered=LAYERED_SESSION_APP)
+    run = run_rules("layered:app", "--fastapi-rules-select=FR306")
+    # GET /api/v1/me reaches the session only through the current user, which the probe user
+    # replaces; GET /api/v1/items reaches it, and its commit and rollback are judged.
+    assert run.outcomes("FR306") == {"app": "passed"}, run.output
+
+
+def test_fr306_says_which_routes_it_tried(pytester: pytest.Pytester, run_rules: Any) -> None:
+    app = LAYERED_SESSION_APP.replace('@app.get("/api/v1/items"', '@app.get("/api/v1/items", include_in_schema=False, dependencies=[Depends(get_current_user)]')
+    app = app.replace("repo: ItemRepository = Depends(get_item_repository)", "")
+    app = app.replace("return await repo.titles()", "return []")
+    pytester.makepyfile(layered=app)
+    run = run_rules("layered:app", "--fastapi-rules-select=FR306")
+    assert run.outcomes("FR306") == {"app": "skipped"}, run.output
+    (result,) = run.results_for("FR306")
+    assert "no route's request let the plugin write through its session; tried:" in result["message"]
+    assert "GET /api/v1/me (no SQLAlchemy session reached `get_user_repository`)" in result["message"]

@@ -107,31 +107,39 @@ async def _close_leftovers(sessions: list[weakref.ref[Any]]) -> int:
     return left
 
 
-def _session_route(run: ProbeRun) -> tuple[RouteFacts, Dependant | None, Dependant] | None:
-    """The GET route to inject into: ``(route, parent or None, session dependant)``.
+#: How many routes FR306 tries before it gives up finding one whose request reaches the session.
+SESSION_ROUTE_TRIES = 5
 
-    A parent that takes the session (``get_post_repository(session)``) is preferred; without one
-    (endpoints that take the session themselves, as most apps do) the session dependency itself is
-    wrapped. Routes whose valid request did not answer 2xx are of no use.
+
+def _session_routes(run: ProbeRun) -> list[tuple[RouteFacts, Dependant | None, Dependant]]:
+    """The GET routes to inject into, in the order to try: ``(route, parent or None, session
+    dependant)``.
+
+    Routes with a parent that takes the session (``get_post_repository(session)``) come first;
+    then routes whose session dependency itself can be wrapped (endpoints that take the session
+    themselves, as most apps do). Routes whose valid request did not answer 2xx are of no use. The
+    structure cannot promise that a request reaches the session (an override of the probe user,
+    a service that answers from a cache): the caller tries them in turn.
     """
     avoid = {id(override.call) for override in run.auth.overrides} if run.auth is not None else set()
-    fallback = None
+    parents: list[tuple[RouteFacts, Dependant | None, Dependant]] = []
+    wrapped: list[tuple[RouteFacts, Dependant | None, Dependant]] = []
     for route in run.facts.routes:
         if route.method != "GET" or not [e for e in run.large_answers(route) if e.ok]:
             continue
         found = _session_parent(route, avoid)
         if found is not None:
-            return route, found[0], found[1]
-        if fallback is None:
-            generators = [
-                d
-                for d in auth_mod.session_dependants(route)
-                if inspect.isasyncgenfunction(unwrap_callable(d.call))
-                or inspect.isgeneratorfunction(unwrap_callable(d.call))
-            ]
-            if generators:
-                fallback = (route, None, generators[0])
-    return fallback
+            parents.append((route, found[0], found[1]))
+            continue
+        generators = [
+            d
+            for d in auth_mod.session_dependants(route)
+            if inspect.isasyncgenfunction(unwrap_callable(d.call))
+            or inspect.isgeneratorfunction(unwrap_callable(d.call))
+        ]
+        if generators:
+            wrapped.append((route, None, generators[0]))
+    return (parents + wrapped)[:SESSION_ROUTE_TRIES]
 
 
 def check_session_lifecycle(run: ProbeRun) -> None:
@@ -139,12 +147,9 @@ def check_session_lifecycle(run: ProbeRun) -> None:
     results = run.results
     if run.seeder is None or not run.seeder.usable_tables or run.builder is None or run.seed is None:
         return
-    chosen = _session_route(run)
-    if chosen is None:
+    candidates = _session_routes(run)
+    if not candidates:
         return
-    route, parent, session_dependant = chosen
-    check = SessionCheck(route=route.target, dependency=_name(session_dependant.call))
-    results.session_checks.append(check)
     usable = run.seeder.usable_tables
     table = next((t for t in usable if not t.foreign_key_constraints), usable[0])
     generator = run.seeder.generator
@@ -153,23 +158,11 @@ def check_session_lifecycle(run: ProbeRun) -> None:
         rows = [run.seeder.row(table, 7000 + i, run.seed.rows) for i in range(2)]
     finally:
         run.seeder.generator = generator
+    first_route, _, first_session = candidates[0]
+    check = SessionCheck(route=first_route.target, dependency=_name(first_session.call))
+    results.session_checks.append(check)
     if any(row is None for row in rows):
         check.skipped = f"no marker row could be generated for table {table.name!r}"
-        return
-    original: Any = parent.call if parent is not None else session_dependant.call
-    try:
-        signature = _resolved_signature(original)
-    except (TypeError, ValueError):
-        check.skipped = f"the signature of `{_name(original)}` cannot be read to inject a write into it"
-        return
-    wrote: list[bool] = []
-    if parent is not None:
-        injected = _parent_injection(original, signature, table, wrote)
-    else:
-        injected = _session_injection(original, signature, table, wrote)
-    request = run.builder.happy(route)
-    if request is None:
-        check.skipped = f"no request could be built for {route.target}"
         return
     markers: list[dict[str, Any]] = [row for row in rows if row is not None]
     for row in markers:
@@ -179,7 +172,46 @@ def check_session_lifecycle(run: ProbeRun) -> None:
                 "committed write could not be recognised"
             )
             return
+    unusable: list[str] = []
+    for route, parent, session_dependant in candidates:
+        original: Any = parent.call if parent is not None else session_dependant.call
+        check.route, check.dependency = route.target, _name(session_dependant.call)
+        why_not = _inject_and_observe(run, check, route, original, parent is not None, table, markers)
+        if why_not is None:
+            return
+        unusable.append(f"{route.target} ({why_not})")
+    check.skipped = (
+        f"no route's request let the plugin write through its session; tried: {'; '.join(unusable)}"
+    )
+
+
+def _inject_and_observe(
+    run: ProbeRun,
+    check: SessionCheck,
+    route: RouteFacts,
+    original: Any,
+    into_parent: bool,
+    table: Any,
+    markers: list[dict[str, Any]],
+) -> str | None:
+    """Send the route's request twice with the marker write injected into ``original``: once
+    succeeding, once failing after the write. None when the verdict (or a reason to skip, in
+    ``check.skipped``) is reached; otherwise why this route could not be used, so that another
+    one is tried (nothing was written: the database is as before)."""
+    assert run.builder is not None
     name = f"`{_name(original)}`"
+    try:
+        signature = _resolved_signature(original)
+    except (TypeError, ValueError):
+        return f"the signature of {name} cannot be read to inject a write into it"
+    wrote: list[bool] = []
+    if into_parent:
+        injected = _parent_injection(original, signature, table, wrote)
+    else:
+        injected = _session_injection(original, signature, table, wrote)
+    request = run.builder.happy(route)
+    if request is None:
+        return "no request could be built"
     for row, fail in ((markers[0], False), (markers[1], True)):
         before = _outstanding(run)
         wrote.clear()
@@ -191,18 +223,21 @@ def check_session_lifecycle(run: ProbeRun) -> None:
         # The write must have happened, in a request that got as far as the injection; otherwise
         # there is nothing to judge (never "not committed" for a write that was never made).
         if not wrote:
-            check.skipped = (
-                f"no SQLAlchemy session reached {name} during {route.target}, so no write could be injected"
+            reason = (
+                f"no SQLAlchemy session reached {name}"
                 if exchange.ok
-                else f"{route.target} {exchange.outcome} before the write injected into {name} was made"
+                else f"{exchange.outcome} before the write injected into {name} was made"
             )
-            return
+            if not fail:
+                return reason
+            check.skipped = f"{route.target}: {reason}, on the request meant to fail after the write"
+            return None
         if not fail and not exchange.ok:
             check.skipped = (
                 f"{route.target} {exchange.outcome} after the write injected into {name}, so there "
                 "was no successful request whose commit could be checked"
             )
-            return
+            return None
         present = run.run(_row_present(run, table, row))
         if fail:
             check.rolled_back_on_error = not present
@@ -211,6 +246,7 @@ def check_session_lifecycle(run: ProbeRun) -> None:
             check.committed_on_success = present
             check.leaked_on_success = leaked
     check.detail = f"a marker row in table {table.name!r}, written through the session of {route.target}"
+    return None
 
 
 def _resolved_signature(call: Any) -> inspect.Signature:

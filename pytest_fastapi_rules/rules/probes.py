@@ -1344,25 +1344,29 @@ def check_session_dependency_lifecycle(context: CheckContext) -> Iterator[Findin
     name = f"`{check.dependency}`"
     if check.committed_on_success is False:
         yield Finding(
-            message=f"a write made through {name} during a successful {check.route} was not committed",
+            message=f"the plugin's probe wrote a marker row through the session from {name} during a "
+            f"successful {check.route}, and it was not committed: the app's own writes there would "
+            "be lost the same way",
             location=location,
         )
     if check.leaked_on_success:
         yield Finding(
-            message=f"after a successful {check.route}, {check.leaked_on_success} session(s) from {name} "
-            "still held a transaction or connection (never closed)",
+            message=f"after a successful {check.route} (in which the plugin's probe wrote a marker row), "
+            f"{check.leaked_on_success} session(s) from {name} still held a transaction or connection "
+            "(never closed)",
             location=location,
         )
     if check.rolled_back_on_error is False:
         yield Finding(
-            message=f"when {check.route} failed after a write, {name} committed the write instead of "
-            "rolling it back",
+            message=f"when {check.route} failed (the plugin's probe raised an error after writing a "
+            f"marker row through the session), {name} committed the write instead of rolling it back",
             location=location,
         )
     if check.leaked_on_error:
         yield Finding(
-            message=f"when {check.route} failed, the session from {name} was neither rolled back nor "
-            "closed: its transaction and connection stayed open",
+            message=f"when {check.route} failed (the plugin's probe raised an error after a write), the "
+            f"session from {name} was neither rolled back nor closed: its transaction and connection "
+            "stayed open",
             location=location,
         )
 

@@ -429,9 +429,13 @@ def check_settings_via_pydantic(context: CheckContext) -> Iterator[Finding]:
         # class extends (bases and mixins are read through their subclasses).
         used = {cls for cls in classes if not any(o is not cls and issubclass(o, cls) for o in classes)}
     reported: set[type] = set()
-    for function, built, targets in _per_request_builders(facts, all_classes):
-        # Built on every request, whatever else caches the class (a module-level instance
-        # that the requests do not read). Named by the classes built, not their bases.
+    for function, all_built, targets in _per_request_builders(facts, all_classes):
+        # Built on every request although a cache exists (a module-level instance that the
+        # requests do not read); a class cached nowhere is reported as such below. Named by the
+        # classes built, not their bases.
+        built = all_built & cached
+        if not built:
+            continue
         leaves = sorted(
             (cls for cls in built if not any(o is not cls and issubclass(o, cls) for o in built)),
             key=lambda c: c.__name__,

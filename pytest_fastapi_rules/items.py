@@ -9,6 +9,7 @@ and a failure to load the app is reported as an ordinary collection error.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import traceback
 from collections.abc import Iterable
@@ -259,6 +260,9 @@ class RuleItem(pytest.Item):
             raise
         except Exception as exc:
             raise PluginInternalError(self.rule, exc) from exc
+        note = options.infra_alias_note(self.route.path) if self.route is not None else None
+        if note is not None:
+            findings = [dataclasses.replace(f, message=f"{f.message} ({note})") for f in findings]
         self.findings = [self._with_default_location(f) for f in findings]
         baseline = state.baseline
         if options.update_baseline:

@@ -16,13 +16,14 @@ import pytest
 from pytest_fastapi_rules.registry import Rule, Severity, all_rules
 
 DEFAULT_VERSION_PREFIX = r"^(/api)?/v[0-9]+(\.[0-9]+)?(/|$)"
-_INFRA_NAMES = ("health", "health/*", "healthz", "livez", "readyz", "live", "ready", "ping", "metrics")
-#: Health and metrics routes, at the root or under a prefix of their own (``/probe/live``).
-DEFAULT_INFRA_PATHS = (
-    "/",
-    *(f"/{name}" for name in _INFRA_NAMES),
-    *(f"*/{name}" for name in _INFRA_NAMES),
-    "/favicon.ico",
+#: The rulebook's health routes (``/health``, ``/health/ready``), at the root or under a prefix of
+#: their own (``/probe/health``), the root page and the favicon: routes that are no API.
+DEFAULT_INFRA_PATHS = ("/", "/health", "/health/*", "*/health", "*/health/*", "/favicon.ico")
+#: Infrastructure paths common in the wild that the rulebook does not name: the API rules judge
+#: them like any route, and a finding on one says how to list it in ``fastapi_rules_infra_paths``.
+_CONVENTIONAL_INFRA_NAMES = ("healthz", "livez", "readyz", "live", "ready", "ping", "metrics")
+CONVENTIONAL_INFRA_PATHS = tuple(
+    glob for name in _CONVENTIONAL_INFRA_NAMES for glob in (f"/{name}", f"*/{name}")
 )
 DEFAULT_QUERY_BUDGET = 10
 DEFAULT_BASE_URL = "http://localhost"
@@ -363,6 +364,19 @@ class RulesOptions:
 
     def is_infra_path(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, glob) for glob in self.infra_paths)
+
+    def infra_alias_note(self, path: str) -> str | None:
+        """For a finding on a route whose path is a common infrastructure path the rulebook does
+        not name (``/healthz``, ``/metrics``): how to leave it alone on purpose."""
+        if self.is_infra_path(path):
+            return None
+        if not any(fnmatch.fnmatchcase(path, glob) for glob in CONVENTIONAL_INFRA_PATHS):
+            return None
+        return (
+            f"`{path}` is not the rulebook's health path (`/health`, `/health/ready`); if it is an "
+            "infrastructure route, list it in the ini key fastapi_rules_infra_paths, which replaces "
+            "the default list: keep `/`, `/health`, `/health/*`, `*/health`, `*/health/*` in it"
+        )
 
     def is_public_route(self, method: str, path: str) -> bool:
         return any(entry.matches(method, path, "") for entry in self.public_routes)

@@ -162,6 +162,18 @@ def test_fr109_leaves_health_routes_alone_under_a_prefix_too(
 ) -> None:
     pytester.makepyfile(healthapp=HEALTH_APP)
     run = run_rules("healthapp:app", "--fastapi-rules-select=FR109")
+    # `/probe/health` is the rulebook's health path under a prefix; `/probe/live` is a name the
+    # rulebook does not use: judged, with the setting that leaves it alone.
+    assert run.outcomes("FR109") == {"GET /things": "warning", "GET /probe/live": "warning"}, run.output
+    (live,) = [f for r in run.results_for("FR109") if r["target"] == "GET /probe/live" for f in r["findings"]]
+    assert "`/probe/live` is not the rulebook's health path" in live["message"]
+    assert "list it in the ini key fastapi_rules_infra_paths" in live["message"]
+
+
+def test_infra_aliases_are_left_alone_only_when_listed(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(healthapp=HEALTH_APP)
+    pytester.makeini("[pytest]\nfastapi_rules_infra_paths =\n    /health\n    */health\n    */live\n")
+    run = run_rules("healthapp:app", "--fastapi-rules-select=FR109")
     assert run.outcomes("FR109") == {"GET /things": "warning"}, run.output
 
 
@@ -454,6 +466,10 @@ async def caller(authorization: Optional[str] = Header(None)) -> str:
     return authorization.split()[1]  # AttributeError without the header: a 500
 
 
+async def require_user() -> None:
+    return None  # named like a check, checks nothing
+
+
 async def current(token: str = Depends(oauth2)) -> str:
     if token != "good":
         raise HTTPException(401, "bad token", headers={"WWW-Authenticate": "Bearer"})
@@ -478,6 +494,11 @@ async def create_draft(note: NoteIn) -> NoteIn:
     return note
 
 
+@app.post("/api/v1/labels", status_code=201, tags=["labels"], dependencies=[Depends(require_user)])
+async def create_label(note: NoteIn) -> NoteIn:
+    return note
+
+
 @app.delete("/api/v1/notes/{note_id}", status_code=204, tags=["notes"])
 async def delete_note(note_id: int, token: str = Depends(current)) -> None:
     return None
@@ -496,9 +517,19 @@ def test_fr706_recognises_authentication_by_what_it_reads_and_by_the_answer(
     assert outcomes["POST /api/v1/tags"] == "passed", run.output
     # Nothing reads credentials and the probes' request was accepted: still found, with that evidence.
     assert outcomes["POST /api/v1/drafts"] == "warning", run.output
-    (finding,) = [f for r in run.results_for("FR706") if r["target"] == "POST /api/v1/drafts" for f in r["findings"]]
+    (finding,) = [
+        f for r in run.results_for("FR706") if r["target"] == "POST /api/v1/drafts" for f in r["findings"]
+    ]
     assert "endpoint `create_draft` changes data without a security dependency" in finding["message"]
     assert "POST /api/v1/drafts without credentials answered 201" in finding["message"]
+    # Only a name says `require_user` checks anything, and the app let the anonymous write through.
+    (named,) = [
+        f for r in run.results_for("FR706") if r["target"] == "POST /api/v1/labels" for f in r["findings"]
+    ]
+    assert named["message"] == (
+        "endpoint `create_label` changes data for anyone: its dependency `require_user` is named like "
+        "an authentication check, but the probes' POST /api/v1/labels without credentials answered 201"
+    )
 
 
 def test_fr704_judges_a_dependency_that_reads_the_credentials_itself(
@@ -508,9 +539,15 @@ def test_fr704_judges_a_dependency_that_reads_the_credentials_itself(
     run = run_rules("ownauth:app", "--fastapi-rules-select=FR704")
     outcomes = run.outcomes("FR704")
     assert outcomes["POST /api/v1/tags"] == "failed", run.output
-    messages = [f["message"] for r in run.results_for("FR704") if r["target"] == "POST /api/v1/tags" for f in r["findings"]]
+    messages = [
+        f["message"]
+        for r in run.results_for("FR704")
+        if r["target"] == "POST /api/v1/tags"
+        for f in r["findings"]
+    ]
     assert any(
-        "with no credentials answered 500" in m and "`caller` reads the `authorization` header and crashed" in m
+        "with no credentials answered 500" in m
+        and "`caller` reads the `authorization` header and crashed" in m
         for m in messages
     ), messages
     # Structure alone cannot see `who_is_calling` read the header: not judged, not guessed.
@@ -587,7 +624,9 @@ def test_fr805_follows_the_cached_accessor_call_chain(pytester: pytest.Pytester,
     assert run.outcomes("FR805") == {"app": "passed"}, run.output
 
 
-def test_fr805_reports_an_uncached_accessor_the_requests_call(pytester: pytest.Pytester, run_rules: Any) -> None:
+def test_fr805_reports_an_uncached_accessor_the_requests_call(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
     pytester.makepyfile(perrequest=SETTINGS_PER_REQUEST_APP)
     run = run_rules("perrequest:app", "--fastapi-rules-select=FR805")
     assert run.outcomes("FR805") == {"app": "warning"}, run.output
@@ -597,7 +636,9 @@ def test_fr805_reports_an_uncached_accessor_the_requests_call(pytester: pytest.P
     assert (finding["location"]["file"], finding["location"]["line"]) == ("perrequest.py", 12), finding
 
 
-def test_fr805_reports_settings_built_by_depends_on_the_class(pytester: pytest.Pytester, run_rules: Any) -> None:
+def test_fr805_reports_settings_built_by_depends_on_the_class(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
     app = SETTINGS_PER_REQUEST_APP.replace("Depends(get_settings)", "Depends(Settings)")
     pytester.makepyfile(perclass=app)
     run = run_rules("perclass:app", "--fastapi-rules-select=FR805")
@@ -686,7 +727,9 @@ async def items(repo: ItemRepository = Depends(get_item_repository)) -> list[str
 """
 
 
-def test_fr306_tries_the_routes_until_one_reaches_the_session(pytester: pytest.Pytester, run_rules: Any) -> None:
+def test_fr306_tries_the_routes_until_one_reaches_the_session(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
     pytester.makepyfile(layered=LAYERED_SESSION_APP)
     run = run_rules("layered:app", "--fastapi-rules-select=FR306")
     # GET /api/v1/me reaches the session only through the current user, which the probe user
@@ -695,7 +738,10 @@ def test_fr306_tries_the_routes_until_one_reaches_the_session(pytester: pytest.P
 
 
 def test_fr306_says_which_routes_it_tried(pytester: pytest.Pytester, run_rules: Any) -> None:
-    app = LAYERED_SESSION_APP.replace('@app.get("/api/v1/items"', '@app.get("/api/v1/items", include_in_schema=False, dependencies=[Depends(get_current_user)]')
+    app = LAYERED_SESSION_APP.replace(
+        '@app.get("/api/v1/items"',
+        '@app.get("/api/v1/items", include_in_schema=False, dependencies=[Depends(get_current_user)]',
+    )
     app = app.replace("repo: ItemRepository = Depends(get_item_repository)", "")
     app = app.replace("return await repo.titles()", "return []")
     pytester.makepyfile(layered=app)

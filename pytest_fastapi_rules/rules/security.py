@@ -369,17 +369,17 @@ def _takes_password_form(route: RouteFacts) -> bool:
     )
 
 
-#: Account flows that anonymous users must reach besides sign-up and login: password recovery
-#: (the full-stack-fastapi-template's ``/password-recovery/{email}`` and ``/reset-password/``),
-#: e-mail verification and token refresh (the refresh token in the body is the credential).
-#: Ambiguous words (``verify``, ``refresh``) are left out: ``/cache/refresh`` is no account flow.
+#: Account flows that anonymous users reach besides sign-up and login: password recovery (the
+#: full-stack-fastapi-template's ``/password-recovery/{email}`` and ``/reset-password/``), e-mail
+#: verification and token refresh (the refresh token in the body is the credential). RULES.md does
+#: not name them as public: they are judged, and a finding on one says how to list it in
+#: ``fastapi_rules_public_routes`` when it is public on purpose.
 ACCOUNT_FLOW_SEGMENTS = (
     "password-recovery", "recover-password", "forgot-password", "reset-password", "password-reset",
     "verify-email", "request-verify-token", "refresh-token",
 )  # fmt: skip
-_PUBLIC_SEGMENTS = frozenset(
-    s.replace("_", "-") for s in (*DEFAULT_PUBLIC_WRITE_SUFFIXES, *ACCOUNT_FLOW_SEGMENTS)
-)
+_PUBLIC_SEGMENTS = frozenset(s.replace("_", "-") for s in DEFAULT_PUBLIC_WRITE_SUFFIXES)
+_ACCOUNT_FLOW_SEGMENTS = frozenset(ACCOUNT_FLOW_SEGMENTS)
 
 
 def _last_literal_segment(path: str) -> str:
@@ -408,24 +408,46 @@ def public_reason(facts: AppFacts, route: RouteFacts, options: RulesOptions) -> 
     last = _last_literal_segment(route.path)
     if last in _PUBLIC_SEGMENTS:
         return f"a {last} route"
-    if last == "refresh" and _is_token_refresh(route):
-        return "a token refresh route"
     if _takes_password_form(route) or any(_is_token_path(route.path, u) for u in _token_urls(facts)):
         return "the OAuth2 token endpoint"
+    return None
+
+
+def _account_flow(route: RouteFacts) -> str | None:
+    """``a password-recovery route``: an account flow that is often public, which RULES.md does not
+    exempt by default (the hint of a finding on it)."""
+    last = _last_literal_segment(route.path)
+    if last in _ACCOUNT_FLOW_SEGMENTS:
+        return f"a {last} route"
+    if last == "refresh" and _is_token_refresh(route):
+        return "a token refresh route"
     return None
 
 
 def _is_protected(route: RouteFacts) -> bool:
     """A security scheme, an auth-like dependency, or a dependency that reads the request's
     credentials itself (``probing.auth.credential_reader``), anywhere in the dependency tree."""
+    return _protection(route) is not None
+
+
+def _protection(route: RouteFacts) -> tuple[str, str] | None:
+    """``(kind, what)``: how the route's structure says it authenticates: ``("scheme", ...)``,
+    ``("reader", ...)`` (a dependency reading the credentials), or ``("name", dependency)`` when
+    only a dependency's name says so; None when nothing does."""
     from pytest_fastapi_rules.probing.auth import credential_reader
 
-    if route.security_schemes():
-        return True
+    schemes = route.security_schemes()
+    if schemes:
+        return "scheme", type(schemes[0]).__name__
+    reader = credential_reader(route)
+    if reader is not None:
+        return "reader", reader.name
     root = route.dependant
-    if any(_is_security_dependant(d) for d in route.iter_dependants() if d is not root):
-        return True
-    return credential_reader(route) is not None
+    for dependant in route.iter_dependants():
+        if dependant is not root and _is_security_dependant(dependant):
+            call = getattr(dependant, "call", None)
+            return "name", _call_name(call) if call is not None else str(dependant.name)
+    return None
 
 
 def _answer_without_credentials(context: CheckContext) -> Exchange | None:
@@ -476,15 +498,17 @@ def _is_api_write(route: RouteFacts, options: RulesOptions) -> bool:
         "POST/PUT/PATCH/DELETE routes depend on a security scheme, an auth-named dependency "
         "(`get_current_user`, `require_*`, `verify_token`...) or a dependency that reads the "
         "credentials (an `Authorization`/API-key header, a token cookie), or refuse the probes' "
-        "request without credentials with 401/403; except public ones: the OAuth2 "
-        "token endpoint, register/signup/login, password recovery/verification/refresh, "
+        "request without credentials with 401/403 (a dependency only named like a check must "
+        "also do that); except public ones: the OAuth2 token endpoint, register/signup/login, "
         "and `fastapi_rules_public_routes`."
     ),
     rationale=(
         "A write that anyone may call lets anonymous clients create, change or delete data. The "
         "rulebook protects writes with `Depends(get_current_user)` and its compositions "
-        "(`get_current_active_user`, `get_current_superuser`). The name heuristic is broad on "
-        "purpose (a route that looks protected is not flagged); the rule is skipped when a "
+        "(`get_current_active_user`, `get_current_superuser`). Structure first (a scheme, a "
+        "dependency reading the credentials), then the app's answer: the probes send each write "
+        "without credentials, and a 401/403 clears a route whose structure shows nothing, while a "
+        "2xx convicts one protected by a dependency's name only. The rule is skipped when a "
         "middleware authenticates every request, when no route at all is protected (auth at a "
         "gateway is a design choice), and for endpoints defined by libraries (their sign-up and "
         "password-reset routes are public by design)."
@@ -516,10 +540,25 @@ def check_writes_need_auth(context: CheckContext) -> Iterator[Finding]:
             f"endpoint `{route.name}` comes from the library module `{module}`, whose routes "
             "(sign-up, password reset, verification) are public by design"
         )
-    if public_reason(facts, route, context.options) is not None or _is_protected(route):
+    if public_reason(facts, route, context.options) is not None:
+        return
+    protection = _protection(route)
+    if protection is not None and protection[0] != "name":
         return
     answer = _answer_without_credentials(context)
     if answer is not None and answer.status in (401, 403):
+        return
+    if protection is not None:
+        # Only a name says this route authenticates: the app's answer decides. A request without
+        # credentials that succeeded shows the write open to anyone, whatever the name.
+        if answer is None or not answer.ok or context.options.auth_headers:
+            return
+        yield Finding(
+            message=f"endpoint `{route.name}` changes data for anyone: its dependency "
+            f"`{protection[1]}` is named like an authentication check, but the probes' "
+            f"{answer.request.shown} without credentials {answer.outcome}",
+            location=route.location,
+        )
         return
     if answer is not None and answer.server_error:
         raise RuleSkipped(
@@ -532,11 +571,18 @@ def check_writes_need_auth(context: CheckContext) -> Iterator[Finding]:
         if answer is not None
         else ""
     )
+    flow = _account_flow(route)
+    hint = (
+        f" ({flow}: RULES.md makes only the token endpoint, register, signup and login public by "
+        f"default; if `{route.target}` is public on purpose, list it in fastapi_rules_public_routes)"
+        if flow is not None
+        else ""
+    )
     yield Finding(
         message=(
             f"endpoint `{route.name}` changes data without a security dependency "
             "(no OAuth2/HTTP/API-key scheme, no auth dependency such as get_current_user, no "
-            f"dependency reading the credentials){evidence}"
+            f"dependency reading the credentials){evidence}{hint}"
         ),
         location=route.location,
     )

@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, UnionType
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
@@ -85,7 +85,7 @@ def namespace_of(obj: Any) -> dict[str, Any]:
     """
     try:
         namespace = vars(obj)
-    except TypeError:
+    except Exception:  # noqa: BLE001 - TypeError without one; a context proxy raises its own error
         return {}
     return namespace if isinstance(namespace, dict) else {}
 
@@ -484,13 +484,27 @@ def _definition_line(target: Any) -> int | None:
 # -- engines and session factories ---------------------------------------------------------------
 
 
-def _engine_key(obj: Any) -> int | None:
+def instance_of(obj: Any, classes: type | UnionType) -> bool:
+    """``isinstance`` that answers False where asking raises.
+
+    Discovery and redirection look at every global of the app's modules, among them proxies whose
+    every attribute access, ``__class__`` included, raises outside their context (a request-context
+    ``ctx``); ``isinstance`` reads ``__class__`` when the type does not match.
+    """
+    try:
+        return isinstance(obj, classes)
+    except Exception:  # noqa: BLE001 - a proxy's __class__ may raise anything
+        return False
+
+
+def engine_key(obj: Any) -> int | None:
+    """One key per engine (an ``AsyncEngine`` and its ``sync_engine`` share it); None otherwise."""
     from sqlalchemy.engine import Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    if isinstance(obj, AsyncEngine):
+    if instance_of(obj, AsyncEngine):
         return id(obj.sync_engine)
-    if isinstance(obj, Engine):
+    if instance_of(obj, Engine):
         return id(obj)
     return None
 
@@ -499,7 +513,7 @@ def _is_session_factory(obj: Any) -> bool:
     from sqlalchemy.ext.asyncio import async_sessionmaker
     from sqlalchemy.orm import sessionmaker
 
-    return isinstance(obj, async_sessionmaker | sessionmaker)
+    return instance_of(obj, async_sessionmaker | sessionmaker)
 
 
 def _resolve_path(path: str) -> Any:
@@ -528,7 +542,7 @@ def discover_runtime_objects(
     factory_ids: set[int] = set()
 
     def consider(obj: Any, where: str) -> None:
-        key = _engine_key(obj)
+        key = engine_key(obj)
         if key is not None:
             if key not in engine_ids:
                 engine_ids.add(key)
@@ -552,10 +566,10 @@ def discover_runtime_objects(
 
     for where, value in facts.own_globals():
         consider(value, where)
-        if isinstance(value, dict):  # a registry such as `state = {"engine": ...}`
+        if instance_of(value, dict):  # a registry such as `state = {"engine": ...}`
             for key, inner in list(value.items())[:100]:
                 consider(inner, f"{where}[{key!r}]")
-        if _engine_key(value) is None and not _is_session_factory(value) and facts.is_own_object(type(value)):
+        if engine_key(value) is None and not _is_session_factory(value) and facts.is_own_object(type(value)):
             for attr, inner in list(namespace_of(value).items()):
                 consider(inner, f"{where}.{attr}")
 

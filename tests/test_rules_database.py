@@ -277,6 +277,44 @@ def test_objects_point_where_they_are_created(pytester: pytest.Pytester, run_rul
         ), finding
 
 
+CONTEXT_PROXY_APP = """
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+
+    class ContextDoesNotExistError(RuntimeError):
+        pass
+
+
+    class ContextProxy:
+        \"\"\"A request-context global (fastapi_best_architecture's ``ctx``): outside a request,
+        every attribute, ``__class__`` included, raises.\"\"\"
+
+        def __getattribute__(self, name):
+            raise ContextDoesNotExistError(name)
+
+
+    ctx = ContextProxy()
+    engine = create_async_engine("sqlite+aiosqlite:///proxy.db", pool_pre_ping=True)
+    SessionLocal = async_sessionmaker(engine)
+    app = FastAPI()
+"""
+
+
+def test_a_global_that_raises_on_every_attribute_is_no_engine(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    """Locating the factory reads every global of the app's modules; a context proxy there once
+    turned FR504 into an internal error."""
+    path = pytester.makepyfile(proxyapp=textwrap.dedent(CONTEXT_PROXY_APP))
+    run = run_rules("proxyapp:app", "--fastapi-rules-select=FR501,FR504")
+    assert run.outcomes("FR501") == {"app": "passed"}, run.output
+    factory = run.findings("FR504")[0]
+    assert factory["message"].startswith("session factory `proxyapp.SessionLocal` keeps expire_on_commit")
+    assert factory["location"]["line"] == line_of(path, "^SessionLocal =")
+    assert "internal error" not in run.output
+
+
 LIFESPAN_STATE_APP = """
     from contextlib import asynccontextmanager
 

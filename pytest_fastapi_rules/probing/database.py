@@ -67,7 +67,7 @@ from sqlalchemy.ext.asyncio import async_engine_from_config as _original_async_e
 from sqlalchemy.ext.asyncio import create_async_engine as _original_create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
-from pytest_fastapi_rules.facts import namespace_of
+from pytest_fastapi_rules.facts import instance_of, namespace_of
 from pytest_fastapi_rules.probing.counting import SqlMonitor, masked_url
 from pytest_fastapi_rules.probing.placement import (
     SYNC_DRIVERS,
@@ -329,28 +329,28 @@ class _Restore:
 
 
 def _is_engine(obj: Any) -> bool:
-    return isinstance(obj, AsyncEngine | Engine)
+    return instance_of(obj, AsyncEngine | Engine)
 
 
 def _is_factory(obj: Any) -> bool:
     from sqlalchemy.ext.asyncio import async_sessionmaker
     from sqlalchemy.orm import sessionmaker
 
-    return isinstance(obj, async_sessionmaker | sessionmaker)
+    return instance_of(obj, async_sessionmaker | sessionmaker)
 
 
 def _is_scoped(obj: Any) -> bool:
     from sqlalchemy.ext.asyncio import async_scoped_session
     from sqlalchemy.orm import scoped_session
 
-    return isinstance(obj, async_scoped_session | scoped_session)
+    return instance_of(obj, async_scoped_session | scoped_session)
 
 
 def _is_session(obj: Any) -> bool:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
-    return isinstance(obj, AsyncSession | Session)
+    return instance_of(obj, AsyncSession | Session)
 
 
 class Redirector:
@@ -685,6 +685,21 @@ def _resolve(path: str) -> tuple[Any, str, Any] | None:
         return None
 
 
+def _holds_references(facts: AppFacts, value: Any) -> bool:
+    """An instance of the app's own class (a ``DatabaseSessionManager``), whose attributes may hold
+    its engine; False where asking raises (a context proxy outside its context)."""
+    try:
+        return (
+            not _is_engine(value)
+            and not _is_factory(value)
+            and not inspect.isclass(value)
+            and not inspect.ismodule(value)
+            and facts.is_own_object(type(value))
+        )
+    except Exception:  # noqa: BLE001 - a proxy's __class__ may raise anything
+        return False
+
+
 def _references(facts: AppFacts, paths: tuple[str, ...]) -> Iterator[tuple[str, Any, str, Any]]:
     """``(where, container, name, value)`` for every place the app may hold a database object."""
     for path in paths:
@@ -698,13 +713,7 @@ def _references(facts: AppFacts, paths: tuple[str, ...]) -> Iterator[tuple[str, 
                 continue
             where = f"{module.__name__}.{name}"
             yield where, module, name, value
-            if (
-                not _is_engine(value)
-                and not _is_factory(value)
-                and not inspect.isclass(value)
-                and not inspect.ismodule(value)
-                and facts.is_own_object(type(value))
-            ):
+            if _holds_references(facts, value):
                 for attr, inner in list(namespace_of(value).items()):
                     yield f"{where}.{attr}", value, attr, inner
     state = getattr(getattr(facts.app, "state", None), "_state", None)

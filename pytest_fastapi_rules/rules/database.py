@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_fastapi_rules.facts import Discovered, DiscoveryError, is_subclass
+from pytest_fastapi_rules.facts import Discovered, DiscoveryError, engine_key, is_subclass
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -141,8 +141,8 @@ def _same_object(first: Any, second: Any) -> bool:
     """One engine (an AsyncEngine and its sync_engine count as one), or the very same object."""
     if first is second:
         return True
-    key = getattr(first, "sync_engine", None)
-    return key is not None and key is getattr(second, "sync_engine", None)
+    key = engine_key(first)
+    return key is not None and key == engine_key(second)
 
 
 def _split_where(where: str) -> tuple[str, list[str]] | None:

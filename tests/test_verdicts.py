@@ -750,3 +750,76 @@ def test_fr306_says_which_routes_it_tried(pytester: pytest.Pytester, run_rules: 
     (result,) = run.results_for("FR306")
     assert "no route's request let the plugin write through its session; tried:" in result["message"]
     assert "GET /api/v1/me (no SQLAlchemy session reached `get_user_repository`)" in result["message"]
+
+
+GUARDED_APP = """
+import os
+
+from fastapi import Depends, FastAPI, Header, HTTPException
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine(os.environ["DATABASE_URL"])
+sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str]
+
+
+async def get_db():
+    async with sessions() as session:
+        yield session
+
+
+async def require_api_key(x_api_key: str = Header("")) -> None:
+    if x_api_key != os.environ["SECRET_KEY"]:
+        raise HTTPException(401, "bad key", headers={"WWW-Authenticate": "ApiKey"})
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/tickets/{ticket_id}", tags=["tickets"])
+async def ticket(ticket_id: int, db=Depends(get_db)) -> dict[str, str]:
+    row = await db.get(Ticket, ticket_id)
+    return {"title": row.title, "ratio": str(1 / 0)}  # broken for every id
+
+
+@app.get("/api/v1/tickets", tags=["tickets"], dependencies=[Depends(require_api_key)])
+async def tickets(db=Depends(get_db)) -> list[str]:
+    rows = (await db.scalars(select(Ticket))).all()
+    return [row.title for row in rows]
+"""
+
+
+def test_fr211_does_not_blame_the_missing_row_for_a_500_every_id_gets(
+    pytester: pytest.Pytester, run_rules: Any, app_env: None
+) -> None:
+    pytester.makepyfile(guarded=GUARDED_APP)
+    run = run_rules("guarded:app", "--fastapi-rules-select=FR211")
+    (result,) = run.results_for("FR211")
+    assert result["outcome"] == "skipped", run.output
+    assert result["message"].startswith(
+        "FR211 missing-resource-is-404: the valid request to GET /api/v1/tickets/{ticket_id} (an id "
+        "that exists) answered 500"
+    ), result
+    assert "says nothing about the missing-row path" in result["message"]
+
+
+def test_fr510_measures_nothing_on_a_route_that_refused_every_probe(
+    pytester: pytest.Pytester, run_rules: Any, app_env: None
+) -> None:
+    """A 401 runs no query of the route's work: no pass on it, a skip that says why."""
+    pytester.makepyfile(guarded=GUARDED_APP)
+    run = run_rules("guarded:app", "--fastapi-rules-select=FR510")
+    (result,) = [r for r in run.results_for("FR510") if r["target"] == "GET /api/v1/tickets"]
+    assert result["outcome"] == "skipped", run.output
+    assert "the probes' valid requests to GET /api/v1/tickets answered 401, never 2xx" in result["message"]

@@ -706,6 +706,15 @@ def check_missing_resource_is_404(context: CheckContext) -> Iterator[Finding]:
             location=route.location,
         )
     elif exchange.server_error:
+        valid = _happy(results, route.target)
+        if valid and all(e.server_error for e in valid):
+            # The valid request to an existing id failed the same way: the 5xx is not about the
+            # missing row (seeded data the app cannot handle, or a broken route: FR210's and the
+            # app's own tests' to find).
+            raise RuleSkipped(
+                f"the valid request to {route.target} (an id that exists) {valid[0].outcome} too, so "
+                "a 5xx for an id that does not exist says nothing about the missing-row path"
+            )
         yield Finding(
             message=f"{exchange.request.shown} (an id that does not exist) {exchange.outcome}, not 404",
             location=route.location,
@@ -874,6 +883,10 @@ def check_query_budget(context: CheckContext) -> Iterator[Finding]:
             message=f"{worst.request.shown} ran {worst.count} SQL statements, over the budget of {budget}",
             location=route.location,
         )
+    elif not any(e.ok for e in exchanges):
+        # A refusal (401 before the current user was loaded, 404, 422) runs a few statements and
+        # stops: it shows nothing about what the route's work costs.
+        raise RuleSkipped(_unanswered(results, route.target, route=route))
 
 
 # -- FR704 auth-challenge --------------------------------------------------------------------------

@@ -26,7 +26,12 @@ SHAPES: dict[str, tuple[str, ...]] = {
         "GET /api/v1/accounts/{account_id}",
         "GET /api/v1/accounts/{account_id}/tokens",
     ),
-    "circular_keys": ("GET /api/v1/cases", "GET /api/v1/participants"),
+    "circular_keys": (
+        "GET /api/v1/cases",
+        "GET /api/v1/participants",
+        "GET /api/v1/teams/{team_id}",
+        "GET /api/v1/members",
+    ),
     "composite_key": (
         "GET /api/v1/memberships",
         "GET /api/v1/memberships/{membership_id}",
@@ -52,6 +57,8 @@ def _check_shape(run: RulesRun, module: str) -> None:
         assert fr509.get(target) == "passed", (target, fr509, run.output)
     assert run.outcomes("FR102") == {"app": "passed"}
     assert "internal error" not in run.output
+    # The plugin's own work warns nothing into the user's warnings summary (a table cycle did).
+    assert "warnings summary" not in run.output, run.output
 
 
 def _needs_driver(module: str) -> None:

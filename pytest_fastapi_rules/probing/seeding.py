@@ -141,9 +141,19 @@ def schemas_of(metadatas: Sequence[MetaData]) -> tuple[str, ...]:
 
 
 def sorted_tables(metadatas: Sequence[MetaData]) -> list[Table]:
+    """The tables in foreign-key order, parents first.
+
+    Not ``MetaData.sorted_tables``: on foreign keys that form a cycle (``teams.owner_id`` and
+    ``users.team_id``) it warns, and the warning reached the user's own warnings summary. The
+    same sort without the warning orders such tables as if the cycle's keys were not there; the
+    seeder leaves a nullable key to a table not seeded yet empty (:meth:`Seeder.row`).
+    """
+    from sqlalchemy.schema import sort_tables_and_constraints
+
     tables: list[Table] = []
     for metadata in metadatas:
-        tables.extend(metadata.sorted_tables)
+        ordered = sort_tables_and_constraints(list(metadata.tables.values()))  # type: ignore[no-untyped-call]
+        tables.extend(table for table, _constraints in ordered if table is not None)
     return tables
 
 
@@ -521,8 +531,21 @@ def _parent_tables(table: Table) -> list[Table]:
     return parents
 
 
+def _needs_rows_of(table: Table, parent: Table) -> bool:
+    """Whether a row of ``table`` cannot exist without a row of ``parent`` (a NOT NULL key)."""
+    return any(
+        constraint.referred_table is parent and not all(e.parent.nullable for e in constraint.elements)
+        for constraint in table.foreign_key_constraints
+    )
+
+
 def _row_target(table: Table, counts: dict[str, int], size: int) -> int:
-    parents = _parent_tables(table)
+    """How many rows ``table`` gets: ``size`` for a table without parents, else a few per parent row.
+
+    A parent not seeded (yet) counts only when the key to it is required: in a cycle of nullable
+    keys, whichever table comes first would otherwise get no rows, and every table after it none.
+    """
+    parents = [p for p in _parent_tables(table) if p.name in counts or _needs_rows_of(table, p)]
     if not parents:
         return size
     biggest = max(counts.get(parent.name, 0) for parent in parents)
@@ -602,12 +625,21 @@ class Seeder:
         except Exception:  # noqa: BLE001 - find the tables that cannot be created, one by one
             pass
         failed: dict[str, str] = {}
-        for table in self.tables:
+        for group in creation_groups(self.tables):
             try:
                 async with engine.begin() as connection:
-                    await connection.run_sync(_create_table, table)
+                    await connection.run_sync(_create_tables, group)
+                continue
             except Exception as exc:  # noqa: BLE001 - recorded; the other tables go on
-                failed[table.name] = f"it cannot be created on {where}: {exception_detail(exc)}"
+                if len(group) == 1:
+                    failed[group[0].name] = f"it cannot be created on {where}: {exception_detail(exc)}"
+                    continue
+            for table in group:  # a cycle that failed: each table that can stand alone still does
+                try:
+                    async with engine.begin() as connection:
+                        await connection.run_sync(_create_tables, [table])
+                except Exception as exc:  # noqa: BLE001 - recorded; the other tables go on
+                    failed[table.name] = f"it cannot be created on {where}: {exception_detail(exc)}"
         for table in self.tables:
             parent = next((p for p in _parent_tables(table) if p.name in self.broken), None)
             if parent is not None:
@@ -785,8 +817,59 @@ class Seeder:
                 result.pks[table.name] = [tuple(row) for row in rows]
 
 
-def _create_table(connection: Connection, table: Table) -> None:
-    table.create(connection, checkfirst=True)
+def _create_tables(connection: Connection, tables: list[Table]) -> None:
+    """Create ``tables`` (one table, or the tables of one foreign-key cycle) that do not exist yet.
+
+    ``MetaData.create_all`` rather than ``Table.create``: for tables that refer to each other it
+    creates them first and adds the keys that close the cycle afterwards (``ALTER TABLE``), where
+    ``Table.create`` would refer to a table that does not exist yet.
+    """
+    tables[0].metadata.create_all(connection, tables=tables, checkfirst=True)
+
+
+def creation_groups(tables: Sequence[Table]) -> list[list[Table]]:
+    """``tables`` grouped so that each group can be created once the groups before it exist.
+
+    A group is one table, or the tables of one foreign-key cycle (its strongly connected
+    component), which can only be created together. Tarjan's algorithm over the edges from a
+    table to the tables it refers to gives the components parents first.
+    """
+    known = {id(table) for table in tables}
+    index_of: dict[int, int] = {}
+    lowlink: dict[int, int] = {}
+    stack: list[Table] = []
+    on_stack: set[int] = set()
+    groups: list[list[Table]] = []
+
+    def visit(table: Table) -> None:
+        key = id(table)
+        index_of[key] = lowlink[key] = len(index_of)
+        stack.append(table)
+        on_stack.add(key)
+        for parent in _parent_tables(table):
+            parent_key = id(parent)
+            if parent_key not in known:
+                continue
+            if parent_key not in index_of:
+                visit(parent)
+                lowlink[key] = min(lowlink[key], lowlink[parent_key])
+            elif parent_key in on_stack:
+                lowlink[key] = min(lowlink[key], index_of[parent_key])
+        if lowlink[key] == index_of[key]:
+            group: list[Table] = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(id(member))
+                group.append(member)
+                if member is table:
+                    break
+            groups.append(sorted(group, key=tables.index))
+        return None
+
+    for table in tables:
+        if id(table) not in index_of:
+            visit(table)
+    return groups
 
 
 def _import(path: str, setting: str, example: str, error: type[Exception]) -> Any:

@@ -1,14 +1,16 @@
 """Two tables that refer to each other: a case has a lead participant, a participant belongs to a
 case. The key from cases to participants is added after both tables exist (``use_alter``), as
-Netflix/dispatch declares it. A table beside them that cannot be created at all makes the plugin
-create the tables one by one, which must still give both."""
+Netflix/dispatch declares it. Teams and members refer to each other the same way without
+``use_alter``: SQLAlchemy warns that it cannot sort them, and both must still get rows. A table
+beside them that cannot be created at all makes the plugin create the tables one by one, which
+must still give the others."""
 
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ForeignKey, String, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -36,6 +38,20 @@ class Participant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    captain_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+
+
+class Member(Base):
+    __tablename__ = "members"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
 
 
 class Audit(Base):
@@ -84,3 +100,16 @@ async def list_cases(db: Session, limit: Annotated[int, Query(ge=1, le=100)] = 2
 @app.get("/api/v1/participants", tags=["cases"])
 async def list_participants(db: Session, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[str]:
     return list(await db.scalars(select(Participant.name).order_by(Participant.id).limit(limit)))
+
+
+@app.get("/api/v1/teams/{team_id}", tags=["teams"])
+async def get_team(team_id: int, db: Session) -> str:
+    team = await db.get(Team, team_id)
+    if team is None:
+        raise HTTPException(404, "no such team")
+    return team.name
+
+
+@app.get("/api/v1/members", tags=["teams"])
+async def list_members(db: Session, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[str]:
+    return list(await db.scalars(select(Member.name).order_by(Member.id).limit(limit)))

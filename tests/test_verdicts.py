@@ -823,3 +823,57 @@ def test_fr510_measures_nothing_on_a_route_that_refused_every_probe(
     (result,) = [r for r in run.results_for("FR510") if r["target"] == "GET /api/v1/tickets"]
     assert result["outcome"] == "skipped", run.output
     assert "the probes' valid requests to GET /api/v1/tickets answered 401, never 2xx" in result["message"]
+
+
+SETTINGS_CHOSEN_AT_IMPORT_APP = """
+import os
+
+from fastapi import FastAPI
+from pydantic_settings import BaseSettings
+
+
+class Config(BaseSettings):
+    name: str = "demo"
+
+
+class LocalConfig(Config):
+    debug: bool = True
+
+
+class ProductionConfig(Config):
+    debug: bool = False
+
+
+def get_config() -> Config:
+    choices = {"local": LocalConfig(), "prod": ProductionConfig()}
+    return choices[os.getenv("ENV", "local")]
+
+
+config: Config = get_config()  # called once, at import
+app = FastAPI(title=config.name)
+
+
+@app.get("/api/v1/info", tags=["info"])
+async def info() -> str:
+    return config.name
+"""
+
+
+def test_fr805_settings_chosen_once_at_import_are_cached(pytester: pytest.Pytester, run_rules: Any) -> None:
+    """Seen on teamhide/fastapi-boilerplate: every class the module-level call builds is built once."""
+    pytester.makepyfile(chosen=SETTINGS_CHOSEN_AT_IMPORT_APP)
+    run = run_rules("chosen:app", "--fastapi-rules-select=FR805")
+    assert run.outcomes("FR805") == {"app": "passed"}, run.output
+
+
+def test_fr805_an_accessor_called_at_import_and_per_request_is_still_reported(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    app = SETTINGS_CHOSEN_AT_IMPORT_APP.replace(
+        "async def info() -> str:\n    return config.name",
+        "async def info(current: Config = Depends(get_config)) -> str:\n    return current.name",
+    ).replace("from fastapi import FastAPI", "from fastapi import Depends, FastAPI")
+    pytester.makepyfile(chosenagain=app)
+    run = run_rules("chosenagain:app", "--fastapi-rules-select=FR805")
+    (finding,) = run.findings("FR805")
+    assert "`get_config` builds `LocalConfig()`, `ProductionConfig()` each time it runs" in finding["message"]

@@ -196,6 +196,34 @@ def _candidate_holders(
             yield getattr(value, "__func__", value)
 
 
+def _built_at_import(facts: AppFacts, modules: list[ModuleType], classes: tuple[type, ...]) -> set[type]:
+    """The settings classes a module-level call builds once, when the module is imported.
+
+    ``config = get_config()`` where ``get_config`` picks one of ``LocalConfig()``,
+    ``ProductionConfig()``... by environment: every class that call builds is built once, at
+    import, like a module-level instance, whichever one the module keeps.
+    """
+    built: set[type] = set()
+    for module in modules:
+        file = getattr(module, "__file__", None)
+        if not file or Path(file).suffix != ".py":
+            continue
+        try:
+            tree = ast.parse(Path(file).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in tree.body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Name):
+                continue
+            function = vars(module).get(value.func.id)
+            if inspect.isfunction(function) and is_app_code_module(
+                facts, getattr(function, "__module__", None)
+            ):
+                built |= _constructed(facts, function, classes)
+    return built
+
+
 def _field_classes(annotation: Any, classes: tuple[type, ...], depth: int = 0) -> set[type]:
     """Settings classes named anywhere in a field annotation (``DbSettings | None``...)."""
     if depth > 8:
@@ -221,6 +249,7 @@ def _cached_classes(facts: AppFacts, modules: list[ModuleType], classes: tuple[t
                 cached |= _returned_classes(value, classes) | _constructed(facts, value, classes)
         except Exception:  # noqa: BLE001 - lazy proxies and odd globals may raise on access
             continue
+    cached |= _built_at_import(facts, modules, classes)
     pending = list(cached)
     while pending:
         parent = pending.pop()

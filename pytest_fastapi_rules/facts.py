@@ -528,6 +528,16 @@ class DiscoveryError(Exception):
     """An explicitly named engine or session factory could not be resolved."""
 
 
+def _already_found(found: RuntimeFacts, named: Any) -> bool:
+    """Whether ``named`` (or each engine in the dict it is) was found under an earlier path."""
+    if instance_of(named, dict):
+        values = list(named.values())
+    else:
+        values = [named, *(() if inspect.ismodule(named) else namespace_of(named).values())]
+    known = {engine_key(d.obj) for d in found.engines} | {id(d.obj) for d in found.session_factories}
+    return any(engine_key(v) in known or id(v) in known for v in values)
+
+
 def discover_runtime_objects(
     facts: AppFacts, engine_paths: tuple[str, ...], factory_paths: tuple[str, ...]
 ) -> RuntimeFacts:
@@ -557,12 +567,31 @@ def discover_runtime_objects(
 
     for path in engine_paths + factory_paths:
         try:
-            consider(_resolve_path(path), path)
+            named = _resolve_path(path)
         except Exception as exc:  # noqa: BLE001 - reported to the user as a discovery error
             raise DiscoveryError(
                 f"fastapi_rules_engines / fastapi_rules_session_factories: cannot resolve {path!r} "
                 f"({type(exc).__name__}: {exc}). Use module:attribute, e.g. src.database:engine."
             ) from None
+        if named is None:
+            continue  # set by the lifespan: found once the app runs
+        before = len(found.engines) + len(found.session_factories)
+        consider(named, path)
+        if instance_of(named, dict):  # `engines = {"writer": ..., "reader": ...}`
+            for key, inner in list(named.items())[:100]:
+                consider(inner, f"{path}[{key!r}]")
+        elif engine_key(named) is None and not _is_session_factory(named) and not inspect.ismodule(named):
+            for attr, inner in list(namespace_of(named).items()):  # a session manager
+                consider(inner, f"{path}.{attr}")
+        if len(found.engines) + len(found.session_factories) == before and not _already_found(
+            found, named
+        ):
+            raise DiscoveryError(
+                f"fastapi_rules_engines / fastapi_rules_session_factories: {path!r} is a "
+                f"{type(named).__name__} that holds no SQLAlchemy engine or session factory. Name "
+                "the engine itself, a session factory, or a dict or object that holds them, e.g. "
+                "src.database:engine."
+            )
 
     for where, value in facts.own_globals():
         consider(value, where)

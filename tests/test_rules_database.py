@@ -900,3 +900,50 @@ app = FastAPI()
     (result,) = run.results_for("FR504")
     assert result["outcome"] == "skipped"
     assert "the app has engines but no session factory: it builds sessions directly" in result["message"]
+
+
+ENGINE_REGISTRY_APP = """
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engines = {
+        "writer": create_async_engine("sqlite+aiosqlite:///registry.db"),
+        "reader": create_async_engine("sqlite+aiosqlite:///registry.db", echo=False),
+    }
+
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        for engine in engines.values():
+            await engine.dispose()
+
+
+    app = FastAPI(lifespan=lifespan)
+"""
+
+
+def test_a_dict_of_engines_named_in_ini_is_checked(pytester: pytest.Pytester, run_rules: Any) -> None:
+    """Seen on teamhide/fastapi-boilerplate: `engines = {"writer": ..., "reader": ...}` in a module
+    the plugin does not count as the app's own; naming the dict must find both engines."""
+    pytester.makepyfile(
+        registrydb=textwrap.dedent(ENGINE_REGISTRY_APP), registryapp="from registrydb import app\n"
+    )
+    pytester.makeini("[pytest]\nfastapi_rules_engines = registrydb:engines\n")
+    run = run_rules("registryapp:app", "--fastapi-rules-select=FR501")
+    messages = sorted(finding["message"] for finding in run.findings("FR501"))
+    assert [m.split(" (")[0] for m in messages] == [
+        "engine `registrydb:engines['reader']`",
+        "engine `registrydb:engines['writer']`",
+    ], messages
+
+
+def test_an_ini_path_that_holds_no_engine_is_a_clear_error(pytester: pytest.Pytester, run_rules: Any) -> None:
+    pytester.makepyfile(registrydb=textwrap.dedent(ENGINE_REGISTRY_APP) + "\nname = 'not an engine'\n")
+    pytester.makeini("[pytest]\nfastapi_rules_engines = registrydb:name\n")
+    run = run_rules("registrydb:app", "--fastapi-rules-select=FR501")
+    assert only(run.results_for("FR501"))["outcome"] == "error"
+    assert "'registrydb:name' is a str that holds no SQLAlchemy engine or session factory" in run.output
+    assert "internal error" not in run.output

@@ -685,6 +685,14 @@ def _resolve(path: str) -> tuple[Any, str, Any] | None:
         return None
 
 
+def _registry_items(where: str, value: Any) -> Iterator[tuple[str, Any, str, Any]]:
+    """The entries of a dict the app keeps its engines in (``engines = {"writer": ..., "reader":
+    ...}``), as references the redirection can replace in place."""
+    if instance_of(value, dict):
+        for key, inner in list(value.items())[:100]:
+            yield f"{where}[{key!r}]", value, key, inner
+
+
 def _holds_references(facts: AppFacts, value: Any) -> bool:
     """An instance of the app's own class (a ``DatabaseSessionManager``), whose attributes may hold
     its engine; False where asking raises (a context proxy outside its context)."""
@@ -707,12 +715,17 @@ def _references(facts: AppFacts, paths: tuple[str, ...]) -> Iterator[tuple[str, 
         if resolved is not None:
             container, name, value = resolved
             yield path, container, name, value
+            yield from _registry_items(path, value)
+            if not (_is_engine(value) or _is_factory(value) or inspect.ismodule(value)):
+                for attr, inner in list(namespace_of(value).items()):  # a named session manager
+                    yield f"{path}.{attr}", value, attr, inner
     for module in facts.own_modules:
         for name, value in list(vars(module).items()):
             if name.startswith("__"):
                 continue
             where = f"{module.__name__}.{name}"
             yield where, module, name, value
+            yield from _registry_items(where, value)
             if _holds_references(facts, value):
                 for attr, inner in list(namespace_of(value).items()):
                     yield f"{where}.{attr}", value, attr, inner

@@ -583,9 +583,7 @@ def discover_runtime_objects(
         elif engine_key(named) is None and not _is_session_factory(named) and not inspect.ismodule(named):
             for attr, inner in list(namespace_of(named).items()):  # a session manager
                 consider(inner, f"{path}.{attr}")
-        if len(found.engines) + len(found.session_factories) == before and not _already_found(
-            found, named
-        ):
+        if len(found.engines) + len(found.session_factories) == before and not _already_found(found, named):
             raise DiscoveryError(
                 f"fastapi_rules_engines / fastapi_rules_session_factories: {path!r} is a "
                 f"{type(named).__name__} that holds no SQLAlchemy engine or session factory. Name "

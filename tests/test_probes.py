@@ -300,7 +300,8 @@ def test_app_without_a_database_is_probed_and_database_rules_skip(
     assert me["outcome"] == "skipped"
     assert (
         "answered 401 at both data sizes: no rows to measure (the probes could not sign in: "
-        "`current_user`: it is not annotated to return an ORM class" in me["message"]
+        "`current_user`: it returns `Who`, and no ORM class has an attribute for each of its "
+        "required fields" in me["message"]
     ), me
     assert "fastapi_rules_auth_headers" in me["message"]
     assert "FR103 lifespan-disposes-engines: the app used no SQLAlchemy engine" in run.output

@@ -877,3 +877,123 @@ def test_fr805_an_accessor_called_at_import_and_per_request_is_still_reported(
     run = run_rules("chosenagain:app", "--fastapi-rules-select=FR805")
     (finding,) = run.findings("FR805")
     assert "`get_config` builds `LocalConfig()`, `ProductionConfig()` each time it runs" in finding["message"]
+
+
+PYDANTIC_USER_APP = """
+from typing import AsyncIterator
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import OAuth2PasswordBearer
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import ForeignKey, String, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+engine = create_async_engine("sqlite+aiosqlite:///./pydantic_user.db")
+SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(100))
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"))
+    group: Mapped[Group] = relationship()
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(100))
+
+
+class GroupOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+
+
+class PrivateUser(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    email: str
+    group: GroupOut  # a lazy relationship, read while the model is built
+
+
+async def get_db() -> AsyncIterator[AsyncSession]:
+    async with SessionLocal() as session:
+        yield session
+
+
+async def get_current_user(
+    token: str = Depends(oauth2), db: AsyncSession = Depends(get_db)
+) -> PrivateUser:
+    raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/notes", tags=["notes"])
+async def list_notes(
+    user: PrivateUser = Depends(get_current_user), db: AsyncSession = Depends(get_db)
+) -> list[str]:
+    return list(await db.scalars(select(Note.text).order_by(Note.id).limit(20)))
+"""
+
+
+def test_a_current_user_returning_a_pydantic_model_is_stood_in_for(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    """Seen on mealie: `get_current_user` returns `PrivateUser`, a Pydantic model read from the
+    `User` row; the probes build it from a seeded row (its lazy `group` included) and get past it."""
+    pytester.makepyfile(pydanticuser=PYDANTIC_USER_APP)
+    run = run_rules("pydanticuser:app", "--fastapi-rules-select=FR509,FR510")
+    assert run.outcomes("FR510") == {"GET /api/v1/notes": "passed"}, run.output
+    assert run.outcomes("FR509") == {"GET /api/v1/notes": "passed"}, run.output
+
+
+def test_a_pydantic_user_no_orm_class_can_fill_says_why_the_probes_could_not_sign_in(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    app = PYDANTIC_USER_APP.replace("    group: GroupOut  #", "    tenant: str\n    group: GroupOut  #")
+    pytester.makepyfile(pydanticuser=app)
+    run = run_rules("pydanticuser:app", "--fastapi-rules-select=FR510")
+    (result,) = run.results_for("FR510")
+    assert result["outcome"] == "skipped", run.output
+    assert (
+        "the probes could not sign in: `get_current_user`: it returns `PrivateUser`, and no ORM "
+        "class has an attribute for each of its required fields" in result["message"]
+    ), result
+
+
+def test_a_pydantic_user_the_seeded_row_cannot_build_is_dropped_with_the_reason(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    app = PYDANTIC_USER_APP.replace(
+        "    group: GroupOut  #",
+        "    @field_validator('email')\n    @classmethod\n    def company_only(cls, value: str) -> str:\n"
+        "        raise ValueError('not a company address')\n\n    group: GroupOut  #",
+    ).replace(
+        "from pydantic import BaseModel, ConfigDict",
+        "from pydantic import BaseModel, ConfigDict, field_validator",
+    )
+    pytester.makepyfile(pydanticuser=app)
+    run = run_rules("pydanticuser:app", "--fastapi-rules-select=FR510")
+    (result,) = run.results_for("FR510")
+    assert result["outcome"] == "skipped", run.output
+    assert (
+        "it returns `PrivateUser`, which the plugin could not build from a seeded `User` row"
+        in result["message"]
+    )
+    assert "internal error" not in run.output

@@ -4,7 +4,8 @@ Protected routes are probed too, with no configuration on apps built like the ru
 dependency that turns the bearer token into a user (``get_current_user``: a dependency whose direct
 sub-dependency is an OAuth2/HTTP bearer/API key scheme) is overridden, while the probes run, by one
 that returns a seeded user of the ORM class it is annotated to return (the first seeded row, which
-the seed makes active and a superuser). The override asks for the app's own session dependency with
+the seed makes active and a superuser), or the Pydantic model it is annotated to return built from
+such a row. The override asks for the app's own session dependency with
 the same ``Depends`` (same call, same scope), so the user is attached to the request's session just
 like the real one; every other dependency of the route (permissions, services) runs unchanged.
 
@@ -23,7 +24,7 @@ import re
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Any, cast, get_args, get_origin
 
 from fastapi import Depends
 from fastapi.security.base import SecurityBase
@@ -234,8 +235,14 @@ class UserOverride:
     """The override of one current-user dependency."""
 
     call: Any
+    #: The ORM class the probe user is a row of.
     model: type
     replacement: Callable[..., Any]
+    #: The Pydantic class the dependency returns, built from that row (``PrivateUser`` from a
+    #: ``User`` row), or None when the dependency returns the ORM object itself.
+    view: type | None = None
+    #: The dependency's name, for messages.
+    name: str = ""
 
 
 @dataclass
@@ -284,12 +291,68 @@ def _subtree_session(consumer: Dependant) -> Dependant | None:
     return None
 
 
+def _pydantic_model(tp: Any) -> type | None:
+    from pydantic import BaseModel
+
+    tp = plain_annotation(tp)
+    return tp if is_subclass(tp, BaseModel) else None
+
+
+def _source_class(view: type, mapped: list[type]) -> type | None:
+    """The ORM class a Pydantic user model is read from (``PrivateUser`` from ``User``).
+
+    The class must have an attribute (column, relationship or property) for every required field
+    of the model, under the field's name or its alias; among those, a class whose name is part of
+    the model's name wins, then the one that covers the most fields.
+    """
+    fields: dict[str, Any] = dict(getattr(view, "model_fields", {}) or {})
+    if not fields:
+        return None
+
+    def has(cls: type, name: str, info: Any) -> bool:
+        names = {name, getattr(info, "alias", None), getattr(info, "validation_alias", None)}
+        return any(isinstance(n, str) and hasattr(cls, n) for n in names)
+
+    best: tuple[bool, int, str] | None = None
+    chosen: type | None = None
+    for cls in mapped:
+        try:
+            if not all(has(cls, name, info) for name, info in fields.items() if info.is_required()):
+                continue
+            covered = sum(1 for name, info in fields.items() if has(cls, name, info))
+        except Exception:  # noqa: BLE001 - an exotic class: not the user's source
+            continue
+        rank = (cls.__name__.lower() in view.__name__.lower(), covered, cls.__name__)
+        if covered and (best is None or rank[:2] > best[:2]):
+            best, chosen = rank, cls
+    return chosen
+
+
+def read_user(session: Any, model: type, key: Any, view: type | None) -> Any:
+    """The probe user: row ``key`` of ``model`` in a sync ``session``, as ``view`` when given."""
+    row = session.get(model, key)
+    if row is None or view is None:
+        return row
+    return cast(Any, view).model_validate(row, from_attributes=True)
+
+
+async def load_user(session: Any, model: type, key: Any, view: type | None) -> Any:
+    """:func:`read_user` with the app's session, sync or async (an ``AsyncSession`` reads the row,
+    and lazy relationships the Pydantic model asks for, inside ``run_sync``)."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    if isinstance(session, AsyncSession):
+        return await session.run_sync(read_user, model, key, view)
+    return read_user(session, model, key, view)
+
+
 def build_user_override(
     consumer: Dependant,
     model: type,
     plan: AuthPlan,
     own_session: Callable[[], Any],
     not_recording: Callable[[], Any],
+    view: type | None = None,
 ) -> Callable[..., Any]:
     """A dependency returning the probe user: loaded with the app's session when it has one."""
     session_dependant = _subtree_session(consumer)
@@ -298,10 +361,7 @@ def build_user_override(
         key = plan.user_keys.get(model)
         if key is None:
             return None
-        result = session.get(model, key)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+        return await load_user(session, model, key, view)
 
     if session_dependant is not None:
 
@@ -324,7 +384,7 @@ def build_user_override(
         with not_recording():
             async with own_session() as session:
                 user = await _load(session)
-                if user is not None:
+                if user is not None and view is None:
                     session.expunge(user)
                 return user
 
@@ -336,8 +396,16 @@ def plan_auth(
     headers: dict[str, str],
     own_session: Callable[[], Any],
     not_recording: Callable[[], Any],
+    mapped: list[type] | None = None,
 ) -> AuthPlan:
-    """Decide how protected routes are authenticated during the probes."""
+    """Decide how protected routes are authenticated during the probes.
+
+    A current-user dependency annotated to return an ORM class is replaced by one returning a
+    seeded row; one annotated to return a Pydantic model (mealie's ``PrivateUser``) by one
+    returning that model built from a seeded row of the ORM class that has its fields
+    (``mapped``). The runner checks the latter once the database is seeded
+    (:func:`load_user`) and drops an override that cannot build its user.
+    """
     plan = AuthPlan(headers=dict(headers))
     if headers:
         return plan
@@ -350,12 +418,24 @@ def plan_auth(
             done.add(id(call))
             returned = type_hints(unwrap_callable(call)).get("return")
             model = _mapped(returned)
+            view = None if model is not None else _pydantic_model(returned)
             name = getattr(unwrap_callable(call), "__qualname__", repr(call))
+            if view is not None:
+                model = _source_class(view, list(mapped or ()))
+                if model is None:
+                    plan.unsupported[name] = (
+                        f"it returns `{view.__name__}`, and no ORM class has an attribute for each "
+                        "of its required fields, so the plugin cannot build its user"
+                    )
+                    continue
             if model is None:
                 plan.unsupported[name] = (
-                    "it is not annotated to return an ORM class, so the plugin cannot build its user"
+                    "it is not annotated to return an ORM class or a Pydantic model, so the plugin "
+                    "cannot build its user"
                 )
                 continue
-            replacement = build_user_override(consumer, model, plan, own_session, not_recording)
-            plan.overrides.append(UserOverride(call=call, model=model, replacement=replacement))
+            replacement = build_user_override(consumer, model, plan, own_session, not_recording, view)
+            plan.overrides.append(
+                UserOverride(call=call, model=model, replacement=replacement, view=view, name=name)
+            )
     return plan

@@ -51,7 +51,7 @@ from pytest_fastapi_rules.probing.database import (
     OverrideSet,
     Redirector,
 )
-from pytest_fastapi_rules.probing.errors import ErrorCapture, stable_text
+from pytest_fastapi_rules.probing.errors import ErrorCapture, exception_detail, stable_text
 from pytest_fastapi_rules.probing.lifecycle import connection_loss_applies
 from pytest_fastapi_rules.probing.placement import PendingDatabase, ProbeDatabaseError, placement_of
 from pytest_fastapi_rules.probing.requests import ProbeRequest, RequestBuilder
@@ -498,8 +498,11 @@ class ProbeRun:
         facts = self.facts
         tables = self.seeder.tables if self.seeder else []
         class_names = self._class_names()
+        mapped: list[type] = []
+        with contextlib.suppress(Exception):
+            mapped = list(facts.mapped_classes)
         self.auth = auth_mod.plan_auth(
-            facts.routes, self.options.auth_headers, self._own_session, not_recording
+            facts.routes, self.options.auth_headers, self._own_session, not_recording, mapped
         )
         self.results.auth_headers_used = bool(self.options.auth_headers)
         self.results.auth_unsupported = dict(self.auth.unsupported)
@@ -535,7 +538,38 @@ class ProbeRun:
                 table: Any = sa_inspect(override.model).local_table
                 key = self.seed.first_pk(table.name)
                 self.auth.user_keys[override.model] = key[0] if key and len(key) == 1 else key
+        for override in list(self.auth.overrides):
+            if override.view is not None:
+                self._check_user_view(override)
         self._track_engines()
+
+    def _check_user_view(self, override: auth_mod.UserOverride) -> None:
+        """Build the Pydantic user once from the seeded row; an override that cannot is dropped
+        (the routes then answer as to an anonymous caller) and the reason kept for the skips."""
+        assert self.auth is not None
+        key = self.auth.user_keys.get(override.model)
+
+        async def build() -> Any:
+            with not_recording():
+                async with self._own_session() as session:
+                    return await auth_mod.load_user(session, override.model, key, override.view)
+
+        try:
+            problem = "" if key is not None and self.run(build()) is not None else "no seeded row"
+        except ProbeRunStalled:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the app's model refused the seeded row
+            problem = exception_detail(exc)
+        if not problem:
+            return
+        view = getattr(override.view, "__name__", "?")
+        self.auth.overrides.remove(override)
+        self.overrides.unset(override.call)
+        self.auth.unsupported[override.name] = (
+            f"it returns `{view}`, which the plugin could not build from a seeded "
+            f"`{override.model.__name__}` row ({problem})"
+        )
+        self.results.auth_unsupported = dict(self.auth.unsupported)
 
     # -- sending ----------------------------------------------------------------------------------
 

@@ -313,6 +313,28 @@ async def replace_settings(key: str, body: Settings) -> Settings:
 @app.put("/api/v1/other/{key}", tags=["settings"])
 async def replace_other(key: str, body: SettingsPatch) -> Settings:
     return Settings()
+
+
+class Recipe(BaseModel):
+    '''What GET answers with, every field optional; PUT and PATCH take it too (as on mealie).'''
+
+    name: str | None = None
+    description: str | None = None
+
+
+@app.get("/api/v1/recipes/{slug}", tags=["recipes"])
+async def get_recipe(slug: str) -> Recipe:
+    return Recipe()
+
+
+@app.put("/api/v1/recipes/{slug}", tags=["recipes"])
+async def replace_recipe(slug: str, body: Recipe) -> Recipe:
+    return body
+
+
+@app.patch("/api/v1/recipes/{slug}", tags=["recipes"])
+async def patch_recipe(slug: str, body: Recipe) -> Recipe:
+    return body
 """
 
 
@@ -324,6 +346,8 @@ def test_fr206_a_put_body_with_concrete_defaults_is_a_full_representation(
     assert run.outcomes("FR206") == {
         "PUT /api/v1/settings/{key}": "passed",
         "PUT /api/v1/other/{key}": "warning",
+        "PUT /api/v1/recipes/{slug}": "passed",  # the class GET answers with: a full PUT
+        "PATCH /api/v1/recipes/{slug}": "passed",
     }, run.output
     (finding,) = run.findings("FR206")
     assert (

@@ -938,7 +938,9 @@ def _command_body(route: RouteFacts, models: list[type[BaseModel]]) -> str | Non
         "resource, not a partial update of it (`PATCH /users/me/password` with the current and "
         "the new password, answering a message): its required fields are the point, so the "
         "route is skipped. Without a response model there is nothing to compare, and the body "
-        "is judged."
+        "is judged. A PUT body with nothing required is partial only when every field defaults "
+        "to None or a PATCH route takes the same model, and never when it is the class a GET "
+        "route answers with: sending back the full representation is a full replacement."
     ),
     fix="PATCH: give every field a default (`bio: str | None = None`); PUT: make the fields required.",
     applies_to=_api_route_with("PATCH", "PUT"),
@@ -989,7 +991,15 @@ def check_update_schema_partial(context: CheckContext) -> Iterator[Finding]:
 
 def _partial_because(model: type[BaseModel], facts: AppFacts) -> str | None:
     """Why a body model with no required field is a partial update, or None when it is not one: its
-    fields all default to None, or a PATCH route of the app takes the same model."""
+    fields all default to None, or a PATCH route of the app takes the same model.
+
+    The class a GET route answers with is the resource's full representation, whatever its
+    defaults and whichever other routes take it (mealie's PUT, PATCH and GET all use ``Recipe``):
+    a PUT that sends back what GET gave is a full replacement.
+    """
+    for other in facts.routes:
+        if other.method == "GET" and plain_annotation(other.response_model) is model:
+            return None
     fields = model.model_fields.values()
     if all(info.default is None and info.default_factory is None for info in fields):
         return "every field defaults to None"

@@ -1,4 +1,5 @@
-"""Fixtures for the user's own tests: the app the rules judge, and SQL statement counts.
+"""Fixtures for the user's own tests: the app the rules judge, clients on the app running on a
+throwaway database (``client.py``), and SQL statement counts.
 
 Registered only when the run names an app (``--fastapi-app`` or the ini key), like the rest of the
 plugin, so installing it never changes another project's run. The counting fixtures follow
@@ -17,11 +18,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_fastapi_rules.session import SESSION_KEY
+
+if TYPE_CHECKING:
+    from pytest_fastapi_rules.client import AsyncClient, IsolatedApp, SyncClient
 
 #: How many statements a failure lists before it says how many more there were.
 _LISTED = 50
@@ -84,6 +88,49 @@ def _assert_count(expected: int, *, exact: bool) -> contextlib.AbstractContextMa
             )
 
     return block()
+
+
+@pytest.fixture
+def _fastapi_isolated_app(request: pytest.FixtureRequest) -> Iterator[IsolatedApp]:
+    """The app started on a fresh throwaway database for this test, stopped (and the database
+    dropped) after it."""
+    state = request.config.stash.get(SESSION_KEY, None)
+    if state is None:  # pragma: no cover - the fixtures are registered only with an app
+        pytest.fail("fastapi_client needs an app: pass --fastapi-app=module:app.", pytrace=False)
+    from pytest_fastapi_rules.client import IsolatedApp
+
+    try:
+        isolated = IsolatedApp(state)
+        isolated.start()
+    except Exception as exc:  # noqa: BLE001 - the app's or the database's failure, said plainly
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        pytest.fail(
+            f"fastapi_client: the app could not be started on a throwaway database: {message}",
+            pytrace=False,
+        )
+    try:
+        yield isolated
+    finally:
+        isolated.stop()
+
+
+@pytest.fixture
+def fastapi_client(_fastapi_isolated_app: IsolatedApp) -> SyncClient:
+    """An ``httpx.Client``-like client on the app, running its lifespan, with every engine of the
+    app pointed at a throwaway database that starts empty (the app's tables created) for each
+    test and is dropped after it. Your configured database is never touched."""
+    from pytest_fastapi_rules.client import SyncClient
+
+    return SyncClient(_fastapi_isolated_app)
+
+
+@pytest.fixture
+def fastapi_async_client(_fastapi_isolated_app: IsolatedApp) -> AsyncClient:
+    """The ``httpx.AsyncClient``-like twin of ``fastapi_client``, for async tests (pytest-asyncio,
+    anyio): ``await fastapi_async_client.get(...)``."""
+    from pytest_fastapi_rules.client import AsyncClient
+
+    return AsyncClient(_fastapi_isolated_app)
 
 
 @pytest.fixture

@@ -218,3 +218,45 @@ def test_clients_on_a_postgres_app_use_a_throwaway_database_beside_it(
         postgres_url, f"SELECT datname FROM pg_database WHERE datname LIKE 'fastapi_rules_{os.getpid()}_%'"
     )
     assert leftovers == []
+
+
+ASYNC_MODES_TESTS = """
+    import pytest
+
+
+    async def test_auto_mode(fastapi_async_client, fastapi_assert_num_queries):
+        assert (await fastapi_async_client.post("/api/v1/notes", json={"text": "a"})).status_code == 201
+        with fastapi_assert_num_queries(1):
+            assert (await fastapi_async_client.get("/api/v1/notes")).json() == ["a"]
+"""
+
+ANYIO_TESTS = """
+    import pytest
+
+
+    @pytest.fixture
+    def anyio_backend():
+        return "asyncio"
+
+
+    @pytest.mark.anyio
+    async def test_under_anyio(fastapi_async_client, fastapi_app):
+        assert (await fastapi_async_client.post("/api/v1/notes", json={"text": "b"})).status_code == 201
+        assert (await fastapi_async_client.get("/api/v1/notes")).json() == ["b"]
+        assert fastapi_app.title == "FastAPI"
+"""
+
+
+@pytest.mark.parametrize(
+    ("tests", "extra"),
+    [(ASYNC_MODES_TESTS, ("-o", "asyncio_mode=auto")), (ANYIO_TESTS, ("-p", "no:asyncio"))],
+    ids=["pytest-asyncio-auto", "anyio"],
+)
+def test_async_client_under_pytest_asyncio_auto_mode_and_anyio(
+    pytester: pytest.Pytester, tests: str, extra: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(notesapp=textwrap.dedent(NOTES_APP), test_modes=textwrap.dedent(tests))
+    result = pytester.runpytest(
+        "--fastapi-app=notesapp:app", "-p", "no:cacheprovider", "-k", "test_", "test_modes.py", *extra
+    )
+    result.assert_outcomes(passed=1)

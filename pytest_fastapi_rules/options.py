@@ -7,6 +7,7 @@ wins. Where a value came from is kept so the report header can say it, as pytest
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="Write the findings to PATH as SARIF 2.1.0 (for GitHub code scanning).",
     )
     group.addoption(
+        "--fastapi-rules-github-annotations",
+        dest="fastapi_rules_github_annotations",
+        action="store_true",
+        default=None,
+        help="Print each finding as a GitHub Actions workflow command (::error/::warning with file "
+        "and line), so it shows on the pull request's diff. On by default when GITHUB_ACTIONS=true.",
+    )
+    group.addoption(
         "--fastapi-rules-baseline",
         dest="fastapi_rules_baseline",
         metavar="PATH",
@@ -140,6 +149,12 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("fastapi_rules_select", "Rule codes or prefixes to run.", type="args", default=[])
     parser.addini("fastapi_rules_ignore", "Rule codes or prefixes to skip.", type="args", default=[])
     parser.addini("fastapi_rules_strict", "Fail the run on warnings too.", type="bool", default=False)
+    parser.addini(
+        "fastapi_rules_github_annotations",
+        "Print findings as GitHub Actions workflow commands: true or false (default: true only "
+        "when GITHUB_ACTIONS=true).",
+        default=None,
+    )
     parser.addini(
         "fastapi_rules_per_route_ignores",
         "Lines 'PATTERN = CODES', PATTERN a path glob optionally preceded by methods: "
@@ -307,6 +322,8 @@ class RulesOptions:
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     strict: bool = False
+    #: Print findings as GitHub Actions workflow commands (``::error file=...``).
+    github_annotations: bool = False
     per_route_ignores: tuple[RouteIgnore, ...] = ()
     severity_overrides: dict[str, Severity] = field(default_factory=dict)
     json_path: Path | None = None
@@ -577,6 +594,20 @@ def _parse_base_url(text: str) -> str:
     return url
 
 
+def _github_annotations(cli: bool | None, ini: object) -> bool:
+    """On with the flag; else as the ini key says; else only inside GitHub Actions."""
+    if cli:
+        return True
+    if ini is not None and str(ini).strip():
+        text = str(ini).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise OptionsError(f"fastapi_rules_github_annotations: {ini!r} is not a boolean; use true or false.")
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
 def resolve_options(config: pytest.Config) -> RulesOptions:
     """Read every setting once; raises :class:`OptionsError` on values that make no sense."""
     sources: dict[str, str] = {}
@@ -620,6 +651,10 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         # pytest's own message does not say which key it is about.
         raise OptionsError(f"fastapi_rules_strict: {exc}; use true or false.") from None
     strict = bool(strict_cli) or strict_ini
+    github_annotations = _github_annotations(
+        config.getoption("fastapi_rules_github_annotations"),
+        config.getini("fastapi_rules_github_annotations"),
+    )
 
     def output_path(option: str, ini: str) -> Path | None:
         value = pick(option, ini)
@@ -672,6 +707,7 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         select=select,
         ignore=ignore,
         strict=strict,
+        github_annotations=github_annotations,
         db_url=str(db_url_value).strip() if db_url_value else None,
         query_budget=_parse_budget(config.getini("fastapi_rules_query_budget"), "fastapi_rules_query_budget"),
         query_budgets=_parse_query_budgets(config.getini("fastapi_rules_query_budgets")),

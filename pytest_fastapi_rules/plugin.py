@@ -22,6 +22,7 @@ from pytest_fastapi_rules.reporting import (
     ResultCollector,
     explain,
     format_catalog,
+    github_annotations,
     write_sarif,
 )
 from pytest_fastapi_rules.session import SESSION_KEY, RulesSession
@@ -249,6 +250,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.line(line)
     if results.probe_database:
         terminalreporter.line(f"fastapi-rules: the probes ran on {results.probe_database}")
+    if state is not None and state.options.github_annotations:
+        for line in github_annotations(results.sorted_results()):
+            terminalreporter.write_line(line)
 
 
 @pytest.hookimpl(trylast=True)

@@ -202,6 +202,43 @@ def explain(code: str) -> str | None:
     return "\n".join(lines)
 
 
+def _workflow_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _workflow_property(text: str) -> str:
+    return _workflow_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotations(results: list[dict[str, Any]]) -> list[str]:
+    """Each finding that fails or warns as a GitHub Actions workflow command, with file and line.
+
+    Baselined findings are left out: they are known and do not fail the run.
+    """
+    fixes = {rule.code: rule.fix for rule in all_rules()}
+    lines: list[str] = []
+    for result in results:
+        for finding in result["findings"]:
+            if finding.get("baselined"):
+                continue
+            command = "error" if finding["severity"] == "error" else "warning"
+            properties = []
+            location = finding["location"]
+            if location:
+                properties.append(f"file={_workflow_property(Path(location['file']).as_posix())}")
+                if location.get("line"):
+                    properties.append(f"line={location['line']}")
+                if location.get("column"):
+                    properties.append(f"col={location['column']}")
+            properties.append(f"title={_workflow_property(result['code'] + ' ' + result['name'])}")
+            text = f"{finding['target']}: {finding['message']}"
+            fix = finding.get("fix") or fixes.get(result["code"])
+            if fix:
+                text += f"\nfix: {fix}"
+            lines.append(f"::{command} {','.join(properties)}::{_workflow_data(text)}")
+    return lines
+
+
 def _sarif_level(severity: str) -> str:
     return "error" if severity == "error" else "warning"
 

@@ -76,6 +76,31 @@ def test_junit_xml_carries_code_name_severity_and_target(pytester: pytest.Pytest
     } in properties
 
 
+def test_github_annotations_point_at_the_code(
+    pytester: pytest.Pytester, two_sync: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    args = ("--fastapi-app=legacy:app", "--fastapi-rules-select=FR201,FR109", "-p", "no:cacheprovider")
+    assert "::error" not in pytester.runpytest(*args).stdout.str()
+    for extra, env in ((("--fastapi-rules-github-annotations",), None), ((), "true")):
+        if env:
+            monkeypatch.setenv("GITHUB_ACTIONS", env)
+        lines = [line for line in pytester.runpytest(*args, *extra).outlines if line.startswith("::")]
+        assert len(lines) == 2, lines
+        posts, users = lines
+        assert posts.startswith(
+            "::error file=legacy.py,line=12,title=FR201 async-endpoint::GET /api/v1/posts: endpoint "
+            "`list_posts` is a sync `def`"
+        ), posts
+        assert users.startswith(
+            "::error file=legacy.py,line=7,title=FR201 async-endpoint::GET /api/v1/users:"
+        )
+        # One line per finding: the fix follows as an escaped newline.
+        assert "%0Afix: Declare the endpoint with `async def`" in users, users
+    pytester.makeini("[pytest]\nfastapi_rules_github_annotations = false\n")
+    assert "::error" not in pytester.runpytest(*args).stdout.str()
+
+
 def test_terminal_summary_per_rule_worst_first(pytester: pytest.Pytester, two_sync: None) -> None:
     result = pytester.runpytest(
         "--fastapi-app=legacy:app", "--fastapi-rules-select=FR101,FR201", "-p", "no:cacheprovider"

@@ -102,6 +102,8 @@ class Baseline:
             if result["outcome"] in ("error", "skipped"):
                 continue
             for finding in result["findings"]:
+                if finding.get("suppressed"):
+                    continue  # silenced in the source: not a finding to carry
                 kept[finding["fingerprint"]] = {
                     "fingerprint": finding["fingerprint"],
                     "code": result["code"],

@@ -23,6 +23,7 @@ from _pytest._code.code import ExceptionInfo, TerminalRepr
 from pytest_fastapi_rules.baseline import fingerprint
 from pytest_fastapi_rules.facts import AppFacts, DiscoveryError, RouteFacts
 from pytest_fastapi_rules.loading import AppLoadError
+from pytest_fastapi_rules.noqa import directive_for
 from pytest_fastapi_rules.options import RulesOptions
 from pytest_fastapi_rules.probing.placement import ProbeDatabaseError
 from pytest_fastapi_rules.probing.results import ProbePhaseError
@@ -198,6 +199,8 @@ class RuleItem(pytest.Item):
         self.internal_error = internal_error
         self.findings: list[Finding] = []
         self.baselined: list[Finding] = []
+        #: Findings a ``# noqa: CODE`` comment on their line suppresses (``noqa.py``).
+        self.suppressed: list[Finding] = []
         for marker in _markers(rule):
             self.add_marker(marker)
         self.extra_keyword_matches.add(rule.name)
@@ -264,11 +267,23 @@ class RuleItem(pytest.Item):
         if note is not None:
             findings = [dataclasses.replace(f, message=f"{f.message} ({note})") for f in findings]
         self.findings = [self._with_default_location(f) for f in findings]
+        root = self.config.rootpath
+        self.suppressed = [
+            f
+            for f in self.findings
+            if f.location is not None
+            and (
+                (options.add_noqa and f.location.line)  # the comment is written at the end of the run
+                or directive_for(root, f.location.file, f.location.line, self.rule.code)
+            )
+        ]
         baseline = state.baseline
         if options.update_baseline:
-            self.baselined = list(self.findings)
+            self.baselined = [f for f in self.findings if f not in self.suppressed]
         elif baseline is not None:
-            self.baselined = [f for f in self.findings if self.fingerprint(f) in baseline]
+            self.baselined = [
+                f for f in self.findings if f not in self.suppressed and self.fingerprint(f) in baseline
+            ]
         new = self.new_findings()
         blocking = [f for f in new if options.strict or self.finding_severity(f) is Severity.ERROR]
         if blocking:
@@ -311,7 +326,7 @@ class RuleItem(pytest.Item):
         return replace(finding, location=fallback)
 
     def new_findings(self) -> list[Finding]:
-        return [f for f in self.findings if f not in self.baselined]
+        return [f for f in self.findings if f not in self.baselined and f not in self.suppressed]
 
     def headline(self) -> str:
         shown = self.new_findings() or self.findings
@@ -334,6 +349,9 @@ class RuleItem(pytest.Item):
         if self.baselined:
             lines.append("")
             lines.append(f"  ({len(self.baselined)} more finding(s) of this item are in the baseline)")
+        if self.suppressed:
+            lines.append("")
+            lines.append(f"  ({len(self.suppressed)} more finding(s) of this item are suppressed by # noqa)")
         lines.append("")
         lines.append(f"  rule: {self.rule.summary} (rulebook {self.rule.section}, {RULEBOOK})")
         return "\n".join(lines)
@@ -408,7 +426,9 @@ class RuleItem(pytest.Item):
         if excinfo is None:
             if self.new_findings():
                 return "warning"
-            return "baselined" if self.baselined else "passed"
+            if self.baselined:
+                return "baselined"
+            return "suppressed" if self.suppressed else "passed"
         if isinstance(excinfo.value, RuleViolation):
             return "failed"
         if excinfo.errisinstance(pytest.skip.Exception):
@@ -443,6 +463,7 @@ class RuleItem(pytest.Item):
                     **finding_to_dict(f, self.target, self.finding_severity(f).value),
                     "fingerprint": self.fingerprint(f),
                     "baselined": f in self.baselined,
+                    "suppressed": f in self.suppressed,
                 }
                 for f in self.findings
             ],

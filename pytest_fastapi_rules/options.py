@@ -116,6 +116,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="Record the findings of this run in the baseline file (and pass).",
     )
     group.addoption(
+        "--fastapi-rules-add-noqa",
+        dest="fastapi_rules_add_noqa",
+        action="store_true",
+        default=False,
+        help="Write a `# noqa: CODE` comment on the line of each current finding (and pass), "
+        "like ruff's --add-noqa; nothing else in the files changes.",
+    )
+    group.addoption(
         "--fastapi-rules-explain",
         dest="fastapi_rules_explain",
         metavar="CODE",
@@ -330,6 +338,8 @@ class RulesOptions:
     sarif_path: Path | None = None
     baseline_path: Path | None = None
     update_baseline: bool = False
+    #: Write ``# noqa`` comments for this run's findings (``--fastapi-rules-add-noqa``).
+    add_noqa: bool = False
     engine_paths: tuple[str, ...] = ()
     session_factory_paths: tuple[str, ...] = ()
     version_prefix: re.Pattern[str] = re.compile(DEFAULT_VERSION_PREFIX)
@@ -720,6 +730,7 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         sarif_path=sarif_path,
         baseline_path=baseline_path,
         update_baseline=update_baseline,
+        add_noqa=bool(config.getoption("fastapi_rules_add_noqa")),
         engine_paths=_parse_object_paths(config.getini("fastapi_rules_engines"), "fastapi_rules_engines"),
         session_factory_paths=_parse_object_paths(
             config.getini("fastapi_rules_session_factories"), "fastapi_rules_session_factories"

@@ -15,6 +15,7 @@ import pytest
 
 from pytest_fastapi_rules import fixtures
 from pytest_fastapi_rules.baseline import BaselineError
+from pytest_fastapi_rules.noqa import add_noqa, unused_directives
 from pytest_fastapi_rules.options import PROBE_SHARDS_KEY, OptionsError, add_options, resolve_options
 from pytest_fastapi_rules.registry import all_rules
 from pytest_fastapi_rules.reporting import (
@@ -209,6 +210,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
         return "warned", "W", ("WARNED", {"yellow": True})
     if data["outcome"] == "baselined":
         return "baselined", "b", "BASELINED"
+    if data["outcome"] == "suppressed":
+        return "suppressed", "n", "SUPPRESSED"
     if data["outcome"] == "error" and report.failed:
         return "error", "E", "ERROR"
     return None
@@ -240,6 +243,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             )
             for entry in gone:
                 terminalreporter.line(f"  {entry['code']} {entry['target']}: {entry['message']}")
+    if results.unused_noqa:
+        terminalreporter.section("fastapi-rules unused noqa", sep="=", yellow=True)
+        for line in results.unused_noqa:
+            terminalreporter.line(line)
     warnings = results.warning_lines()
     if warnings:
         terminalreporter.section("fastapi-rules warnings", sep="=", yellow=True)
@@ -266,10 +273,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if results is None or is_xdist_worker:
         return
     options = state.options
-    if options.json_path:
-        results.write_json(options.json_path, options.app_spec)
     if options.sarif_path:
         write_sarif(options.sarif_path, results.sorted_results(), config.rootpath)
+    if options.add_noqa:
+        wanted = [
+            (result["code"], finding["location"]["file"], finding["location"]["line"])
+            for result in results.results
+            for finding in result["findings"]
+            if finding.get("suppressed") and finding.get("location")
+        ]
+        changed = add_noqa(config.rootpath, wanted)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"fastapi-rules: added or extended a # noqa comment on {changed} line(s)")
+    else:
+        results.unused_noqa = [
+            f"{directive.file}:{directive.line}: # noqa: {', '.join(codes)} suppresses nothing here"
+            for directive, codes in unused_directives(config.rootpath, results.results)
+        ]
+    if options.json_path:
+        results.write_json(options.json_path, options.app_spec)
     if options.update_baseline and state.baseline is not None:
         count = state.baseline.write(results.results)
         reporter = config.pluginmanager.get_plugin("terminalreporter")

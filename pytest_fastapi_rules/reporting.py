@@ -19,7 +19,7 @@ JSON_SCHEMA_VERSION = 1
 REPORT_ATTRIBUTE = "fastapi_rules"
 #: The key of an item's report data that carries where the probe database lived (not a result field).
 PROBE_DATABASE_KEY = "probe_database"
-OUTCOME_ORDER = ("error", "failed", "warning", "baselined", "skipped", "passed")
+OUTCOME_ORDER = ("error", "failed", "warning", "baselined", "suppressed", "skipped", "passed")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 TOOL_URI = "https://github.com/pytest-fastapi-rules/pytest-fastapi-rules"
 
@@ -91,6 +91,8 @@ class ResultCollector:
         self.results: list[dict[str, Any]] = []
         #: Where the probes' database lived and why (``placement.DatabaseChoice.described``).
         self.probe_database: str | None = None
+        #: ``# noqa`` comments that suppressed nothing, as ``file:line: text`` (set at the end).
+        self.unused_noqa: list[str] = []
         #: nodeid -> position in :attr:`results`, so an item reported again replaces its entry.
         self._positions: dict[str, int] = {}
 
@@ -127,6 +129,7 @@ class ResultCollector:
             "app": app_spec,
             "summary": {outcome: counts.get(outcome, 0) for outcome in OUTCOME_ORDER},
             "probe_database": self.probe_database,
+            "unused_noqa": self.unused_noqa,
             "results": self.sorted_results(),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +222,7 @@ def github_annotations(results: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for result in results:
         for finding in result["findings"]:
-            if finding.get("baselined"):
+            if finding.get("baselined") or finding.get("suppressed"):
                 continue
             command = "error" if finding["severity"] == "error" else "warning"
             properties = []
@@ -272,6 +275,8 @@ def write_sarif(path: Path, results: list[dict[str, Any]], root: Path) -> None:
                 "partialFingerprints": {"fastapiRules/v1": finding["fingerprint"]},
                 "baselineState": "unchanged" if finding["baselined"] else "new",
             }
+            if finding.get("suppressed"):
+                entry["suppressions"] = [{"kind": "inSource", "justification": "# noqa comment"}]
             location = finding["location"]
             if location:
                 region: dict[str, Any] = {"startLine": location["line"] or 1}

@@ -111,6 +111,7 @@ def test_json_report_is_complete(pytester: pytest.Pytester, small_app: None, run
                 "location": {"file": "small.py", "line": 7, "column": None},
                 "fingerprint": failed["findings"][0]["fingerprint"],
                 "baselined": False,
+                "suppressed": False,
             }
         ],
     }

@@ -89,6 +89,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="Write every rule item's result to PATH as JSON.",
     )
     group.addoption(
+        "--fastapi-rules-html",
+        dest="fastapi_rules_html",
+        metavar="PATH",
+        help="Write a conformance map to PATH: one self-contained HTML file, routes by rule family.",
+    )
+    group.addoption(
         "--fastapi-rules-sarif",
         dest="fastapi_rules_sarif",
         metavar="PATH",
@@ -178,6 +184,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("fastapi_rules_json", "Write the JSON report to this path.", default=None)
     parser.addini("fastapi_rules_sarif", "Write a SARIF 2.1.0 report to this path.", default=None)
+    parser.addini("fastapi_rules_html", "Write the HTML conformance map to this path.", default=None)
     parser.addini("fastapi_rules_baseline", "The baseline file of known findings.", default=None)
     parser.addini(
         "fastapi_rules_engines",
@@ -336,6 +343,7 @@ class RulesOptions:
     severity_overrides: dict[str, Severity] = field(default_factory=dict)
     json_path: Path | None = None
     sarif_path: Path | None = None
+    html_path: Path | None = None
     baseline_path: Path | None = None
     update_baseline: bool = False
     #: Write ``# noqa`` comments for this run's findings (``--fastapi-rules-add-noqa``).
@@ -678,6 +686,7 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
 
     json_path = output_path("fastapi_rules_json", "fastapi_rules_json")
     sarif_path = output_path("fastapi_rules_sarif", "fastapi_rules_sarif")
+    html_path = output_path("fastapi_rules_html", "fastapi_rules_html")
     baseline_path = output_path("fastapi_rules_baseline", "fastapi_rules_baseline")
     update_baseline = bool(config.getoption("fastapi_rules_update_baseline"))
     if update_baseline and baseline_path is None:
@@ -728,6 +737,7 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         severity_overrides=_parse_severities(config.getini("fastapi_rules_severity")),
         json_path=json_path,
         sarif_path=sarif_path,
+        html_path=html_path,
         baseline_path=baseline_path,
         update_baseline=update_baseline,
         add_noqa=bool(config.getoption("fastapi_rules_add_noqa")),

@@ -15,6 +15,7 @@ import pytest
 
 from pytest_fastapi_rules import fixtures
 from pytest_fastapi_rules.baseline import BaselineError
+from pytest_fastapi_rules.html_report import write_html
 from pytest_fastapi_rules.noqa import add_noqa, unused_directives
 from pytest_fastapi_rules.options import PROBE_SHARDS_KEY, OptionsError, add_options, resolve_options
 from pytest_fastapi_rules.registry import all_rules
@@ -293,6 +294,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         ]
     if options.json_path:
         results.write_json(options.json_path, options.app_spec)
+    if options.html_path:
+        write_html(options.html_path, results.sorted_results(), options.app_spec)
     if options.update_baseline and state.baseline is not None:
         count = state.baseline.write(results.results)
         reporter = config.pluginmanager.get_plugin("terminalreporter")

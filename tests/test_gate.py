@@ -314,3 +314,51 @@ def test_a_rerun_item_counts_once_with_its_last_outcome(pytester: pytest.Pyteste
     nodeids = [r["nodeid"] for r in data["results"]]
     assert len(nodeids) == len(set(nodeids)) == 2, nodeids
     assert data["summary"]["failed"] == 2
+
+
+def test_html_conformance_map(pytester: pytest.Pytester, two_sync: None) -> None:
+    """One self-contained file: routes by family with each cell's worst outcome, app rules apart,
+    the summary on top, and each finding's message, fix and file:line inside its cell."""
+    from html.parser import HTMLParser
+
+    html_path = pytester.path / "out" / "map.html"
+    pytester.runpytest(
+        "--fastapi-app=legacy:app",
+        "--fastapi-rules-select=FR101,FR201,FR109",
+        f"--fastapi-rules-html={html_path}",
+    )
+    text = html_path.read_text(encoding="utf-8")
+
+    class Cells(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[list[tuple[str, str]]] = []
+            self.external: list[str] = []
+            self._in_routes = False
+            self._cell: str | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            values = dict(attrs)
+            self.external += [v for k, v in attrs if k in ("src", "href") and v]
+            if tag == "table":
+                self._in_routes = values.get("id") == "routes"
+            if self._in_routes and tag == "tr":
+                self.rows.append([])
+            if self._in_routes and tag == "td":
+                self.rows[-1].append((values.get("class") or "", ""))
+
+    parser = Cells()
+    parser.feed(text)
+    assert parser.external == []  # no network needed to view it
+    body = [row for row in parser.rows if row]
+    assert len(body) == 2  # two routes
+    header = text[text.index('<table id="routes">') : text.index("</thead>")]
+    families = [part.split("</th>")[0] for part in header.split("<th>")[2:]]
+    column = families.index("FR2xx")
+    assert all(row[column][0] == "cell failed" for row in body), body
+    assert all(row[families.index("FR1xx")][0] in ("cell passed", "cell") for row in body), body
+    assert 'id="summary"' in text and "4 failed" not in text and "2 failed" in text
+    assert "endpoint `list_users` is a sync `def`" in text
+    assert "<code>legacy.py:7</code>" in text and "<code>legacy.py:12</code>" in text
+    assert "fix: Declare the endpoint with `async def`" in text
+    assert '<table id="app">' in text and "FR101" in text[text.index('<table id="app">') :]

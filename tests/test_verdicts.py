@@ -1021,3 +1021,85 @@ def test_a_pydantic_user_the_seeded_row_cannot_build_is_dropped_with_the_reason(
         in result["message"]
     )
     assert "internal error" not in run.output
+
+
+SIGNUP_APP = """
+from collections.abc import AsyncIterator
+
+import bcrypt
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel, EmailStr, Field
+from sqlalchemy import String
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine("sqlite+aiosqlite:///./signup.db")
+SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(255))
+    hashed_password: Mapped[str] = mapped_column(String(100))
+
+
+class UserRegister(BaseModel):
+    email: EmailStr = Field(max_length=255)  # as SQLModel declares it: polyfactory had no value
+    password: str = Field(min_length=8, max_length=128)
+
+
+class Invite(BaseModel):
+    email: str  # a plain str the app stores and answers with as an address
+    password: str = Field(min_length=8, max_length=128)
+
+
+class UserOut(BaseModel):
+    id: int
+    email: EmailStr
+
+
+async def get_db() -> AsyncIterator[AsyncSession]:
+    async with SessionLocal() as session:
+        yield session
+
+
+app = FastAPI()
+
+
+async def _store(db: AsyncSession, email: str, password: str) -> UserOut:
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    user = User(email=email, hashed_password=hashed)
+    db.add(user)
+    await db.commit()
+    return UserOut(id=user.id, email=user.email)
+
+
+@app.post("/api/v1/auth/register", status_code=201, tags=["auth"])
+async def register(body: UserRegister, db: AsyncSession = Depends(get_db)) -> UserOut:
+    return await _store(db, body.email, body.password)
+
+
+@app.post("/api/v1/auth/invite", status_code=201, tags=["auth"])
+async def invite(body: Invite, db: AsyncSession = Depends(get_db)) -> UserOut:
+    return await _store(db, body.email, body.password)
+"""
+
+
+def test_bodies_with_a_constrained_email_or_an_email_named_str_are_sent(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    """Seen on full-stack-fastapi-template: `EmailStr = Field(max_length=255)` left the probes
+    without a valid body (422 on signup, FR705 skipped), and a plain `email: str` got text that the
+    app's `EmailStr` answer refused (500)."""
+    pytester.makepyfile(signup=SIGNUP_APP)
+    run = run_rules("signup:app", "--fastapi-rules-select=FR705,FR510")
+    assert run.outcomes("FR705") == {
+        "POST /api/v1/auth/register": "passed",
+        "POST /api/v1/auth/invite": "passed",
+    }, run.output
+    assert set(run.outcomes("FR510").values()) == {"passed"}, run.output

@@ -294,6 +294,29 @@ class _ProbeFactory(ModelFactory[Any]):
         )
         return providers
 
+    @classmethod
+    def get_field_value(cls, field_meta: Any, *args: Any, **kwargs: Any) -> Any:
+        """polyfactory's value, with two corrections a real client would make.
+
+        A plain ``str`` field named like an e-mail gets an address (the app may store it and answer
+        with an ``EmailStr``); a constrained type polyfactory has no constrained generator for
+        (SQLModel's ``EmailStr = Field(max_length=255)``) gets the unconstrained value, which the
+        model's own validation then accepts or refuses, instead of failing the whole body.
+        """
+        from polyfactory.exceptions import ParameterException
+
+        name = str(getattr(field_meta, "name", "") or "")
+        if "email" in name.lower() and plain_annotation(getattr(field_meta, "annotation", None)) is str:
+            return f"probe{cls.__random__.randint(0, 99999)}@example.com"
+        try:
+            return super().get_field_value(field_meta, *args, **kwargs)
+        except ParameterException:
+            if not getattr(field_meta, "constraints", None):
+                raise
+            relaxed = copy.copy(field_meta)
+            relaxed.constraints = None
+            return super().get_field_value(relaxed, *args, **kwargs)
+
 
 class BuildTimeout(Exception):
     """Building one request took longer than :data:`BUILD_SECONDS` (in the app's validators)."""

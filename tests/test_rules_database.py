@@ -947,3 +947,51 @@ def test_an_ini_path_that_holds_no_engine_is_a_clear_error(pytester: pytest.Pyte
     assert only(run.results_for("FR501"))["outcome"] == "error"
     assert "'registrydb:name' is a str that holds no SQLAlchemy engine or session factory" in run.output
     assert "internal error" not in run.output
+
+
+COMPOSITE_APP = """
+    import dataclasses
+
+    from fastapi import FastAPI
+    from sqlalchemy import Float, Integer
+    from sqlalchemy.orm import DeclarativeBase, Mapped, composite, mapped_column
+
+
+    class Base(DeclarativeBase):
+        pass
+
+
+    @dataclasses.dataclass
+    class Location:
+        lat: float
+        lng: float
+
+
+    class Shop(Base):
+        __tablename__ = "shops"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        location: Mapped[Location] = composite(mapped_column("lat", Float), mapped_column("lng", Float))
+
+
+    class Legacy(Base):
+        __tablename__ = "legacy"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        location: Mapped[Location] = composite(mapped_column("lat", Float), mapped_column("lng", Float))
+        count = mapped_column(Integer)  # no annotation: still reported
+
+
+    app = FastAPI()
+"""
+
+
+def test_fr505_columns_declared_inside_an_annotated_composite_are_annotated(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    """Seen on teamhide/fastapi-boilerplate: `Mapped[Location] = composite(mapped_column(...), ...)`."""
+    pytester.makepyfile(compositeapp=textwrap.dedent(COMPOSITE_APP))
+    run = run_rules("compositeapp:app", "--fastapi-rules-select=FR505")
+    finding = only(run.findings("FR505"))
+    assert (
+        finding["message"]
+        == "model `compositeapp.Legacy` has columns without a Mapped[...] annotation: count"
+    ), finding

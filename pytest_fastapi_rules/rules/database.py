@@ -641,10 +641,19 @@ def _unannotated_columns(cls: type) -> list[str]:
     mapper = _mapper(cls)
     inherited = set(mapper.inherits.column_attrs.keys()) if mapper.inherits is not None else set()
     declares_table_by_name = any("__tablename__" in vars(k) for k in cls.__mro__)
+    # `location: Mapped[Location] = composite(mapped_column("lat"), mapped_column("lng"))`: the
+    # columns are declared inside the annotated composite, SQLAlchemy 2.0's documented form.
+    in_composites = {
+        column.key for composite in mapper.composites for column in getattr(composite, "columns", ())
+    }
     problems: list[str] = []
     for prop in mapper.column_attrs:
         key = prop.key
         if key in inherited or not _is_table_column_property(prop):
+            continue
+        if key in in_composites and not any(
+            key in _own_annotations(k) for k in cls.__mro__ if k is not object
+        ):
             continue
         for klass in cls.__mro__:
             if klass is object:

@@ -10,7 +10,8 @@ re-importing the app here would leave two copies of every module. So the parent 
 with ``os.environ`` plus the production variables (``fastapi_rules_production_env``, default
 ``ENVIRONMENT=production``). The child imports the app with the same loader, starts its lifespan with
 the same :class:`AppRuntime`, discovers engines with the same discovery code, asks ``/docs``,
-``/redoc`` and ``/openapi.json`` for their status, prints one JSON document on its stdout, and exits.
+``/redoc`` and ``/openapi.json`` (and the documentation paths the app declares) what they serve,
+prints one JSON document on its stdout, and exits.
 Anything the app prints goes to the child's stderr, which the parent shows, labelled as the app's
 output, when production mode fails.
 
@@ -58,7 +59,42 @@ DB_URL_ENV = "PYTEST_FASTAPI_RULES_DB_URL"
 #: How long the child may take to import, start, probe and stop the app, at least.
 CHILD_TIMEOUT = 60.0
 #: The documentation routes FR108 asks about (their status in production mode).
-DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
+#: The rulebook's documentation paths, and what each serves.
+DOCS_KINDS = {"/docs": "docs", "/redoc": "redoc", "/openapi.json": "openapi"}
+
+
+def declared_docs_paths(app: Any, prefix: str = "", depth: int = 0) -> dict[str, str]:
+    """``path -> kind`` of the documentation the app itself declares: its ``docs_url``,
+    ``redoc_url`` and ``openapi_url``, and those of FastAPI apps mounted in it, under their mount
+    path (dispatch serves its API, docs included, as a sub-app at ``/api/v1``)."""
+    found: dict[str, str] = {}
+    for attribute, kind in (("docs_url", "docs"), ("redoc_url", "redoc"), ("openapi_url", "openapi")):
+        value = getattr(app, attribute, None)
+        if isinstance(value, str) and value:
+            found[prefix + value] = kind
+    if depth < 3:
+        for route in list(getattr(app, "routes", None) or []):
+            inner = getattr(route, "app", None)
+            path = getattr(route, "path", None)
+            if inner is not None and isinstance(path, str) and hasattr(inner, "openapi_url"):
+                found.update(declared_docs_paths(inner, prefix + path.rstrip("/"), depth + 1))
+    return found
+
+
+def looks_like_docs(kind: str, content_type: str, body: bytes) -> bool:
+    """Whether an answer is the documentation itself, not something else served at its path
+    (a single-page app's fallback page, a login redirect's target)."""
+    text = body[:200_000].decode("utf-8", "replace")
+    if kind == "openapi":
+        try:
+            document = json.loads(text)
+        except ValueError:
+            return False
+        return isinstance(document, dict) and bool({"openapi", "swagger"} & set(document))
+    marker = "swagger-ui" if kind == "docs" else "redoc"
+    return "html" in content_type.lower() and marker in text.lower()
+
+
 #: How much of the app's output a failure message shows.
 OUTPUT_TAIL_LINES = 40
 #: How much of it a skip reason carries (skips are one item of a summary, not a report).
@@ -126,10 +162,12 @@ class ProductionFacts:
 
     env: dict[str, str]
     engines: list[ProductionEngine] = field(default_factory=list)
-    #: Status code of ``GET path`` for each of :data:`DOCS_PATHS` (absent when the request failed).
+    #: Status code of ``GET path`` for each documentation path (absent when the request failed).
     docs_status: dict[str, int] = field(default_factory=dict)
     #: ``path -> "ExceptionType: text"`` for requests that raised instead of answering.
     docs_errors: dict[str, str] = field(default_factory=dict)
+    #: ``path -> whether the answer was the documentation itself`` (:func:`looks_like_docs`).
+    docs_served: dict[str, bool] = field(default_factory=dict)
     #: Where the values came from when the plugin chose them from the app's settings ('' otherwise).
     origin: str = ""
 
@@ -380,6 +418,7 @@ def _start_for(facts: AppFacts, options: RulesOptions, env: dict[str, str]) -> C
         factory_paths=options.session_factory_paths,
         startup_timeout=options.startup_timeout,
         db_url=options.db_url,
+        docs_paths=declared_docs_paths(facts.app),
     )
 
 
@@ -465,6 +504,7 @@ def start_child(
     startup_timeout: float = 30.0,
     timeout: float | None = None,
     db_url: str | None = None,
+    docs_paths: dict[str, str] | None = None,
 ) -> ChildProcess:
     """Start the child process that imports and starts the app with ``env`` set (see the module).
 
@@ -476,6 +516,8 @@ def start_child(
         args += ["--engine", path]
     for path in factory_paths:
         args += ["--session-factory", path]
+    for path, kind in (docs_paths or {}).items():
+        args += ["--docs", f"{kind}={path}"]
     for name in env:
         args += ["--env", name]
     if timeout is None:
@@ -532,6 +574,7 @@ def read_child(
         ],
         docs_status={str(k): int(v) for k, v in document.get("docs_status", {}).items()},
         docs_errors={str(k): str(v) for k, v in document.get("docs_errors", {}).items()},
+        docs_served={str(k): bool(v) for k, v in document.get("docs_served", {}).items()},
         origin=origin,
     )
 
@@ -618,22 +661,31 @@ def _rejected_env(exc: BaseException, env: dict[str, str]) -> list[str]:
     return rejected
 
 
-async def _probe_docs(app: Any) -> tuple[dict[str, int], dict[str, str]]:
-    """Status of GET on each documentation path, in-process (base URL http://localhost)."""
+async def _probe_docs(
+    app: Any, paths: dict[str, str]
+) -> tuple[dict[str, int], dict[str, str], dict[str, bool]]:
+    """Status of GET on each documentation path (redirects followed), whether the answer was the
+    documentation, and the requests that raised; in-process (base URL http://localhost)."""
     import httpx
 
     statuses: dict[str, int] = {}
     errors: dict[str, str] = {}
+    served: dict[str, bool] = {}
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        for path in DOCS_PATHS:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://localhost", follow_redirects=True
+    ) as client:
+        for path, kind in paths.items():
             try:
                 response = await client.get(path)
             except Exception as exc:  # noqa: BLE001 - the app's failure is a fact to report
                 errors[path] = f"{type(exc).__name__}: {exc}"
             else:
                 statuses[path] = response.status_code
-    return statuses, errors
+                served[path] = response.is_success and looks_like_docs(
+                    kind, response.headers.get("content-type", ""), response.content
+                )
+    return statuses, errors, served
 
 
 def _echo_of(engine: Any) -> bool | str | None:
@@ -648,8 +700,13 @@ def gather(
     engine_paths: tuple[str, ...],
     factory_paths: tuple[str, ...],
     startup_timeout: float,
+    docs_paths: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Import and start the app, and describe it as the JSON document the parent reads."""
+    """Import and start the app, and describe it as the JSON document the parent reads.
+
+    ``docs_paths`` (``path -> kind``) are the documentation paths the app declares when it is not
+    in production mode; the rulebook's ``/docs``, ``/redoc`` and ``/openapi.json`` are always asked.
+    """
     from pytest_fastapi_rules.facts import AppFacts
     from pytest_fastapi_rules.loading import AppLoadError, load_app
     from pytest_fastapi_rules.runtime import AppRuntime
@@ -684,10 +741,13 @@ def gather(
             }
         except DiscoveryError as exc:
             return {**base, "ok": False, "stage": "discovery", "error": str(exc)}
+        paths = {**DOCS_KINDS, **(docs_paths or {})}
         try:
-            statuses, errors = runtime.run(_probe_docs(runtime.asgi_app), timeout=startup_timeout + 30)
+            statuses, errors, served = runtime.run(
+                _probe_docs(runtime.asgi_app, paths), timeout=startup_timeout + 30
+            )
         except Exception as exc:  # noqa: BLE001 - a hung or broken app is a fact, not a crash
-            statuses, errors = {}, dict.fromkeys(DOCS_PATHS, f"{type(exc).__name__}: {exc}")
+            statuses, errors, served = {}, dict.fromkeys(paths, f"{type(exc).__name__}: {exc}"), {}
         return {
             **base,
             "ok": True,
@@ -701,6 +761,7 @@ def gather(
             ],
             "docs_status": statuses,
             "docs_errors": errors,
+            "docs_served": served,
         }
     finally:
         shutdown_error = runtime.close()
@@ -716,6 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=30.0)
     parser.add_argument("--engine", action="append", default=[])
     parser.add_argument("--session-factory", action="append", default=[])
+    parser.add_argument("--docs", action="append", default=[], help="KIND=PATH of documentation to probe")
     parser.add_argument(
         "--env",
         action="append",
@@ -738,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
             tuple(args.engine),
             tuple(args.session_factory),
             args.startup_timeout,
+            {path: kind for kind, _, path in (item.partition("=") for item in args.docs) if path},
         )
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as a failure
         traceback.print_exc()

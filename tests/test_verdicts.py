@@ -1103,3 +1103,46 @@ def test_bodies_with_a_constrained_email_or_an_email_named_str_are_sent(
         "POST /api/v1/auth/invite": "passed",
     }, run.output
     assert set(run.outcomes("FR510").values()) == {"passed"}, run.output
+
+
+DOCS_APP = """
+import os
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+production = os.environ.get("ENVIRONMENT") == "production"
+app = FastAPI(
+    docs_url=None if production else "/docs",
+    redoc_url=None if production else "/redoc",
+    openapi_url=None if production else "/openapi.json",
+)
+api = FastAPI(docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")  # on in every environment
+
+
+@api.get("/items", tags=["items"])
+async def list_items() -> list[int]:
+    return []
+
+
+app.mount("/api/v1", api)
+
+
+@app.get("/{path:path}", include_in_schema=False)
+async def single_page_app(path: str) -> HTMLResponse:
+    return HTMLResponse("<html><body><div id=root></div></body></html>")  # the front end's fallback
+"""
+
+
+def test_fr108_judges_the_documentation_the_app_declares_not_what_answers_at_its_paths(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    """Seen on Netflix/dispatch: the docs live in a sub-app at /api/v1, and the front end's fallback
+    page answers /docs at the root. The sub-app's docs are the finding; the fallback page is not."""
+    pytester.makepyfile(docsapp=DOCS_APP)
+    run = run_rules("docsapp:app", "--fastapi-rules-select=FR108")
+    messages = sorted(f["message"] for f in run.findings("FR108"))
+    assert messages == [
+        "with ENVIRONMENT=production, GET /api/v1/docs answers 200, not 404",
+        "with ENVIRONMENT=production, GET /api/v1/openapi.json answers 200, not 404",
+    ], run.output

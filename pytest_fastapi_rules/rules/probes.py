@@ -1287,7 +1287,8 @@ _attach_runtime_half(
     basis=Basis.PROBE,
     background=start_production_child,
     section="main.py template",
-    summary="With the production environment set, `/docs`, `/redoc` and `/openapi.json` answer 404.",
+    summary="With the production environment set, `/docs`, `/redoc` and `/openapi.json` (and the "
+    "documentation paths the app declares, sub-apps included) answer 404.",
     rationale=(
         "The interactive docs and the schema map every route, parameter and model of the API for "
         "anyone who finds them; production has no reason to serve them."
@@ -1303,17 +1304,20 @@ _attach_runtime_half(
     ),
 )
 def check_docs_hidden_in_production(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.production import production_facts
+    from pytest_fastapi_rules.production import DOCS_KINDS, declared_docs_paths, production_facts
 
     facts = production_facts(context.facts, context.options)
-    for path in ("/docs", "/redoc", "/openapi.json"):
+    declared = declared_docs_paths(context.facts.app)
+    for path in sorted({*DOCS_KINDS, *declared}):
         status = facts.docs_status.get(path)
         if status is None:
+            if path not in declared and path in facts.docs_errors:
+                continue  # a path the app never serves its docs at: its failure is another matter
             error = facts.docs_errors.get(path, "no answer")
             yield Finding(
                 message=f"with {facts.env_text}, GET {path} failed ({error}) instead of answering 404"
             )
-        elif status != 404:
+        elif status != 404 and facts.docs_served.get(path, True):
             yield Finding(message=f"with {facts.env_text}, GET {path} answers {status}, not 404")
 
 

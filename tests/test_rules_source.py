@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pytest_fastapi_rules.dockerfile import Heredoc, heredocs_of, parse_dockerfile
 from pytest_fastapi_rules.options import RulesOptions
 from pytest_fastapi_rules.rules.code import domain_of_package
 from pytest_fastapi_rules.rules.project import (
@@ -329,6 +330,57 @@ def test_old_style_dockerfile_fails_fr804(blog: Path, run_rules: Any) -> None:
         ),
     ]
     assert "FR804" in run.output
+
+
+#: A conforming build whose USER and HEALTHCHECK lines sit inside heredoc bodies: file contents or a
+#: script, never instructions (BuildKit's reading). ``{body}`` is the heredoc part of each variant.
+HEREDOC_DOCKERFILE = """\
+# syntax=docker/dockerfile:1
+FROM python:3.12-slim AS builder
+RUN python -m venv /opt/venv
+
+FROM python:3.12-slim
+COPY --from=builder /opt/venv /opt/venv
+COPY ./src ./src
+{body}
+CMD ["fastapi", "run", "src/main.py"]
+"""
+
+HEREDOC_BODIES = {
+    "copy": 'COPY <<EOF /app/notes.txt\nUSER appuser\nHEALTHCHECK CMD python -c "print(1)"\nEOF',
+    "run": 'RUN <<EOF\nuseradd appuser\nUSER appuser\nHEALTHCHECK CMD python -c "print(1)"\nEOF',
+    "tabs-stripped": 'RUN <<-EOF\n\tUSER appuser\n\tHEALTHCHECK CMD python -c "print(1)"\n\tEOF',
+    "quoted": 'COPY <<"EOF" /app/notes.txt\nUSER appuser\nHEALTHCHECK CMD true\nEOF',
+    "single-quoted-continued": "RUN cat <<'EOF' > /app/x \\\n    && echo done\nUSER appuser\n"
+    "HEALTHCHECK CMD true\nEOF",
+    "two-on-one-line": "COPY <<one <<two /app/\nUSER appuser\none\nHEALTHCHECK CMD true\ntwo",
+}
+
+
+@pytest.mark.parametrize("body", HEREDOC_BODIES.values(), ids=HEREDOC_BODIES.keys())
+def test_user_and_healthcheck_inside_a_heredoc_fail_fr804(blog: Path, run_rules: Any, body: str) -> None:
+    (blog / "Dockerfile").write_text(HEREDOC_DOCKERFILE.format(body=body))
+    run = run_rules("src.main:app", SELECT_OWN)
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [("FR804", "app")], (failing, run.output)
+    assert [(f["message"], where(f)) for f in run.findings("FR804")] == [
+        (
+            "`Dockerfile` runs as root (no USER instruction in the final stage): `FROM python:3.12-slim`",
+            ("Dockerfile", 5, 1),
+        ),
+        ("`Dockerfile` has no HEALTHCHECK: `FROM python:3.12-slim`", ("Dockerfile", 5, 1)),
+    ]
+
+
+def test_user_and_healthcheck_after_a_heredoc_pass_fr804(blog: Path, run_rules: Any) -> None:
+    """The body's `FROM`, `USER root` and `CMD` lines are a script's text, not a stage or the command."""
+    body = (
+        "RUN <<EOF\nFROM ubuntu:24.04\nUSER root\nuseradd appuser\nCMD python -m http.server\nEOF\n"
+        'USER appuser\nHEALTHCHECK CMD python -c "print(1)"'
+    )
+    (blog / "Dockerfile").write_text(HEREDOC_DOCKERFILE.format(body=body))
+    run = run_rules("src.main:app", SELECT_OWN)
+    assert run.outcomes("FR804") == {"app": "passed"}, (run.findings("FR804"), run.output)
 
 
 STACK_PROJECT = {
@@ -1094,6 +1146,38 @@ def test_dockerfile_checks() -> None:
     assert dockerfile_problems(script, {"start.sh": "exec fastapi run src/main.py\n"}) == []
     assert [m for _, m in dockerfile_problems(script, {"start.sh": "exec python worker.py\n"})] == [
         "does not start the app with `fastapi run` (or uvicorn)"
+    ]
+
+
+def test_dockerfile_reader_follows_buildkit() -> None:
+    """Directives, continuations with the escape character, comments, heredocs of every form."""
+    text = (
+        "# escape=`\n"
+        "FROM python:3.12-slim\n"
+        "RUN apt-get update `\n"
+        "# a comment inside the continuation\n"
+        "\n"
+        "    && apt-get install -y curl\n"
+        "COPY <<-EOF <<'two' /app/\n"
+        "\tUSER root\n"
+        "\tEOF\n"
+        "USER nobody\n"
+        "two\n"
+        'RUN echo "<<NOT" && cat <<NOT_EITHER\n'
+        "FROM ubuntu\n"
+        "NOT_EITHER\n"
+        "USER app\n"
+    )
+    assert [(i.line, i.keyword, i.arguments) for i in parse_dockerfile(text)] == [
+        (2, "FROM", "python:3.12-slim"),
+        (3, "RUN", "apt-get update && apt-get install -y curl"),
+        (7, "COPY", "<<-EOF <<'two' /app/"),
+        (12, "RUN", 'echo "<<NOT" && cat <<NOT_EITHER'),
+        (15, "USER", "app"),
+    ]
+    assert heredocs_of('<<"EOF" 3<<-x cat<<no "<<no" <<"no') == [
+        Heredoc("EOF", strip_tabs=False),
+        Heredoc("x", strip_tabs=True),
     ]
 
 

@@ -261,11 +261,15 @@ def test_domain_without_its_modules_fails_fr305(blog: Path, run_rules: Any) -> N
     failing = run.failing()
     assert [(r["code"], r["target"]) for r in failing] == [("FR305", "app")], (failing, run.output)
     findings = run.findings("FR305")
-    assert [f["message"] for f in findings] == [
-        "domain `src.tags` has no `service.py`; it has: __init__.py, logic.py, router.py",
-        "domain `src.tags` has no `schemas.py`; it has: __init__.py, logic.py, router.py",
-    ]
-    assert {where(f) for f in findings} == {("src/tags/__init__.py", 1, 1)}
+    # One finding for the domain, naming every missing module and how to add them.
+    finding = only(findings)
+    assert finding["message"] == (
+        "domain `src.tags` has no `service.py`, `schemas.py`; it has: __init__.py, logic.py, router.py"
+    )
+    assert finding["fix"] == (
+        "Add `service.py` and `schemas.py` to `src/tags/` (a package of the same name also counts)."
+    )
+    assert where(finding) == ("src/tags/__init__.py", 1, 1)
     # The layout is configurable: `logic.py` may fill the service role.
     configured = run_rules(
         "tagsapp:app",
@@ -276,6 +280,24 @@ def test_domain_without_its_modules_fails_fr305(blog: Path, run_rules: Any) -> N
     assert [f["message"] for f in configured.findings("FR305")] == [
         "domain `src.tags` has no `schemas.py`; it has: __init__.py, logic.py, router.py"
     ]
+
+
+def test_domain_touching_the_database_gets_one_fr305_finding(blog: Path, run_rules: Any) -> None:
+    write(
+        blog,
+        {**TAGS_DOMAIN, "src/tags/logic.py": "from sqlalchemy import select\n\n\nclass TagService: ...\n"},
+    )
+    run = run_rules("tagsapp:app", "--fastapi-rules-select=FR305")
+    finding = only(run.findings("FR305"))
+    assert finding["message"] == (
+        "domain `src.tags` has no `service.py`, `schemas.py`, `repository.py`, `models.py` "
+        "(`repository.py` and `models.py` because it touches the database); "
+        "it has: __init__.py, logic.py, router.py"
+    )
+    assert finding["fix"] == (
+        "Add `service.py`, `schemas.py`, `repository.py` and `models.py` to `src/tags/` "
+        "(a package of the same name also counts)."
+    )
 
 
 def test_requests_dependency_fails_fr801(blog: Path, run_rules: Any) -> None:

@@ -702,7 +702,7 @@ def _imports_repository(
 def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
     """A role is filled by a module or a package of one of its names (configurable). A domain
     touches the database when one of its modules imports SQLAlchemy/SQLModel or defines an ORM
-    model."""
+    model. One finding per domain lists every missing module: one defect of the layout, one fix."""
     facts, options = context.facts, context.options
     index = _index(context)
     domains = _two_domains(context, index)
@@ -722,16 +722,27 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
         roles = ["router", "service", "schemas"] + (["repository", "models"] if touches else [])
         anchor = index.get(domain) or routers[0]
         has = ", ".join(sorted(f"{name}.py" for name in present if (directory / f"{name}.py").exists()))
-        for role in roles:
-            names = layout.get(role, ())
-            if any(name in present for name in names):
-                continue
-            why = " (it touches the database)" if role in ("repository", "models") else ""
-            yield Finding(
-                message=f"domain `{domain}` has no `{names[0] if names else role}.py`"
-                f"{why}; it has: {has or 'no modules'}",
-                location=Location(file=anchor.display, line=1, column=1),
-            )
+        missing = [role for role in roles if not any(name in present for name in layout.get(role, ()))]
+        if not missing:
+            continue
+        files = [f"`{_role_file(layout, role)}`" for role in missing]
+        database = [f"`{_role_file(layout, role)}`" for role in missing if role in ("repository", "models")]
+        why = f" ({' and '.join(database)} because it touches the database)" if database else ""
+        folder = Path(facts.relative(directory)).as_posix() + "/"
+        yield Finding(
+            message=f"domain `{domain}` has no {', '.join(files)}{why}; it has: {has or 'no modules'}",
+            location=Location(file=anchor.display, line=1, column=1),
+            fix=f"Add {_and(files)} to `{folder}` (a package of the same name also counts).",
+        )
+
+
+def _role_file(layout: dict[str, tuple[str, ...]], role: str) -> str:
+    names = layout.get(role, ())
+    return f"{names[0] if names else role}.py"
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _present_names(directory: Path) -> set[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from pytest_fastapi_rules.dockerfile import Heredoc, heredocs_of, parse_dockerfile
 from pytest_fastapi_rules.options import RulesOptions
-from pytest_fastapi_rules.rules.code import domain_of_package
+from pytest_fastapi_rules.rules.code import domain_of_package, mask_secret
 from pytest_fastapi_rules.rules.project import (
     _older,
     declared_dependencies,
@@ -139,7 +139,9 @@ VARIANTS = [
     (
         "fr703_hardcoded_secret",
         "FR703",
-        '`SHARE_LINK_SECRET` is assigned a literal secret: `SHARE_LINK_SECRET = "***"`',
+        # The first 3 characters, the rest masked, and the length: enough to judge, never the secret.
+        "`SHARE_LINK_SECRET` is assigned a literal secret (32 characters): "
+        f'`SHARE_LINK_SECRET = "8f4{"*" * 29}"`',
         r"^SHARE_LINK_SECRET =",
         "SHARE_LINK_SECRET",
     ),
@@ -946,6 +948,7 @@ SECRETS_PROJECT = {
         SECRET_KEY = "hard-coded-key-123"
         API_TOKEN = os.environ["API_TOKEN"]
         SMTP_PASSWORD = os.getenv("SMTP_PASSWORD", "")
+        ADMIN_PASSWORD = 'hunter2'
         ACCESS_TOKEN = "access_token"  # a form field name, not a secret
 
 
@@ -999,24 +1002,46 @@ def test_secrets_in_code_and_their_look_alikes(
         [
             (
                 ("secretapp/config.py", line_of(config, r'^SECRET_KEY = "'), 1),
-                '`SECRET_KEY` is assigned a literal secret: `SECRET_KEY = "***"`',
+                '`SECRET_KEY` is assigned a literal secret (18 characters): `SECRET_KEY = "har***************"`',
+            ),
+            (
+                # 7 characters: a quarter of it is 1, so one character is shown; the quotes are kept.
+                ("secretapp/config.py", line_of(config, r"^ADMIN_PASSWORD = "), 1),
+                "`ADMIN_PASSWORD` is assigned a literal secret (7 characters): `ADMIN_PASSWORD = 'h******'`",
             ),
             (
                 ("secretapp/config.py", line_of(config, r"JWT_SECRET: str"), 5),
-                'settings field `Settings.JWT_SECRET` has a non-empty default secret: `JWT_SECRET: str = "***"`',
+                "settings field `Settings.JWT_SECRET` has a non-empty default secret (15 characters): "
+                '`JWT_SECRET: str = "dev************"`',
             ),
             (
                 ("secretapp/main.py", line_of(main, r"jwt.encode"), 14),
-                '`jwt.encode` is called with a literal key: `jwt.encode({"sub": "1"}, "***", algorithm="HS256")`',
+                "`jwt.encode` is called with a literal key (19 characters): "
+                '`jwt.encode({"sub": "1"}, "lit****************", algorithm="HS256")`',
             ),
             (
                 ("secretapp/main.py", line_of(main, r"jwt.decode\(token"), 12),
-                '`jwt.decode` is called with a literal key: `jwt.decode(token, key="***", algorithms=["HS256"])`',
+                "`jwt.decode` is called with a literal key (18 characters): "
+                '`jwt.decode(token, key="lit***************", algorithms=["HS256"])`',
             ),
         ]
     ), run.output
-    for secret in ("hard-coded-key-123", "dev-only-secret", "literal-signing-key", "literal-verify-key"):
+    for secret in (
+        "hard-coded-key-123",
+        "hunter2",
+        "dev-only-secret",
+        "literal-signing-key",
+        "literal-verify-key",
+    ):
         assert secret not in run.output
+
+
+def test_masked_secret_shows_at_most_three_characters_and_a_quarter() -> None:
+    assert mask_secret("abc") == "***"  # under 4 characters: none shown
+    assert mask_secret("abcd") == "a***"
+    assert mask_secret("abcdefgh") == "ab******"
+    assert mask_secret("abcdefghijkl") == "abc*********"
+    assert mask_secret("x" * 64) == "xxx" + "*" * 61
 
 
 # -- the code index: what belongs to the app -----------------------------------------------------------

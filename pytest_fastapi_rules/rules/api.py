@@ -474,8 +474,19 @@ def check_response_model_declared(context: CheckContext) -> Iterator[Finding]:
     """A route whose endpoint builds every answer itself as a non-JSON ``Response`` (a stream, a
     file, HTML) is exempt, whether the return annotation or the code says so. A route that builds a
     ``JSONResponse`` by hand fails as before, but is told so: no response model filters what it put
-    in the response, and "FastAPI serialises whatever it returns" would be wrong."""
-    yield from _response_model_findings(context)
+    in the response, and "FastAPI serialises whatever it returns" would be wrong.
+
+    A DELETE that answers with a body is one defect, and FR205 (delete-returns-204) owns it: when
+    FR202 would report such a route, it leaves it to FR205 (skipped with that reason) so the
+    defect is reported once. A DELETE that declares a typed response model still passes here."""
+    route = context.the_route
+    findings = list(_response_model_findings(context))
+    if findings and route.method == "DELETE":
+        raise RuleSkipped(
+            f"{route.target} answers {route.declared_status} with a body instead of 204: "
+            "reported by FR205 delete-returns-204"
+        )
+    yield from findings
 
 
 def _response_model_findings(context: CheckContext) -> Iterator[Finding]:

@@ -531,9 +531,7 @@ def _response_model_findings(context: CheckContext) -> Iterator[Finding]:
             )
         elif built is not None and built.classes and not built.other_returns and not built.json:
             # RULES.md: routes returning a `Response` subclass (streams, files) are exempt.
-            raise RuleSkipped(
-                f"{route.target} returns a `{built.classes[0].__name__}` that it builds itself"
-            )
+            raise RuleSkipped(f"{route.target} returns a `{built.classes[0].__name__}` that it builds itself")
         elif built is not None and built.json:
             name = built.json[0].__name__
             others = "; its other returns are serialised as they are" if built.other_returns else ""

@@ -4,8 +4,8 @@ FR804 judges a Dockerfile by its instructions (FROM, USER, HEALTHCHECK, CMD...),
 reader must get right is which lines are instructions. BuildKit's parser
 (``frontend/dockerfile/parser``) decides that by:
 
-- parser directives (``# escape=``` `` ``, ``# syntax=...``) at the very top, read until the first
-  line that is not one; ``escape`` sets the escape character (``\\`` or a backtick);
+- parser directives (``# escape=...``, ``# syntax=...``) at the very top, read until the first
+  line that is not one; ``escape`` sets the escape character (a backslash or a backtick);
 - line continuations: a line ending in the escape character (trailing blanks allowed) continues on
   the next; comment lines and empty lines inside a continuation are dropped;
 - comments: a line whose first non-blank character is ``#``;
@@ -19,7 +19,7 @@ Why not a library: ``dockerfile-parse`` (2.0.1) does not understand heredocs, wh
 that made FR804 pass a Dockerfile whose ``USER`` and ``HEALTHCHECK`` lines were inside a heredoc body;
 the ``dockerfile`` package (3.4.0, a Go binding of BuildKit) reads them but bundles an old BuildKit and
 ships no arm64/musl wheels, so it would make the plugin uninstallable where it now installs. The
-rules above fit in this module.
+rules above fit in this module, and FR804 needs nothing else (no variable expansion, no build).
 """
 
 from __future__ import annotations

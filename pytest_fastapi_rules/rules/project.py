@@ -534,7 +534,9 @@ def check_dockerfile(context: CheckContext) -> Iterator[Finding]:
     """The Dockerfile(s) at the project root (``Dockerfile``, ``Dockerfile.prod``, ``api.Dockerfile``;
     development ones such as ``Dockerfile.dev`` are left out). The final stage is judged through the
     stages it is built FROM; ``ARG`` defaults are substituted in FROM lines; an entry-point script
-    is read when it is in the project, and not judged when it is not."""
+    is read when it is in the project, and not judged when it is not. Instructions are read as
+    BuildKit reads them (`pytest_fastapi_rules.dockerfile`): a ``USER`` or ``HEALTHCHECK`` line
+    inside a heredoc body is a file's or a script's text, not an instruction."""
     facts = context.facts
     root = project_root(facts)
     if root is None:

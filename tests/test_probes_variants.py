@@ -112,6 +112,16 @@ VARIANTS = [
         (),
     ),
     (
+        # No model and no 204: one defect, FR205's (FR202 leaves it alone, see EXTRA_CHECKS).
+        "fr205_delete_answers_a_dict",
+        "FR205",
+        ["DELETE /api/v1/posts/{post_id}/publication"],
+        "DELETE endpoint `unpublish_post` declares status 200, not 204",
+        "variants/fr205_delete_answers_a_dict.py",
+        r"^async def unpublish_post",
+        (),
+    ),
+    (
         "fr306_session_never_closed",
         "FR306",
         ["app"],
@@ -239,6 +249,17 @@ def _n_plus_one_message_names_route_counts_and_statement(run: RulesRun) -> None:
 
 
 #: More assertions on a variant's run (one pytester run serves them all).
+def _delete_with_a_body_is_left_to_fr205(run: RulesRun) -> None:
+    (result,) = [
+        r for r in run.results_for("FR202") if r["target"] == "DELETE /api/v1/posts/{post_id}/publication"
+    ]
+    assert result["outcome"] == "skipped", result
+    assert result["message"].endswith(
+        "answers 200 with a body instead of 204: reported by FR205 delete-returns-204"
+    ), result
+
+
 EXTRA_CHECKS: dict[str, Callable[[RulesRun], None]] = {
-    "fr509_query_per_row": _n_plus_one_message_names_route_counts_and_statement
+    "fr509_query_per_row": _n_plus_one_message_names_route_counts_and_statement,
+    "fr205_delete_answers_a_dict": _delete_with_a_body_is_left_to_fr205,
 }

@@ -108,6 +108,15 @@ VARIANTS = [
         r"^async def get_post_summary",
     ),
     (
+        "fr202_hand_built_json",
+        "FR202",
+        "GET /api/v1/posts/{post_id}/card",
+        "endpoint `get_post_card` answers 200 with a `JSONResponse` it builds by hand: no response model "
+        "filters, validates or documents what goes into it",
+        "variants/fr202_hand_built_json.py",
+        r"^async def get_post_card",
+    ),
+    (
         "fr203_orm_response",
         "FR203",
         "GET /api/v1/posts/{post_id}/raw",
@@ -189,7 +198,7 @@ ENDPOINTS_APP = """
     from typing import Any
 
     from fastapi import APIRouter, FastAPI, status
-    from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
     from pydantic import BaseModel
     from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -290,6 +299,18 @@ ENDPOINTS_APP = """
         return None
 
 
+    @router.get("/hand-built-html")
+    async def hand_built_html():
+        return HTMLResponse("<p>hi</p>")
+
+
+    @router.get("/hand-built-or-dict")
+    async def hand_built_or_dict(fresh: bool = False):
+        if fresh:
+            return JSONResponse({"fresh": True}, headers={"Cache-Control": "no-store"})
+        return {"fresh": False}
+
+
     @router.get("/disabled", response_model=None)
     async def disabled() -> ItemOut:
         return ItemOut(id=1)
@@ -337,6 +358,9 @@ def test_endpoints_and_response_models(pytester: pytest.Pytester, run_rules: Any
         "GET /api/v1/export": "returns a `StreamingResponse` that it builds itself",
         "GET /api/v1/download": "returns a `FileResponse` that it builds itself",
         "GET /api/v1/page": "answers with `HTMLResponse`, not JSON",
+        # RULES.md: a route returning a `Response` subclass is exempt, whether its annotation or
+        # its code says so
+        "GET /api/v1/hand-built-html": "returns a `HTMLResponse` that it builds itself",
         "DELETE /api/v1/items/{item_id}": "answers 204, a status without a JSON body",
         "GET /api/v1/orm-list": "reported by FR203 no-orm-in-response",
     }
@@ -348,7 +372,10 @@ def test_endpoints_and_response_models(pytester: pytest.Pytester, run_rules: Any
     failed = {
         "GET /api/v1/bare-dict": "declares the untyped response model `dict`",
         "GET /api/v1/any-list": "declares the untyped response model `list[Any]`",
-        "GET /api/v1/unannotated": "answers 200 with no response model",
+        "GET /api/v1/unannotated": "answers 200 with no response model: FastAPI serialises whatever it returns",
+        "GET /api/v1/hand-built-or-dict": "endpoint `hand_built_or_dict` answers 200 with a `JSONResponse` it "
+        "builds by hand: no response model filters, validates or documents what goes into it; its other "
+        "returns are serialised as they are",
         "POST /api/v1/ping-none": "is annotated `-> None` but answers 200 with a `null` body",
         "GET /api/v1/disabled": "sets `response_model=None`, so its return annotation `ItemOut`",
     }

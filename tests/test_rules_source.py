@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from pytest_fastapi_rules.dockerfile import Heredoc, heredocs_of, parse_dockerfile
 from pytest_fastapi_rules.options import RulesOptions
-from pytest_fastapi_rules.rules.code import domain_of_package
+from pytest_fastapi_rules.rules.code import domain_of_package, mask_secret
 from pytest_fastapi_rules.rules.project import (
     _older,
     declared_dependencies,
@@ -138,7 +139,9 @@ VARIANTS = [
     (
         "fr703_hardcoded_secret",
         "FR703",
-        '`SHARE_LINK_SECRET` is assigned a literal secret: `SHARE_LINK_SECRET = "***"`',
+        # The first 3 characters, the rest masked, and the length: enough to judge, never the secret.
+        "`SHARE_LINK_SECRET` is assigned a literal secret (32 characters): "
+        f'`SHARE_LINK_SECRET = "8f4{"*" * 29}"`',
         r"^SHARE_LINK_SECRET =",
         "SHARE_LINK_SECRET",
     ),
@@ -260,11 +263,15 @@ def test_domain_without_its_modules_fails_fr305(blog: Path, run_rules: Any) -> N
     failing = run.failing()
     assert [(r["code"], r["target"]) for r in failing] == [("FR305", "app")], (failing, run.output)
     findings = run.findings("FR305")
-    assert [f["message"] for f in findings] == [
-        "domain `src.tags` has no `service.py`; it has: __init__.py, logic.py, router.py",
-        "domain `src.tags` has no `schemas.py`; it has: __init__.py, logic.py, router.py",
-    ]
-    assert {where(f) for f in findings} == {("src/tags/__init__.py", 1, 1)}
+    # One finding for the domain, naming every missing module and how to add them.
+    finding = only(findings)
+    assert finding["message"] == (
+        "domain `src.tags` has no `service.py`, `schemas.py`; it has: __init__.py, logic.py, router.py"
+    )
+    assert finding["fix"] == (
+        "Add `service.py` and `schemas.py` to `src/tags/` (a package of the same name also counts)."
+    )
+    assert where(finding) == ("src/tags/__init__.py", 1, 1)
     # The layout is configurable: `logic.py` may fill the service role.
     configured = run_rules(
         "tagsapp:app",
@@ -275,6 +282,24 @@ def test_domain_without_its_modules_fails_fr305(blog: Path, run_rules: Any) -> N
     assert [f["message"] for f in configured.findings("FR305")] == [
         "domain `src.tags` has no `schemas.py`; it has: __init__.py, logic.py, router.py"
     ]
+
+
+def test_domain_touching_the_database_gets_one_fr305_finding(blog: Path, run_rules: Any) -> None:
+    write(
+        blog,
+        {**TAGS_DOMAIN, "src/tags/logic.py": "from sqlalchemy import select\n\n\nclass TagService: ...\n"},
+    )
+    run = run_rules("tagsapp:app", "--fastapi-rules-select=FR305")
+    finding = only(run.findings("FR305"))
+    assert finding["message"] == (
+        "domain `src.tags` has no `service.py`, `schemas.py`, `repository.py`, `models.py` "
+        "(`repository.py` and `models.py` because it touches the database); "
+        "it has: __init__.py, logic.py, router.py"
+    )
+    assert finding["fix"] == (
+        "Add `service.py`, `schemas.py`, `repository.py` and `models.py` to `src/tags/` "
+        "(a package of the same name also counts)."
+    )
 
 
 def test_requests_dependency_fails_fr801(blog: Path, run_rules: Any) -> None:
@@ -329,6 +354,57 @@ def test_old_style_dockerfile_fails_fr804(blog: Path, run_rules: Any) -> None:
         ),
     ]
     assert "FR804" in run.output
+
+
+#: A conforming build whose USER and HEALTHCHECK lines sit inside heredoc bodies: file contents or a
+#: script, never instructions (BuildKit's reading). ``{body}`` is the heredoc part of each variant.
+HEREDOC_DOCKERFILE = """\
+# syntax=docker/dockerfile:1
+FROM python:3.12-slim AS builder
+RUN python -m venv /opt/venv
+
+FROM python:3.12-slim
+COPY --from=builder /opt/venv /opt/venv
+COPY ./src ./src
+{body}
+CMD ["fastapi", "run", "src/main.py"]
+"""
+
+HEREDOC_BODIES = {
+    "copy": 'COPY <<EOF /app/notes.txt\nUSER appuser\nHEALTHCHECK CMD python -c "print(1)"\nEOF',
+    "run": 'RUN <<EOF\nuseradd appuser\nUSER appuser\nHEALTHCHECK CMD python -c "print(1)"\nEOF',
+    "tabs-stripped": 'RUN <<-EOF\n\tUSER appuser\n\tHEALTHCHECK CMD python -c "print(1)"\n\tEOF',
+    "quoted": 'COPY <<"EOF" /app/notes.txt\nUSER appuser\nHEALTHCHECK CMD true\nEOF',
+    "single-quoted-continued": "RUN cat <<'EOF' > /app/x \\\n    && echo done\nUSER appuser\n"
+    "HEALTHCHECK CMD true\nEOF",
+    "two-on-one-line": "COPY <<one <<two /app/\nUSER appuser\none\nHEALTHCHECK CMD true\ntwo",
+}
+
+
+@pytest.mark.parametrize("body", HEREDOC_BODIES.values(), ids=HEREDOC_BODIES.keys())
+def test_user_and_healthcheck_inside_a_heredoc_fail_fr804(blog: Path, run_rules: Any, body: str) -> None:
+    (blog / "Dockerfile").write_text(HEREDOC_DOCKERFILE.format(body=body))
+    run = run_rules("src.main:app", SELECT_OWN)
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [("FR804", "app")], (failing, run.output)
+    assert [(f["message"], where(f)) for f in run.findings("FR804")] == [
+        (
+            "`Dockerfile` runs as root (no USER instruction in the final stage): `FROM python:3.12-slim`",
+            ("Dockerfile", 5, 1),
+        ),
+        ("`Dockerfile` has no HEALTHCHECK: `FROM python:3.12-slim`", ("Dockerfile", 5, 1)),
+    ]
+
+
+def test_user_and_healthcheck_after_a_heredoc_pass_fr804(blog: Path, run_rules: Any) -> None:
+    """The body's `FROM`, `USER root` and `CMD` lines are a script's text, not a stage or the command."""
+    body = (
+        "RUN <<EOF\nFROM ubuntu:24.04\nUSER root\nuseradd appuser\nCMD python -m http.server\nEOF\n"
+        'USER appuser\nHEALTHCHECK CMD python -c "print(1)"'
+    )
+    (blog / "Dockerfile").write_text(HEREDOC_DOCKERFILE.format(body=body))
+    run = run_rules("src.main:app", SELECT_OWN)
+    assert run.outcomes("FR804") == {"app": "passed"}, (run.findings("FR804"), run.output)
 
 
 STACK_PROJECT = {
@@ -872,6 +948,7 @@ SECRETS_PROJECT = {
         SECRET_KEY = "hard-coded-key-123"
         API_TOKEN = os.environ["API_TOKEN"]
         SMTP_PASSWORD = os.getenv("SMTP_PASSWORD", "")
+        ADMIN_PASSWORD = 'hunter2'
         ACCESS_TOKEN = "access_token"  # a form field name, not a secret
 
 
@@ -925,24 +1002,46 @@ def test_secrets_in_code_and_their_look_alikes(
         [
             (
                 ("secretapp/config.py", line_of(config, r'^SECRET_KEY = "'), 1),
-                '`SECRET_KEY` is assigned a literal secret: `SECRET_KEY = "***"`',
+                '`SECRET_KEY` is assigned a literal secret (18 characters): `SECRET_KEY = "har***************"`',
+            ),
+            (
+                # 7 characters: a quarter of it is 1, so one character is shown; the quotes are kept.
+                ("secretapp/config.py", line_of(config, r"^ADMIN_PASSWORD = "), 1),
+                "`ADMIN_PASSWORD` is assigned a literal secret (7 characters): `ADMIN_PASSWORD = 'h******'`",
             ),
             (
                 ("secretapp/config.py", line_of(config, r"JWT_SECRET: str"), 5),
-                'settings field `Settings.JWT_SECRET` has a non-empty default secret: `JWT_SECRET: str = "***"`',
+                "settings field `Settings.JWT_SECRET` has a non-empty default secret (15 characters): "
+                '`JWT_SECRET: str = "dev************"`',
             ),
             (
                 ("secretapp/main.py", line_of(main, r"jwt.encode"), 14),
-                '`jwt.encode` is called with a literal key: `jwt.encode({"sub": "1"}, "***", algorithm="HS256")`',
+                "`jwt.encode` is called with a literal key (19 characters): "
+                '`jwt.encode({"sub": "1"}, "lit****************", algorithm="HS256")`',
             ),
             (
                 ("secretapp/main.py", line_of(main, r"jwt.decode\(token"), 12),
-                '`jwt.decode` is called with a literal key: `jwt.decode(token, key="***", algorithms=["HS256"])`',
+                "`jwt.decode` is called with a literal key (18 characters): "
+                '`jwt.decode(token, key="lit***************", algorithms=["HS256"])`',
             ),
         ]
     ), run.output
-    for secret in ("hard-coded-key-123", "dev-only-secret", "literal-signing-key", "literal-verify-key"):
+    for secret in (
+        "hard-coded-key-123",
+        "hunter2",
+        "dev-only-secret",
+        "literal-signing-key",
+        "literal-verify-key",
+    ):
         assert secret not in run.output
+
+
+def test_masked_secret_shows_at_most_three_characters_and_a_quarter() -> None:
+    assert mask_secret("abc") == "***"  # under 4 characters: none shown
+    assert mask_secret("abcd") == "a***"
+    assert mask_secret("abcdefgh") == "ab******"
+    assert mask_secret("abcdefghijkl") == "abc*********"
+    assert mask_secret("x" * 64) == "xxx" + "*" * 61
 
 
 # -- the code index: what belongs to the app -----------------------------------------------------------
@@ -1094,6 +1193,38 @@ def test_dockerfile_checks() -> None:
     assert dockerfile_problems(script, {"start.sh": "exec fastapi run src/main.py\n"}) == []
     assert [m for _, m in dockerfile_problems(script, {"start.sh": "exec python worker.py\n"})] == [
         "does not start the app with `fastapi run` (or uvicorn)"
+    ]
+
+
+def test_dockerfile_reader_follows_buildkit() -> None:
+    """Directives, continuations with the escape character, comments, heredocs of every form."""
+    text = (
+        "# escape=`\n"
+        "FROM python:3.12-slim\n"
+        "RUN apt-get update `\n"
+        "# a comment inside the continuation\n"
+        "\n"
+        "    && apt-get install -y curl\n"
+        "COPY <<-EOF <<'two' /app/\n"
+        "\tUSER root\n"
+        "\tEOF\n"
+        "USER nobody\n"
+        "two\n"
+        'RUN echo "<<NOT" && cat <<NOT_EITHER\n'
+        "FROM ubuntu\n"
+        "NOT_EITHER\n"
+        "USER app\n"
+    )
+    assert [(i.line, i.keyword, i.arguments) for i in parse_dockerfile(text)] == [
+        (2, "FROM", "python:3.12-slim"),
+        (3, "RUN", "apt-get update && apt-get install -y curl"),
+        (7, "COPY", "<<-EOF <<'two' /app/"),
+        (12, "RUN", 'echo "<<NOT" && cat <<NOT_EITHER'),
+        (15, "USER", "app"),
+    ]
+    assert heredocs_of('<<"EOF" 3<<-x cat<<no "<<no" <<"no') == [
+        Heredoc("EOF", strip_tabs=False),
+        Heredoc("x", strip_tabs=True),
     ]
 
 

@@ -9,6 +9,7 @@ so one understanding of "what does this route answer" is shared by every rule of
 
 from __future__ import annotations
 
+import ast
 import collections.abc
 import dataclasses
 import datetime
@@ -47,6 +48,7 @@ from pytest_fastapi_rules.rules.common import any_route, code_of, is_api_route
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
     from pytest_fastapi_rules.options import RulesOptions
+    from pytest_fastapi_rules.source import SourceModule
 
 
 # -- route predicates -------------------------------------------------------------------------------
@@ -469,6 +471,25 @@ def _has_no_body(status: int) -> bool:
     good_example='@router.get("/users/{user_id}")\nasync def get_user(user_id: int) -> UserResponse: ...',
 )
 def check_response_model_declared(context: CheckContext) -> Iterator[Finding]:
+    """A route whose endpoint builds every answer itself as a non-JSON ``Response`` (a stream, a
+    file, HTML) is exempt, whether the return annotation or the code says so. A route that builds a
+    ``JSONResponse`` by hand fails as before, but is told so: no response model filters what it put
+    in the response, and "FastAPI serialises whatever it returns" would be wrong.
+
+    A DELETE that answers with a body is one defect, and FR205 (delete-returns-204) owns it: when
+    FR202 would report such a route, it leaves it to FR205 (skipped with that reason) so the
+    defect is reported once. A DELETE that declares a typed response model still passes here."""
+    route = context.the_route
+    findings = list(_response_model_findings(context))
+    if findings and route.method == "DELETE":
+        raise RuleSkipped(
+            f"{route.target} answers {route.declared_status} with a body instead of 204: "
+            "reported by FR205 delete-returns-204"
+        )
+    yield from findings
+
+
+def _response_model_findings(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
     _skip_library_endpoint(route, context.facts)
     status = route.declared_status
@@ -488,6 +509,8 @@ def check_response_model_declared(context: CheckContext) -> Iterator[Finding]:
     if model is None:
         model = route.effective.get("stream_item_type")
     if model is None:
+        fix = None
+        built = _built_responses(context) if annotation is None else None
         if route.effective.get("is_json_stream"):
             message = "streams JSON lines with no item type; annotate `-> AsyncIterable[ItemSchema]`"
         elif annotation is not None and orm_classes_in(annotation):
@@ -506,9 +529,24 @@ def check_response_model_declared(context: CheckContext) -> Iterator[Finding]:
                 "is annotated `-> None` but answers 200 with a `null` body; declare a response "
                 "model, or `status_code=204` when there is nothing to return"
             )
+        elif built is not None and built.classes and not built.other_returns and not built.json:
+            # RULES.md: routes returning a `Response` subclass (streams, files) are exempt.
+            raise RuleSkipped(f"{route.target} returns a `{built.classes[0].__name__}` that it builds itself")
+        elif built is not None and built.json:
+            name = built.json[0].__name__
+            others = "; its other returns are serialised as they are" if built.other_returns else ""
+            message = (
+                f"answers {status} with a `{name}` it builds by hand: no response model filters, "
+                f"validates or documents what goes into it{others}"
+            )
+            fix = (
+                "Return the data and declare a response schema (`-> ItemResponse`); set the status "
+                f"with `status_code=` and headers through a `Response` parameter instead of building "
+                f"the `{name}`."
+            )
         else:
             message = f"answers {status} with no response model: FastAPI serialises whatever it returns"
-        yield Finding(message=f"endpoint `{route.name}` {message}", location=route.location)
+        yield Finding(message=f"endpoint `{route.name}` {message}", location=route.location, fix=fix)
         return
     untyped = _untyped(model)
     if untyped is not None:
@@ -519,6 +557,54 @@ def check_response_model_declared(context: CheckContext) -> Iterator[Finding]:
             ),
             location=route.location,
         )
+
+
+@dataclass
+class BuiltResponses:
+    """What an endpoint's ``return`` statements hand back, read from its source."""
+
+    #: Response classes it builds (``return JSONResponse(...)``, or a local bound to one).
+    classes: list[type] = dataclasses.field(default_factory=list)
+    #: Whether some ``return`` hands back anything else (a dict, a model, a value from a call).
+    other_returns: bool = False
+
+    @property
+    def json(self) -> list[type]:
+        return [cls for cls in self.classes if is_subclass(cls, JSONResponse)]
+
+
+def _built_responses(context: CheckContext) -> BuiltResponses | None:
+    """The responses the endpoint builds itself; None when its source cannot be read."""
+    from pytest_fastapi_rules.source import source_index
+
+    route = context.the_route
+    if not context.facts.is_own_object(route.function):
+        return None
+    info = source_index(context.facts).function_info(route.function)
+    if info is None:
+        return None
+    built = BuiltResponses()
+    bindings = info.bindings
+    for node in info.body():
+        if not isinstance(node, ast.Return):
+            continue
+        values: list[ast.AST] = [node.value] if node.value is not None else []
+        if isinstance(node.value, ast.Name) and node.value.id in bindings:
+            values = bindings[node.value.id]
+        classes = [_response_class_built(info.module, value) for value in values]
+        if values and all(cls is not None for cls in classes):
+            built.classes.extend(cls for cls in classes if cls is not None and cls not in built.classes)
+        else:
+            built.other_returns = True
+    return built
+
+
+def _response_class_built(module: SourceModule, value: ast.AST) -> type | None:
+    """The ``Response`` class an expression constructs (``JSONResponse(...)``), else None."""
+    if not isinstance(value, ast.Call):
+        return None
+    cls = module.value_of(value.func)
+    return cls if isinstance(cls, type) and is_subclass(cls, Response) else None
 
 
 def _return_is_none(route: RouteFacts) -> bool:

@@ -702,7 +702,7 @@ def _imports_repository(
 def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
     """A role is filled by a module or a package of one of its names (configurable). A domain
     touches the database when one of its modules imports SQLAlchemy/SQLModel or defines an ORM
-    model."""
+    model. One finding per domain lists every missing module: one defect of the layout, one fix."""
     facts, options = context.facts, context.options
     index = _index(context)
     domains = _two_domains(context, index)
@@ -722,16 +722,27 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
         roles = ["router", "service", "schemas"] + (["repository", "models"] if touches else [])
         anchor = index.get(domain) or routers[0]
         has = ", ".join(sorted(f"{name}.py" for name in present if (directory / f"{name}.py").exists()))
-        for role in roles:
-            names = layout.get(role, ())
-            if any(name in present for name in names):
-                continue
-            why = " (it touches the database)" if role in ("repository", "models") else ""
-            yield Finding(
-                message=f"domain `{domain}` has no `{names[0] if names else role}.py`"
-                f"{why}; it has: {has or 'no modules'}",
-                location=Location(file=anchor.display, line=1, column=1),
-            )
+        missing = [role for role in roles if not any(name in present for name in layout.get(role, ()))]
+        if not missing:
+            continue
+        files = [f"`{_role_file(layout, role)}`" for role in missing]
+        database = [f"`{_role_file(layout, role)}`" for role in missing if role in ("repository", "models")]
+        why = f" ({' and '.join(database)} because it touches the database)" if database else ""
+        folder = Path(facts.relative(directory)).as_posix() + "/"
+        yield Finding(
+            message=f"domain `{domain}` has no {', '.join(files)}{why}; it has: {has or 'no modules'}",
+            location=Location(file=anchor.display, line=1, column=1),
+            fix=f"Add {_and(files)} to `{folder}` (a package of the same name also counts).",
+        )
+
+
+def _role_file(layout: dict[str, tuple[str, ...]], role: str) -> str:
+    names = layout.get(role, ())
+    return f"{names[0] if names else role}.py"
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _present_names(directory: Path) -> set[str]:
@@ -1447,7 +1458,8 @@ def check_secrets_from_environment(context: CheckContext) -> Iterator[Finding]:
     literal passed as the key of a JWT call (positional key or ``key=``/``secret=``). Reading the
     environment is never a finding (``os.environ["SECRET_KEY"]``, ``os.getenv("SECRET_KEY", "")``);
     ``.env``/``.env.example`` files are not read at all; test code is not part of the index; enum
-    members are names, not secrets."""
+    members are names, not secrets. A finding shows the literal masked, with its length
+    (``"8f4*****"``, `mask_secret`): enough to tell ``"changeme"`` from a real key, never the key."""
     facts = context.facts
     index = _index(context)
     reported: set[tuple[str, int | None, int | None]] = set()
@@ -1458,7 +1470,10 @@ def check_secrets_from_environment(context: CheckContext) -> Iterator[Finding]:
         if key in reported:
             return None
         reported.add(key)
-        return Finding(message=f"{message}: `{_masked_excerpt(module, node, secret)}`", location=location)
+        text = _secret_text(secret)
+        length = f" ({len(text)} characters)" if text is not None else ""
+        excerpt = _masked_excerpt(module, node, secret)
+        return Finding(message=f"{message}{length}: `{excerpt}`", location=location)
 
     yield from _settings_defaults(facts, index, report)
     enum_bodies = _enum_class_nodes(index)
@@ -1483,16 +1498,47 @@ def check_secrets_from_environment(context: CheckContext) -> Iterator[Finding]:
 
 
 def _masked_excerpt(module: SourceModule, node: ast.AST, secret: ast.AST, limit: int = 80) -> str:
-    """The node's source with the secret literal shown as ``"***"``: reports and CI logs must not
-    spread the secret further."""
+    """The node's source with the secret literal masked (``"8f4*****..."``, see `mask_secret`):
+    enough to tell a placeholder from a real key, never enough to spread the secret further in
+    reports and CI logs."""
     text = ast.get_source_segment(module.source, node) or ""
     segment = ast.get_source_segment(module.source, secret)
+    masked = _masked_literal(segment or "", _secret_text(secret))
     if not text or not segment:
-        return '"***"'
+        return masked
     start = text.find(segment)
     if start >= 0:
-        text = text[:start] + '"***"' + text[start + len(segment) :]
+        text = text[:start] + masked + text[start + len(segment) :]
+        # Keep the masked literal whole: it is what the reader judges the finding by.
+        limit = max(limit, start + len(masked) + 2)
     return shorten(text, limit)
+
+
+def _secret_text(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Constant) and isinstance(node.value, bytes):
+        return node.value.decode("latin-1")
+    return None
+
+
+def mask_secret(text: str) -> str:
+    """The secret's first characters (at most 3, and at most a quarter of it), the rest as ``*``:
+    ``8f4e2b0c9d1a`` is shown as ``8f4*********``; a secret under 4 characters shows none."""
+    shown = min(3, len(text) // 4)
+    return text[:shown] + "*" * (len(text) - shown)
+
+
+_STRING_OPENING = re.compile(r"^([rRbBuU]{0,2})(\"\"\"|'''|\"|')")
+
+
+def _masked_literal(segment: str, text: str | None) -> str:
+    """The literal as written (prefix and quotes kept), its content masked."""
+    if text is None:
+        return '"***"'
+    opening = _STRING_OPENING.match(segment)
+    prefix, quote = (opening.group(1), opening.group(2)) if opening else ("", '"')
+    return f"{prefix}{quote}{mask_secret(text)}{quote}"
 
 
 def _assignments(node: ast.AST) -> Iterator[tuple[str, ast.AST | None, ast.AST]]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_fastapi_rules.dockerfile import Instruction, parse_dockerfile
 from pytest_fastapi_rules.facts import AppFacts
 from pytest_fastapi_rules.registry import (
     Basis,
@@ -334,52 +335,11 @@ def check_stack_versions(context: CheckContext) -> Iterator[Finding]:
 
 
 @dataclass
-class Instruction:
-    keyword: str
-    arguments: str
-    line: int
-    column: int
-    text: str
-
-
-@dataclass
 class Stage:
     base: str
     alias: str | None
     start: Instruction
     instructions: list[Instruction] = field(default_factory=list)
-
-
-def parse_dockerfile(text: str) -> list[Instruction]:
-    """Instructions with their first line, continuation lines joined, comments dropped."""
-    instructions: list[Instruction] = []
-    lines = text.splitlines()
-    escape = "\\"
-    for line in lines[:5]:
-        match = re.match(r"^\s*#\s*escape\s*=\s*(\S)", line)
-        if match:
-            escape = match.group(1)
-    number = 0
-    while number < len(lines):
-        raw = lines[number]
-        stripped = raw.strip()
-        start = number + 1
-        number += 1
-        if not stripped or stripped.startswith("#"):
-            continue
-        parts = [stripped]
-        while parts[-1].endswith(escape) and number < len(lines):
-            parts[-1] = parts[-1][: -len(escape)]
-            following = lines[number].strip()
-            number += 1
-            if following.startswith("#"):
-                continue
-            parts.append(following)
-        joined = " ".join(part.strip() for part in parts if part.strip())
-        keyword, _, arguments = joined.partition(" ")
-        column = len(raw) - len(raw.lstrip()) + 1
-        instructions.append(Instruction(keyword.upper(), arguments.strip(), start, column, joined))
-    return instructions
 
 
 def _stages(instructions: list[Instruction]) -> tuple[list[Stage], dict[str, str]]:
@@ -574,7 +534,9 @@ def check_dockerfile(context: CheckContext) -> Iterator[Finding]:
     """The Dockerfile(s) at the project root (``Dockerfile``, ``Dockerfile.prod``, ``api.Dockerfile``;
     development ones such as ``Dockerfile.dev`` are left out). The final stage is judged through the
     stages it is built FROM; ``ARG`` defaults are substituted in FROM lines; an entry-point script
-    is read when it is in the project, and not judged when it is not."""
+    is read when it is in the project, and not judged when it is not. Instructions are read as
+    BuildKit reads them (`pytest_fastapi_rules.dockerfile`): a ``USER`` or ``HEALTHCHECK`` line
+    inside a heredoc body is a file's or a script's text, not an instruction."""
     facts = context.facts
     root = project_root(facts)
     if root is None:

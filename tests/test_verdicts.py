@@ -911,6 +911,7 @@ from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 engine = create_async_engine("sqlite+aiosqlite:///./pydantic_user.db")
@@ -935,6 +936,10 @@ class User(Base):
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"))
     group: Mapped[Group] = relationship()
 
+    @hybrid_property
+    def group_name(self) -> str:  # on the class, `User.group.name` raises: as on mealie
+        return self.group.name
+
 
 class Note(Base):
     __tablename__ = "notes"
@@ -951,6 +956,7 @@ class PrivateUser(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
     email: str
+    group_name: str
     group: GroupOut  # a lazy relationship, read while the model is built
 
 

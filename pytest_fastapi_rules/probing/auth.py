@@ -310,8 +310,10 @@ def _source_class(view: type, mapped: list[type]) -> type | None:
         return None
 
     def has(cls: type, name: str, info: Any) -> bool:
+        # Looked up without running descriptors: a hybrid property evaluated on the class
+        # (`User.group.slug`) raises, though every row has the value (mealie's `group_slug`).
         names = {name, getattr(info, "alias", None), getattr(info, "validation_alias", None)}
-        return any(isinstance(n, str) and hasattr(cls, n) for n in names)
+        return any(isinstance(n, str) and any(n in vars(k) for k in cls.__mro__) for n in names)
 
     best: tuple[bool, int, str] | None = None
     chosen: type | None = None

@@ -157,3 +157,11 @@ def test_the_edge_requests_per_route_are_bounded_by_the_setting(edge_app: None, 
     assert outcomes["POST /v1/imports"] == "passed", messages
     assert outcomes["POST /v1/notes"] == "passed", messages
 
+
+def test_blog_variants_pass_without_edge_requests(blog: Any, run_rules: Any) -> None:
+    """The two FR210 variants of the blog are found by the edge requests alone."""
+    for module in ("fr210_str_id_converted", "fr210_dict_body_indexed"):
+        run = run_rules(
+            f"variants.{module}:app", "--fastapi-rules-select=FR210", "--fastapi-rules-edge-requests=0"
+        )
+        assert not run.failing(), run.output

@@ -47,7 +47,8 @@ def count(
         exchanges = original_send(self, requests, watch_loop)
         for exchange in exchanges:
             if exchange.phase == show:
-                shown.append(f"{exchange.request.shown} with {exchange.request.description}: {exchange.outcome}")
+                request = exchange.request
+                shown.append(f"{request.shown} with {request.description}: {exchange.outcome}")
         return exchanges
 
     def execute(self: Any) -> Any:
@@ -69,7 +70,9 @@ def count(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--routes", type=int, help="generate an app of this many routes (generate_app.py)")
     parser.add_argument("--app-dir", type=Path, help="an existing app's folder")
     parser.add_argument("--app", default="app.main:app")

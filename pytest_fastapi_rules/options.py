@@ -27,6 +27,8 @@ CONVENTIONAL_INFRA_PATHS = tuple(
     glob for name in _CONVENTIONAL_INFRA_NAMES for glob in (f"/{name}", f"*/{name}")
 )
 DEFAULT_QUERY_BUDGET = 10
+#: FR210: requests with odd but schema-valid values per route, at most (ini fastapi_rules_edge_requests).
+DEFAULT_EDGE_REQUESTS = 3
 DEFAULT_BASE_URL = "http://localhost"
 DEFAULT_PUBLIC_WRITE_SUFFIXES = ("register", "signup", "sign-up", "login", "signin", "sign-in")
 #: Source rules (FR302-FR307): packages shared by every domain, and the module names of a domain's roles.
@@ -156,6 +158,13 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="How long one probe request may take, and the app may block the event loop, before the "
         "probes give up on it (default: 30).",
+    )
+    group.addoption(
+        "--fastapi-rules-edge-requests",
+        dest="fastapi_rules_edge_requests",
+        metavar="N",
+        help="How many requests with odd but schema-valid values (unknown ids, empty strings, {} "
+        "bodies) FR210 sends to each route at most (default: 3; 0 sends none).",
     )
 
     parser.addini("fastapi_app", "The FastAPI app to check, as module:attribute.", default=None)
@@ -292,6 +301,12 @@ def add_options(parser: pytest.Parser) -> None:
         "Seconds the app's lifespan may take to start or stop.",
         default="30",
     )
+    parser.addini(
+        "fastapi_rules_edge_requests",
+        "Requests with odd but schema-valid values FR210 sends to each route at most (default 3; "
+        "0 sends none).",
+        default=str(DEFAULT_EDGE_REQUESTS),
+    )
 
 
 class OptionsError(ValueError):
@@ -361,6 +376,8 @@ class RulesOptions:
     startup_timeout: float = 30.0
     #: Seconds one probe request may take, and the app may block the event loop.
     request_timeout: float = 30.0
+    #: FR210: requests with odd but schema-valid values sent to each route at most (0: none).
+    edge_requests: int = DEFAULT_EDGE_REQUESTS
     #: Probes: where the throwaway database lives (a server URL, or "sqlite"); None follows the app.
     db_url: str | None = None
     query_budget: int = DEFAULT_QUERY_BUDGET
@@ -717,6 +734,14 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
 
     startup_timeout = seconds("fastapi_rules_startup_timeout")
     request_timeout = seconds("fastapi_rules_request_timeout")
+    edge_cli = config.getoption("fastapi_rules_edge_requests")
+    edge_requests = (
+        _parse_whole(str(edge_cli), "--fastapi-rules-edge-requests", 0, "requests")
+        if edge_cli is not None
+        else _parse_whole(
+            config.getini("fastapi_rules_edge_requests"), "fastapi_rules_edge_requests", 0, "requests"
+        )
+    )
 
     db_url_value = pick("fastapi_rules_db_url", "fastapi_rules_db_url")
     seed_value = config.getini("fastapi_rules_seed")
@@ -756,6 +781,7 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         row_factories=_parse_row_factories(config.getini("fastapi_rules_row_factories")),
         startup_timeout=startup_timeout,
         request_timeout=request_timeout,
+        edge_requests=edge_requests,
         probe_shards=_probe_shards(config),
         sources=sources,
     )

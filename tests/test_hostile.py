@@ -294,6 +294,16 @@ def test_a_named_database_server_that_never_answers_costs_its_timeout_once(
             "fastapi_rules_max_page_size: must be at least 1, got '-5'.",
         ),
         (
+            ("--fastapi-rules-edge-requests=-1",),
+            "",
+            "--fastapi-rules-edge-requests: must be at least 0, got '-1'.",
+        ),
+        (
+            (),
+            "fastapi_rules_edge_requests = some",
+            "fastapi_rules_edge_requests: 'some' is not a whole number of requests.",
+        ),
+        (
             (),
             "fastapi_rules_strict = maybe",
             "fastapi_rules_strict: invalid truth value 'maybe'; use true or false.",

@@ -76,6 +76,27 @@ VARIANTS = [
         (),
     ),
     (
+        "fr210_str_id_converted",
+        "FR210",
+        ["GET /api/v1/posts/{post_id}/preview"],
+        r"re:^GET /api/v1/posts/\{post_id\}/preview with odd strings \(path parameter `post_id`='zz-not-an-id'\) "
+        r"answered 500 \(ValueError: invalid literal for int\(\) with base 10: 'zz-not-an-id' at "
+        r"variants/fr210_str_id_converted\.py:\d+\), not a 2xx or 4xx$",
+        "variants/fr210_str_id_converted.py",
+        r"^async def preview_post",
+        (),
+    ),
+    (
+        "fr210_dict_body_indexed",
+        "FR210",
+        ["POST /api/v1/posts/import"],
+        r"re:^POST /api/v1/posts/import with an empty free-form body `\{\}` answered 500 \(KeyError: 'title' at "
+        r"variants/fr210_dict_body_indexed\.py:\d+\), not a 2xx or 4xx$",
+        "variants/fr210_dict_body_indexed.py",
+        r"^async def import_post",
+        (),
+    ),
+    (
         "fr211_missing_post_is_none",
         "FR211",
         ["DELETE /api/v1/posts/{post_id}", "GET /api/v1/posts/{post_id}", "PATCH /api/v1/posts/{post_id}"],

@@ -370,6 +370,32 @@ def _seeded(key: str) -> dict[str, Any]:
     return options
 
 
+def declared_example(field_info: Any) -> Any:
+    """The first example a non-model body declares (``Body(examples=[...])`` or
+    ``openapi_examples``) that its annotation accepts, or None.
+
+    A free-form ``dict`` body has no schema to generate from: random keys are not what the endpoint
+    reads (``body["title"]``), so its valid request would fail for the probe's sake, and every rule
+    that needs a valid answer (FR210's edge requests first) would have nothing to judge. The app's
+    own example is what a client sends.
+    """
+    from pydantic import TypeAdapter
+
+    candidates = list(getattr(field_info, "examples", None) or [])
+    openapi = getattr(field_info, "openapi_examples", None) or {}
+    if isinstance(openapi, dict):
+        candidates.extend(item.get("value") for item in openapi.values() if isinstance(item, dict))
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        try:
+            TypeAdapter(field_info.annotation).validate_python(candidate)
+            return _jsonable(copy.deepcopy(candidate))
+        except Exception:  # noqa: BLE001 - an example the annotation refuses (or cannot adapt)
+            continue
+    return None
+
+
 def _jsonable(value: Any) -> Any:
     from fastapi.encoders import jsonable_encoder
 
@@ -392,7 +418,8 @@ class RequestBuilder:
         #: ``{target: why}``: routes whose requests the app's own code kept from being built.
         self.given_up: dict[str, str] = {}
 
-    def _failed(self, route: RouteFacts, exc: BaseException) -> None:
+    def record_failure(self, route: RouteFacts, exc: BaseException) -> None:
+        """Remember why the requests of ``route`` could not be built; its items report it."""
         if isinstance(exc, BuildTimeout):
             self.given_up.setdefault(route.target, str(exc))
         else:
@@ -531,6 +558,9 @@ class RequestBuilder:
             if isinstance(value, dict):
                 password = self._set_password(annotation, value)
             return value, password, f"a body generated from {name}"
+        example = declared_example(body.field_info)
+        if example is not None:
+            return example, None, f"the {name} body the route declares as its example"
         value = generate_value(body.field_info.annotation, body.field_info)
         return _jsonable(value), None, f"a body generated from {name}"
 
@@ -593,7 +623,7 @@ class RequestBuilder:
         try:
             return self._happy(route, pick)
         except Exception as exc:  # noqa: BLE001 - this route's problem only
-            self._failed(route, exc)
+            self.record_failure(route, exc)
             return None
 
     def _happy(self, route: RouteFacts, pick: str) -> ProbeRequest | None:
@@ -626,7 +656,7 @@ class RequestBuilder:
         try:
             values = self.missing_values(route)
         except Exception as exc:  # noqa: BLE001 - this route's problem only
-            self._failed(route, exc)
+            self.record_failure(route, exc)
             return None
         if values is None:
             return None
@@ -649,7 +679,7 @@ class RequestBuilder:
         try:
             return self._bad_inputs(route, limit)
         except Exception as exc:  # noqa: BLE001 - this route's problem only
-            self._failed(route, exc)
+            self.record_failure(route, exc)
             return []
 
     def _bad_inputs(self, route: RouteFacts, limit: int) -> list[ProbeRequest]:

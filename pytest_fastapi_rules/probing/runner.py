@@ -12,11 +12,13 @@ every other probe item reads the same observations. The run, in order:
 3. sends each GET route's valid request at the small size, reseeds at the large size, sends them
    again (FR509, FR510) while watching the loop (FR402: stalls timed, blocking calls recorded),
    once more for a route whose count grew or whose request stalled (a second sample before a
-   verdict), then the negative requests (missing ids FR211, bad input FR210, no or garbage
-   credentials FR704, page size over the bound FR207, a preflight from an unlisted origin FR701),
+   verdict), then the negative requests (missing ids FR211, bad input FR210 and the odd but
+   schema-valid values of the read routes, ``edges.py``, no or garbage credentials FR704, page size
+   over the bound FR207, a preflight from an unlisted origin FR701),
    the health routes (FR107), the session-lifecycle and synthetic-error injections (FR306, FR105,
    FR803) while the data is still as seeded, then the writes (POST, PUT, PATCH, DELETE: FR205,
-   FR705; the loop watched except for DELETE), the connection-loss probe on PostgreSQL (FR511,
+   FR705; the loop watched except for DELETE), the odd values of the write routes (FR210: after
+   the writes, whose rows they could change), the connection-loss probe on PostgreSQL (FR511,
    after a reseed), and a second sample of a write that stalled. Every request is sent as few
    times as its rules need: the floor of the benchmark sends one per route, and the requests are
    most of the run;
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from pytest_fastapi_rules.facts import is_subclass
+from pytest_fastapi_rules.options import DEFAULT_EDGE_REQUESTS
 from pytest_fastapi_rules.probing import auth as auth_mod
 from pytest_fastapi_rules.probing.column_values import declared_types
 from pytest_fastapi_rules.probing.counting import SqlMonitor, not_recording, recording
@@ -84,6 +87,8 @@ if TYPE_CHECKING:
     from pytest_fastapi_rules.options import RulesOptions
     from pytest_fastapi_rules.probing.blocking import BlockingCallRecorder
 
+#: The methods whose requests change data: their edge requests are sent after the writes.
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 #: Seconds one probe request may take before it counts as hung.
 REQUEST_TIMEOUT = 30.0
 READINESS_PATHS = ("/health/ready", "/health/readiness", "/ready", "/readyz", "/readiness")
@@ -103,6 +108,8 @@ PHASE_RULES: dict[str, tuple[str, ...]] = {
     "gets": ("FR203", "FR207", "FR209", "FR402", "FR509", "FR510"),
     "missing": ("FR106", "FR211"),
     "bad-input": ("FR106", "FR210"),
+    "edge": ("FR210",),
+    "edge-writes": ("FR210",),
     "page-bound": ("FR207",),
     "credentials": ("FR106", "FR704"),
     "envelope": ("FR106",),
@@ -404,6 +411,9 @@ class ProbeRun:
             self._send_missing()
         with self._phase("bad-input"):
             self._send_bad_inputs()
+        with self._phase("edge"):
+            # Reads only: they change no data, so the phases below still see it as seeded.
+            self._send_edges(*(m for m in self._methods() if m not in WRITE_METHODS))
         with self._phase("page-bound"):
             self._send_page_bounds()
         with self._phase("credentials"):
@@ -423,6 +433,10 @@ class ProbeRun:
                 self._send_synthetic_error()
         with self._phase("writes"):
             self._send_writes()
+        with self._phase("edge-writes"):
+            # After the writes: an odd request that the app accepts creates, changes or deletes a
+            # row, which must not take the row the writes' own verdicts (FR205, FR705) work on.
+            self._send_edges(*WRITE_METHODS)
         if self.app_level:
             # Last, as an app that does not survive it would fail whatever came after; on the
             # seeded state again, where its route answered 2xx.
@@ -753,6 +767,30 @@ class ProbeRun:
         for route in self._routes():
             for request in self.builder.bad_inputs(route):
                 batch.append((request, "bad-input", route.target))
+        self.send(batch)
+
+    def _methods(self) -> list[str]:
+        """The methods of this run's routes, in the order they first appear."""
+        return list(dict.fromkeys(route.method for route in self.routes))
+
+    def _send_edges(self, *methods: str) -> None:
+        """FR210's odd but schema-valid requests (``edges.py``) to the routes with ``methods``, at
+        most ``fastapi_rules_edge_requests`` per route; DELETEs children before parents, as the
+        writes are, so that an odd DELETE the app accepts does not cascade into the next route's row."""
+        assert self.builder is not None
+        from pytest_fastapi_rules.probing.edges import EDGE_PHASE, edge_requests
+
+        limit = int(getattr(self.options, "edge_requests", DEFAULT_EDGE_REQUESTS))
+        if limit <= 0 or not methods:
+            return
+        batch: list[tuple[ProbeRequest, str, str]] = []
+        for method in methods:
+            routes = self._routes(method)
+            if method == "DELETE":
+                routes.sort(key=self._deletion_order)
+            for route in routes:
+                for request in edge_requests(self.builder, route, limit):
+                    batch.append((request, EDGE_PHASE, route.target))
         self.send(batch)
 
     def _send_page_bounds(self) -> None:

@@ -621,29 +621,40 @@ def check_delete_returns_204(context: CheckContext) -> Iterator[Finding]:
     scope=Scope.ROUTE,
     basis=Basis.PROBE,
     section="Rules #14, #16",
-    summary="Malformed bodies and wrongly typed parameters answer 422, never 500.",
+    summary="Malformed bodies and wrongly typed parameters answer 422, never 500; odd but schema-valid "
+    "values (a `str` id that is no id, empty strings, `{}` for a free-form `dict` body, a body with "
+    "only its required fields) answer 2xx or 4xx, never 5xx.",
     rationale=(
         "Bad input is the client's error: a 500 pages the on-call engineer, hides the real message "
-        "from the client, and often means code ran on data nobody validated."
+        "from the client, and often means code ran on data nobody validated. What the app "
+        "validates itself (a `str` id it converts, a `dict` body it indexes) gets every value "
+        "FastAPI lets through."
     ),
     fix="Declare bodies and parameters with types (Pydantic models, `int`, `UUID`) and let FastAPI "
     "validate them; keep the RequestValidationError handler free of code that can fail.",
     applies_to=any_route,
     bad_example=(
         "@app.exception_handler(RequestValidationError)\nasync def handler(request, exc):\n"
-        "    body = await request.json()  # raises on malformed JSON: 500"
+        "    body = await request.json()  # raises on malformed JSON: 500\n\n"
+        "@router.get(\"/{item_id}\")\nasync def get_item(item_id: str):\n"
+        "    return await service.get(int(item_id))  # 'abc' -> ValueError: 500"
     ),
     good_example=(
         "@app.exception_handler(RequestValidationError)\nasync def handler(request, exc):\n"
-        '    return JSONResponse(status_code=422, content={"error": "validation_error", ...})'
+        '    return JSONResponse(status_code=422, content={"error": "validation_error", ...})\n\n'
+        "@router.get(\"/{item_id}\")\nasync def get_item(item_id: int):  # FastAPI answers 422 to 'abc'"
     ),
 )
 def check_bad_input_is_422(context: CheckContext) -> Iterator[Finding]:
+    from pytest_fastapi_rules.probing.edges import EDGE_PHASE
+
     route = context.the_route
     results = _probe(context, "FR210")
-    exchanges = results.for_target(route.target, "bad-input")
+    exchanges = results.for_target(route.target, ("bad-input", EDGE_PHASE))
     if not exchanges:
-        raise RuleSkipped(f"{route.target} takes no typed parameter or body to send bad input to")
+        raise RuleSkipped(
+            f"{route.target} takes no typed parameter, string parameter or body to send bad or odd input to"
+        )
     valid = _happy(results, route.target)
     if valid and all(exchange.server_error for exchange in valid) and any(e.server_error for e in exchanges):
         # The bad input carries what the valid request carried (credentials included); when the
@@ -655,12 +666,19 @@ def check_bad_input_is_422(context: CheckContext) -> Iterator[Finding]:
             "nothing about input handling"
         )
     for exchange in exchanges:
-        if exchange.server_error:
-            yield Finding(
-                message=f"{exchange.request.shown} with {exchange.request.description} {exchange.outcome}, "
-                "not 422",
-                location=route.location,
+        if not exchange.server_error:
+            continue
+        if exchange.phase == EDGE_PHASE:
+            # Values the route's schema accepts: any 2xx or 4xx is an answer, only a 5xx is a bug.
+            message = (
+                f"{exchange.request.shown} with {exchange.request.description} {exchange.outcome}, "
+                "not a 2xx or 4xx"
             )
+        else:
+            message = (
+                f"{exchange.request.shown} with {exchange.request.description} {exchange.outcome}, not 422"
+            )
+        yield Finding(message=message, location=route.location)
 
 
 # -- FR211 missing-resource-is-404 -------------------------------------------------------------------

@@ -31,6 +31,19 @@ DEFAULT_BASE_URL = "http://localhost"
 DEFAULT_PUBLIC_WRITE_SUFFIXES = ("register", "signup", "sign-up", "login", "signin", "sign-in")
 #: Source rules (FR302-FR307): packages shared by every domain, and the module names of a domain's roles.
 DEFAULT_SHARED_PACKAGES = ("shared", "core", "common")
+#: The rulebook's domain layout (Rule #1: ``router.py``, ``service.py``, ``schemas.py``,
+#: ``repository.py``, ``models.py``): the only names FR305 accepts for a role unless
+#: ``fastapi_rules_domain_layout`` names more on purpose.
+RULEBOOK_DOMAIN_LAYOUT: dict[str, tuple[str, ...]] = {
+    "router": ("router",),
+    "service": ("service",),
+    "schemas": ("schemas",),
+    "repository": ("repository",),
+    "models": ("models",),
+}
+#: The names by which the layer rules (FR302, FR304, FR307) *recognise* a module's role: wider than
+#: the rulebook's, because a `crud.py` is data access whatever the rulebook calls it, and recognising
+#: it makes those rules stricter, never more lenient. FR305 does not accept these names as conforming.
 DEFAULT_DOMAIN_LAYOUT: dict[str, tuple[str, ...]] = {
     "router": ("router", "routes", "routers", "api", "endpoints", "views"),
     "service": ("service", "services"),
@@ -216,7 +229,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "fastapi_rules_domain_layout",
         "Lines 'ROLE = NAME ...' naming the modules (or packages) that fill a role of a domain; roles: "
-        "router, service, schemas, repository, models; unnamed roles keep their defaults (FR302-FR307).",
+        "router, service, schemas, repository, models. FR305 accepts the rulebook's name of each role "
+        "(router.py, service.py, schemas.py, repository.py, models.py) and the names listed here; the "
+        "layer rules (FR302-FR307) also recognise the listed names.",
         type="linelist",
         default=[],
     )
@@ -338,7 +353,8 @@ class RulesOptions:
     action_verbs: tuple[str, ...] = ()
     max_page_size: int = 100
     shared_packages: tuple[str, ...] = DEFAULT_SHARED_PACKAGES
-    domain_layout: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_DOMAIN_LAYOUT))
+    #: ``fastapi_rules_domain_layout``: only the roles the user named, with the names given.
+    domain_layout: dict[str, tuple[str, ...]] = field(default_factory=dict)
     production_env: dict[str, str] = field(default_factory=lambda: {"ENVIRONMENT": "production"})
     startup_timeout: float = 30.0
     #: Seconds one probe request may take, and the app may block the event loop.
@@ -483,7 +499,9 @@ def _parse_severities(lines: list[str]) -> dict[str, Severity]:
 
 
 def _parse_domain_layout(lines: list[str]) -> dict[str, tuple[str, ...]]:
-    layout = dict(DEFAULT_DOMAIN_LAYOUT)
+    """Only the roles the lines name: the rule modules merge them with their defaults, because what
+    a module is recognised as (the layer rules) and what FR305 accepts as conforming differ."""
+    layout: dict[str, tuple[str, ...]] = {}
     for line in lines:
         role, sep, names_text = line.partition("=")
         role = role.strip().lower()

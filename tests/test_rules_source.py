@@ -277,6 +277,45 @@ def test_domain_without_its_modules_fails_fr305(blog: Path, run_rules: Any) -> N
     ]
 
 
+def _rename_posts_repository(blog: Path, name: str) -> None:
+    """The posts domain with its data access in ``<name>.py``, imports updated."""
+    posts = blog / "src" / "posts"
+    (posts / "repository.py").rename(posts / f"{name}.py")
+    for module in ("service.py", "dependencies.py"):
+        path = posts / module
+        path.write_text(path.read_text().replace("src.posts.repository", f"src.posts.{name}"))
+
+
+def test_crud_module_is_not_the_rulebooks_repository_fr305(blog: Path, run_rules: Any) -> None:
+    """The rulebook names `repository.py`: `crud.py` conforms only when the team lists it, and the
+    finding names the setting. It is still recognised as the data-access layer meanwhile."""
+    _rename_posts_repository(blog, "crud")
+    run = run_rules("src.main:app", ALL_BUT_CHILDREN)
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [("FR305", "app")], (failing, run.output)
+    assert [f["message"] for f in run.findings("FR305")] == [
+        "domain `src.posts` has no `repository.py` (it touches the database); it has: __init__.py, "
+        "crud.py, dependencies.py, exceptions.py, models.py, router.py, schemas.py, service.py "
+        "(`crud` is not the rulebook's name; to accept it on purpose, add the line "
+        "`repository = repository crud` to the ini key fastapi_rules_domain_layout)"
+    ]
+    configured = run_rules(
+        "src.main:app", SELECT_OWN, "-o", "fastapi_rules_domain_layout=repository = repository crud"
+    )
+    assert configured.failing() == [], configured.output
+
+
+def test_crud_module_is_still_a_repository_for_the_layer_rules(blog: Path, run_rules: Any) -> None:
+    """What a module is recognised as is not what FR305 accepts: a router importing `crud` is a
+    router reaching into the data-access layer (FR302), with or without the layout setting."""
+    _rename_posts_repository(blog, "crud")
+    router = blog / "src" / "posts" / "router.py"
+    router.write_text("from src.posts.crud import PostRepository  # noqa: F401\n" + router.read_text())
+    run = run_rules("src.main:app", "--fastapi-rules-select=FR302")
+    assert [(r["code"], r["target"]) for r in run.failing()] == [("FR302", "app")], run.output
+    assert "src.posts.crud" in only(run.findings("FR302"))["message"]
+
+
 def test_requests_dependency_fails_fr801(blog: Path, run_rules: Any) -> None:
     pyproject = blog / "pyproject.toml"
     pyproject.write_text(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_fastapi_rules.facts import AppFacts, is_subclass
-from pytest_fastapi_rules.options import DEFAULT_DOMAIN_LAYOUT, RulesOptions
+from pytest_fastapi_rules.options import DEFAULT_DOMAIN_LAYOUT, RULEBOOK_DOMAIN_LAYOUT, RulesOptions
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -61,8 +61,32 @@ def shared_packages(options: RulesOptions) -> tuple[str, ...]:
 
 
 def domain_layout(options: RulesOptions) -> dict[str, tuple[str, ...]]:
-    """``fastapi_rules_domain_layout``: module names of each role, every role present."""
+    """What a module is *recognised* as (FR302, FR304, FR307 find repositories and services by it):
+    the wide default names, or the names ``fastapi_rules_domain_layout`` gives a role."""
     return {**DEFAULT_DOMAIN_LAYOUT, **options.domain_layout}
+
+
+def conforming_layout(options: RulesOptions) -> dict[str, tuple[str, ...]]:
+    """What FR305 *accepts* for each role: the rulebook's name first, then the names
+    ``fastapi_rules_domain_layout`` lists; a `crud.py` conforms only when a team says so."""
+    return {
+        role: (*names, *(n for n in options.domain_layout.get(role, ()) if n not in names))
+        for role, names in RULEBOOK_DOMAIN_LAYOUT.items()
+    }
+
+
+def layout_alias_note(role: str, present: Iterable[str], options: RulesOptions) -> str:
+    """For a role filled only under a name the rulebook does not use (``crud.py`` for
+    ``repository.py``): the setting that accepts it on purpose; empty when there is none."""
+    accepted = conforming_layout(options)[role]
+    aliases = sorted(name for name in set(present) & set(DEFAULT_DOMAIN_LAYOUT[role]) if name not in accepted)
+    if not aliases:
+        return ""
+    listed = ", ".join(f"`{name}`" for name in aliases)
+    return (
+        f" ({listed} is not the rulebook's name; to accept it on purpose, add the line "
+        f"`{role} = {' '.join((*accepted, *aliases))}` to the ini key fastapi_rules_domain_layout)"
+    )
 
 
 def _index(context: CheckContext) -> SourceIndex:
@@ -695,7 +719,9 @@ def _imports_repository(
         "Every domain is a self-contained module with all its layers: readers find the same file "
         "for the same concern in every domain, and layers cannot collapse into the router."
     ),
-    fix="Add the missing module to the domain package (a package of the same name also counts).",
+    fix="Add the missing module to the domain package (a package of the same name also counts); "
+    "a team that names a role otherwise on purpose (`crud.py`, `routes.py`) lists the name in "
+    "`fastapi_rules_domain_layout`.",
     bad_example="src/tags/\n    router.py        # routes, schemas and queries all in one file",
     good_example="src/tags/\n    router.py\n    service.py\n    schemas.py\n    repository.py\n    models.py",
 )
@@ -706,7 +732,7 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
     facts, options = context.facts, context.options
     index = _index(context)
     domains = _two_domains(context, index)
-    layout = domain_layout(options)
+    layout = conforming_layout(options)
     members: dict[str, list[SourceModule]] = {}
     for module in index:
         owner = owner_domain(module.name, domains)
@@ -729,7 +755,7 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
             why = " (it touches the database)" if role in ("repository", "models") else ""
             yield Finding(
                 message=f"domain `{domain}` has no `{names[0] if names else role}.py`"
-                f"{why}; it has: {has or 'no modules'}",
+                f"{why}; it has: {has or 'no modules'}{layout_alias_note(role, present, options)}",
                 location=Location(file=anchor.display, line=1, column=1),
             )
 

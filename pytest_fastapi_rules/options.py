@@ -16,7 +16,11 @@ import pytest
 
 from pytest_fastapi_rules.registry import Rule, Severity, all_rules
 
-DEFAULT_VERSION_PREFIX = r"^(/api)?/v[0-9]+(\.[0-9]+)?(/|$)"
+#: The rulebook's prefix, ``/api/v1`` (main.py template), and its later versions (``/api/v2``).
+DEFAULT_VERSION_PREFIX = r"^/api/v[0-9]+(\.[0-9]+)?(/|$)"
+#: A version without ``/api`` (``/v1/users``): common, not the rulebook's; FR109 judges it and says
+#: how to accept it on purpose through ``fastapi_rules_version_prefix``.
+BARE_VERSION_PREFIX = r"^(/api)?/v[0-9]+(\.[0-9]+)?(/|$)"
 #: The rulebook's health routes (``/health``, ``/health/ready``), at the root or under a prefix of
 #: their own (``/probe/health``), the root page and the favicon: routes that are no API.
 DEFAULT_INFRA_PATHS = ("/", "/health", "/health/*", "*/health", "*/health/*", "/favicon.ico")
@@ -198,7 +202,8 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "fastapi_rules_version_prefix",
-        "Regular expression every API path must match (FR109).",
+        "Regular expression every API path must match (FR109); default: the rulebook's /api/v1 (and "
+        "later versions); ^(/api)?/v[0-9]+(/|$) also accepts /v1 without /api.",
         default=DEFAULT_VERSION_PREFIX,
     )
     parser.addini(

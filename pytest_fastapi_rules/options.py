@@ -32,7 +32,9 @@ CONVENTIONAL_INFRA_PATHS = tuple(
 )
 DEFAULT_QUERY_BUDGET = 10
 DEFAULT_BASE_URL = "http://localhost"
-DEFAULT_PUBLIC_WRITE_SUFFIXES = ("register", "signup", "sign-up", "login", "signin", "sign-in")
+#: The public write routes RULES.md names for FR706 (besides the token endpoint): only these
+#: spellings; ``sign-up``, ``signin``... are judged, their finding saying how to list them.
+DEFAULT_PUBLIC_WRITE_SUFFIXES = ("register", "signup", "login")
 #: Source rules (FR302-FR307): packages shared by every domain, and the module names of a domain's roles.
 DEFAULT_SHARED_PACKAGES = ("shared", "core", "common")
 #: The rulebook's domain layout (Rule #1: ``router.py``, ``service.py``, ``schemas.py``,

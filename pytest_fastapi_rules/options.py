@@ -30,6 +30,10 @@ _CONVENTIONAL_INFRA_NAMES = ("healthz", "livez", "readyz", "live", "ready", "pin
 CONVENTIONAL_INFRA_PATHS = tuple(
     glob for name in _CONVENTIONAL_INFRA_NAMES for glob in (f"/{name}", f"*/{name}")
 )
+#: The rulebook's liveness and readiness routes (main.py template): FR107 probes these, and only
+#: these unless ``fastapi_rules_health_path`` / ``fastapi_rules_readiness_path`` name others.
+DEFAULT_HEALTH_PATH = "/health"
+DEFAULT_READINESS_PATH = "/health/ready"
 DEFAULT_QUERY_BUDGET = 10
 DEFAULT_BASE_URL = "http://localhost"
 #: The public write routes RULES.md names for FR706 (besides the token endpoint): only these
@@ -215,6 +219,16 @@ def add_options(parser: pytest.Parser) -> None:
         default=list(DEFAULT_INFRA_PATHS),
     )
     parser.addini(
+        "fastapi_rules_health_path",
+        "Path of the liveness route FR107 probes (default: the rulebook's /health).",
+        default=DEFAULT_HEALTH_PATH,
+    )
+    parser.addini(
+        "fastapi_rules_readiness_path",
+        "Path of the readiness route FR107 probes (default: the rulebook's /health/ready).",
+        default=DEFAULT_READINESS_PATH,
+    )
+    parser.addini(
         "fastapi_rules_public_routes",
         "More public write routes for FR706, as path globs optionally preceded by methods.",
         type="linelist",
@@ -356,6 +370,9 @@ class RulesOptions:
     session_factory_paths: tuple[str, ...] = ()
     version_prefix: re.Pattern[str] = re.compile(DEFAULT_VERSION_PREFIX)
     infra_paths: tuple[str, ...] = DEFAULT_INFRA_PATHS
+    #: FR107's liveness and readiness routes (also infrastructure for the API rules).
+    health_path: str = DEFAULT_HEALTH_PATH
+    readiness_path: str = DEFAULT_READINESS_PATH
     public_routes: tuple[RouteIgnore, ...] = ()
     action_verbs: tuple[str, ...] = ()
     max_page_size: int = 100
@@ -403,6 +420,9 @@ class RulesOptions:
         return self.query_budget
 
     def is_infra_path(self, path: str) -> bool:
+        # The health routes a team named on purpose are infrastructure wherever they live.
+        if path in (self.health_path, self.readiness_path):
+            return True
         return any(fnmatch.fnmatchcase(path, glob) for glob in self.infra_paths)
 
     def infra_alias_note(self, path: str) -> str | None:
@@ -477,6 +497,14 @@ def _parse_per_route_ignores(lines: list[str]) -> tuple[RouteIgnore, ...]:
         _check_codes(codes, setting)
         entries.append(RouteIgnore(methods, glob, codes))
     return tuple(entries)
+
+
+def _parse_path(text: object, setting: str) -> str:
+    """One route path, as the app declares it (``/readyz``): FR107 compares it with route paths."""
+    path = str(text).strip()
+    if not path.startswith("/") or any(ch.isspace() for ch in path):
+        raise OptionsError(f"{setting}: {text!r} is not a route path; give one such as /health/ready.")
+    return path
 
 
 def _parse_public_routes(lines: list[str]) -> tuple[RouteIgnore, ...]:
@@ -751,6 +779,10 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         ),
         version_prefix=version_prefix,
         infra_paths=tuple(config.getini("fastapi_rules_infra_paths")),
+        health_path=_parse_path(config.getini("fastapi_rules_health_path"), "fastapi_rules_health_path"),
+        readiness_path=_parse_path(
+            config.getini("fastapi_rules_readiness_path"), "fastapi_rules_readiness_path"
+        ),
         public_routes=_parse_public_routes(config.getini("fastapi_rules_public_routes")),
         action_verbs=tuple(v.lower() for v in config.getini("fastapi_rules_action_verbs")),
         max_page_size=max_page_size,

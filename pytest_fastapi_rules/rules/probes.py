@@ -520,7 +520,8 @@ def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
     scope=Scope.APP,
     basis=Basis.PROBE,
     section="main.py template",
-    summary="`GET /health` answers 200 JSON; a readiness route answers 200 and reaches the database.",
+    summary="`GET /health` answers 200 JSON; `GET /health/ready` answers 200 and reaches the database "
+    "(other paths through `fastapi_rules_health_path` and `fastapi_rules_readiness_path`).",
     rationale=(
         "Load balancers and Kubernetes need a liveness route that answers without dependencies and a "
         "readiness route that fails when the database is down; a readiness check that never touches "
@@ -537,14 +538,18 @@ def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
     ),
 )
 def check_health_endpoints(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.runner import LIVENESS_PATHS, READINESS_PATHS
+    from pytest_fastapi_rules.probing.runner import LIVENESS_ALIASES, READINESS_ALIASES
 
+    options = context.options
     results = _probe(context, "FR107")
     health = results.in_phase("health")
-    liveness = [e for e in health if e.request.path in LIVENESS_PATHS]
-    readiness = [e for e in health if e.request.path in READINESS_PATHS]
+    liveness = [e for e in health if e.request.path == options.health_path]
+    readiness = [e for e in health if e.request.path == options.readiness_path]
     if not liveness:
-        yield Finding(message="the app has no `GET /health` route")
+        yield Finding(
+            message=f"the app has no `GET {options.health_path}` route"
+            + _health_alias_note(context.facts, LIVENESS_ALIASES, "fastapi_rules_health_path")
+        )
     else:
         first = liveness[0]
         if not first.ok or not first.is_json:
@@ -554,7 +559,10 @@ def check_health_endpoints(context: CheckContext) -> Iterator[Finding]:
                 location=_route_location_of(context.facts, first.target),
             )
     if not readiness:
-        yield Finding(message=f"the app has no readiness route ({', '.join(READINESS_PATHS[:3])})")
+        yield Finding(
+            message=f"the app has no readiness route (`GET {options.readiness_path}`)"
+            + _health_alias_note(context.facts, READINESS_ALIASES, "fastapi_rules_readiness_path")
+        )
         return
     ready = readiness[0]
     location = _route_location_of(context.facts, ready.target)
@@ -566,6 +574,18 @@ def check_health_endpoints(context: CheckContext) -> Iterator[Finding]:
             "check that the database is reachable",
             location=location,
         )
+
+
+def _health_alias_note(facts: AppFacts, aliases: tuple[str, ...], setting: str) -> str:
+    """When the app serves a health route under a name the rulebook does not use (``/readyz``):
+    the setting that makes FR107 probe it on purpose; empty otherwise."""
+    served = [path for path in aliases if any(r.method == "GET" and r.path == path for r in facts.routes)]
+    if not served:
+        return ""
+    return (
+        f"; it has `GET {served[0]}`, not the rulebook's path: to probe that one on purpose, set "
+        f"the ini key {setting} = {served[0]}"
+    )
 
 
 def _route_location_of(facts: AppFacts, target: str) -> Location | None:

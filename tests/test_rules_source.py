@@ -984,6 +984,52 @@ def test_secrets_in_code_and_their_look_alikes(
         assert secret not in run.output
 
 
+SIBLING_CORE_PROJECT = {
+    "app/__init__.py": "",
+    "app/main.py": """
+        from fastapi import FastAPI
+
+        from core.config import settings
+
+        app = FastAPI(title=settings.PROJECT_NAME)
+
+
+        @app.get("/api/v1/ping", tags=["ping"])
+        async def ping() -> dict:
+            return {}
+    """,
+    "core/__init__.py": "",
+    "core/config.py": """
+        SECRET_KEY = "sibling-package-secret"
+
+
+        class Settings:
+            PROJECT_NAME = "svc"
+
+
+        settings = Settings()
+    """,
+    "core/unused.py": """
+        API_TOKEN = "never-imported-token"
+    """,
+}
+
+
+def test_a_sibling_package_the_app_imports_is_its_code_fr703(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    """`core/config.py` beside `app/`, imported as `core.config`: no endpoint lives there, yet it is
+    the app's code and its literal secret is reported. A sibling module nothing imports is not."""
+    write(pytester.path, SIBLING_CORE_PROJECT)
+    run = run_rules("app.main:app", "--fastapi-rules-select=FR703")
+    config = pytester.path / "core/config.py"
+    finding = only(run.findings("FR703"))
+    assert (where(finding), finding["message"]) == (
+        ("core/config.py", line_of(config, r"^SECRET_KEY"), 1),
+        '`SECRET_KEY` is assigned a literal secret: `SECRET_KEY = "***"`',
+    )
+
+
 # -- the code index: what belongs to the app -----------------------------------------------------------
 
 INDEX_PROJECT = {

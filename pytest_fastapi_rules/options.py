@@ -40,7 +40,10 @@ DEFAULT_BASE_URL = "http://localhost"
 #: spellings; ``sign-up``, ``signin``... are judged, their finding saying how to list them.
 DEFAULT_PUBLIC_WRITE_SUFFIXES = ("register", "signup", "login")
 #: Source rules (FR302-FR307): packages shared by every domain, and the module names of a domain's roles.
-DEFAULT_SHARED_PACKAGES = ("shared", "core", "common")
+#: The rulebook names one package of shared code, ``shared/`` (Rule #1). ``core``/``common`` are
+#: common in the wild: a finding about such a package says how to list it as shared on purpose.
+DEFAULT_SHARED_PACKAGES = ("shared",)
+CONVENTIONAL_SHARED_PACKAGES = ("core", "common")
 #: The rulebook's domain layout (Rule #1: ``router.py``, ``service.py``, ``schemas.py``,
 #: ``repository.py``, ``models.py``): the only names FR305 accepts for a role unless
 #: ``fastapi_rules_domain_layout`` names more on purpose.
@@ -243,7 +246,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("fastapi_rules_max_page_size", "Largest allowed page size (FR207).", default="100")
     parser.addini(
         "fastapi_rules_shared_packages",
-        "Package names of code shared by every domain, never a domain themselves (FR304, FR305).",
+        "Package names of code shared by every domain, never a domain themselves (FR304, FR305); "
+        "default: the rulebook's shared (list core, common... here when they are shared code).",
         type="args",
         default=list(DEFAULT_SHARED_PACKAGES),
     )

@@ -277,6 +277,52 @@ def test_domain_without_its_modules_fails_fr305(blog: Path, run_rules: Any) -> N
     ]
 
 
+CORE_ROUTES = {
+    "src/core/__init__.py": "",
+    "src/core/router.py": """
+        from fastapi import APIRouter
+        from pydantic import BaseModel
+
+        router = APIRouter()
+
+
+        class Info(BaseModel):
+            name: str
+
+
+        @router.get("/info")
+        async def get_info() -> Info:
+            return Info(name="blog")
+    """,
+    "coreapp.py": """
+        from src.core.router import router
+        from src.main import create_application
+
+        app = create_application()
+        app.include_router(router, prefix="/api/v1/core", tags=["Core"])
+    """,
+}
+
+
+def test_core_package_is_a_domain_unless_listed_as_shared_fr305(blog: Path, run_rules: Any) -> None:
+    """The rulebook's shared package is `shared/`: a `core` package with routes is a domain (here
+    one with only a router) until the team lists it in fastapi_rules_shared_packages."""
+    write(blog, CORE_ROUTES)
+    run = run_rules("coreapp:app", ALL_BUT_CHILDREN)
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [("FR305", "app")], (failing, run.output)
+    note = (
+        " (`core` is judged as a domain: the rulebook's shared package is `shared`; if `core` holds "
+        "code shared by every domain, set the ini key fastapi_rules_shared_packages = shared core)"
+    )
+    assert [f["message"] for f in run.findings("FR305")] == [
+        f"domain `src.core` has no `service.py`; it has: __init__.py, router.py{note}",
+        f"domain `src.core` has no `schemas.py`; it has: __init__.py, router.py{note}",
+    ]
+    listed = run_rules("coreapp:app", SELECT_OWN, "-o", "fastapi_rules_shared_packages=shared core")
+    assert listed.failing() == [], listed.output
+
+
 def _rename_posts_repository(blog: Path, name: str) -> None:
     """The posts domain with its data access in ``<name>.py``, imports updated."""
     posts = blog / "src" / "posts"
@@ -1087,7 +1133,10 @@ def test_domain_packages() -> None:
     assert domain_of_package("app.api.routes", options) is None  # layered: api/routes is no domain
     assert domain_of_package("app.api.v1", options) is None
     assert domain_of_package("src.shared", options) is None
-    assert domain_of_package("src.core.health", options) is None
+    # The rulebook's shared package is `shared`: `core`/`common` are domains unless listed.
+    assert domain_of_package("src.core.health", options) == "src.core.health"
+    listed = RulesOptions(app_spec="src.main:app", app_dir=Path("."), shared_packages=("shared", "core"))
+    assert domain_of_package("src.core.health", listed) is None
     custom = RulesOptions(app_spec="src.main:app", app_dir=Path("."), shared_packages=("kernel",))
     assert domain_of_package("src.core", custom) == "src.core"
     assert domain_of_package("src.kernel", custom) is None

@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from pytest_fastapi_rules.facts import AppFacts, is_subclass
-from pytest_fastapi_rules.options import DEFAULT_DOMAIN_LAYOUT, RULEBOOK_DOMAIN_LAYOUT, RulesOptions
+from pytest_fastapi_rules.options import (
+    CONVENTIONAL_SHARED_PACKAGES,
+    DEFAULT_DOMAIN_LAYOUT,
+    RULEBOOK_DOMAIN_LAYOUT,
+    RulesOptions,
+)
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -58,6 +63,24 @@ _VERSION_PART = re.compile(r"^v\d+$")
 def shared_packages(options: RulesOptions) -> tuple[str, ...]:
     """``fastapi_rules_shared_packages``: packages that are never a domain."""
     return tuple(options.shared_packages)
+
+
+def shared_alias_note(domain: str, options: RulesOptions) -> str:
+    """For a domain named like shared code the rulebook does not name (``src.core``, ``src.common``;
+    the rulebook's is ``shared``): how to treat it as shared on purpose; empty otherwise."""
+    names = [
+        part
+        for part in domain.split(".")[1:]
+        if part in CONVENTIONAL_SHARED_PACKAGES and part not in options.shared_packages
+    ]
+    if not names:
+        return ""
+    name = names[0]
+    listed = " ".join(dict.fromkeys((*options.shared_packages, name)))
+    return (
+        f" (`{name}` is judged as a domain: the rulebook's shared package is `shared`; if `{name}` "
+        f"holds code shared by every domain, set the ini key fastapi_rules_shared_packages = {listed})"
+    )
 
 
 def domain_layout(options: RulesOptions) -> dict[str, tuple[str, ...]]:
@@ -687,7 +710,7 @@ def check_no_cross_domain_repository(context: CheckContext) -> Iterator[Finding]
                 continue
             yield Finding(
                 message=f"domain `{home}` imports the repository of domain `{other}` in "
-                f"`{module.name}`: {_quote(module, item.node)}",
+                f"`{module.name}`: {_quote(module, item.node)}{shared_alias_note(other, options)}",
                 location=module.location(item.node),
             )
 
@@ -755,7 +778,8 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
             why = " (it touches the database)" if role in ("repository", "models") else ""
             yield Finding(
                 message=f"domain `{domain}` has no `{names[0] if names else role}.py`"
-                f"{why}; it has: {has or 'no modules'}{layout_alias_note(role, present, options)}",
+                f"{why}; it has: {has or 'no modules'}{layout_alias_note(role, present, options)}"
+                f"{shared_alias_note(domain, options)}",
                 location=Location(file=anchor.display, line=1, column=1),
             )
 

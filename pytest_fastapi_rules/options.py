@@ -34,6 +34,9 @@ CONVENTIONAL_INFRA_PATHS = tuple(
 #: these unless ``fastapi_rules_health_path`` / ``fastapi_rules_readiness_path`` name others.
 DEFAULT_HEALTH_PATH = "/health"
 DEFAULT_READINESS_PATH = "/health/ready"
+#: The key of the rulebook's error envelope that holds the machine-readable code
+#: (``{"error": "user_not_found", "message": ...}``): FR106's default.
+DEFAULT_ERROR_CODE_KEY = "error"
 DEFAULT_QUERY_BUDGET = 10
 DEFAULT_BASE_URL = "http://localhost"
 #: The public write routes RULES.md names for FR706 (besides the token endpoint): only these
@@ -232,6 +235,12 @@ def add_options(parser: pytest.Parser) -> None:
         default=DEFAULT_READINESS_PATH,
     )
     parser.addini(
+        "fastapi_rules_error_code_key",
+        "Key of the error envelope that holds the machine-readable code (FR106; default: the "
+        "rulebook's error).",
+        default=DEFAULT_ERROR_CODE_KEY,
+    )
+    parser.addini(
         "fastapi_rules_public_routes",
         "More public write routes for FR706, as path globs optionally preceded by methods.",
         type="linelist",
@@ -377,6 +386,8 @@ class RulesOptions:
     #: FR107's liveness and readiness routes (also infrastructure for the API rules).
     health_path: str = DEFAULT_HEALTH_PATH
     readiness_path: str = DEFAULT_READINESS_PATH
+    #: FR106: the envelope key of the machine-readable code.
+    error_code_key: str = DEFAULT_ERROR_CODE_KEY
     public_routes: tuple[RouteIgnore, ...] = ()
     action_verbs: tuple[str, ...] = ()
     max_page_size: int = 100
@@ -787,6 +798,7 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         readiness_path=_parse_path(
             config.getini("fastapi_rules_readiness_path"), "fastapi_rules_readiness_path"
         ),
+        error_code_key=str(config.getini("fastapi_rules_error_code_key")).strip() or DEFAULT_ERROR_CODE_KEY,
         public_routes=_parse_public_routes(config.getini("fastapi_rules_public_routes")),
         action_verbs=tuple(v.lower() for v in config.getini("fastapi_rules_action_verbs")),
         max_page_size=max_page_size,

@@ -451,7 +451,8 @@ _MACHINE_CODE = re.compile(r"^[a-z][a-z0-9]*([_.-][a-z0-9]+)*$")
     scope=Scope.APP,
     basis=Basis.PROBE,
     section="main.py template, shared/exceptions.py template",
-    summary="Error responses (404, 422, 401) share one JSON envelope with a machine-readable code.",
+    summary="Error responses (404, 422, 401) share one JSON envelope with a machine-readable code "
+    "in `error`, as the rulebook's (another key through `fastapi_rules_error_code_key`).",
     rationale=(
         'Clients handle errors by one shape: `{"error": "user_not_found", "message": ...}`. '
         'FastAPI\'s defaults answer `{"detail": "Not Found"}` for one error and a list for another.'
@@ -499,9 +500,19 @@ def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
         for key in sorted(shared)
         if all(isinstance(body.get(key), str) and _MACHINE_CODE.match(body[key]) for body in bodies.values())
     ]
-    if coded:
-        return
     shapes = "; ".join(f"{status}: {{{', '.join(sorted(body))}}}" for status, body in sorted(bodies.items()))
+    key = context.options.error_code_key
+    if key in coded:
+        return
+    if coded:
+        # One envelope, but its code under another key than the rulebook's: a team's choice to
+        # make on purpose, not a default.
+        yield Finding(
+            message=f"error responses share one envelope, with the machine-readable code in "
+            f"`{coded[0]}`, not in `{key}` ({shapes}); to accept it on purpose, set the ini key "
+            f"fastapi_rules_error_code_key = {coded[0]}"
+        )
+        return
     what = (
         "share no key"
         if not shared

@@ -343,11 +343,9 @@ def test_crud_module_is_not_the_rulebooks_repository_fr305(blog: Path, run_rules
         "domain `src.posts` has no `repository.py` (it touches the database); it has: __init__.py, "
         "crud.py, dependencies.py, exceptions.py, models.py, router.py, schemas.py, service.py "
         "(`crud` is not the rulebook's name; to accept it on purpose, add the line "
-        "`repository = repository crud` to the ini key fastapi_rules_domain_layout)"
+        "`repository = crud` to the ini key fastapi_rules_domain_layout)"
     ]
-    configured = run_rules(
-        "src.main:app", SELECT_OWN, "-o", "fastapi_rules_domain_layout=repository = repository crud"
-    )
+    configured = run_rules("src.main:app", SELECT_OWN, "-o", "fastapi_rules_domain_layout=repository = crud")
     assert configured.failing() == [], configured.output
 
 
@@ -360,6 +358,10 @@ def test_crud_module_is_still_a_repository_for_the_layer_rules(blog: Path, run_r
     run = run_rules("src.main:app", "--fastapi-rules-select=FR302")
     assert [(r["code"], r["target"]) for r in run.failing()] == [("FR302", "app")], run.output
     assert "src.posts.crud" in only(run.findings("FR302"))["message"]
+    named = run_rules(
+        "src.main:app", "--fastapi-rules-select=FR302", "-o", "fastapi_rules_domain_layout=repository = crud"
+    )
+    assert [(r["code"], r["target"]) for r in named.failing()] == [("FR302", "app")], named.output
 
 
 def test_requests_dependency_fails_fr801(blog: Path, run_rules: Any) -> None:

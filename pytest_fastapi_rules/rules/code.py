@@ -85,8 +85,12 @@ def shared_alias_note(domain: str, options: RulesOptions) -> str:
 
 def domain_layout(options: RulesOptions) -> dict[str, tuple[str, ...]]:
     """What a module is *recognised* as (FR302, FR304, FR307 find repositories and services by it):
-    the wide default names, or the names ``fastapi_rules_domain_layout`` gives a role."""
-    return {**DEFAULT_DOMAIN_LAYOUT, **options.domain_layout}
+    the wide default names and the names ``fastapi_rules_domain_layout`` adds. Never narrowed by the
+    setting: naming `crud` for FR305 must not make `repositories` invisible to the layer rules."""
+    return {
+        role: (*names, *(n for n in options.domain_layout.get(role, ()) if n not in names))
+        for role, names in DEFAULT_DOMAIN_LAYOUT.items()
+    }
 
 
 def conforming_layout(options: RulesOptions) -> dict[str, tuple[str, ...]]:
@@ -106,9 +110,11 @@ def layout_alias_note(role: str, present: Iterable[str], options: RulesOptions) 
     if not aliases:
         return ""
     listed = ", ".join(f"`{name}`" for name in aliases)
+    # A line replaces the role's earlier names in the setting: keep those the team listed already.
+    line = " ".join((*options.domain_layout.get(role, ()), *aliases))
     return (
         f" ({listed} is not the rulebook's name; to accept it on purpose, add the line "
-        f"`{role} = {' '.join((*accepted, *aliases))}` to the ini key fastapi_rules_domain_layout)"
+        f"`{role} = {line}` to the ini key fastapi_rules_domain_layout)"
     )
 
 

@@ -16,7 +16,11 @@ import pytest
 
 from pytest_fastapi_rules.registry import Rule, Severity, all_rules
 
-DEFAULT_VERSION_PREFIX = r"^(/api)?/v[0-9]+(\.[0-9]+)?(/|$)"
+#: The rulebook's prefix, ``/api/v1`` (main.py template), and its later versions (``/api/v2``).
+DEFAULT_VERSION_PREFIX = r"^/api/v[0-9]+(\.[0-9]+)?(/|$)"
+#: A version without ``/api`` (``/v1/users``): common, not the rulebook's; FR109 judges it and says
+#: how to accept it on purpose through ``fastapi_rules_version_prefix``.
+BARE_VERSION_PREFIX = r"^(/api)?/v[0-9]+(\.[0-9]+)?(/|$)"
 #: The rulebook's health routes (``/health``, ``/health/ready``), at the root or under a prefix of
 #: their own (``/probe/health``), the root page and the favicon: routes that are no API.
 DEFAULT_INFRA_PATHS = ("/", "/health", "/health/*", "*/health", "*/health/*", "/favicon.ico")
@@ -26,13 +30,38 @@ _CONVENTIONAL_INFRA_NAMES = ("healthz", "livez", "readyz", "live", "ready", "pin
 CONVENTIONAL_INFRA_PATHS = tuple(
     glob for name in _CONVENTIONAL_INFRA_NAMES for glob in (f"/{name}", f"*/{name}")
 )
+#: The rulebook's liveness and readiness routes (main.py template): FR107 probes these, and only
+#: these unless ``fastapi_rules_health_path`` / ``fastapi_rules_readiness_path`` name others.
+DEFAULT_HEALTH_PATH = "/health"
+DEFAULT_READINESS_PATH = "/health/ready"
+#: The key of the rulebook's error envelope that holds the machine-readable code
+#: (``{"error": "user_not_found", "message": ...}``): FR106's default.
+DEFAULT_ERROR_CODE_KEY = "error"
 DEFAULT_QUERY_BUDGET = 10
 #: FR210: requests with odd but schema-valid values per route, at most (ini fastapi_rules_edge_requests).
 DEFAULT_EDGE_REQUESTS = 3
 DEFAULT_BASE_URL = "http://localhost"
-DEFAULT_PUBLIC_WRITE_SUFFIXES = ("register", "signup", "sign-up", "login", "signin", "sign-in")
+#: The public write routes RULES.md names for FR706 (besides the token endpoint): only these
+#: spellings; ``sign-up``, ``signin``... are judged, their finding saying how to list them.
+DEFAULT_PUBLIC_WRITE_SUFFIXES = ("register", "signup", "login")
 #: Source rules (FR302-FR307): packages shared by every domain, and the module names of a domain's roles.
-DEFAULT_SHARED_PACKAGES = ("shared", "core", "common")
+#: The rulebook names one package of shared code, ``shared/`` (Rule #1). ``core``/``common`` are
+#: common in the wild: a finding about such a package says how to list it as shared on purpose.
+DEFAULT_SHARED_PACKAGES = ("shared",)
+CONVENTIONAL_SHARED_PACKAGES = ("core", "common")
+#: The rulebook's domain layout (Rule #1: ``router.py``, ``service.py``, ``schemas.py``,
+#: ``repository.py``, ``models.py``): the only names FR305 accepts for a role unless
+#: ``fastapi_rules_domain_layout`` names more on purpose.
+RULEBOOK_DOMAIN_LAYOUT: dict[str, tuple[str, ...]] = {
+    "router": ("router",),
+    "service": ("service",),
+    "schemas": ("schemas",),
+    "repository": ("repository",),
+    "models": ("models",),
+}
+#: The names by which the layer rules (FR302, FR304, FR307) *recognise* a module's role: wider than
+#: the rulebook's, because a `crud.py` is data access whatever the rulebook calls it, and recognising
+#: it makes those rules stricter, never more lenient. FR305 does not accept these names as conforming.
 DEFAULT_DOMAIN_LAYOUT: dict[str, tuple[str, ...]] = {
     "router": ("router", "routes", "routers", "api", "endpoints", "views"),
     "service": ("service", "services"),
@@ -209,7 +238,8 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "fastapi_rules_version_prefix",
-        "Regular expression every API path must match (FR109).",
+        "Regular expression every API path must match (FR109); default: the rulebook's /api/v1 (and "
+        "later versions); ^(/api)?/v[0-9]+(/|$) also accepts /v1 without /api.",
         default=DEFAULT_VERSION_PREFIX,
     )
     parser.addini(
@@ -217,6 +247,22 @@ def add_options(parser: pytest.Parser) -> None:
         "Path globs of infrastructure routes (health, metrics) that API rules leave alone.",
         type="linelist",
         default=list(DEFAULT_INFRA_PATHS),
+    )
+    parser.addini(
+        "fastapi_rules_health_path",
+        "Path of the liveness route FR107 probes (default: the rulebook's /health).",
+        default=DEFAULT_HEALTH_PATH,
+    )
+    parser.addini(
+        "fastapi_rules_readiness_path",
+        "Path of the readiness route FR107 probes (default: the rulebook's /health/ready).",
+        default=DEFAULT_READINESS_PATH,
+    )
+    parser.addini(
+        "fastapi_rules_error_code_key",
+        "Key of the error envelope that holds the machine-readable code (FR106; default: the "
+        "rulebook's error).",
+        default=DEFAULT_ERROR_CODE_KEY,
     )
     parser.addini(
         "fastapi_rules_public_routes",
@@ -233,14 +279,17 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("fastapi_rules_max_page_size", "Largest allowed page size (FR207).", default="100")
     parser.addini(
         "fastapi_rules_shared_packages",
-        "Package names of code shared by every domain, never a domain themselves (FR304, FR305).",
+        "Package names of code shared by every domain, never a domain themselves (FR304, FR305); "
+        "default: the rulebook's shared (list core, common... here when they are shared code).",
         type="args",
         default=list(DEFAULT_SHARED_PACKAGES),
     )
     parser.addini(
         "fastapi_rules_domain_layout",
         "Lines 'ROLE = NAME ...' naming the modules (or packages) that fill a role of a domain; roles: "
-        "router, service, schemas, repository, models; unnamed roles keep their defaults (FR302-FR307).",
+        "router, service, schemas, repository, models. FR305 accepts the rulebook's name of each role "
+        "(router.py, service.py, schemas.py, repository.py, models.py) and the names listed here; the "
+        "layer rules (FR302-FR307) also recognise the listed names.",
         type="linelist",
         default=[],
     )
@@ -367,11 +416,17 @@ class RulesOptions:
     session_factory_paths: tuple[str, ...] = ()
     version_prefix: re.Pattern[str] = re.compile(DEFAULT_VERSION_PREFIX)
     infra_paths: tuple[str, ...] = DEFAULT_INFRA_PATHS
+    #: FR107's liveness and readiness routes (also infrastructure for the API rules).
+    health_path: str = DEFAULT_HEALTH_PATH
+    readiness_path: str = DEFAULT_READINESS_PATH
+    #: FR106: the envelope key of the machine-readable code.
+    error_code_key: str = DEFAULT_ERROR_CODE_KEY
     public_routes: tuple[RouteIgnore, ...] = ()
     action_verbs: tuple[str, ...] = ()
     max_page_size: int = 100
     shared_packages: tuple[str, ...] = DEFAULT_SHARED_PACKAGES
-    domain_layout: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_DOMAIN_LAYOUT))
+    #: ``fastapi_rules_domain_layout``: only the roles the user named, with the names given.
+    domain_layout: dict[str, tuple[str, ...]] = field(default_factory=dict)
     production_env: dict[str, str] = field(default_factory=lambda: {"ENVIRONMENT": "production"})
     startup_timeout: float = 30.0
     #: Seconds one probe request may take, and the app may block the event loop.
@@ -415,6 +470,9 @@ class RulesOptions:
         return self.query_budget
 
     def is_infra_path(self, path: str) -> bool:
+        # The health routes a team named on purpose are infrastructure wherever they live.
+        if path in (self.health_path, self.readiness_path):
+            return True
         return any(fnmatch.fnmatchcase(path, glob) for glob in self.infra_paths)
 
     def infra_alias_note(self, path: str) -> str | None:
@@ -491,6 +549,14 @@ def _parse_per_route_ignores(lines: list[str]) -> tuple[RouteIgnore, ...]:
     return tuple(entries)
 
 
+def _parse_path(text: object, setting: str) -> str:
+    """One route path, as the app declares it (``/readyz``): FR107 compares it with route paths."""
+    path = str(text).strip()
+    if not path.startswith("/") or any(ch.isspace() for ch in path):
+        raise OptionsError(f"{setting}: {text!r} is not a route path; give one such as /health/ready.")
+    return path
+
+
 def _parse_public_routes(lines: list[str]) -> tuple[RouteIgnore, ...]:
     entries = []
     for line in lines:
@@ -518,7 +584,9 @@ def _parse_severities(lines: list[str]) -> dict[str, Severity]:
 
 
 def _parse_domain_layout(lines: list[str]) -> dict[str, tuple[str, ...]]:
-    layout = dict(DEFAULT_DOMAIN_LAYOUT)
+    """Only the roles the lines name: the rule modules merge them with their defaults, because what
+    a module is recognised as (the layer rules) and what FR305 accepts as conforming differ."""
+    layout: dict[str, tuple[str, ...]] = {}
     for line in lines:
         role, sep, names_text = line.partition("=")
         role = role.strip().lower()
@@ -772,6 +840,11 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         ),
         version_prefix=version_prefix,
         infra_paths=tuple(config.getini("fastapi_rules_infra_paths")),
+        health_path=_parse_path(config.getini("fastapi_rules_health_path"), "fastapi_rules_health_path"),
+        readiness_path=_parse_path(
+            config.getini("fastapi_rules_readiness_path"), "fastapi_rules_readiness_path"
+        ),
+        error_code_key=str(config.getini("fastapi_rules_error_code_key")).strip() or DEFAULT_ERROR_CODE_KEY,
         public_routes=_parse_public_routes(config.getini("fastapi_rules_public_routes")),
         action_verbs=tuple(v.lower() for v in config.getini("fastapi_rules_action_verbs")),
         max_page_size=max_page_size,

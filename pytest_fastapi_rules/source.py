@@ -753,6 +753,7 @@ class SourceIndex:
             for module in index._seed_modules():
                 index._add(module.__name__, _module_file(module), module)
             index._walk_own_packages()
+            index._add_sibling_imports()
         finally:
             if paused:
                 gc.enable()
@@ -864,6 +865,37 @@ class SourceIndex:
                     if added is not None and _builds_its_own_app(added, spec_attribute):
                         del self.modules[name]
                         del self.by_path[path]
+
+    def _add_sibling_imports(self) -> None:
+        """Add the project modules of *other* top-level packages that the app's code imports.
+
+        ``own_packages`` knows the app module's package and its endpoints'; a project may keep code
+        in a sibling package no endpoint comes from (``core/config.py`` beside ``app/``, imported as
+        ``core.config``). That code is the app's too: a literal secret there once went unseen by
+        FR703. Followed from import to import; only modules already imported, whose file is a
+        project file (never a library, a virtual environment or test code, see :meth:`_add`).
+        """
+        own = self.facts.own_packages
+        pending = list(self.modules.values())
+        while pending:
+            module = pending.pop()
+            for item in module.imported_names:
+                name = item.module
+                top = name.split(".")[0]
+                # the own packages were seeded and walked already (what that left out stays out)
+                if name in self.modules or top in own or top in _NEVER_INDEXED:
+                    continue
+                imported = sys.modules.get(name)
+                if imported is None:
+                    continue
+                self._add(name, _module_file(imported), imported)
+                added = self.modules.get(name)
+                if added is not None:
+                    pending.append(added)
+
+
+#: Top-level packages imported in the same process that are never the app's code.
+_NEVER_INDEXED = frozenset({"pytest_fastapi_rules", "_pytest", "pytest", "pluggy"})
 
 
 def _walk_python_files(root: Path) -> Iterator[Path]:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import RulesRun
 
-EDGE_APP = '''
+EDGE_APP = """
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Header, HTTPException, Path, Query
@@ -73,7 +73,7 @@ async def create_note(note: NoteIn) -> dict[str, int]:
 @app.post("/v1/imports", status_code=201)
 async def import_note(data: Annotated[dict[str, Any], Body(examples=[{"title": "x"}])]) -> dict[str, str]:
     return {"title": data["title"]}  # {} -> KeyError
-'''
+"""
 
 
 @pytest.fixture

@@ -1087,3 +1087,58 @@ def test_blocking_calls_and_loop_stalls_at_runtime_and_a_one_off_extra_statement
     # size shows the route's real count.
     assert run.outcomes("FR509")["GET /api/v1/warming"] == "passed", run.output
     assert run.outcomes("FR509")["GET /api/v1/notes"] == "passed", run.output
+
+
+#: One error envelope for 404 and 422, its machine-readable code under `code`, not the rulebook's `error`.
+CODE_ENVELOPE_APP = """
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Thing(Base):
+    __tablename__ = "things"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+
+
+app = FastAPI()
+
+
+@app.exception_handler(StarletteHTTPException)
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"code": "not_found", "message": str(exc.detail)}, status_code=exc.status_code)
+
+
+@app.exception_handler(RequestValidationError)
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"code": "validation_error", "message": "bad input"}, status_code=422)
+
+
+@app.get("/api/v1/things/{thing_id}", tags=["things"])
+async def get_thing(thing_id: int) -> dict[str, int]:
+    raise HTTPException(status_code=404, detail="not found")
+"""
+
+
+def test_error_code_under_another_key_than_the_rulebooks(pytester: pytest.Pytester, run_rules: Any) -> None:
+    """The rulebook's envelope carries its code in `error`: one shared envelope with `code` instead
+    is reported with the setting that accepts it, and passes once the setting names `code`."""
+    pytester.makepyfile(codeenvelope=CODE_ENVELOPE_APP)
+    run = run_rules("codeenvelope:app", "--fastapi-rules-select=FR106")
+    (finding,) = run.findings("FR106")
+    assert finding["message"] == (
+        "error responses share one envelope, with the machine-readable code in `code`, not in "
+        "`error` (404: {code, message}; 422: {code, message}); to accept it on purpose, set the ini "
+        "key fastapi_rules_error_code_key = code"
+    ), run.output
+    named = run_rules(
+        "codeenvelope:app", "--fastapi-rules-select=FR106", "-o", "fastapi_rules_error_code_key=code"
+    )
+    assert named.outcomes("FR106") == {"app": "passed"}, named.output

@@ -816,3 +816,66 @@ async def timing_dispatch(request: Any, call_next: Any) -> Any:
 def test_auth_middleware_names(cls: type, options: dict[str, Any], expected: str | None) -> None:
     facts = SimpleNamespace(middleware=[MiddlewareFacts(cls, options)])
     assert auth_middleware(facts) == expected  # type: ignore[arg-type]
+
+
+SIGN_IN_APP = """
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.security import OAuth2PasswordBearer
+from pydantic import BaseModel
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
+
+
+class Credentials(BaseModel):
+    username: str
+
+
+class Done(BaseModel):
+    ok: bool
+
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post("/auth/signup")
+async def signup(data: Credentials) -> Done:
+    return Done(ok=True)
+
+
+@router.post("/auth/sign-in")
+async def sign_in(data: Credentials) -> Done:
+    return Done(ok=True)
+
+
+@router.delete("/items/{item_id}", status_code=204)
+async def delete_item(item_id: int, token: Annotated[str, Depends(oauth2)]) -> None:
+    return None
+
+
+app = FastAPI()
+app.include_router(router, prefix="/api/v1")
+"""
+
+
+def test_sign_in_spelling_is_public_only_when_listed(pytester: pytest.Pytester, run_rules: Any) -> None:
+    """RULES.md makes register, signup and login public: `sign-in` is another spelling a team may
+    choose, judged by default with the setting named, and public once listed."""
+    pytester.makepyfile(signinapp=SIGN_IN_APP)
+    run = run_rules("signinapp:app", "--fastapi-rules-select=FR706")
+    assert run.outcomes("FR706") == {
+        "POST /api/v1/auth/signup": "passed",
+        "POST /api/v1/auth/sign-in": "warning",
+        "DELETE /api/v1/items/{item_id}": "passed",
+    }, run.output
+    message = only(run.findings("FR706"))["message"]
+    assert message.startswith("endpoint `sign_in` changes data without a security dependency"), message
+    assert message.endswith(
+        "(a sign-in route, not spelled register, signup or login: RULES.md makes only the token "
+        "endpoint, register, signup and login public by default; if `POST /api/v1/auth/sign-in` is "
+        "public on purpose, list it in fastapi_rules_public_routes)"
+    ), message
+    pytester.makeini("[pytest]\nfastapi_rules_public_routes =\n    POST /api/v1/auth/sign-in\n")
+    listed = run_rules("signinapp:app", "--fastapi-rules-select=FR706")
+    assert listed.outcomes("FR706")["POST /api/v1/auth/sign-in"] == "passed", listed.output

@@ -302,6 +302,93 @@ def test_domain_touching_the_database_gets_one_fr305_finding(blog: Path, run_rul
     )
 
 
+CORE_ROUTES = {
+    "src/core/__init__.py": "",
+    "src/core/router.py": """
+        from fastapi import APIRouter
+        from pydantic import BaseModel
+
+        router = APIRouter()
+
+
+        class Info(BaseModel):
+            name: str
+
+
+        @router.get("/info")
+        async def get_info() -> Info:
+            return Info(name="blog")
+    """,
+    "coreapp.py": """
+        from src.core.router import router
+        from src.main import create_application
+
+        app = create_application()
+        app.include_router(router, prefix="/api/v1/core", tags=["Core"])
+    """,
+}
+
+
+def test_core_package_is_a_domain_unless_listed_as_shared_fr305(blog: Path, run_rules: Any) -> None:
+    """The rulebook's shared package is `shared/`: a `core` package with routes is a domain (here
+    one with only a router) until the team lists it in fastapi_rules_shared_packages."""
+    write(blog, CORE_ROUTES)
+    run = run_rules("coreapp:app", ALL_BUT_CHILDREN)
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [("FR305", "app")], (failing, run.output)
+    note = (
+        " (`core` is judged as a domain: the rulebook's shared package is `shared`; if `core` holds "
+        "code shared by every domain, set the ini key fastapi_rules_shared_packages = shared core)"
+    )
+    assert [f["message"] for f in run.findings("FR305")] == [
+        f"domain `src.core` has no `service.py`, `schemas.py`; it has: __init__.py, router.py{note}",
+    ]
+    listed = run_rules("coreapp:app", SELECT_OWN, "-o", "fastapi_rules_shared_packages=shared core")
+    assert listed.failing() == [], listed.output
+
+
+def _rename_posts_repository(blog: Path, name: str) -> None:
+    """The posts domain with its data access in ``<name>.py``, imports updated."""
+    posts = blog / "src" / "posts"
+    (posts / "repository.py").rename(posts / f"{name}.py")
+    for module in ("service.py", "dependencies.py"):
+        path = posts / module
+        path.write_text(path.read_text().replace("src.posts.repository", f"src.posts.{name}"))
+
+
+def test_crud_module_is_not_the_rulebooks_repository_fr305(blog: Path, run_rules: Any) -> None:
+    """The rulebook names `repository.py`: `crud.py` conforms only when the team lists it, and the
+    finding names the setting. It is still recognised as the data-access layer meanwhile."""
+    _rename_posts_repository(blog, "crud")
+    run = run_rules("src.main:app", ALL_BUT_CHILDREN)
+    failing = run.failing()
+    assert [(r["code"], r["target"]) for r in failing] == [("FR305", "app")], (failing, run.output)
+    assert [f["message"] for f in run.findings("FR305")] == [
+        "domain `src.posts` has no `repository.py` (`repository.py` because it touches the database); "
+        "it has: __init__.py, "
+        "crud.py, dependencies.py, exceptions.py, models.py, router.py, schemas.py, service.py "
+        "(`crud` is not the rulebook's name; to accept it on purpose, add the line "
+        "`repository = crud` to the ini key fastapi_rules_domain_layout)"
+    ]
+    configured = run_rules("src.main:app", SELECT_OWN, "-o", "fastapi_rules_domain_layout=repository = crud")
+    assert configured.failing() == [], configured.output
+
+
+def test_crud_module_is_still_a_repository_for_the_layer_rules(blog: Path, run_rules: Any) -> None:
+    """What a module is recognised as is not what FR305 accepts: a router importing `crud` is a
+    router reaching into the data-access layer (FR302), with or without the layout setting."""
+    _rename_posts_repository(blog, "crud")
+    router = blog / "src" / "posts" / "router.py"
+    router.write_text("from src.posts.crud import PostRepository  # noqa: F401\n" + router.read_text())
+    run = run_rules("src.main:app", "--fastapi-rules-select=FR302")
+    assert [(r["code"], r["target"]) for r in run.failing()] == [("FR302", "app")], run.output
+    assert "src.posts.crud" in only(run.findings("FR302"))["message"]
+    named = run_rules(
+        "src.main:app", "--fastapi-rules-select=FR302", "-o", "fastapi_rules_domain_layout=repository = crud"
+    )
+    assert [(r["code"], r["target"]) for r in named.failing()] == [("FR302", "app")], named.output
+
+
 def test_requests_dependency_fails_fr801(blog: Path, run_rules: Any) -> None:
     pyproject = blog / "pyproject.toml"
     pyproject.write_text(
@@ -1044,6 +1131,52 @@ def test_masked_secret_shows_at_most_three_characters_and_a_quarter() -> None:
     assert mask_secret("x" * 64) == "xxx" + "*" * 61
 
 
+SIBLING_CORE_PROJECT = {
+    "app/__init__.py": "",
+    "app/main.py": """
+        from fastapi import FastAPI
+
+        from core.config import settings
+
+        app = FastAPI(title=settings.PROJECT_NAME)
+
+
+        @app.get("/api/v1/ping", tags=["ping"])
+        async def ping() -> dict:
+            return {}
+    """,
+    "core/__init__.py": "",
+    "core/config.py": """
+        SECRET_KEY = "sibling-package-secret"
+
+
+        class Settings:
+            PROJECT_NAME = "svc"
+
+
+        settings = Settings()
+    """,
+    "core/unused.py": """
+        API_TOKEN = "never-imported-token"
+    """,
+}
+
+
+def test_a_sibling_package_the_app_imports_is_its_code_fr703(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    """`core/config.py` beside `app/`, imported as `core.config`: no endpoint lives there, yet it is
+    the app's code and its literal secret is reported. A sibling module nothing imports is not."""
+    write(pytester.path, SIBLING_CORE_PROJECT)
+    run = run_rules("app.main:app", "--fastapi-rules-select=FR703")
+    config = pytester.path / "core/config.py"
+    finding = only(run.findings("FR703"))
+    assert (where(finding), finding["message"]) == (
+        ("core/config.py", line_of(config, r"^SECRET_KEY"), 1),
+        '`SECRET_KEY` is assigned a literal secret (22 characters): `SECRET_KEY = "sib*******************"`',
+    )
+
+
 # -- the code index: what belongs to the app -----------------------------------------------------------
 
 INDEX_PROJECT = {
@@ -1101,7 +1234,10 @@ def test_domain_packages() -> None:
     assert domain_of_package("app.api.routes", options) is None  # layered: api/routes is no domain
     assert domain_of_package("app.api.v1", options) is None
     assert domain_of_package("src.shared", options) is None
-    assert domain_of_package("src.core.health", options) is None
+    # The rulebook's shared package is `shared`: `core`/`common` are domains unless listed.
+    assert domain_of_package("src.core.health", options) == "src.core.health"
+    listed = RulesOptions(app_spec="src.main:app", app_dir=Path("."), shared_packages=("shared", "core"))
+    assert domain_of_package("src.core.health", listed) is None
     custom = RulesOptions(app_spec="src.main:app", app_dir=Path("."), shared_packages=("kernel",))
     assert domain_of_package("src.core", custom) == "src.core"
     assert domain_of_package("src.kernel", custom) is None

@@ -439,13 +439,14 @@ def test_shared_packages_sub_apps_and_library_routers(pytester: pytest.Pytester,
     # FR805: Settings is cached by an unannotated lru_cache function; DbSettings lives inside it.
     assert run.outcomes("FR805") == {"app": "passed"}
 
-    # FR109: routes of a library router and of a mounted sub-app, under /api/v1 or /v2, pass.
+    # FR109: routes of a library router and of a mounted sub-app under /api/v1 pass; /v2 without
+    # /api is not the rulebook's prefix (see test_version_without_api_is_judged_unless_accepted).
     assert run.outcomes("FR109") == {
         "GET /api/v1/users": "passed",
         "POST /api/v1/users/logout": "passed",
-        "GET /v2/bad/classic": "passed",
-        "GET /v2/bad/template": "passed",
-        "GET /v2/bad/unannotated": "passed",
+        "GET /v2/bad/classic": "warning",
+        "GET /v2/bad/template": "warning",
+        "GET /v2/bad/unannotated": "warning",
         "POST /api/v1/auth/login": "passed",
         "GET /api/v1/internal/reports": "passed",
     }
@@ -806,3 +807,44 @@ def test_session_types_are_read_through_wrappers() -> None:
     assert _session_from_dependency(_get_sessions) is None
     assert _session_from_dependency(async_sessionmaker()) == "AsyncSession"
     assert _session_from_dependency(sessionmaker()) == "Session"
+
+
+BARE_VERSION_APP = """
+from fastapi import APIRouter, FastAPI
+
+router = APIRouter(tags=["Items"])
+
+
+@router.get("/items")
+async def list_items() -> list[int]:
+    return [1]
+
+
+app = FastAPI()
+app.include_router(router, prefix="/api/v2")
+app.include_router(router, prefix="/v1")
+"""
+
+
+def test_version_without_api_is_judged_unless_accepted(
+    pytester: pytest.Pytester, run_rules: RunRules
+) -> None:
+    """The rulebook's prefix is `/api/v1` (later versions alike); `/v1` alone is a team's choice:
+    judged by default, the finding naming the setting, and accepted once the setting says so."""
+    pytester.makepyfile(bareversion=BARE_VERSION_APP)
+    run = run_rules("bareversion:app", "--fastapi-rules-select=FR109")
+    assert run.outcomes("FR109") == {"GET /api/v2/items": "passed", "GET /v1/items": "warning"}
+    [finding] = run.findings("FR109")
+    assert finding["message"] == (
+        "path `/v1/items` is not under a versioned prefix (expected to match "
+        "`^/api/v[0-9]+(\\.[0-9]+)?(/|$)`); a version without `/api` is not the rulebook's "
+        "`/api/v1`: to accept it on purpose, set the ini key fastapi_rules_version_prefix = "
+        "^(/api)?/v[0-9]+(\\.[0-9]+)?(/|$)"
+    )
+    accepted = run_rules(
+        "bareversion:app",
+        "--fastapi-rules-select=FR109",
+        "-o",
+        "fastapi_rules_version_prefix=^(/api)?/v[0-9]+(\\.[0-9]+)?(/|$)",
+    )
+    assert accepted.outcomes("FR109") == {"GET /api/v2/items": "passed", "GET /v1/items": "passed"}

@@ -91,8 +91,10 @@ if TYPE_CHECKING:
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 #: Seconds one probe request may take before it counts as hung.
 REQUEST_TIMEOUT = 30.0
-READINESS_PATHS = ("/health/ready", "/health/readiness", "/ready", "/readyz", "/readiness")
-LIVENESS_PATHS = ("/health", "/healthz", "/health/live", "/livez")
+#: Liveness and readiness paths common in the wild that the rulebook does not name: FR107 probes
+#: only the configured ones (the rulebook's by default) and names these in its finding.
+READINESS_ALIASES = ("/health/readiness", "/ready", "/readyz", "/readiness")
+LIVENESS_ALIASES = ("/healthz", "/health/live", "/livez")
 UNLISTED_ORIGIN = "https://fastapi-rules-unlisted-origin.example"
 GARBAGE_TOKEN = "fastapi-rules.garbage.token"
 #: The error answers FR106 compares, each from the phase that asks for it, in the run's order: the 404
@@ -940,7 +942,7 @@ class ProbeRun:
 
     def _send_health(self) -> None:
         batch = []
-        for path in LIVENESS_PATHS + READINESS_PATHS:
+        for path in (self.options.health_path, self.options.readiness_path):
             if any(route.path == path and route.method == "GET" for route in self.facts.routes):
                 batch.append(
                     (

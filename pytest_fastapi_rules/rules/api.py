@@ -889,9 +889,13 @@ def check_create_returns_201(context: CheckContext) -> Iterator[Finding]:
                 "when it is queued)"
             ),
             location=route.location,
+            # The path names the collection, not a verb, so fastapi_rules_action_verbs cannot
+            # change this verdict: the fix names only what does.
             fix=(
-                "Declare `status_code=status.HTTP_201_CREATED`; if this POST is an action on the "
-                "collection, not a create, name its verb in `fastapi_rules_action_verbs`."
+                "Declare `status_code=status.HTTP_201_CREATED`; if this POST is an action, not a "
+                "create, give the action its own path segment (`/orders/{order_id}/cancel`, "
+                "`/orders/search`), or leave the route alone on purpose with the ini line "
+                f"`POST {route.path} = FR204` in `fastapi_rules_per_route_ignores`."
             ),
         )
         return

@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from pytest_fastapi_rules.facts import AppFacts, is_subclass
-from pytest_fastapi_rules.options import DEFAULT_DOMAIN_LAYOUT, RulesOptions
+from pytest_fastapi_rules.options import (
+    CONVENTIONAL_SHARED_PACKAGES,
+    DEFAULT_DOMAIN_LAYOUT,
+    RULEBOOK_DOMAIN_LAYOUT,
+    RulesOptions,
+)
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -60,9 +65,57 @@ def shared_packages(options: RulesOptions) -> tuple[str, ...]:
     return tuple(options.shared_packages)
 
 
+def shared_alias_note(domain: str, options: RulesOptions) -> str:
+    """For a domain named like shared code the rulebook does not name (``src.core``, ``src.common``;
+    the rulebook's is ``shared``): how to treat it as shared on purpose; empty otherwise."""
+    names = [
+        part
+        for part in domain.split(".")[1:]
+        if part in CONVENTIONAL_SHARED_PACKAGES and part not in options.shared_packages
+    ]
+    if not names:
+        return ""
+    name = names[0]
+    listed = " ".join(dict.fromkeys((*options.shared_packages, name)))
+    return (
+        f" (`{name}` is judged as a domain: the rulebook's shared package is `shared`; if `{name}` "
+        f"holds code shared by every domain, set the ini key fastapi_rules_shared_packages = {listed})"
+    )
+
+
 def domain_layout(options: RulesOptions) -> dict[str, tuple[str, ...]]:
-    """``fastapi_rules_domain_layout``: module names of each role, every role present."""
-    return {**DEFAULT_DOMAIN_LAYOUT, **options.domain_layout}
+    """What a module is *recognised* as (FR302, FR304, FR307 find repositories and services by it):
+    the wide default names and the names ``fastapi_rules_domain_layout`` adds. Never narrowed by the
+    setting: naming `crud` for FR305 must not make `repositories` invisible to the layer rules."""
+    return {
+        role: (*names, *(n for n in options.domain_layout.get(role, ()) if n not in names))
+        for role, names in DEFAULT_DOMAIN_LAYOUT.items()
+    }
+
+
+def conforming_layout(options: RulesOptions) -> dict[str, tuple[str, ...]]:
+    """What FR305 *accepts* for each role: the rulebook's name first, then the names
+    ``fastapi_rules_domain_layout`` lists; a `crud.py` conforms only when a team says so."""
+    return {
+        role: (*names, *(n for n in options.domain_layout.get(role, ()) if n not in names))
+        for role, names in RULEBOOK_DOMAIN_LAYOUT.items()
+    }
+
+
+def layout_alias_note(role: str, present: Iterable[str], options: RulesOptions) -> str:
+    """For a role filled only under a name the rulebook does not use (``crud.py`` for
+    ``repository.py``): the setting that accepts it on purpose; empty when there is none."""
+    accepted = conforming_layout(options)[role]
+    aliases = sorted(name for name in set(present) & set(DEFAULT_DOMAIN_LAYOUT[role]) if name not in accepted)
+    if not aliases:
+        return ""
+    listed = ", ".join(f"`{name}`" for name in aliases)
+    # A line replaces the role's earlier names in the setting: keep those the team listed already.
+    line = " ".join((*options.domain_layout.get(role, ()), *aliases))
+    return (
+        f" ({listed} is not the rulebook's name; to accept it on purpose, add the line "
+        f"`{role} = {line}` to the ini key fastapi_rules_domain_layout)"
+    )
 
 
 def _index(context: CheckContext) -> SourceIndex:
@@ -663,7 +716,7 @@ def check_no_cross_domain_repository(context: CheckContext) -> Iterator[Finding]
                 continue
             yield Finding(
                 message=f"domain `{home}` imports the repository of domain `{other}` in "
-                f"`{module.name}`: {_quote(module, item.node)}",
+                f"`{module.name}`: {_quote(module, item.node)}{shared_alias_note(other, options)}",
                 location=module.location(item.node),
             )
 
@@ -695,7 +748,9 @@ def _imports_repository(
         "Every domain is a self-contained module with all its layers: readers find the same file "
         "for the same concern in every domain, and layers cannot collapse into the router."
     ),
-    fix="Add the missing module to the domain package (a package of the same name also counts).",
+    fix="Add the missing module to the domain package (a package of the same name also counts); "
+    "a team that names a role otherwise on purpose (`crud.py`, `routes.py`) lists the name in "
+    "`fastapi_rules_domain_layout`.",
     bad_example="src/tags/\n    router.py        # routes, schemas and queries all in one file",
     good_example="src/tags/\n    router.py\n    service.py\n    schemas.py\n    repository.py\n    models.py",
 )
@@ -706,7 +761,7 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
     facts, options = context.facts, context.options
     index = _index(context)
     domains = _two_domains(context, index)
-    layout = domain_layout(options)
+    layout = conforming_layout(options)
     members: dict[str, list[SourceModule]] = {}
     for module in index:
         owner = owner_domain(module.name, domains)
@@ -729,8 +784,10 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
         database = [f"`{_role_file(layout, role)}`" for role in missing if role in ("repository", "models")]
         why = f" ({' and '.join(database)} because it touches the database)" if database else ""
         folder = Path(facts.relative(directory)).as_posix() + "/"
+        notes = "".join(dict.fromkeys(layout_alias_note(role, present, options) for role in missing))
         yield Finding(
-            message=f"domain `{domain}` has no {', '.join(files)}{why}; it has: {has or 'no modules'}",
+            message=f"domain `{domain}` has no {', '.join(files)}{why}; it has: {has or 'no modules'}"
+            f"{notes}{shared_alias_note(domain, options)}",
             location=Location(file=anchor.display, line=1, column=1),
             fix=f"Add {_and(files)} to `{folder}` (a package of the same name also counts).",
         )

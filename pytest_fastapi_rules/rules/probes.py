@@ -451,7 +451,8 @@ _MACHINE_CODE = re.compile(r"^[a-z][a-z0-9]*([_.-][a-z0-9]+)*$")
     scope=Scope.APP,
     basis=Basis.PROBE,
     section="main.py template, shared/exceptions.py template",
-    summary="Error responses (404, 422, 401) share one JSON envelope with a machine-readable code.",
+    summary="Error responses (404, 422, 401) share one JSON envelope with a machine-readable code "
+    "in `error`, as the rulebook's (another key through `fastapi_rules_error_code_key`).",
     rationale=(
         'Clients handle errors by one shape: `{"error": "user_not_found", "message": ...}`. '
         'FastAPI\'s defaults answer `{"detail": "Not Found"}` for one error and a list for another.'
@@ -499,9 +500,19 @@ def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
         for key in sorted(shared)
         if all(isinstance(body.get(key), str) and _MACHINE_CODE.match(body[key]) for body in bodies.values())
     ]
-    if coded:
-        return
     shapes = "; ".join(f"{status}: {{{', '.join(sorted(body))}}}" for status, body in sorted(bodies.items()))
+    key = context.options.error_code_key
+    if key in coded:
+        return
+    if coded:
+        # One envelope, but its code under another key than the rulebook's: a team's choice to
+        # make on purpose, not a default.
+        yield Finding(
+            message=f"error responses share one envelope, with the machine-readable code in "
+            f"`{coded[0]}`, not in `{key}` ({shapes}); to accept it on purpose, set the ini key "
+            f"fastapi_rules_error_code_key = {coded[0]}"
+        )
+        return
     what = (
         "share no key"
         if not shared
@@ -520,7 +531,8 @@ def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
     scope=Scope.APP,
     basis=Basis.PROBE,
     section="main.py template",
-    summary="`GET /health` answers 200 JSON; a readiness route answers 200 and reaches the database.",
+    summary="`GET /health` answers 200 JSON; `GET /health/ready` answers 200 and reaches the database "
+    "(other paths through `fastapi_rules_health_path` and `fastapi_rules_readiness_path`).",
     rationale=(
         "Load balancers and Kubernetes need a liveness route that answers without dependencies and a "
         "readiness route that fails when the database is down; a readiness check that never touches "
@@ -537,14 +549,18 @@ def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
     ),
 )
 def check_health_endpoints(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.runner import LIVENESS_PATHS, READINESS_PATHS
+    from pytest_fastapi_rules.probing.runner import LIVENESS_ALIASES, READINESS_ALIASES
 
+    options = context.options
     results = _probe(context, "FR107")
     health = results.in_phase("health")
-    liveness = [e for e in health if e.request.path in LIVENESS_PATHS]
-    readiness = [e for e in health if e.request.path in READINESS_PATHS]
+    liveness = [e for e in health if e.request.path == options.health_path]
+    readiness = [e for e in health if e.request.path == options.readiness_path]
     if not liveness:
-        yield Finding(message="the app has no `GET /health` route")
+        yield Finding(
+            message=f"the app has no `GET {options.health_path}` route"
+            + _health_alias_note(context.facts, LIVENESS_ALIASES, "fastapi_rules_health_path")
+        )
     else:
         first = liveness[0]
         if not first.ok or not first.is_json:
@@ -554,7 +570,10 @@ def check_health_endpoints(context: CheckContext) -> Iterator[Finding]:
                 location=_route_location_of(context.facts, first.target),
             )
     if not readiness:
-        yield Finding(message=f"the app has no readiness route ({', '.join(READINESS_PATHS[:3])})")
+        yield Finding(
+            message=f"the app has no readiness route (`GET {options.readiness_path}`)"
+            + _health_alias_note(context.facts, READINESS_ALIASES, "fastapi_rules_readiness_path")
+        )
         return
     ready = readiness[0]
     location = _route_location_of(context.facts, ready.target)
@@ -566,6 +585,18 @@ def check_health_endpoints(context: CheckContext) -> Iterator[Finding]:
             "check that the database is reachable",
             location=location,
         )
+
+
+def _health_alias_note(facts: AppFacts, aliases: tuple[str, ...], setting: str) -> str:
+    """When the app serves a health route under a name the rulebook does not use (``/readyz``):
+    the setting that makes FR107 probe it on purpose; empty otherwise."""
+    served = [path for path in aliases if any(r.method == "GET" and r.path == path for r in facts.routes)]
+    if not served:
+        return ""
+    return (
+        f"; it has `GET {served[0]}`, not the rulebook's path: to probe that one on purpose, set "
+        f"the ini key {setting} = {served[0]}"
+    )
 
 
 def _route_location_of(facts: AppFacts, target: str) -> Location | None:
@@ -636,7 +667,7 @@ def check_delete_returns_204(context: CheckContext) -> Iterator[Finding]:
     bad_example=(
         "@app.exception_handler(RequestValidationError)\nasync def handler(request, exc):\n"
         "    body = await request.json()  # raises on malformed JSON: 500\n\n"
-        "@router.get(\"/{item_id}\")\nasync def get_item(item_id: str):\n"
+        '@router.get("/{item_id}")\nasync def get_item(item_id: str):\n'
         "    return await service.get(int(item_id))  # 'abc' -> ValueError: 500"
     ),
     good_example=(

@@ -379,6 +379,9 @@ ACCOUNT_FLOW_SEGMENTS = (
     "verify-email", "request-verify-token", "refresh-token",
 )  # fmt: skip
 _PUBLIC_SEGMENTS = frozenset(s.replace("_", "-") for s in DEFAULT_PUBLIC_WRITE_SUFFIXES)
+#: Other spellings of sign-up and login (``/sign-in``, ``/log-in``): common, not RULES.md's words.
+#: Judged like any write; a finding on one says how to make it public on purpose.
+SIGN_IN_VARIANTS = frozenset({"sign-up", "signin", "sign-in", "log-in", "logon", "log-on"})
 _ACCOUNT_FLOW_SEGMENTS = frozenset(ACCOUNT_FLOW_SEGMENTS)
 
 
@@ -419,6 +422,8 @@ def _account_flow(route: RouteFacts) -> str | None:
     last = _last_literal_segment(route.path)
     if last in _ACCOUNT_FLOW_SEGMENTS:
         return f"a {last} route"
+    if last in SIGN_IN_VARIANTS:
+        return f"a {last} route, not spelled register, signup or login"
     if last == "refresh" and _is_token_refresh(route):
         return "a token refresh route"
     return None

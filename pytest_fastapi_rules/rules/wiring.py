@@ -15,6 +15,7 @@ from starlette.routing import Mount, Router
 
 from pytest_fastapi_rules.compat import iter_effective_routes
 from pytest_fastapi_rules.facts import AppFacts, RouteFacts, unwrap_callable
+from pytest_fastapi_rules.options import BARE_VERSION_PREFIX, DEFAULT_VERSION_PREFIX
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -549,9 +550,16 @@ def check_versioned_prefix_and_tags(context: CheckContext) -> Iterator[Finding]:
     # A deployment prefix (``root_path``, set for a proxy) is not part of the API's paths: the
     # route's own path decides; the served one counts too when the version lives in the prefix.
     if not pattern.search(route.path) and not pattern.search(served):
+        bare = re.compile(BARE_VERSION_PREFIX)
+        note = (
+            "; a version without `/api` is not the rulebook's `/api/v1`: to accept it on purpose, "
+            f"set the ini key fastapi_rules_version_prefix = {BARE_VERSION_PREFIX}"
+            if pattern.pattern == DEFAULT_VERSION_PREFIX and (bare.search(route.path) or bare.search(served))
+            else ""
+        )
         yield Finding(
             message=f"path `{route.path}` is not under a versioned prefix (expected to match "
-            f"`{pattern.pattern}`)",
+            f"`{pattern.pattern}`){note}",
             location=route.location,
         )
     if not route.tags:

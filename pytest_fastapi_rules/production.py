@@ -68,10 +68,12 @@ def declared_docs_paths(app: Any, prefix: str = "", depth: int = 0) -> dict[str,
     ``redoc_url`` and ``openapi_url``, and those of FastAPI apps mounted in it, under their mount
     path (dispatch serves its API, docs included, as a sub-app at ``/api/v1``)."""
     found: dict[str, str] = {}
-    for attribute, kind in (("docs_url", "docs"), ("redoc_url", "redoc"), ("openapi_url", "openapi")):
-        value = getattr(app, attribute, None)
-        if isinstance(value, str) and value:
-            found[prefix + value] = kind
+    # FastAPI serves the docs pages only with a schema to show: `openapi_url=""` turns all off.
+    if getattr(app, "openapi_url", None):
+        for attribute, kind in (("docs_url", "docs"), ("redoc_url", "redoc"), ("openapi_url", "openapi")):
+            value = getattr(app, attribute, None)
+            if isinstance(value, str) and value:
+                found[prefix + value] = kind
     if depth < 3:
         for route in list(getattr(app, "routes", None) or []):
             inner = getattr(route, "app", None)

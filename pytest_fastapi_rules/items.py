@@ -228,6 +228,11 @@ class RuleItem(pytest.Item):
         return fingerprint(self.rule.code, self.target, finding)
 
     def runtest(self) -> None:
+        """Check the rule; the plugin's work is kept out of the user's coverage (``coexistence``)."""
+        with self.state.coverage_paused():
+            self._runtest()
+
+    def _runtest(self) -> None:
         if self.internal_error is not None:
             raise PluginInternalError(self.rule, self.internal_error)
         if self.skip_reason:

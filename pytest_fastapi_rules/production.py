@@ -380,6 +380,7 @@ def _start_for(facts: AppFacts, options: RulesOptions, env: dict[str, str]) -> C
         factory_paths=options.session_factory_paths,
         startup_timeout=options.startup_timeout,
         db_url=options.db_url,
+        count_coverage=options.count_coverage,
     )
 
 
@@ -465,11 +466,13 @@ def start_child(
     startup_timeout: float = 30.0,
     timeout: float | None = None,
     db_url: str | None = None,
+    count_coverage: bool = False,
 ) -> ChildProcess:
     """Start the child process that imports and starts the app with ``env`` set (see the module).
 
     ``timeout`` bounds the whole child (import, startup, probes, shutdown); by default
-    :data:`CHILD_TIMEOUT`, or more when the app's own startup timeout is long.
+    :data:`CHILD_TIMEOUT`, or more when the app's own startup timeout is long. ``count_coverage``:
+    let pytest-cov/coverage.py measure the child (``fastapi_rules_count_coverage``).
     """
     args = ["--app", spec, "--app-dir", str(app_dir), "--startup-timeout", str(startup_timeout)]
     for path in engine_paths:
@@ -484,7 +487,7 @@ def start_child(
     if db_url:
         # In the environment, not on the command line: the URL may carry a password.
         child_env[DB_URL_ENV] = db_url
-    return ChildProcess("pytest_fastapi_rules.production", args, child_env, timeout)
+    return ChildProcess("pytest_fastapi_rules.production", args, child_env, timeout, count_coverage)
 
 
 def read_child(

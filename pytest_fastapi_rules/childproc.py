@@ -11,6 +11,7 @@ the background, and a child that fills a pipe's buffer would hang until its time
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -123,3 +124,14 @@ def stop_unfinished() -> None:
     for child in list(_UNFINISHED):
         child.stop()
 
+
+def wait_unfinished() -> None:
+    """Wait for every child started and not yet read, keeping how each ended for its rule.
+
+    Called before a rule item's timed phases (see ``RuleItem.prepare_shared_work``): the time the
+    children take is the session's shared work, not the item's that happens to read them first.
+    """
+    for child in list(_UNFINISHED):
+        # A timeout is remembered: the rule that reads the child reports it.
+        with contextlib.suppress(ChildTimeout):
+            child.output()

@@ -462,6 +462,39 @@ class RuleItem(pytest.Item):
             return "skipped"
         return "error"
 
+    def describe_outcome(self, data: dict[str, Any]) -> None:
+        """Carry this run's outcome where other reporters look: user properties (JUnit XML's
+        ``<property>``) and, for warned and baselined items, a report section with the findings.
+
+        JUnit XML and pytest-html know only pytest's outcomes, so a warned or baselined item would
+        read as a plain pass. pytest writes the properties from the teardown report, which copies
+        the item's, so they are set on the item; a rerun (pytest-rerunfailures) replaces them.
+        The section is the call's "stdout", the one both show (JUnit XML as ``<system-out>`` with
+        ``junit_logging = system-out``; pytest-html in the test's log).
+        """
+        properties = [
+            ("fastapi_rules_outcome", data["outcome"]),
+            ("fastapi_rules_message", data["message"]),
+        ]
+        names = {name for name, _ in properties}
+        self.user_properties[:] = [p for p in self.user_properties if p[0] not in names] + properties
+        if data["outcome"] in ("warning", "baselined") and self.findings:
+            self._report_sections[:] = [
+                section for section in self._report_sections if section[:2] != ("call", "stdout")
+            ]
+            self.add_report_section("call", "stdout", self.findings_text(data["outcome"]))
+
+    def findings_text(self, outcome: str) -> str:
+        """Every finding of the item, new and baselined, for reporters that show item output."""
+        lines = [f"fastapi-rules: {outcome}: {self.headline()}"]
+        for finding in self.findings:
+            where = f"{finding.location}: " if finding.location else ""
+            kind = "baselined" if finding in self.baselined else self.finding_severity(finding).value
+            target = finding.target or self.target
+            lines.append(f"  {where}{self.rule.code} [{kind}] {target}: {finding.message}")
+            lines.append(f"    fix: {finding.fix or self.rule.fix}")
+        return "\n".join(lines) + "\n"
+
     def report_data(self, excinfo: ExceptionInfo[BaseException] | None) -> dict[str, Any]:
         """This item's result as plain data: the JSON report entry, carried on the test report."""
         outcome = self.outcome_kind(excinfo)

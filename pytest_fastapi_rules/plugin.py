@@ -223,14 +223,21 @@ def _quiet() -> Any:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    data = None
+    if (
+        _state(item.config) is not None
+        and isinstance(item, _items().RuleItem)
+        and (call.when == "call" or call.excinfo is not None)
+    ):
+        data = item.report_data(call.excinfo)
+        # Before the report is made: it copies the item's properties and sections.
+        item.describe_outcome(data)
     report = yield
-    if _state(item.config) is None:
-        return report
-    if isinstance(item, _items().RuleItem) and (call.when == "call" or call.excinfo is not None):
-        setattr(report, REPORT_ATTRIBUTE, item.report_data(call.excinfo))
+    if data is not None:
+        setattr(report, REPORT_ATTRIBUTE, data)
         if report.skipped and isinstance(report.longrepr, tuple):
             # Point "SKIPPED [1] file:line: reason" at the route or the app, not at the plugin.
-            path, line = item.skip_location()
+            path, line = item.skip_location()  # type: ignore[attr-defined]
             report.longrepr = (path, line, report.longrepr[2])
     return report
 

@@ -11,6 +11,7 @@ the background, and a child that fills a pipe's buffer would hang until its time
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from typing import IO
+
+from pytest_fastapi_rules.coexistence import without_coverage_env
 
 #: The parent's ``sys.path``, so that the child imports exactly what the parent imported.
 SYS_PATH_ENV = "PYTEST_FASTAPI_RULES_SYS_PATH"
@@ -46,17 +49,25 @@ class ChildTimeout(Exception):
 class ChildProcess:
     """``python -m <module> <args>`` with ``env`` added to this process's environment, running now.
 
+    The variables through which pytest-cov and coverage.py measure subprocesses are left out unless
+    ``count_coverage`` (``fastapi_rules_count_coverage``): the child is the plugin's work.
+
     ``timeout`` counts from the start: a child started early is not given longer for having been
     awaited late. :meth:`output` waits for it and is safe to call more than once.
     """
 
-    def __init__(self, module: str, args: list[str], env: dict[str, str], timeout: float) -> None:
+    def __init__(
+        self, module: str, args: list[str], env: dict[str, str], timeout: float, count_coverage: bool = False
+    ) -> None:
         self.timeout = timeout
         self._deadline = time.monotonic() + timeout
         # Closed by _close_files once the child has ended, not at the end of a block.
         self._stdout: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         child_env = {**os.environ, **env, SYS_PATH_ENV: os.pathsep.join(p for p in sys.path if p)}
+        if not count_coverage:
+            # The child is the plugin's work: pytest-cov/coverage.py must not measure it (coexistence).
+            child_env = without_coverage_env(child_env)
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
@@ -112,3 +123,15 @@ def stop_unfinished() -> None:
     """Kill every child nobody waited for (a run stopped by ``-x``, or a rule that was not reached)."""
     for child in list(_UNFINISHED):
         child.stop()
+
+
+def wait_unfinished() -> None:
+    """Wait for every child started and not yet read, keeping how each ended for its rule.
+
+    Called before a rule item's timed phases (see ``RuleItem.prepare_shared_work``): the time the
+    children take is the session's shared work, not the item's that happens to read them first.
+    """
+    for child in list(_UNFINISHED):
+        # A timeout is remembered: the rule that reads the child reports it.
+        with contextlib.suppress(ChildTimeout):
+            child.output()

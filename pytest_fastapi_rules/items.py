@@ -230,7 +230,54 @@ class RuleItem(pytest.Item):
     def fingerprint(self, finding: Finding) -> str:
         return fingerprint(self.rule.code, self.target, finding)
 
+    def prepare_shared_work(self) -> None:
+        """Do, before this item's timed phases, the session's shared work it would otherwise do
+        first: start the production-mode children, start the lifespan, run (this shard of) the probe
+        run, and wait for the children this rule reads.
+
+        Called outside pytest-timeout's per-item timer (``plugin.pytest_runtest_protocol``): a
+        ``--timeout`` then limits what the item itself does, instead of charging whichever item
+        runs first (FR102) with the whole session's work. Every failure here is remembered by the
+        step that failed and reported by :meth:`runtest`, which goes through the same steps, so
+        nothing is raised here.
+        """
+        if self.internal_error is not None or self.skip_reason:
+            return
+        state = self.state
+        try:
+            facts = state.facts()
+        except Exception:  # noqa: BLE001 - runtest reports it
+            return
+        options = state.options
+        rule = self.rule
+        if rule.runs_with_probes and not state.background_started and self._in_first_shard(options):
+            self._start_background_work(facts)
+        if rule.needs_running_app or rule.uses_probes:
+            with contextlib.suppress(Exception):
+                facts.runtime_facts(
+                    options.engine_paths,
+                    options.session_factory_paths,
+                    options.db_url,
+                    options.sources.get("fastapi_rules_db_url"),
+                )
+        if rule.uses_probes:
+            from pytest_fastapi_rules.probing.runner import probe_results
+            from pytest_fastapi_rules.probing.shards import Shard
+
+            target = self.route.target if self.route is not None else None
+            with contextlib.suppress(Exception):
+                probe_results(facts, options, Shard.of(target, options.probe_shards))
+        if rule.background is not None:
+            from pytest_fastapi_rules.childproc import wait_unfinished
+
+            wait_unfinished()
+
     def runtest(self) -> None:
+        """Check the rule; the plugin's work is kept out of the user's coverage (``coexistence``)."""
+        with self.state.coverage_paused():
+            self._runtest()
+
+    def _runtest(self) -> None:
         if self.internal_error is not None:
             raise PluginInternalError(self.rule, self.internal_error)
         if self.skip_reason:
@@ -435,6 +482,39 @@ class RuleItem(pytest.Item):
             return "skipped"
         return "error"
 
+    def describe_outcome(self, data: dict[str, Any]) -> None:
+        """Carry this run's outcome where other reporters look: user properties (JUnit XML's
+        ``<property>``) and, for warned and baselined items, a report section with the findings.
+
+        JUnit XML and pytest-html know only pytest's outcomes, so a warned or baselined item would
+        read as a plain pass. pytest writes the properties from the teardown report, which copies
+        the item's, so they are set on the item; a rerun (pytest-rerunfailures) replaces them.
+        The section is the call's "stdout", the one both show (JUnit XML as ``<system-out>`` with
+        ``junit_logging = system-out``; pytest-html in the test's log).
+        """
+        properties = [
+            ("fastapi_rules_outcome", data["outcome"]),
+            ("fastapi_rules_message", data["message"]),
+        ]
+        names = {name for name, _ in properties}
+        self.user_properties[:] = [p for p in self.user_properties if p[0] not in names] + properties
+        if data["outcome"] in ("warning", "baselined") and self.findings:
+            self._report_sections[:] = [
+                section for section in self._report_sections if section[:2] != ("call", "stdout")
+            ]
+            self.add_report_section("call", "stdout", self.findings_text(data["outcome"]))
+
+    def findings_text(self, outcome: str) -> str:
+        """Every finding of the item, new and baselined, for reporters that show item output."""
+        lines = [f"fastapi-rules: {outcome}: {self.headline()}"]
+        for finding in self.findings:
+            where = f"{finding.location}: " if finding.location else ""
+            kind = "baselined" if finding in self.baselined else self.finding_severity(finding).value
+            target = finding.target or self.target
+            lines.append(f"  {where}{self.rule.code} [{kind}] {target}: {finding.message}")
+            lines.append(f"    fix: {finding.fix or self.rule.fix}")
+        return "\n".join(lines) + "\n"
+
     def report_data(self, excinfo: ExceptionInfo[BaseException] | None) -> dict[str, Any]:
         """This item's result as plain data: the JSON report entry, carried on the test report."""
         outcome = self.outcome_kind(excinfo)
@@ -442,6 +522,10 @@ class RuleItem(pytest.Item):
             message = self.headline()
         elif outcome == "skipped" and excinfo is not None:
             message = str(getattr(excinfo.value, "msg", excinfo.value))
+        elif excinfo is not None and excinfo.errisinstance(pytest.fail.Exception):
+            # pytest.fail() from another plugin (pytest-timeout's "Timeout (>1.0s)"): its message,
+            # not the first line of a traceback.
+            message = f"Failed: {getattr(excinfo.value, 'msg', excinfo.value)}"
         elif excinfo is not None:
             message = str(self.repr_failure(excinfo)).splitlines()[0]
         else:

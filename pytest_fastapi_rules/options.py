@@ -107,6 +107,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="Fail the run on warnings too, not only on errors.",
     )
     group.addoption(
+        "--fastapi-rules-count-coverage",
+        dest="fastapi_rules_count_coverage",
+        action="store_true",
+        default=None,
+        help="Let the plugin's own work (lifespan, probes, requests, child processes) count toward "
+        "the coverage of the run (pytest-cov, coverage.py). Default: only importing the app counts.",
+    )
+    group.addoption(
         "--fastapi-rules-list",
         dest="fastapi_rules_list",
         action="store_true",
@@ -201,6 +209,12 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("fastapi_rules_select", "Rule codes or prefixes to run.", type="args", default=[])
     parser.addini("fastapi_rules_ignore", "Rule codes or prefixes to skip.", type="args", default=[])
     parser.addini("fastapi_rules_strict", "Fail the run on warnings too.", type="bool", default=False)
+    parser.addini(
+        "fastapi_rules_count_coverage",
+        "Let the plugin's own work count toward the run's coverage (default: only the app's import).",
+        type="bool",
+        default=False,
+    )
     parser.addini(
         "fastapi_rules_github_annotations",
         "Print findings as GitHub Actions workflow commands: true or false (default: true only "
@@ -403,6 +417,8 @@ class RulesOptions:
     strict: bool = False
     #: Print findings as GitHub Actions workflow commands (``::error file=...``).
     github_annotations: bool = False
+    #: Let the plugin's lifespan, probes, requests and children count toward the user's coverage.
+    count_coverage: bool = False
     per_route_ignores: tuple[RouteIgnore, ...] = ()
     severity_overrides: dict[str, Severity] = field(default_factory=dict)
     json_path: Path | None = None
@@ -754,6 +770,11 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         # pytest's own message does not say which key it is about.
         raise OptionsError(f"fastapi_rules_strict: {exc}; use true or false.") from None
     strict = bool(strict_cli) or strict_ini
+    try:
+        count_coverage_ini = bool(config.getini("fastapi_rules_count_coverage"))
+    except (ValueError, pytest.UsageError) as exc:
+        raise OptionsError(f"fastapi_rules_count_coverage: {exc}; use true or false.") from None
+    count_coverage = bool(config.getoption("fastapi_rules_count_coverage")) or count_coverage_ini
     github_annotations = _github_annotations(
         config.getoption("fastapi_rules_github_annotations"),
         config.getini("fastapi_rules_github_annotations"),
@@ -820,6 +841,7 @@ def resolve_options(config: pytest.Config) -> RulesOptions:
         ignore=ignore,
         strict=strict,
         github_annotations=github_annotations,
+        count_coverage=count_coverage,
         db_url=str(db_url_value).strip() if db_url_value else None,
         query_budget=_parse_budget(config.getini("fastapi_rules_query_budget"), "fastapi_rules_query_budget"),
         query_budgets=_parse_query_budgets(config.getini("fastapi_rules_query_budgets")),

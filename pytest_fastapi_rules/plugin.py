@@ -189,16 +189,57 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, Any]:
+    """Do the session's shared work (children, lifespan, probe run) before the item's protocol.
+
+    ``tryfirst`` puts this wrapper outside pytest-timeout's, whose timer covers the protocol: a
+    ``--timeout`` then times each rule item's own work, not the whole session's work charged to
+    whichever item comes first. The shared work keeps its own bounds (the startup and request
+    timeouts, the children's deadlines). The same holds for stopping the lifespan after the last
+    rule item.
+    """
+    state = _state(item.config)
+    if state is None:
+        return (yield)
+    rule_item = _items().RuleItem
+    if isinstance(item, rule_item):
+        with state.coverage_paused(), _quiet():
+            item.prepare_shared_work()
+    result = yield
+    if isinstance(item, rule_item) and not isinstance(nextitem, rule_item):
+        # Once no rule item follows, the user's own tests get the app back (the lifespan stops),
+        # outside the last item's timer too.
+        with _quiet():
+            state.stop_app()
+    return result
+
+
+def _quiet() -> Any:
+    """What the app prints during the shared work stays out of the terminal: outside the item's
+    phases pytest's capture is suspended (during an item, its capture would hold it)."""
+    from pytest_fastapi_rules.tracebacks import captured_output
+
+    return captured_output()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    data = None
+    if (
+        _state(item.config) is not None
+        and isinstance(item, _items().RuleItem)
+        and (call.when == "call" or call.excinfo is not None)
+    ):
+        data = item.report_data(call.excinfo)
+        # Before the report is made: it copies the item's properties and sections.
+        item.describe_outcome(data)
     report = yield
-    if _state(item.config) is None:
-        return report
-    if isinstance(item, _items().RuleItem) and (call.when == "call" or call.excinfo is not None):
-        setattr(report, REPORT_ATTRIBUTE, item.report_data(call.excinfo))
+    if data is not None:
+        setattr(report, REPORT_ATTRIBUTE, data)
         if report.skipped and isinstance(report.longrepr, tuple):
             # Point "SKIPPED [1] file:line: reason" at the route or the app, not at the plugin.
-            path, line = item.skip_location()
+            path, line = item.skip_location()  # type: ignore[attr-defined]
             report.longrepr = (path, line, report.longrepr[2])
     return report
 
@@ -216,17 +257,6 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     if data["outcome"] == "error" and report.failed:
         return "error", "E", "ERROR"
     return None
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Stop the app's lifespan once no rule item follows, so the user's own tests get it back."""
-    state = _state(item.config)
-    if state is None:
-        return
-    rule_item = _items().RuleItem
-    if isinstance(item, rule_item) and not isinstance(nextitem, rule_item):
-        state.stop_app()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

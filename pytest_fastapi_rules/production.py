@@ -421,6 +421,7 @@ def _start_for(facts: AppFacts, options: RulesOptions, env: dict[str, str]) -> C
         startup_timeout=options.startup_timeout,
         db_url=options.db_url,
         docs_paths=declared_docs_paths(facts.app),
+        count_coverage=options.count_coverage,
     )
 
 
@@ -507,11 +508,13 @@ def start_child(
     timeout: float | None = None,
     db_url: str | None = None,
     docs_paths: dict[str, str] | None = None,
+    count_coverage: bool = False,
 ) -> ChildProcess:
     """Start the child process that imports and starts the app with ``env`` set (see the module).
 
     ``timeout`` bounds the whole child (import, startup, probes, shutdown); by default
-    :data:`CHILD_TIMEOUT`, or more when the app's own startup timeout is long.
+    :data:`CHILD_TIMEOUT`, or more when the app's own startup timeout is long. ``count_coverage``:
+    let pytest-cov/coverage.py measure the child (``fastapi_rules_count_coverage``).
     """
     args = ["--app", spec, "--app-dir", str(app_dir), "--startup-timeout", str(startup_timeout)]
     for path in engine_paths:
@@ -528,7 +531,7 @@ def start_child(
     if db_url:
         # In the environment, not on the command line: the URL may carry a password.
         child_env[DB_URL_ENV] = db_url
-    return ChildProcess("pytest_fastapi_rules.production", args, child_env, timeout)
+    return ChildProcess("pytest_fastapi_rules.production", args, child_env, timeout, count_coverage)
 
 
 def read_child(

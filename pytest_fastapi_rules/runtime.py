@@ -213,6 +213,23 @@ class AppRuntime:
             self._replace_loop(loop_thread)
             raise
 
+    def call_on_loop(self, function: Callable[[], None], wait: float = 1.0) -> None:
+        """Run ``function`` on the loop thread, if there is one, and wait for it at most ``wait``
+        seconds (a blocked loop must not block the caller); see ``coexistence.coverage_paused``."""
+        loop_thread = self._loop_thread
+        if loop_thread is None or not loop_thread.alive or loop_thread.loop.is_closed():
+            return
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                function()
+            finally:
+                done.set()
+
+        loop_thread.loop.call_soon_threadsafe(call)
+        done.wait(wait)
+
     def _ensure_loop(self) -> _LoopThread:
         if self._loop_thread is None:
             self._loop_thread = _LoopThread()

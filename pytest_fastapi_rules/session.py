@@ -6,7 +6,9 @@ lazily, at collection, and only once; facts are gathered once and shared by ever
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -71,7 +73,19 @@ class RulesSession:
     def stop_app(self) -> None:
         """Stop the app's lifespan (it is started again if another item needs it)."""
         if self._runtime is not None:
-            self._runtime.stop()
+            with self.coverage_paused():
+                self._runtime.stop()
+
+    def coverage_paused(self) -> contextlib.AbstractContextManager[None]:
+        """The plugin's own work, kept out of the user's coverage unless ``fastapi_rules_count_coverage``
+        (see ``coexistence``)."""
+        from pytest_fastapi_rules.coexistence import coverage_paused
+
+        return coverage_paused(self.config, self.options.count_coverage, self._call_on_loop)
+
+    def _call_on_loop(self, function: Callable[[], None]) -> None:
+        if self._runtime is not None:
+            self._runtime.call_on_loop(function)
 
     def _watch_sigterm(self) -> None:
         """Turn SIGTERM (a CI job's timeout, ``kill``) into an interruption, like Ctrl-C.
@@ -107,7 +121,8 @@ class RulesSession:
 
             stop_unfinished()
         if self._runtime is not None:
-            self._runtime.close()
+            with self.coverage_paused():
+                self._runtime.close()
             self._runtime = None
         added = [entry for entry in sys.path if entry not in self._sys_path_before]
         for entry in added:

@@ -68,12 +68,19 @@ def test_junit_xml_carries_code_name_severity_and_target(pytester: pytest.Pytest
     )
     cases = ET.parse(xml_path).getroot().iter("testcase")
     properties = [{p.get("name"): p.get("value") for p in case.iter("property")} for case in cases]
-    assert {
-        "fastapi_rule_code": "FR201",
-        "fastapi_rule_name": "async-endpoint",
-        "fastapi_rule_severity": "error",
-        "fastapi_rule_target": "GET /api/v1/users",
-    } in properties
+    users = [p for p in properties if p.get("fastapi_rule_target") == "GET /api/v1/users"]
+    assert users == [
+        {
+            "fastapi_rule_code": "FR201",
+            "fastapi_rule_name": "async-endpoint",
+            "fastapi_rule_severity": "error",
+            "fastapi_rule_target": "GET /api/v1/users",
+            # What the item's outcome was, and why (tests/test_coexistence.py for warnings).
+            "fastapi_rules_outcome": "failed",
+            "fastapi_rules_message": users[0].get("fastapi_rules_message"),
+        }
+    ]
+    assert "is a sync `def`" in str(users[0]["fastapi_rules_message"])
 
 
 def test_github_annotations_point_at_the_code(

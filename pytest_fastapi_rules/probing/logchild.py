@@ -95,7 +95,7 @@ def _production_env(facts: AppFacts, options: RulesOptions) -> dict[str, str]:
 def _start_child(spec: str, app_dir: Path, env: dict[str, str], options: RulesOptions) -> ChildProcess:
     args = ["--app", spec, "--app-dir", str(app_dir), "--startup-timeout", str(options.startup_timeout)]
     timeout = max(60.0, options.startup_timeout * 2 + 10)
-    return ChildProcess("pytest_fastapi_rules.probing.logchild", args, env, timeout)
+    return ChildProcess("pytest_fastapi_rules.probing.logchild", args, env, timeout, options.count_coverage)
 
 
 def _read_child(child: ChildProcess, env: dict[str, str]) -> LoggingFacts:

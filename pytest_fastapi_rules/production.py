@@ -420,7 +420,7 @@ def _start_for(facts: AppFacts, options: RulesOptions, env: dict[str, str]) -> C
         factory_paths=options.session_factory_paths,
         startup_timeout=options.startup_timeout,
         db_url=options.db_url,
-        docs_paths=declared_docs_paths(facts.app),
+        docs_paths=declared_docs_paths(getattr(facts, "app", None)),
         count_coverage=options.count_coverage,
     )
 

@@ -99,8 +99,8 @@ class IsolatedApp:
             overrides.update(self._overrides)
 
 
-class SyncClient:
-    """An ``httpx.Client``-like client whose requests run on the app's loop."""
+class _Client:
+    """What both clients share: the isolated app's client and its settings."""
 
     def __init__(self, isolated: IsolatedApp) -> None:
         self._isolated = isolated
@@ -118,6 +118,10 @@ class SyncClient:
     @property
     def cookies(self) -> httpx.Cookies:
         return self._client.cookies
+
+
+class SyncClient(_Client):
+    """An ``httpx.Client``-like client whose requests run on the app's loop."""
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return self._isolated.run(self._client.request(method, url, **kwargs))
@@ -128,25 +132,8 @@ class SyncClient:
         raise AttributeError(name)
 
 
-class AsyncClient:
+class AsyncClient(_Client):
     """An ``httpx.AsyncClient``-like client: awaited from the test's loop, run on the app's."""
-
-    def __init__(self, isolated: IsolatedApp) -> None:
-        self._isolated = isolated
-        assert isolated.client is not None
-        self._client = isolated.client
-
-    @property
-    def base_url(self) -> httpx.URL:
-        return self._client.base_url
-
-    @property
-    def headers(self) -> httpx.Headers:
-        return self._client.headers
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return self._client.cookies
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return await asyncio.to_thread(self._isolated.run, self._client.request(method, url, **kwargs))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: ``# noqa: FR201, E501`` -> the code list (ruff's syntax: a colon, codes split by commas or spaces).
+#: A noqa comment naming codes (FR201, E501): ruff's syntax, a colon then codes split by commas or spaces.
 _DIRECTIVE = re.compile(r"#\s*noqa\s*:\s*(?P<codes>[A-Z]+[0-9]+(?:[\s,]+[A-Z]+[0-9]+)*)", re.IGNORECASE)
 _OUR_CODE = re.compile(r"^FR[0-9]{3}$")
 

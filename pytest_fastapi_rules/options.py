@@ -426,7 +426,7 @@ class RulesOptions:
     html_path: Path | None = None
     baseline_path: Path | None = None
     update_baseline: bool = False
-    #: Write ``# noqa`` comments for this run's findings (``--fastapi-rules-add-noqa``).
+    #: Write noqa comments for this run's findings (``--fastapi-rules-add-noqa``).
     add_noqa: bool = False
     engine_paths: tuple[str, ...] = ()
     session_factory_paths: tuple[str, ...] = ()

@@ -528,12 +528,19 @@ class DiscoveryError(Exception):
     """An explicitly named engine or session factory could not be resolved."""
 
 
+def _held(value: Any, where: str) -> list[tuple[str, Any]]:
+    """``(where, object)`` for what a holder of engines holds: a dict's entries (``engines =
+    {"writer": ..., "reader": ...}``), else an object's attributes (a session manager)."""
+    if instance_of(value, dict):
+        return [(f"{where}[{key!r}]", inner) for key, inner in list(value.items())[:100]]
+    if instance_of(value, types.ModuleType) or engine_key(value) is not None or _is_session_factory(value):
+        return []
+    return [(f"{where}.{attr}", inner) for attr, inner in list(namespace_of(value).items())]
+
+
 def _already_found(found: RuntimeFacts, named: Any) -> bool:
-    """Whether ``named`` (or each engine in the dict it is) was found under an earlier path."""
-    if instance_of(named, dict):
-        values = list(named.values())
-    else:
-        values = [named, *(() if inspect.ismodule(named) else namespace_of(named).values())]
+    """Whether ``named`` (or something it holds) was found under an earlier path."""
+    values = [named, *(inner for _, inner in _held(named, ""))]
     known = {engine_key(d.obj) for d in found.engines} | {id(d.obj) for d in found.session_factories}
     return any(engine_key(v) in known or id(v) in known for v in values)
 
@@ -577,12 +584,8 @@ def discover_runtime_objects(
             continue  # set by the lifespan: found once the app runs
         before = len(found.engines) + len(found.session_factories)
         consider(named, path)
-        if instance_of(named, dict):  # `engines = {"writer": ..., "reader": ...}`
-            for key, inner in list(named.items())[:100]:
-                consider(inner, f"{path}[{key!r}]")
-        elif engine_key(named) is None and not _is_session_factory(named) and not inspect.ismodule(named):
-            for attr, inner in list(namespace_of(named).items()):  # a session manager
-                consider(inner, f"{path}.{attr}")
+        for where, inner in _held(named, path):
+            consider(inner, where)
         if len(found.engines) + len(found.session_factories) == before and not _already_found(found, named):
             raise DiscoveryError(
                 f"fastapi_rules_engines / fastapi_rules_session_factories: {path!r} is a "
@@ -593,12 +596,10 @@ def discover_runtime_objects(
 
     for where, value in facts.own_globals():
         consider(value, where)
-        if instance_of(value, dict):  # a registry such as `state = {"engine": ...}`
-            for key, inner in list(value.items())[:100]:
-                consider(inner, f"{where}[{key!r}]")
-        if engine_key(value) is None and not _is_session_factory(value) and facts.is_own_object(type(value)):
-            for attr, inner in list(namespace_of(value).items()):
-                consider(inner, f"{where}.{attr}")
+        # A registry such as `state = {"engine": ...}`, or an object of the app's own class.
+        if instance_of(value, dict) or facts.is_own_object(type(value)):
+            for inner_where, inner in _held(value, where):
+                consider(inner, inner_where)
 
     state = getattr(getattr(facts.app, "state", None), "_state", {}) or {}
     for key, value in list(state.items()):

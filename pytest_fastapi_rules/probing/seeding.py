@@ -531,10 +531,15 @@ def _parent_tables(table: Table) -> list[Table]:
     return parents
 
 
+def _required(constraint: ForeignKeyConstraint) -> bool:
+    """Whether a row must point at a parent row through ``constraint`` (a NOT NULL key column)."""
+    return not all(element.parent.nullable for element in constraint.elements)
+
+
 def _needs_rows_of(table: Table, parent: Table) -> bool:
     """Whether a row of ``table`` cannot exist without a row of ``parent`` (a NOT NULL key)."""
     return any(
-        constraint.referred_table is parent and not all(e.parent.nullable for e in constraint.elements)
+        constraint.referred_table is parent and _required(constraint)
         for constraint in table.foreign_key_constraints
     )
 
@@ -604,8 +609,7 @@ class Seeder:
                 continue
             for constraint in table.foreign_key_constraints:
                 parent = constraint.referred_table
-                required = not all(element.parent.nullable for element in constraint.elements)
-                if parent is not table and parent.name in self.broken and required:
+                if parent is not table and parent.name in self.broken and _required(constraint):
                     self.broken[table.name] = (
                         f"it needs rows of table {parent.name!r}, which could not be {verb}"
                     )
@@ -745,13 +749,13 @@ class Seeder:
             fk_columns.update(column.name for column in locals_)
             parent_rows = rows.get(constraint.referred_table.name) or []
             if constraint.referred_table is table:
-                if all(column.nullable for column in locals_):
+                if not _required(constraint):
                     for column in locals_:
                         values[column.name] = None
                     continue
                 return None
             if not parent_rows:
-                if all(column.nullable for column in locals_):
+                if not _required(constraint):
                     for column in locals_:
                         values[column.name] = None
                     continue

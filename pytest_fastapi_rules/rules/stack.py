@@ -209,10 +209,10 @@ def _built_at_import(facts: AppFacts, modules: list[ModuleType], classes: tuple[
         if not file or Path(file).suffix != ".py":
             continue
         try:
-            tree = ast.parse(Path(file).read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+            tree = _parsed(str(file), Path(file).stat().st_mtime)
+        except OSError:
             continue
-        for node in tree.body:
+        for node in tree.body if tree is not None else ():
             value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
             if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Name):
                 continue
@@ -301,12 +301,20 @@ _TYPE_ONLY_CALLS = frozenset({"isinstance", "issubclass", "cast", "type", "getat
 
 
 @functools.lru_cache(maxsize=512)
+def _parsed(file: str, mtime: float) -> ast.Module | None:
+    """A module's source parsed once per file version, or None when it cannot be read."""
+    try:
+        return ast.parse(Path(file).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=512)
 def _called_names(file: str, mtime: float) -> frozenset[str] | None:
     """Names a module calls or hands to a call (``Settings()``, ``Depends(Settings)``,
     ``loader(cls=Settings)``), or None when its source cannot be read."""
-    try:
-        tree = ast.parse(Path(file).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+    tree = _parsed(file, mtime)
+    if tree is None:
         return None
     names: set[str] = set()
 

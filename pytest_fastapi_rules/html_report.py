@@ -14,10 +14,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from pytest_fastapi_rules.registry import all_rules
+from pytest_fastapi_rules.registry import all_rules, get_rule
+from pytest_fastapi_rules.reporting import OUTCOME_ORDER, fix_of
 
-#: Worst first: a cell shows the first of these that any of its results has.
-_SEVERITY = ("error", "failed", "warning", "baselined", "suppressed", "skipped", "passed")
 _SYMBOL = {
     "error": "E",
     "failed": "✗",
@@ -40,10 +39,11 @@ ul { margin: 0.3em 0; padding-left: 1.2em; } code { font-size: 12px; }
 
 
 def _worst(outcomes: list[str]) -> str:
-    return min(outcomes, key=lambda o: _SEVERITY.index(o) if o in _SEVERITY else len(_SEVERITY))
+    """The first outcome in :data:`OUTCOME_ORDER` (worst first) that any of ``outcomes`` is."""
+    return min(outcomes, key=lambda o: OUTCOME_ORDER.index(o) if o in OUTCOME_ORDER else len(OUTCOME_ORDER))
 
 
-def _entry(result: dict[str, Any], fixes: dict[str, str]) -> str:
+def _entry(result: dict[str, Any]) -> str:
     """One rule's result inside a cell: outcome, message, and each finding with fix and place."""
     e = html.escape
     head = f"<b>{e(result['code'])} {e(result['name'])}</b>: {e(result['outcome'])}"
@@ -54,7 +54,7 @@ def _entry(result: dict[str, Any], fixes: dict[str, str]) -> str:
         if location:
             line = f":{location['line']}" if location.get("line") else ""
             where = f" <code>{e(location['file'])}{line}</code>"
-        fix_text = finding.get("fix") or fixes.get(result["code"])
+        fix_text = fix_of(result["code"], finding)
         fix = f"<br>fix: {e(fix_text)}" if fix_text else ""
         findings.append(f"<li>{e(finding['message'])}{where}{fix}</li>")
     if not findings and result.get("message"):
@@ -62,11 +62,11 @@ def _entry(result: dict[str, Any], fixes: dict[str, str]) -> str:
     return head + (f"<ul>{''.join(findings)}</ul>" if findings else "")
 
 
-def _cell(results: list[dict[str, Any]], fixes: dict[str, str]) -> str:
+def _cell(results: list[dict[str, Any]]) -> str:
     if not results:
         return '<td class="cell"></td>'
     worst = _worst([r["outcome"] for r in results])
-    body = "".join(f"<div>{_entry(r, fixes)}</div>" for r in results)
+    body = "".join(f"<div>{_entry(r)}</div>" for r in results)
     return (
         f'<td class="cell {worst}" title="{worst}"><details><summary>{_SYMBOL.get(worst, "?")} '
         f"{len(results)}</summary>{body}</details></td>"
@@ -77,24 +77,21 @@ def render(results: list[dict[str, Any]], app_spec: str | None) -> str:
     """The whole HTML document for ``results`` (the JSON report's entries)."""
     e = html.escape
     families = sorted({rule.family for rule in all_rules()})
-    family_of = {rule.code: rule.family for rule in all_rules()}
-    fixes = {rule.code: rule.fix for rule in all_rules()}
     by_route: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     app_level: list[dict[str, Any]] = []
     for result in sorted(results, key=lambda r: (r["target"], r["code"])):
         if result["target"] == "app":
             app_level.append(result)
         else:
-            by_route[result["target"]][family_of.get(result["code"], "other")].append(result)
+            by_route[result["target"]][get_rule(result["code"]).family].append(result)
     counts = Counter(r["outcome"] for r in results)
-    summary = ", ".join(f"{counts[o]} {o}" for o in _SEVERITY if counts.get(o))
+    summary = ", ".join(f"{counts[o]} {o}" for o in OUTCOME_ORDER if counts.get(o))
     rows = []
     for target in sorted(by_route, key=lambda t: (t.split(" ", 1)[-1], t)):
-        cells = "".join(_cell(by_route[target].get(family, []), fixes) for family in families)
+        cells = "".join(_cell(by_route[target].get(family, [])) for family in families)
         rows.append(f"<tr><th><code>{e(target)}</code></th>{cells}</tr>")
     app_rows = "".join(
-        f'<tr class="{e(r["outcome"])}"><th>{e(r["code"])} {e(r["name"])}</th>'
-        f"<td>{_entry(r, fixes)}</td></tr>"
+        f'<tr class="{e(r["outcome"])}"><th>{e(r["code"])} {e(r["name"])}</th><td>{_entry(r)}</td></tr>'
         for r in sorted(app_level, key=lambda r: r["code"])
     )
     header = "".join(f"<th>{e(family)}</th>" for family in families)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_fastapi_rules.registry import Finding, Rule, all_rules
+from pytest_fastapi_rules.registry import Finding, Rule, all_rules, get_rule
 
 JSON_SCHEMA_VERSION = 1
 REPORT_ATTRIBUTE = "fastapi_rules"
@@ -205,6 +205,11 @@ def explain(code: str) -> str | None:
     return "\n".join(lines)
 
 
+def fix_of(code: str, finding: dict[str, Any]) -> str | None:
+    """How to fix a reported finding: its own fix, else its rule's (as the terminal shows it)."""
+    return finding.get("fix") or get_rule(code).fix
+
+
 def _workflow_data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
@@ -218,7 +223,6 @@ def github_annotations(results: list[dict[str, Any]]) -> list[str]:
 
     Baselined findings are left out: they are known and do not fail the run.
     """
-    fixes = {rule.code: rule.fix for rule in all_rules()}
     lines: list[str] = []
     for result in results:
         for finding in result["findings"]:
@@ -235,7 +239,7 @@ def github_annotations(results: list[dict[str, Any]]) -> list[str]:
                     properties.append(f"col={location['column']}")
             properties.append(f"title={_workflow_property(result['code'] + ' ' + result['name'])}")
             text = f"{finding['target']}: {finding['message']}"
-            fix = finding.get("fix") or fixes.get(result["code"])
+            fix = fix_of(result["code"], finding)
             if fix:
                 text += f"\nfix: {fix}"
             lines.append(f"::{command} {','.join(properties)}::{_workflow_data(text)}")

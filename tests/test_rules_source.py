@@ -573,9 +573,9 @@ BLOCKING_PROJECT = {
 
         import aiofiles
         from fastapi import Depends, FastAPI
-        from sqlalchemy import text
-        from sqlalchemy.ext.asyncio import AsyncSession
-        from sqlalchemy.orm import Session
+        from sqlalchemy import create_engine, inspect, text
+        from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+        from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
         from blockapp.rates import RatesService
 
@@ -645,6 +645,26 @@ BLOCKING_PROJECT = {
         def threadpool() -> dict:
             time.sleep(0.1)  # a sync endpoint runs in FastAPI's thread pool
             return {}
+
+
+        engine = create_engine("sqlite://")
+        SessionLocal = sessionmaker(bind=engine)
+        async_engine = create_async_engine("sqlite+aiosqlite://")
+
+
+        @app.middleware("http")
+        async def db_session_middleware(request, call_next):
+            # As Netflix/dispatch does: building factories blocks nothing; opening a sync
+            # session from one, and inspecting a sync engine, do.
+            schemas = inspect(engine).get_schema_names()
+            factory = scoped_session(sessionmaker(bind=engine))
+            async_factory = sessionmaker(bind=async_engine, class_=AsyncSession)
+            request.state.db = factory()
+            request.state.adb = async_factory()
+            with SessionLocal() as other:
+                request.state.other = other
+            request.state.schemas = schemas
+            return await call_next(request)
     """,
 }
 
@@ -678,6 +698,21 @@ def test_blocking_calls_and_their_async_twins(pytester: pytest.Pytester, run_rul
             (
                 ("blockapp/main.py", line_of(main, r"db.execute"), 18),
                 'async `sync_db` calls blocking sync `Session.execute`: `db.execute(text("SELECT 1"))`',
+            ),
+            (
+                ("blockapp/main.py", line_of(main, r"schemas = inspect"), 15),
+                "async `db_session_middleware` calls blocking `inspect` on a sync Engine (it connects "
+                "to the database): `inspect(engine)`",
+            ),
+            (
+                ("blockapp/main.py", line_of(main, r"= factory\(\)"), 24),
+                "async `db_session_middleware` calls blocking sync SQLAlchemy session factory (the "
+                "`Session` it opens blocks on every query): `factory()`",
+            ),
+            (
+                ("blockapp/main.py", line_of(main, r"with SessionLocal"), 10),
+                "async `db_session_middleware` calls blocking sync SQLAlchemy session factory (the "
+                "`Session` it opens blocks on every query): `SessionLocal()`",
             ),
         ]
     ), run.output

@@ -993,21 +993,31 @@ _BLOCKING: dict[str, Blocking] = {
     "smtplib.SMTP_SSL": Blocking(
         "smtplib.SMTP_SSL", "Use aiosmtplib, or send mail from a background worker."
     ),
+    # Building a ``sessionmaker`` (or ``scoped_session``) connects to nothing; opening a sync
+    # ``Session`` from it is where the blocking starts (see ``_opens_sync_session``).
     **{
         name: Blocking(
-            f"sync SQLAlchemy `{name.rpartition('.')[2]}`",
+            f"sync SQLAlchemy `{name.rpartition('.')[2]}` (every query on it blocks)",
             "Use `AsyncSession` from an `async_sessionmaker` and await its calls.",
         )
         for name in (
             "sqlalchemy.orm.Session",
             "sqlalchemy.orm.session.Session",
-            "sqlalchemy.orm.sessionmaker",
-            "sqlalchemy.orm.session.sessionmaker",
             "sqlmodel.Session",
             "sqlmodel.orm.session.Session",
         )
     },
 }
+#: Factories whose calls build a session factory, not a session: constructing them blocks nothing.
+_SESSION_FACTORY_BUILDERS = frozenset(
+    {
+        "sqlalchemy.orm.sessionmaker",
+        "sqlalchemy.orm.session.sessionmaker",
+        "sqlalchemy.orm.scoped_session",
+        "sqlalchemy.orm.scoping.scoped_session",
+    }
+)
+_INSPECT = frozenset({"sqlalchemy.inspect", "sqlalchemy.inspection.inspect"})
 _SYNC_SESSION_IO = frozenset(
     {
         "execute",
@@ -1036,10 +1046,17 @@ def blocking_call(info: FunctionInfo, call: ast.Call) -> Blocking | None:
         found = _BLOCKING.get(resolved)
         if found is not None:
             return found
-    if not _shadowed(info, func):
-        value = module.value_of(func)
-        if value is not MISSING and _is_sync_session_factory(value):
-            return Blocking("sync `sessionmaker`", _SESSION_FIX)
+    if _opens_sync_session(info, func):
+        return Blocking(
+            "sync SQLAlchemy session factory (the `Session` it opens blocks on every query)", _SESSION_FIX
+        )
+    if resolved in _INSPECT and call.args and not _shadowed(info, call.args[0]):
+        engine = module.value_of(call.args[0])
+        if engine is not MISSING and _is_sync_engine(engine):
+            return Blocking(
+                "`inspect` on a sync Engine (it connects to the database)",
+                "Inspect inside `await conn.run_sync(...)` on an async connection, or once at startup.",
+            )
     if isinstance(func, ast.Attribute):
         receiver = func.value
         if func.attr in _SYNC_SESSION_IO and isinstance(receiver, ast.Name):
@@ -1053,12 +1070,40 @@ def blocking_call(info: FunctionInfo, call: ast.Call) -> Blocking | None:
     return None
 
 
+def _opens_sync_session(info: FunctionInfo, func: ast.expr) -> bool:
+    """Whether calling ``func`` opens a sync ``Session``: ``func`` is a module-level sync session
+    factory (``SessionLocal = sessionmaker(bind=engine)``, or a ``scoped_session`` of one), or a
+    local name bound only to ``sessionmaker(...)``/``scoped_session(...)`` built in the function
+    without ``class_=AsyncSession`` (Netflix/dispatch builds one per request in its middleware)."""
+    if not _shadowed(info, func):
+        value = info.module.value_of(func)
+        return value is not MISSING and _is_sync_session_factory(value)
+    if not isinstance(func, ast.Name):
+        return False
+    bound = info.bindings.get(func.id, [])
+    return bool(bound) and all(_builds_sync_session_factory(info, value) for value in bound)
+
+
+def _builds_sync_session_factory(info: FunctionInfo, value: ast.AST) -> bool:
+    if not isinstance(value, ast.Call):
+        return False
+    if info.module.resolve(value.func, info.local_names) not in _SESSION_FACTORY_BUILDERS:
+        return False
+    for keyword in value.keywords:
+        if keyword.arg == "class_":
+            return "Async" not in (dotted_text(keyword.value) or "Async")
+    inner = value.args[0] if value.args else None
+    return inner is None or not isinstance(inner, ast.Call) or _builds_sync_session_factory(info, inner)
+
+
 def _is_sync_session_factory(value: Any) -> bool:
     """A ``sessionmaker`` whose sessions are sync ``Session``s (``sessionmaker(class_=AsyncSession)``
-    builds ``AsyncSession``s, and calling it does not block)."""
+    builds ``AsyncSession``s, and calling it does not block), or a ``scoped_session`` of one."""
     from sqlalchemy.ext.asyncio import AsyncSession
-    from sqlalchemy.orm import sessionmaker
+    from sqlalchemy.orm import scoped_session, sessionmaker
 
+    if isinstance(value, scoped_session):
+        value = value.session_factory
     if not isinstance(value, sessionmaker):
         return False
     return not is_subclass(getattr(value, "class_", None), AsyncSession)

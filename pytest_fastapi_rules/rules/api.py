@@ -590,6 +590,13 @@ def _built_responses(context: CheckContext) -> BuiltResponses | None:
             continue
         values: list[ast.AST] = [node.value] if node.value is not None else []
         if isinstance(node.value, ast.Name) and node.value.id in bindings:
+            # ``response: RedirectResponse = await client.authorize_redirect(...)`` (mealie): the
+            # local's annotation says what it holds when the call that made it cannot.
+            declared = info.module.annotation_type(info.annotation_of(node.value.id))
+            if isinstance(declared, type) and is_subclass(declared, Response):
+                if declared not in built.classes:
+                    built.classes.append(declared)
+                continue
             values = bindings[node.value.id]
         classes = [_response_class_built(info.module, value) for value in values]
         if values and all(cls is not None for cls in classes):

@@ -302,6 +302,45 @@ def test_domain_touching_the_database_gets_one_fr305_finding(blog: Path, run_rul
     )
 
 
+def _tags_router_taking_a_session(body: str) -> str:
+    return f"""
+        from fastapi import APIRouter, Depends
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        from src.database import get_db
+
+        router = APIRouter()
+
+
+        @router.get("/cloud")
+        async def get_tag_cloud(db: AsyncSession = Depends(get_db)) -> list[str]:
+            {body}
+    """
+
+
+def test_a_domain_that_only_receives_a_session_does_not_touch_the_database_fr305(
+    blog: Path, run_rules: Any
+) -> None:
+    """minimal-fastapi-postgres-template's health check takes `_: AsyncSession = Depends(...)` to
+    open a connection and queries nothing: no repository or models are asked of it. A domain that
+    uses the session it receives touches the database, even with nothing else from SQLAlchemy."""
+    write(blog, {**TAGS_DOMAIN, "src/tags/router.py": _tags_router_taking_a_session('return ["ok"]')})
+    unused = run_rules("tagsapp:app", "--fastapi-rules-select=FR305")
+    assert [f["message"] for f in unused.findings("FR305")] == [
+        "domain `src.tags` has no `service.py`, `schemas.py`; it has: __init__.py, logic.py, router.py"
+    ], unused.output
+    write(
+        blog,
+        {"src/tags/router.py": _tags_router_taking_a_session('await db.commit()\n            return ["ok"]')},
+    )
+    used = run_rules("tagsapp:app", "--fastapi-rules-select=FR305")
+    assert [f["message"] for f in used.findings("FR305")] == [
+        "domain `src.tags` has no `service.py`, `schemas.py`, `repository.py`, `models.py` "
+        "(`repository.py` and `models.py` because it touches the database); "
+        "it has: __init__.py, logic.py, router.py"
+    ], used.output
+
+
 CORE_ROUTES = {
     "src/core/__init__.py": "",
     "src/core/router.py": """

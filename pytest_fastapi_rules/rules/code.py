@@ -819,13 +819,46 @@ def _present_names(directory: Path) -> set[str]:
     return names
 
 
+#: SQLAlchemy names that only type or open a session: a module importing nothing else from it
+#: touches the database only where it uses a session it receives.
+_SESSION_TYPE_NAMES = frozenset(
+    {
+        "AsyncSession",
+        "Session",
+        "sessionmaker",
+        "async_sessionmaker",
+        "scoped_session",
+        "async_scoped_session",
+    }
+)
+
+
 def _touches_database(facts: AppFacts, domain: str, modules: list[SourceModule]) -> bool:
+    """Whether the domain defines an ORM model, imports SQLAlchemy/SQLModel for more than a session
+    type (``select``, ``Column``...), or uses a session it receives. A health check that takes an
+    ``AsyncSession`` only to open a connection (minimal-fastapi-postgres-template's
+    ``_: AsyncSession = Depends(new_async_session)``) queries nothing: it needs no repository."""
+    if any((getattr(cls, "__module__", "") or "").startswith(domain + ".") for cls in _mapped_classes(facts)):
+        return True
     for module in modules:
-        for item in module.imported_names:
-            if not item.type_checking and item.module.split(".")[0] in ("sqlalchemy", "sqlmodel"):
-                return True
+        database_imports = [
+            item
+            for item in module.imported_names
+            if not item.type_checking and item.module.split(".")[0] in ("sqlalchemy", "sqlmodel")
+        ]
+        if any(item.name not in _SESSION_TYPE_NAMES for item in database_imports):
+            return True
+        if database_imports and any(_uses_a_session(info) for info in module.functions):
+            return True
+    return False
+
+
+def _uses_a_session(info: FunctionInfo) -> bool:
+    """Whether the function's body reads a name that holds a database session."""
+    sessions = db_session_names(info)
     return any(
-        (getattr(cls, "__module__", "") or "").startswith(domain + ".") for cls in _mapped_classes(facts)
+        isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in sessions
+        for node in info.body()
     )
 
 

@@ -38,7 +38,21 @@ def only(items: list[dict[str, Any]]) -> dict[str, Any]:
 def test_conforming_blog_passes_every_database_rule(blog: Path, run_rules: Any) -> None:
     run = run_rules("src.main:app", SELECT_OWN)
     for code in OWN_CODES:
+        if code == "FR502":
+            continue  # on SQLite; judged on PostgreSQL below
         assert run.outcomes(code) == {"app": "passed"}, (code, run.results_for(code), run.output)
+    # A SQLite file has no server that times connections out or runs out of them (mealie runs on
+    # one): the pool table does not apply, and the skip says why.
+    pool = only(run.results_for("FR502"))
+    assert pool["outcome"] == "skipped", pool
+    assert "every pooled engine is SQLite (src.database.sessionmanager._engine)" in pool["message"], pool
+
+
+def test_conforming_blog_on_postgresql_passes_fr502(blog: Path, app_database: Any, run_rules: Any) -> None:
+    """The blog's engine, configured as the rulebook's template (5, 10, 30, 3600), on PostgreSQL."""
+    run = run_rules("src.main:app", "--fastapi-rules-select=FR501,FR502")
+    assert run.outcomes("FR502") == {"app": "passed"}, run.output
+    assert run.outcomes("FR501") == {"app": "passed"}, run.output
 
 
 def test_production_child_reports_engines_and_docs(blog: Path) -> None:
@@ -190,7 +204,7 @@ def test_engine_named_in_ini_is_checked(pytester: pytest.Pytester, run_rules: An
     assert finding["message"].startswith("engine `closureapp:resources.engine` (sqlite+aiosqlite)")
     assert finding["location"]["file"] == "closureapp.py"
     assert finding["location"]["line"] == line_of(pytester.path / "closureapp.py", r"^resources =")
-    assert run.outcomes("FR502") == {"app": "passed"}
+    assert run.outcomes("FR502") == {"app": "skipped"}  # SQLite: no server to time connections out
     # The production child resolves the same ini path (and finds echo off there).
     assert run.outcomes("FR503") == {"app": "passed"}
 
@@ -356,8 +370,12 @@ SYNC_APP = """
     engine = create_engine("sqlite:///sync.db", pool_pre_ping=True, pool_recycle=600)
     # Behind PgBouncer: no pool of our own, so nothing to pre-ping or recycle.
     bouncer_engine = create_engine("sqlite:///bouncer.db", poolclass=NullPool)
+    # A SQLite file has no server to time connections out or to run out of them (mealie's
+    # engine): FR502's table is about servers. Creating an engine connects to nothing.
+    file_engine = create_engine("sqlite:///file.db", pool_pre_ping=True)
     big_engine = create_engine(
-        "sqlite:///big.db", pool_pre_ping=True, pool_size=50, max_overflow=0, pool_recycle=7200
+        "postgresql+psycopg://app@127.0.0.1:9/big", pool_pre_ping=True, pool_size=50,
+        max_overflow=0, pool_recycle=7200,
     )
     SessionLocal = sessionmaker(engine)
 
@@ -372,7 +390,7 @@ def test_sync_engines_null_pool_and_pool_bounds(pytester: pytest.Pytester, run_r
     assert run.outcomes("FR502") == {"app": "warning"}
     finding = only(run.findings("FR502"))
     assert finding["message"] == (
-        "engine `syncapp.big_engine` (sqlite) has pool_recycle=7200 (more than 3600 s); "
+        "engine `syncapp.big_engine` (postgresql+psycopg) has pool_recycle=7200 (more than 3600 s); "
         "pool_size=50 (expected 2-20); max_overflow=0 (expected 5-20)"
     )
     # A sync sessionmaker reloads expired attributes transparently: the rule is about AsyncSession.

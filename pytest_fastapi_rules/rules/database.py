@@ -91,6 +91,11 @@ def _engines(context: CheckContext) -> list[Discovered]:
     return found.engines
 
 
+def _dialect_of(engine: Any) -> str:
+    """The engine's dialect name (``postgresql``, ``sqlite``), sync or async engine alike."""
+    return str(getattr(getattr(engine, "dialect", None), "name", "") or "")
+
+
 def _is_null_pool(pool: Any) -> bool:
     from sqlalchemy.pool import NullPool
 
@@ -343,8 +348,9 @@ def check_pool_pre_ping(context: CheckContext) -> Iterator[Finding]:
     basis=Basis.APP,
     section="Rule #19",
     summary=(
-        "Pooled engines set a positive `pool_recycle` (at most 3600 s) and keep `pool_size` within "
-        "2-20 and `max_overflow` within 5-20 (the rulebook's development and production rows)."
+        "Pooled engines of a database server (SQLite files are exempt) set a positive "
+        "`pool_recycle` (at most 3600 s) and keep `pool_size` within 2-20 and `max_overflow` "
+        "within 5-20 (the rulebook's development and production rows)."
     ),
     rationale=(
         "SQLAlchemy's default `pool_recycle=-1` keeps a connection forever, past the server's or "
@@ -370,6 +376,16 @@ def check_pool_configured(context: CheckContext) -> Iterator[Finding]:
             f"no engine keeps a connection pool ({kinds}); pool sizing and recycling only apply to "
             "QueuePool/AsyncAdaptedQueuePool engines"
         )
+    # SQLite is a file: no server closes idle connections or caps how many a worker opens, which
+    # is all the rulebook's recycle and size table is about (mealie's SQLite file engine).
+    served = [e for e in pooled if _dialect_of(e.obj) != "sqlite"]
+    if not served:
+        raise RuleSkipped(
+            f"every pooled engine is SQLite ({', '.join(sorted({e.where for e in pooled}))}): no "
+            "database server closes its idle connections or limits their number, which is what "
+            "pool_recycle and the pool size table guard against"
+        )
+    pooled = served
     low_size, high_size = POOL_SIZE_RANGE
     low_overflow, high_overflow = MAX_OVERFLOW_RANGE
     for discovered in pooled:

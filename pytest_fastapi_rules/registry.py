@@ -209,18 +209,27 @@ def rule(
     return register
 
 
+#: What the app's behaviour says of the static half's findings: why they do not hold (the probes
+#: saw the app do what the rule is for another way), or None when behaviour cannot tell.
+Overrule = Callable[[CheckContext], str | None]
+
+
 def attach_runtime_half(
     code: str,
     runtime: CheckFunction,
     *,
     unavailable: tuple[type[BaseException], ...] = (),
+    overruled_by: Overrule | None = None,
 ) -> None:
     """Give the app rule ``code`` a runtime half (RULES.md's *app+probe* rules).
 
     The static half runs first; when it finds something, that is the finding (the declaration
-    already shows the problem, and one mistake should give one finding). Otherwise the runtime half
-    runs, and adds nothing when it does not apply (``RuleSkipped``) or when the probes cannot run
-    (``unavailable``): the static verdict stands on its own. Attaching twice (a reload) is a no-op.
+    already shows the problem, and one mistake should give one finding), unless ``overruled_by``
+    gives a reason the app's behaviour shows otherwise: then the item is skipped with that reason
+    (the rule's letter is not met, its purpose is). When the static half finds nothing the runtime
+    half runs, and adds nothing when it does not apply (``RuleSkipped``) or when the probes cannot
+    run (``unavailable``): the static verdict stands on its own. Attaching twice (a reload) is a
+    no-op.
     """
     existing = _REGISTRY[code]
     static = getattr(existing.check, "_fastapi_rules_static_half", existing.check)
@@ -232,6 +241,9 @@ def attach_runtime_half(
     def combined(context: CheckContext) -> list[Finding]:
         findings = list(static(context))
         if findings:
+            reason = _overruling(overruled_by, context)
+            if reason is not None:
+                raise RuleSkipped(reason)
             return findings
         try:
             findings.extend(runtime(context))
@@ -244,6 +256,17 @@ def attach_runtime_half(
     for attribute in ("__name__", "__qualname__", "__module__", "__doc__"):
         setattr(combined, attribute, getattr(static, attribute, None))
     _REGISTRY[code] = replace(existing, check=combined, basis=Basis.APP_PROBE)
+
+
+def _overruling(overruled_by: Overrule | None, context: CheckContext) -> str | None:
+    """The behaviour's reason against the static findings; None when there is none or the probes
+    could not tell (they could not run, or were skipped): the static findings then stand."""
+    if overruled_by is None:
+        return None
+    try:
+        return overruled_by(context)
+    except Exception:  # noqa: BLE001 - no behaviour to go by is no reason to drop a finding
+        return None
 
 
 def _same_function(first: CheckFunction, second: CheckFunction) -> bool:

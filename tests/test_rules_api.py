@@ -87,6 +87,39 @@ def test_conforming_blog_passes_every_api_rule(blog: Path, run_rules: Any) -> No
     assert "takes no query parameters" in result_of(run, "FR208", "GET /api/v1/users/me")["message"]
 
 
+FIXED_LIST_APP = """
+from fastapi import APIRouter
+
+from src.main import create_application
+
+router = APIRouter()
+
+
+@router.get("/kinds")
+async def list_post_kinds() -> list[str]:
+    return ["article", "note", "link"]
+
+
+app = create_application()
+app.include_router(router, prefix="/api/v1/post-kinds", tags=["Posts"])
+"""
+
+
+def test_a_fixed_list_answered_without_sql_is_not_paged_fr207(blog: Path, run_rules: Any) -> None:
+    """fastapi_best_architecture's column types: a list that no table is behind. The static half
+    sees an unpaginated list; the probes saw it answered with no SQL run, and skip it with that
+    reason. The blog's own lists run SQL and keep their verdicts (the FR207 variant fails)."""
+    (blog / "kindsapp.py").write_text(FIXED_LIST_APP)
+    run = run_rules("kindsapp:app", "--fastapi-rules-select=FR207")
+    result = result_of(run, "FR207", "GET /api/v1/post-kinds/kinds")
+    assert result["outcome"] == "skipped", run.output
+    assert result["message"].endswith(
+        "GET /api/v1/post-kinds/kinds answered its list without running any SQL (2 valid "
+        "request(s), 0 statements): a fixed list, with no table rows to page"
+    ), result
+    assert run.outcomes("FR207")["GET /api/v1/posts"] == "passed"
+
+
 # -- one violating variant per rule ---------------------------------------------------------------
 
 VARIANTS = [

@@ -112,6 +112,52 @@ def test_fr105_no_generic_handler(blog: Path, run_rules: RunRules) -> None:
     assert "FR105 generic-error-handler" in run.output
 
 
+CATCH_ALL_MIDDLEWARE = """
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from src.main import create_application
+
+app = create_application()
+del app.exception_handlers[Exception]
+
+
+@app.middleware("http")
+async def catch_everything(request: Request, call_next):
+    try:
+        return await call_next(request)
+    except Exception as exc:
+        return JSONResponse(status_code=500, content={BODY})
+"""
+
+
+def test_fr105_a_middleware_that_answers_a_clean_json_500_is_behaviour_enough(
+    blog: Path, run_rules: RunRules
+) -> None:
+    """Netflix/dispatch catches every exception in a middleware and answers a JSON 500: no handler
+    for `Exception` is registered, but the synthetic exception shows the rule's purpose met, so
+    the item is skipped with that reason. A middleware that leaks the exception's text keeps the
+    static finding."""
+    clean = CATCH_ALL_MIDDLEWARE.replace("{BODY}", '{"error": "internal_server_error"}')
+    (blog / "catchall.py").write_text(clean)
+    run = run_rules("catchall:app", "--fastapi-rules-select=FR105")
+    [result] = run.results_for("FR105")
+    assert result["outcome"] == "skipped", run.output
+    assert (
+        "no exception handler for `Exception` is registered, but a synthetic exception in GET "
+        in (result["message"])
+    )
+    assert (
+        "answered a JSON 500 without internals: the app handles unexpected errors another way"
+        in (result["message"])
+    )
+    (blog / "leaky.py").write_text(CATCH_ALL_MIDDLEWARE.replace("{BODY}", '{"error": str(exc)}'))
+    leaky = run_rules("leaky:app", "--fastapi-rules-select=FR105")
+    assert leaky.outcomes("FR105") == {"app": "failed"}, leaky.output
+    [finding] = static_findings(leaky, "FR105")
+    assert "no exception handler for `Exception` (or 500)" in finding["message"]
+
+
 def test_fr109_unversioned_untagged_alias(blog: Path, run_rules: RunRules) -> None:
     run = run_rules("variants.fr109_unversioned_alias:app")
     failure = only_failure(run)

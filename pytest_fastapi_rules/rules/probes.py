@@ -1193,6 +1193,25 @@ def _runtime_generic_handler(context: CheckContext) -> Iterator[Finding]:
         )
 
 
+def _handled_without_a_handler(context: CheckContext) -> str | None:
+    """FR105's static findings say no handler for ``Exception`` is registered; when the synthetic
+    exception still answered a clean JSON 500, the app handles unexpected errors another way (a
+    middleware that catches every exception: Netflix/dispatch). Only for an app that serves its
+    routes itself: the one synthetic request speaks for one app, not for mounted ones."""
+    from pytest_fastapi_rules.rules.wiring import serving_apps
+
+    if sum(1 for _, _, routes in serving_apps(context.facts) if routes) > 1:
+        return None
+    exchange = _probe(context, "FR105").synthetic
+    if exchange is None or list(_runtime_generic_handler(context)):
+        return None
+    return (
+        "no exception handler for `Exception` is registered, but a synthetic exception in "
+        f"{exchange.request.shown} answered a JSON 500 without internals: the app handles "
+        "unexpected errors another way (a middleware)"
+    )
+
+
 def _runtime_no_orm_in_response(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
     results = _probe(context, "FR203")
@@ -1215,6 +1234,24 @@ def _runtime_pagination(context: CheckContext) -> Iterator[Finding]:
             message=f"{exchange.request.shown} ({exchange.request.description}) {exchange.outcome}, not 422",
             location=route.location,
         )
+
+
+def _list_not_from_a_table(context: CheckContext) -> str | None:
+    """FR207 is about lists of rows: a route whose valid requests answered its list without running
+    any SQL (fastapi_best_architecture's column types, data-rule model names) returns a fixed list,
+    with no table behind it to grow. Only when the run counted SQL elsewhere, so that zero means
+    none was run, not that the counting missed the app's database."""
+    route = context.the_route
+    results = _probe(context, "FR207")
+    answered = [exchange for exchange in _happy(results, route.target) if exchange.ok]
+    if not answered or any(exchange.count for exchange in answered):
+        return None
+    if not any(exchange.count for exchange in results.exchanges):
+        return None
+    return (
+        f"{route.target} answered its list without running any SQL ({len(answered)} valid "
+        "request(s), 0 statements): a fixed list, with no table rows to page"
+    )
 
 
 def _secret_keys(value: Any, path: str = "") -> Iterator[str]:
@@ -1284,6 +1321,7 @@ def _attach_runtime_half(
     code: str,
     runtime: Callable[[CheckContext], Iterable[Finding]],
     full: Callable[[CheckContext], Iterable[Finding]] | None = None,
+    overruled_by: registry.Overrule | None = None,
     **declaration: Any,
 ) -> None:
     """Add ``runtime``'s findings to rule ``code``; declare the rule when no module did.
@@ -1297,12 +1335,14 @@ def _attach_runtime_half(
     if code not in {rule_.code for rule_ in registry.all_registered()}:
         rule(code=code, **declaration)(full or runtime)
         return
-    registry.attach_runtime_half(code, runtime, unavailable=(UserSetupError, AppStartupError))
+    registry.attach_runtime_half(
+        code, runtime, unavailable=(UserSetupError, AppStartupError), overruled_by=overruled_by
+    )
 
 
-_attach_runtime_half("FR105", _runtime_generic_handler)
+_attach_runtime_half("FR105", _runtime_generic_handler, overruled_by=_handled_without_a_handler)
 _attach_runtime_half("FR203", _runtime_no_orm_in_response)
-_attach_runtime_half("FR207", _runtime_pagination)
+_attach_runtime_half("FR207", _runtime_pagination, overruled_by=_list_not_from_a_table)
 _attach_runtime_half("FR209", _runtime_no_secrets)
 _attach_runtime_half("FR701", _runtime_cors)
 _attach_runtime_half(

@@ -401,7 +401,7 @@ def _handlers_of(app: Any) -> dict[Any, Callable[..., Any]]:
     return dict(getattr(app, "exception_handlers", None) or {})
 
 
-def _serving_apps(facts: AppFacts) -> list[tuple[str, Any, list[RouteFacts]]]:
+def serving_apps(facts: AppFacts) -> list[tuple[str, Any, list[RouteFacts]]]:
     """The main app and each mounted app, with the routes each one serves itself.
 
     A request is answered (and its errors handled) by the innermost app it is mounted into, so a
@@ -496,7 +496,7 @@ def check_domain_error_handler(context: CheckContext) -> Iterator[Finding]:
 )
 def check_generic_error_handler(context: CheckContext) -> Iterator[Finding]:
     facts = context.facts
-    serving = _serving_apps(facts)
+    serving = serving_apps(facts)
     for path, app, routes in serving:
         is_main = app is facts.app
         # The main app answers whatever no mounted app serves; a mounted app only its own routes.

@@ -548,10 +548,11 @@ def test_no_cors_no_orm_and_auth_in_middleware(pytester: pytest.Pytester, run_ru
 
 
 ORM_FLOW_APP = """
+    import abc
     from typing import Annotated, Any, Generic, Optional, TypeVar
 
     from fastapi import Depends, FastAPI
-    from pydantic import BaseModel
+    from pydantic import BaseModel, ConfigDict
     from sqlalchemy import String, select
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -701,13 +702,45 @@ ORM_FLOW_APP = """
     async def read_shelf_crud(shelf_id: int, session: SessionDep) -> dict:
         shelf = await crud_shelves.get(session, id=shelf_id)
         return shelf
+
+
+    class ShelfCard(BaseModel):  # filled from ShelfView models, whatever the use case promises
+        id: int
+        label: str
+
+
+    class ShelfView(BaseModel):
+        model_config = ConfigDict(from_attributes=True)
+        id: int
+        label: str
+
+
+    class ShelfUseCase(abc.ABC):  # teamhide/fastapi-boilerplate's ports and adapters
+        @abc.abstractmethod
+        async def list_shelves(self) -> list[Shelf]:
+            \"\"\"A promise the implementation below does not keep.\"\"\"
+
+
+    class ShelfUseCaseImpl(ShelfUseCase):
+        async def list_shelves(self) -> list[ShelfView]:
+            return [ShelfView(id=1, label="a")]
+
+
+    async def get_use_case() -> ShelfUseCase:
+        return ShelfUseCaseImpl()
+
+
+    @app.get("/shelf-cards", response_model=list[ShelfCard])
+    async def read_shelf_cards(use_case: Annotated[ShelfUseCase, Depends(get_use_case)]):
+        return await use_case.list_shelves()
 """
 
 
 def test_fr603_needs_orm_evidence(pytester: pytest.Pytester, run_rules: Any) -> None:
     """Only models that a route's code fills from ORM objects are judged: through an annotated
     service call, an unannotated repository's select, a dependency typed as the ORM class. Dicts,
-    selected columns and a generic CRUD whose return type is a TypeVar are no evidence."""
+    selected columns, a generic CRUD whose return type is a TypeVar and an abstract method's
+    promise (an implementation may return other objects) are no evidence."""
     pytester.makepyfile(ormflowapp=textwrap.dedent(ORM_FLOW_APP))
     run = run_rules("ormflowapp:app", "--fastapi-rules-select=FR603")
     assert messages(run, "FR603") == [

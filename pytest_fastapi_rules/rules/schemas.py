@@ -287,7 +287,8 @@ class _OrmFlow:
     ``from_orm`` at a conversion. Values are followed through assignments, loops and
     comprehensions; attribute reads (``post.title``) and serialisers (``post.to_dict()``) end the
     trail. What cannot be read (no source, an unannotated library call, a TypeVar such as
-    FastCRUD's ``ModelType``) is no evidence.
+    FastCRUD's ``ModelType``, an abstract method whose implementation is chosen at runtime) is no
+    evidence.
     """
 
     def __init__(self, mapped: Iterable[type]) -> None:
@@ -318,7 +319,9 @@ class _OrmFlow:
         if inspect.isclass(func):
             return func in self.mapped  # the constructor of a mapped class
         func = getattr(func, "__func__", func)
-        if not inspect.isfunction(func):
+        if not inspect.isfunction(func) or getattr(func, "__isabstractmethod__", False):
+            # An abstract method's annotation is a promise its implementations need not keep
+            # (fastapi-boilerplate's use case says `list[User]`, its service returns `UserRead`s).
             return False
         key = id(func.__code__)
         if key in self._returns:

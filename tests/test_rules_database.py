@@ -582,6 +582,53 @@ def test_legacy_declarative_models(pytester: pytest.Pytester, run_rules: Any) ->
     ]
 
 
+DYNAMIC_APP = """
+    from sqlalchemy import ForeignKey
+    from sqlalchemy.ext.asyncio import AsyncAttrs
+    from sqlalchemy.orm import (
+        DeclarativeBase, DynamicMapped, Mapped, WriteOnlyMapped, mapped_column, relationship
+    )
+    from fastapi import FastAPI
+
+
+    class Base(AsyncAttrs, DeclarativeBase):
+        pass
+
+
+    class Board(Base):
+        __tablename__ = "boards"
+
+        id: Mapped[int] = mapped_column(primary_key=True)
+        pins: DynamicMapped["Pin"] = relationship(lazy="dynamic", viewonly=True)
+        pin_log: WriteOnlyMapped["Pin"] = relationship(lazy="write_only")
+        hidden: Mapped[list["Pin"]] = relationship(lazy="noload", viewonly=True)
+
+
+    class Pin(Base):
+        __tablename__ = "pins"
+
+        id: Mapped[int] = mapped_column(primary_key=True)
+        board_id: Mapped[int] = mapped_column(ForeignKey("boards.id"))
+
+
+    app = FastAPI()
+"""
+
+
+def test_dynamic_relationships_query_implicitly_fr508(pytester: pytest.Pytester, run_rules: Any) -> None:
+    """`lazy="dynamic"` runs a SELECT when the attribute is iterated: the implicit load FR508 is
+    about. `write_only` and `noload` never load implicitly: explicit strategies."""
+    pytester.makepyfile(dynamicapp=textwrap.dedent(DYNAMIC_APP))
+    run = run_rules("dynamicapp:app", "--fastapi-rules-select=FR508")
+    finding = only(run.findings("FR508"))
+    assert finding["message"] == (
+        "model `dynamicapp.Board` has relationships that query implicitly when read "
+        '(lazy="dynamic", a legacy strategy): pins'
+    )
+    assert finding["fix"].startswith('Declare `lazy="write_only"`')
+    assert finding["location"]["line"] == line_of(pytester.path / "dynamicapp.py", r"^class Board")
+
+
 def _dispose_registries_of(module_name: str) -> None:
     sa_mapper = importlib.import_module("sqlalchemy.orm.mapper")
     registries = list(getattr(sa_mapper, "_mapper_registries", {}))

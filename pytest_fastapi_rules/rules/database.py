@@ -894,5 +894,19 @@ def check_relationship_lazy_raise(context: CheckContext) -> Iterator[Finding]:
                 ),
                 location=context.facts.location_of(cls),
             )
+        # A "dynamic" relationship is a query that runs when the attribute is iterated: the same
+        # implicit SELECT per object (and sync IO that AsyncSession refuses). "write_only" and
+        # "noload" never load implicitly, so they are explicit strategies.
+        dynamic = [r.key for r in own if r.lazy == "dynamic"]
+        if dynamic:
+            yield Finding(
+                message=(
+                    f"model `{code_of(cls)}` has relationships that query implicitly when read "
+                    f'(lazy="dynamic", a legacy strategy): {", ".join(dynamic)}'
+                ),
+                location=context.facts.location_of(cls),
+                fix='Declare `lazy="write_only"` (query it with `.select()`) or `lazy="raise"` and '
+                "load it with selectinload().",
+            )
     if not any_relationship:
         raise RuleSkipped("the app's models declare no relationships")

@@ -494,14 +494,16 @@ def test_edge_cases(pytester: pytest.Pytester, run_rules: Any) -> None:
 
 
 MIDDLEWARE_AUTH_APP = """
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from pydantic import BaseModel
-from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser, requires
 from starlette.middleware.authentication import AuthenticationMiddleware
 
 
 class HeaderBackend(AuthenticationBackend):
     async def authenticate(self, conn):
+        if "authorization" not in conn.headers:
+            return None
         return AuthCredentials(["authenticated"]), SimpleUser("someone")
 
 
@@ -516,6 +518,12 @@ app.add_middleware(AuthenticationMiddleware, backend=HeaderBackend())
 @app.post("/api/v1/notes", tags=["notes"], status_code=201)
 async def create_note(note: Note) -> Note:
     return note
+
+
+@app.post("/api/v1/drafts", tags=["notes"], status_code=201)
+@requires("authenticated")
+async def create_draft(request: Request, note: Note) -> Note:
+    return note
 """
 
 
@@ -528,12 +536,24 @@ def test_no_cors_no_orm_and_auth_in_middleware(pytester: pytest.Pytester, run_ru
         assert "the app has no CORSMiddleware" in results[(code, "app")]["message"]
     assert results[("FR603", "app")]["outcome"] == "skipped"
     assert "maps no SQLAlchemy ORM classes" in results[("FR603", "app")]["message"]
+    # Starlette's AuthenticationMiddleware refuses nothing by itself: a write without a
+    # dependency that answered the probes' anonymous request is open to anyone (a middleware
+    # "auth" that rejects nothing); one that refuses it (`@requires`) is protected.
     fr706 = results[("FR706", "POST /api/v1/notes")]
-    assert fr706["outcome"] == "skipped"
-    assert "authenticates in middleware (AuthenticationMiddleware)" in fr706["message"]
+    assert fr706["outcome"] == "warning", fr706
+    assert fr706["findings"][0]["message"] == (
+        "endpoint `create_note` changes data for anyone: the app authenticates in middleware "
+        "(`AuthenticationMiddleware`), but the route has no security dependency and the probes' "
+        "POST /api/v1/notes without credentials answered 201"
+    )
+    assert results[("FR706", "POST /api/v1/drafts")]["outcome"] == "passed"
     # The note is both body and response: FR604 still sees it.
     assert results[("FR604", "POST /api/v1/notes")]["outcome"] == "warning"
-    assert [(r["code"], r["target"]) for r in run.failing()] == [("FR604", "POST /api/v1/notes")]
+    assert sorted((r["code"], r["target"]) for r in run.failing()) == [
+        ("FR604", "POST /api/v1/drafts"),
+        ("FR604", "POST /api/v1/notes"),
+        ("FR706", "POST /api/v1/notes"),
+    ]
 
     # Without the middleware the app protects no route at all: auth is elsewhere, or a choice.
     pytester.makepyfile(
@@ -542,9 +562,10 @@ def test_no_cors_no_orm_and_auth_in_middleware(pytester: pytest.Pytester, run_ru
         )
     )
     run = run_rules("openapp:app", "--fastapi-rules-select=FR706")
-    fr706 = only(run.results_for("FR706"))
-    assert fr706["outcome"] == "skipped"
-    assert "no route of the app has a security dependency" in fr706["message"]
+    for fr706 in run.results_for("FR706"):
+        assert fr706["outcome"] == "skipped"
+        assert "no route of the app has a security dependency" in fr706["message"]
+    assert len(run.results_for("FR706")) == 2
 
 
 ORM_FLOW_APP = """

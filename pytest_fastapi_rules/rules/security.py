@@ -488,6 +488,30 @@ def _authenticates_somewhere(facts: AppFacts) -> bool:
     return cached
 
 
+def _judged_by_the_middleware(
+    context: CheckContext, middleware: str, answer: Exchange | None
+) -> Iterator[Finding]:
+    """A write with no security dependency in an app that authenticates in middleware: the
+    middleware protects it only if it refuses a request without credentials. Starlette's
+    ``AuthenticationMiddleware`` refuses nothing by itself (it sets ``request.user``); a write that
+    succeeded without credentials is open to anyone. Any other answer cannot tell."""
+    route = context.the_route
+    if answer is None or not answer.ok or context.options.auth_headers:
+        seen = f"; the probes' {answer.request.shown} without credentials {answer.outcome}" if answer else ""
+        raise RuleSkipped(f"the app authenticates in middleware ({middleware}){seen}")
+    yield Finding(
+        message=(
+            f"endpoint `{route.name}` changes data for anyone: the app authenticates in middleware "
+            f"(`{middleware}`), but the route has no security dependency and the probes' "
+            f"{answer.request.shown} without credentials {answer.outcome}"
+        ),
+        location=route.location,
+        fix="Refuse anonymous requests: add a security dependency to the route (or "
+        '`@requires("authenticated")`), or let the middleware answer 401; list the route in '
+        "`fastapi_rules_public_routes` if it is public on purpose.",
+    )
+
+
 def _is_api_write(route: RouteFacts, options: RulesOptions) -> bool:
     return route.method in WRITE_METHODS and is_api_route(route, options)
 
@@ -513,10 +537,11 @@ def _is_api_write(route: RouteFacts, options: RulesOptions) -> bool:
         "(`get_current_active_user`, `get_current_superuser`). Structure first (a scheme, a "
         "dependency reading the credentials), then the app's answer: the probes send each write "
         "without credentials, and a 401/403 clears a route whose structure shows nothing, while a "
-        "2xx convicts one protected by a dependency's name only. The rule is skipped when a "
-        "middleware authenticates every request, when no route at all is protected (auth at a "
-        "gateway is a design choice), and for endpoints defined by libraries (their sign-up and "
-        "password-reset routes are public by design)."
+        "2xx convicts one protected by a dependency's name only, or by an authentication "
+        "middleware that refuses nothing (Starlette's sets `request.user` and lets the request "
+        "through). The rule is skipped when no route at all is protected and no middleware "
+        "authenticates (auth at a gateway is a design choice), and for endpoints defined by "
+        "libraries (their sign-up and password-reset routes are public by design)."
     ),
     fix="Add a security dependency (`current_user: CurrentUser`, or "
     "`dependencies=[Depends(get_current_superuser)]`), or list the route in "
@@ -532,9 +557,7 @@ def check_writes_need_auth(context: CheckContext) -> Iterator[Finding]:
     facts = context.facts
     route = context.the_route
     middleware = auth_middleware(facts)
-    if middleware is not None:
-        raise RuleSkipped(f"the app authenticates in middleware ({middleware})")
-    if not _authenticates_somewhere(facts):
+    if middleware is None and not _authenticates_somewhere(facts):
         raise RuleSkipped(
             "no route of the app has a security dependency: authentication happens outside the "
             "app (gateway, proxy) or nowhere, which is a design choice this rule cannot judge"
@@ -564,6 +587,9 @@ def check_writes_need_auth(context: CheckContext) -> Iterator[Finding]:
             f"{answer.request.shown} without credentials {answer.outcome}",
             location=route.location,
         )
+        return
+    if middleware is not None:
+        yield from _judged_by_the_middleware(context, middleware, answer)
         return
     if answer is not None and answer.server_error:
         raise RuleSkipped(

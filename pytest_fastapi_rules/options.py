@@ -388,7 +388,7 @@ class RulesOptions:
     app_spec: str | None = setting(
         "fastapi_app",
         flag="MODULE:ATTR",
-        help="The FastAPI app to check, as module:attribute (an app, or a factory called without "
+        help="The FastAPI app to check, as `module:attribute` (an app, or a factory called without "
         "arguments). Without it the plugin adds nothing.",
         read=_read_text,
         direct_default=REQUIRED,
@@ -409,7 +409,7 @@ class RulesOptions:
         flag="CODES",
         ini="args",
         default=[],
-        help="Rule codes or prefixes to run, e.g. FR2,FR501 (comma-separated on the command line).",
+        help="Rule codes or prefixes to run, e.g. `FR2,FR501` (comma-separated on the command line).",
         read=_read_codes,
         default_text="all rules",
     )
@@ -418,23 +418,23 @@ class RulesOptions:
         flag="CODES",
         ini="args",
         default=[],
-        help="Rule codes or prefixes to skip, e.g. FR109,FR7.",
+        help="Rule codes or prefixes to skip, e.g. `FR109,FR7`.",
         read=_read_codes,
     )
     per_route_ignores: tuple[RouteIgnore, ...] = setting(
         "fastapi_rules_per_route_ignores",
         ini="linelist",
         default=[],
-        help="Lines 'PATTERN = CODES' (like ruff's per-file-ignores), PATTERN a path glob optionally "
-        "preceded by methods: 'GET /api/v1/legacy/* = FR201,FR202'. Matching items are deselected.",
+        help="Lines `PATTERN = CODES` (like ruff's per-file-ignores), PATTERN a path glob optionally "
+        "preceded by methods: `GET /api/v1/legacy/* = FR201,FR202`. Matching items are deselected.",
         read=_read_per_route_ignores,
     )
     severity_overrides: dict[str, Severity] = setting(
         "fastapi_rules_severity",
         ini="linelist",
         default=[],
-        help="Lines 'CODE = error|warning' overriding a rule's default severity; a prefix sets a "
-        "whole family ('FR5 = warning').",
+        help="Lines `CODE = error|warning` overriding a rule's default severity; a prefix sets a "
+        "whole family (`FR5 = warning`).",
         read=_read_severities,
     )
     strict: bool = setting(
@@ -486,8 +486,8 @@ class RulesOptions:
     github_annotations: bool = setting(
         "fastapi_rules_github_annotations",
         flag=True,
-        help="Print each finding as a GitHub Actions workflow command (::error/::warning with file "
-        "and line), so that it shows on the pull request's diff; the ini key takes true or false.",
+        help="Print each finding as a GitHub Actions workflow command (`::error`/`::warning` with file "
+        "and line), so that it shows on the pull request's diff; the ini key takes `true` or `false`.",
         read=_read_github_annotations,
         default_text="on when GITHUB_ACTIONS=true",
         direct_default=False,
@@ -554,7 +554,7 @@ class RulesOptions:
         "fastapi_rules_db_url",
         flag="URL",
         help="Where the probes create their throwaway database: a server URL (e.g. "
-        "postgresql+asyncpg://postgres@localhost:5432/postgres), or 'sqlite' for the embedded "
+        "`postgresql+asyncpg://postgres@localhost:5432/postgres`), or `sqlite` for the embedded "
         "database. The app's own database is never used.",
         read=_read_text,
         default_text="beside the app's own PostgreSQL when it is reachable, else a temporary SQLite file",
@@ -563,20 +563,20 @@ class RulesOptions:
         "fastapi_rules_engines",
         ini="linelist",
         default=[],
-        help="module:attribute paths of SQLAlchemy engines that discovery does not find.",
+        help="`module:attribute` paths of SQLAlchemy engines that discovery does not find.",
         read=_read_object_paths,
     )
     session_factory_paths: tuple[str, ...] = setting(
         "fastapi_rules_session_factories",
         ini="linelist",
         default=[],
-        help="module:attribute paths of session factories that discovery does not find.",
+        help="`module:attribute` paths of session factories that discovery does not find.",
         read=_read_object_paths,
     )
     seed_hook: str | None = setting(
         "fastapi_rules_seed",
-        help="module:function that seeds the probe database instead of the generator: "
-        "async def seed(session: AsyncSession, size: int) -> None.",
+        help="`module:function` that seeds the probe database instead of the generator: "
+        "`async def seed(session: AsyncSession, size: int) -> None`.",
         read=_read_text,
     )
     #: ``{table or mapped class name: module:attr}`` of row factories.
@@ -584,8 +584,8 @@ class RulesOptions:
         "fastapi_rules_row_factories",
         ini="linelist",
         default=[],
-        help="Lines 'TABLE_OR_MODEL = module:attr' naming a row factory for a table the generator "
-        "cannot fill: a function (index) -> dict or model instance, or a factory class with build().",
+        help="Lines `TABLE_OR_MODEL = module:attr` naming a row factory for a table the generator "
+        "cannot fill: a function `(index) -> dict` or model instance, or a factory class with `build()`.",
         read=_read_row_factories,
     )
     base_url: str = setting(
@@ -598,7 +598,7 @@ class RulesOptions:
         "fastapi_rules_auth_headers",
         ini="linelist",
         default=[],
-        help="Lines 'Name: value' sent with every probe request, instead of the current-user override.",
+        help="Lines `Name: value` sent with every probe request, instead of the current-user override.",
         read=_read_headers,
     )
     query_budget: int = setting(
@@ -612,7 +612,7 @@ class RulesOptions:
         "fastapi_rules_query_budgets",
         ini="linelist",
         default=[],
-        help="Per-route query budgets, lines 'PATTERN = N': 'GET /api/v1/reports/* = 25'.",
+        help="Per-route query budgets, lines `PATTERN = N`: `GET /api/v1/reports/* = 25`.",
         read=_read_query_budgets,
         rules=("FR510",),
     )
@@ -621,8 +621,8 @@ class RulesOptions:
         "fastapi_rules_edge_requests",
         flag="N",
         default=str(DEFAULT_EDGE_REQUESTS),
-        help="How many requests with odd but schema-valid values (unknown ids, empty strings, {} "
-        "bodies) are sent to each route at most; 0 sends none.",
+        help="How many requests with odd but schema-valid values (unknown ids, empty strings, `{}` "
+        "bodies) are sent to each route at most; `0` sends none.",
         read=_whole_number(0, "requests"),
         rules=("FR210",),
     )
@@ -630,7 +630,7 @@ class RulesOptions:
         "fastapi_rules_production_env",
         ini="linelist",
         default=["ENVIRONMENT=production"],
-        help="Lines NAME=VALUE that put the app in production mode.",
+        help="Lines `NAME=VALUE` that put the app in production mode.",
         read=_read_env,
         rules=("FR108", "FR503", "FR802"),
     )
@@ -640,7 +640,7 @@ class RulesOptions:
         "fastapi_rules_version_prefix",
         default=DEFAULT_VERSION_PREFIX,
         help="Regular expression every API path must match. The default accepts the rulebook's "
-        "/api/v1 and later versions; ^(/api)?/v[0-9]+(/|$) also accepts /v1 without /api.",
+        "`/api/v1` and later versions; `^(/api)?/v[0-9]+(/|$)` also accepts `/v1` without `/api`.",
         read=_read_regex,
         rules=("FR109",),
     )
@@ -649,7 +649,7 @@ class RulesOptions:
         ini="linelist",
         default=list(DEFAULT_INFRA_PATHS),
         help="Path globs of infrastructure routes (health, metrics) that the API rules leave alone. "
-        "The list replaces the default: list /healthz, /metrics... here together with it.",
+        "The list replaces the default: list `/healthz`, `/metrics`... here together with it.",
         read=_read_words,
     )
     #: FR107's liveness and readiness routes (also infrastructure for the API rules).
@@ -663,7 +663,7 @@ class RulesOptions:
     readiness_path: str = setting(
         "fastapi_rules_readiness_path",
         default=DEFAULT_READINESS_PATH,
-        help="Path of the readiness route FR107 probes (/readyz... only when named here); the API "
+        help="Path of the readiness route FR107 probes (`/readyz`... only when named here); the API "
         "rules leave it alone.",
         read=_read_route_path,
         rules=("FR107",),
@@ -680,7 +680,7 @@ class RulesOptions:
         "fastapi_rules_public_routes",
         ini="linelist",
         default=[],
-        help="More public write routes (besides the token endpoint and register/signup/login), as "
+        help="More public write routes (besides the token endpoint and `register`/`signup`/`login`), as "
         "path globs optionally preceded by methods.",
         read=_read_public_routes,
         rules=("FR706",),
@@ -705,8 +705,8 @@ class RulesOptions:
         ini="args",
         default=list(DEFAULT_SHARED_PACKAGES),
         help="Package names of code shared by every domain, never a domain themselves. The rulebook "
-        "names one, shared; list core, common... here too when they hold shared code (shared core "
-        "common).",
+        "names one, `shared`; list `core`, `common`... here too when they hold shared code "
+        "(`shared core common`).",
         read=_read_words,
         rules=("FR303", "FR304", "FR305"),
     )
@@ -715,11 +715,11 @@ class RulesOptions:
         "fastapi_rules_domain_layout",
         ini="linelist",
         default=[],
-        help="Lines 'ROLE = NAME ...' naming the modules (or packages) that fill a role of a domain; "
-        "roles: router, service, schemas, repository, models. FR305 accepts the rulebook's name of "
-        "each role (router.py, service.py, schemas.py, repository.py, models.py) and the names listed "
-        "here ('repository = crud'); the layer rules also recognise the listed names besides their "
-        "own (crud, routes, services...).",
+        help="Lines `ROLE = NAME ...` naming the modules (or packages) that fill a role of a domain; "
+        "roles: `router`, `service`, `schemas`, `repository`, `models`. FR305 accepts the rulebook's name of "
+        "each role (`router.py`, `service.py`, `schemas.py`, `repository.py`, `models.py`) and the names "
+        "listed here (`repository = crud`); the layer rules also recognise the listed names besides their "
+        "own (`crud`, `routes`, `services`...).",
         read=_read_domain_layout,
         rules=("FR302", "FR303", "FR304", "FR305", "FR307"),
     )

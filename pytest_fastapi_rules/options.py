@@ -1,7 +1,10 @@
-"""Command-line options and ini keys, resolved once into :class:`RulesOptions`.
+"""Every setting of the plugin, each declared once as a field of :class:`RulesOptions`.
 
-Every setting can come from the command line or from ``[tool.pytest.ini_options]``; the command line
-wins. Where a value came from is kept so the report header can say it, as pytest-django does.
+A field's :func:`~pytest_fastapi_rules.settings.setting` declaration says its ini key, its
+command-line flag if any, its default, its help and the rules it affects, and names the reader below
+that checks a given value; ``settings.py`` makes pytest's options and ini keys, the resolution (the
+command line wins over the ini) and the README's table from these declarations. Where each value came
+from is kept so the report header can say it, as pytest-django does.
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from pytest_fastapi_rules.registry import Rule, Severity, all_rules
+from pytest_fastapi_rules.registry import Rule, Severity
+from pytest_fastapi_rules.settings import REQUIRED, Given, OptionsError, read_all, register, setting
 
 #: The rulebook's prefix, ``/api/v1`` (main.py template), and its later versions (``/api/v2``).
 DEFAULT_VERSION_PREFIX = r"^/api/v[0-9]+(\.[0-9]+)?(/|$)"
@@ -71,311 +76,6 @@ DEFAULT_DOMAIN_LAYOUT: dict[str, tuple[str, ...]] = {
 }
 
 
-def add_options(parser: pytest.Parser) -> None:
-    """Register the plugin's command-line options and ini keys."""
-    group = parser.getgroup("fastapi-rules", "FastAPI conformance rules (pytest-fastapi-rules)")
-    group.addoption(
-        "--fastapi-app",
-        dest="fastapi_app",
-        metavar="MODULE:ATTR",
-        help="The FastAPI app to check, as module:attribute (an app or an app factory). "
-        "Without it the plugin adds nothing.",
-    )
-    group.addoption(
-        "--fastapi-app-dir",
-        dest="fastapi_app_dir",
-        metavar="DIR",
-        help="Folder the app module is imported from (default: pytest's rootdir).",
-    )
-    group.addoption(
-        "--fastapi-rules-select",
-        dest="fastapi_rules_select",
-        metavar="CODES",
-        help="Comma-separated rule codes or prefixes to run, e.g. FR2,FR501 (default: all).",
-    )
-    group.addoption(
-        "--fastapi-rules-ignore",
-        dest="fastapi_rules_ignore",
-        metavar="CODES",
-        help="Comma-separated rule codes or prefixes to skip, e.g. FR109,FR7.",
-    )
-    group.addoption(
-        "--fastapi-rules-strict",
-        dest="fastapi_rules_strict",
-        action="store_true",
-        default=None,
-        help="Fail the run on warnings too, not only on errors.",
-    )
-    group.addoption(
-        "--fastapi-rules-count-coverage",
-        dest="fastapi_rules_count_coverage",
-        action="store_true",
-        default=None,
-        help="Let the plugin's own work (lifespan, probes, requests, child processes) count toward "
-        "the coverage of the run (pytest-cov, coverage.py). Default: only importing the app counts.",
-    )
-    group.addoption(
-        "--fastapi-rules-list",
-        dest="fastapi_rules_list",
-        action="store_true",
-        default=False,
-        help="Print the rule catalog (code, name, severity, summary) and exit.",
-    )
-    group.addoption(
-        "--fastapi-rules-json",
-        dest="fastapi_rules_json",
-        metavar="PATH",
-        help="Write every rule item's result to PATH as JSON.",
-    )
-    group.addoption(
-        "--fastapi-rules-html",
-        dest="fastapi_rules_html",
-        metavar="PATH",
-        help="Write a conformance map to PATH: one self-contained HTML file, routes by rule family.",
-    )
-    group.addoption(
-        "--fastapi-rules-sarif",
-        dest="fastapi_rules_sarif",
-        metavar="PATH",
-        help="Write the findings to PATH as SARIF 2.1.0 (for GitHub code scanning).",
-    )
-    group.addoption(
-        "--fastapi-rules-github-annotations",
-        dest="fastapi_rules_github_annotations",
-        action="store_true",
-        default=None,
-        help="Print each finding as a GitHub Actions workflow command (::error/::warning with file "
-        "and line), so it shows on the pull request's diff. On by default when GITHUB_ACTIONS=true.",
-    )
-    group.addoption(
-        "--fastapi-rules-baseline",
-        dest="fastapi_rules_baseline",
-        metavar="PATH",
-        help="Report findings recorded in this baseline file as baselined; fail only on new ones.",
-    )
-    group.addoption(
-        "--fastapi-rules-update-baseline",
-        dest="fastapi_rules_update_baseline",
-        action="store_true",
-        default=False,
-        help="Record the findings of this run in the baseline file (and pass).",
-    )
-    group.addoption(
-        "--fastapi-rules-add-noqa",
-        dest="fastapi_rules_add_noqa",
-        action="store_true",
-        default=False,
-        help="Write a `# noqa: CODE` comment on the line of each current finding (and pass), "
-        "like ruff's --add-noqa; nothing else in the files changes.",
-    )
-    group.addoption(
-        "--fastapi-rules-explain",
-        dest="fastapi_rules_explain",
-        metavar="CODE",
-        help="Print a rule's rationale, what passes, what fails and how to fix it, then exit.",
-    )
-    group.addoption(
-        "--fastapi-rules-db-url",
-        dest="fastapi_rules_db_url",
-        metavar="URL",
-        help="Where the probes create their throwaway database: a server URL (e.g. "
-        "postgresql+asyncpg://postgres@localhost:5432/postgres), or 'sqlite' for the embedded "
-        "database. Default: beside the app's own PostgreSQL when it is reachable, else SQLite. The "
-        "app's own database is never used.",
-    )
-    group.addoption(
-        "--fastapi-rules-startup-timeout",
-        dest="fastapi_rules_startup_timeout",
-        metavar="SECONDS",
-        help="How long the app's lifespan may take to start or stop (default: 30).",
-    )
-    group.addoption(
-        "--fastapi-rules-request-timeout",
-        dest="fastapi_rules_request_timeout",
-        metavar="SECONDS",
-        help="How long one probe request may take, and the app may block the event loop, before the "
-        "probes give up on it (default: 30).",
-    )
-    group.addoption(
-        "--fastapi-rules-edge-requests",
-        dest="fastapi_rules_edge_requests",
-        metavar="N",
-        help="How many requests with odd but schema-valid values (unknown ids, empty strings, {} "
-        "bodies) FR210 sends to each route at most (default: 3; 0 sends none).",
-    )
-
-    parser.addini("fastapi_app", "The FastAPI app to check, as module:attribute.", default=None)
-    parser.addini("fastapi_app_dir", "Folder the app module is imported from.", default=None)
-    parser.addini("fastapi_rules_select", "Rule codes or prefixes to run.", type="args", default=[])
-    parser.addini("fastapi_rules_ignore", "Rule codes or prefixes to skip.", type="args", default=[])
-    parser.addini("fastapi_rules_strict", "Fail the run on warnings too.", type="bool", default=False)
-    parser.addini(
-        "fastapi_rules_count_coverage",
-        "Let the plugin's own work count toward the run's coverage (default: only the app's import).",
-        type="bool",
-        default=False,
-    )
-    parser.addini(
-        "fastapi_rules_github_annotations",
-        "Print findings as GitHub Actions workflow commands: true or false (default: true only "
-        "when GITHUB_ACTIONS=true).",
-        default=None,
-    )
-    parser.addini(
-        "fastapi_rules_per_route_ignores",
-        "Lines 'PATTERN = CODES', PATTERN a path glob optionally preceded by methods: "
-        "'GET /api/v1/legacy/* = FR201,FR202'.",
-        type="linelist",
-        default=[],
-    )
-    parser.addini(
-        "fastapi_rules_severity",
-        "Lines 'CODE = error|warning' overriding a rule's default severity.",
-        type="linelist",
-        default=[],
-    )
-    parser.addini("fastapi_rules_json", "Write the JSON report to this path.", default=None)
-    parser.addini("fastapi_rules_sarif", "Write a SARIF 2.1.0 report to this path.", default=None)
-    parser.addini("fastapi_rules_html", "Write the HTML conformance map to this path.", default=None)
-    parser.addini("fastapi_rules_baseline", "The baseline file of known findings.", default=None)
-    parser.addini(
-        "fastapi_rules_engines",
-        "module:attribute paths of SQLAlchemy engines, when discovery does not find them.",
-        type="linelist",
-        default=[],
-    )
-    parser.addini(
-        "fastapi_rules_session_factories",
-        "module:attribute paths of session factories, when discovery does not find them.",
-        type="linelist",
-        default=[],
-    )
-    parser.addini(
-        "fastapi_rules_version_prefix",
-        "Regular expression every API path must match (FR109); default: the rulebook's /api/v1 (and "
-        "later versions); ^(/api)?/v[0-9]+(/|$) also accepts /v1 without /api.",
-        default=DEFAULT_VERSION_PREFIX,
-    )
-    parser.addini(
-        "fastapi_rules_infra_paths",
-        "Path globs of infrastructure routes (health, metrics) that API rules leave alone.",
-        type="linelist",
-        default=list(DEFAULT_INFRA_PATHS),
-    )
-    parser.addini(
-        "fastapi_rules_health_path",
-        "Path of the liveness route FR107 probes (default: the rulebook's /health).",
-        default=DEFAULT_HEALTH_PATH,
-    )
-    parser.addini(
-        "fastapi_rules_readiness_path",
-        "Path of the readiness route FR107 probes (default: the rulebook's /health/ready).",
-        default=DEFAULT_READINESS_PATH,
-    )
-    parser.addini(
-        "fastapi_rules_error_code_key",
-        "Key of the error envelope that holds the machine-readable code (FR106; default: the "
-        "rulebook's error).",
-        default=DEFAULT_ERROR_CODE_KEY,
-    )
-    parser.addini(
-        "fastapi_rules_public_routes",
-        "More public write routes for FR706, as path globs optionally preceded by methods.",
-        type="linelist",
-        default=[],
-    )
-    parser.addini(
-        "fastapi_rules_action_verbs",
-        "More words that mark a POST path segment as an action, not a create (FR204).",
-        type="args",
-        default=[],
-    )
-    parser.addini("fastapi_rules_max_page_size", "Largest allowed page size (FR207).", default="100")
-    parser.addini(
-        "fastapi_rules_shared_packages",
-        "Package names of code shared by every domain, never a domain themselves (FR304, FR305); "
-        "default: the rulebook's shared (list core, common... here when they are shared code).",
-        type="args",
-        default=list(DEFAULT_SHARED_PACKAGES),
-    )
-    parser.addini(
-        "fastapi_rules_domain_layout",
-        "Lines 'ROLE = NAME ...' naming the modules (or packages) that fill a role of a domain; roles: "
-        "router, service, schemas, repository, models. FR305 accepts the rulebook's name of each role "
-        "(router.py, service.py, schemas.py, repository.py, models.py) and the names listed here; the "
-        "layer rules (FR302-FR307) also recognise the listed names.",
-        type="linelist",
-        default=[],
-    )
-    parser.addini(
-        "fastapi_rules_production_env",
-        "Lines NAME=VALUE that put the app in production mode (FR108, FR503).",
-        type="linelist",
-        default=["ENVIRONMENT=production"],
-    )
-    parser.addini(
-        "fastapi_rules_db_url",
-        "Where the probes create their throwaway database: a server URL, or 'sqlite' "
-        "(default: beside the app's own PostgreSQL when reachable, else a temporary SQLite file).",
-        default=None,
-    )
-    parser.addini(
-        "fastapi_rules_query_budget",
-        "Most SQL statements one request may run (FR510).",
-        default=str(DEFAULT_QUERY_BUDGET),
-    )
-    parser.addini(
-        "fastapi_rules_query_budgets",
-        "Per-route query budgets, lines 'PATTERN = N': 'GET /api/v1/reports/* = 25'.",
-        type="linelist",
-        default=[],
-    )
-    parser.addini(
-        "fastapi_rules_base_url",
-        "Base URL of probe requests (its host must pass the app's TrustedHostMiddleware).",
-        default=DEFAULT_BASE_URL,
-    )
-    parser.addini(
-        "fastapi_rules_auth_headers",
-        "Lines 'Name: value' sent with every probe request, instead of the current-user override.",
-        type="linelist",
-        default=[],
-    )
-    parser.addini(
-        "fastapi_rules_seed",
-        "module:function that seeds the probe database instead of the generator: "
-        "async def seed(session: AsyncSession, size: int) -> None.",
-        default=None,
-    )
-    parser.addini(
-        "fastapi_rules_row_factories",
-        "Lines TABLE_OR_MODEL = module:attr naming a row factory for a table the generator cannot "
-        "fill: a function (index) -> dict or model instance, or a factory class with build().",
-        type="linelist",
-        default=[],
-    )
-    parser.addini(
-        "fastapi_rules_request_timeout",
-        "Seconds one probe request may take, and the app may block the event loop (default 30).",
-        default="30",
-    )
-    parser.addini(
-        "fastapi_rules_startup_timeout",
-        "Seconds the app's lifespan may take to start or stop.",
-        default="30",
-    )
-    parser.addini(
-        "fastapi_rules_edge_requests",
-        "Requests with odd but schema-valid values FR210 sends to each route at most (default 3; "
-        "0 sends none).",
-        default=str(DEFAULT_EDGE_REQUESTS),
-    )
-
-
-class OptionsError(ValueError):
-    """A setting that cannot be understood; turned into a pytest usage error."""
-
-
 @dataclass(frozen=True)
 class RouteIgnore:
     """One ``fastapi_rules_per_route_ignores`` line: methods + path glob -> code prefixes."""
@@ -406,61 +106,628 @@ class RouteBudget:
         return fnmatch.fnmatchcase(path, self.path_glob)
 
 
+# The readers: each turns a given value into a field's value, or raises an OptionsError that names
+# the flag or ini key the user wrote (``given.name``), the problem and the fix, in one paragraph.
+
+
+def _read_text(given: Given) -> str | None:
+    text = str(given.value or "").strip()
+    return text or None
+
+
+def _read_switch(given: Given) -> bool:
+    return bool(given.value)
+
+
+def _read_words(given: Given) -> tuple[str, ...]:
+    return tuple(given.value)
+
+
+def _read_app_dir(given: Given) -> Path:
+    if not given.value:
+        return given.base
+    path = Path(str(given.value))
+    return path if path.is_absolute() else (given.base / path).resolve()
+
+
+def _read_output_path(given: Given) -> Path | None:
+    if not given.value:
+        return None
+    path = Path(str(given.value))
+    return path if path.is_absolute() else given.base / path
+
+
+def _read_github_annotations(given: Given) -> bool:
+    """On with the flag; else as the ini key says; else only inside GitHub Actions."""
+    text = str(given.value or "").strip().lower()
+    if not text:
+        return os.environ.get("GITHUB_ACTIONS") == "true"
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise OptionsError(f"{given.name}: {given.value!r} is not a boolean; use true or false.")
+
+
+def _split_codes(values: list[str] | str | None) -> tuple[str, ...]:
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    codes: list[str] = []
+    for value in values:
+        codes.extend(part.strip().upper() for part in value.split(",") if part.strip())
+    return tuple(codes)
+
+
+def _check_codes(codes: tuple[str, ...], given: Given) -> None:
+    if not codes:
+        return
+    known = given.rule_codes()
+    for prefix in codes:
+        if not re.fullmatch(r"FR\d{0,3}", prefix) or not any(c.startswith(prefix) for c in known):
+            raise OptionsError(
+                f"{given.name}: {prefix!r} matches no rule. Use rule codes or prefixes such as "
+                "FR201 or FR2; `pytest --fastapi-rules-list` shows them all."
+            )
+
+
+def _read_codes(given: Given) -> tuple[str, ...]:
+    codes = _split_codes(given.value)
+    _check_codes(codes, given)
+    return codes
+
+
+def _parse_route_pattern(text: str, setting: str, line: str) -> tuple[frozenset[str], str]:
+    words = text.split()
+    if not words:
+        raise OptionsError(f"{setting}: {line!r} has no path pattern before '='.")
+    *methods, glob = words
+    if len(methods) == 1 and "," in methods[0]:
+        methods = methods[0].split(",")
+    methods_upper = frozenset(m.strip().upper() for m in methods if m.strip())
+    if not glob.startswith("/"):
+        raise OptionsError(
+            f"{setting}: {line!r}: the path pattern must start with '/', e.g. 'GET /api/v1/legacy/* = FR201'."
+        )
+    return methods_upper, glob
+
+
+def _read_per_route_ignores(given: Given) -> tuple[RouteIgnore, ...]:
+    entries: list[RouteIgnore] = []
+    for line in given.value:
+        if "=" not in line:
+            raise OptionsError(
+                f"{given.name}: {line!r} needs the form 'PATTERN = CODES', e.g. "
+                "'GET /api/v1/legacy/* = FR201,FR202'."
+            )
+        pattern, _, codes_text = line.rpartition("=")
+        methods, glob = _parse_route_pattern(pattern, given.name, line)
+        codes = _split_codes(codes_text)
+        if not codes:
+            raise OptionsError(f"{given.name}: {line!r} names no rule codes after '='.")
+        _check_codes(codes, given)
+        entries.append(RouteIgnore(methods, glob, codes))
+    return tuple(entries)
+
+
+def _read_route_path(given: Given) -> str:
+    """One route path, as the app declares it (``/readyz``): FR107 compares it with route paths."""
+    path = str(given.value).strip()
+    if not path.startswith("/") or any(ch.isspace() for ch in path):
+        raise OptionsError(
+            f"{given.name}: {given.value!r} is not a route path; give one such as /health/ready."
+        )
+    return path
+
+
+def _read_public_routes(given: Given) -> tuple[RouteIgnore, ...]:
+    entries = []
+    for line in given.value:
+        methods, glob = _parse_route_pattern(line, given.name, line)
+        entries.append(RouteIgnore(methods, glob, ("",)))
+    return tuple(entries)
+
+
+def _read_severities(given: Given) -> dict[str, Severity]:
+    overrides: dict[str, Severity] = {}
+    for line in given.value:
+        code, sep, level = line.partition("=")
+        code = code.strip().upper()
+        if not sep:
+            raise OptionsError(f"{given.name}: {line!r} needs the form 'CODE = error|warning'.")
+        _check_codes((code,), given)
+        try:
+            severity = Severity.parse(level)
+        except ValueError as exc:
+            raise OptionsError(f"{given.name}: {line!r}: {exc}.") from None
+        for known in given.rule_codes():
+            if known.startswith(code):
+                overrides[known] = severity
+    return overrides
+
+
+def _read_domain_layout(given: Given) -> dict[str, tuple[str, ...]]:
+    """Only the roles the lines name: the rule modules merge them with their defaults, because what
+    a module is recognised as (the layer rules) and what FR305 accepts as conforming differ."""
+    layout: dict[str, tuple[str, ...]] = {}
+    for line in given.value:
+        role, sep, names_text = line.partition("=")
+        role = role.strip().lower()
+        words = names_text.replace(",", " ").split()
+        names = tuple(word.removesuffix(".py") for word in words)
+        if not sep or role not in DEFAULT_DOMAIN_LAYOUT or not names:
+            raise OptionsError(
+                f"{given.name}: {line!r} needs the form 'ROLE = NAME ...' with ROLE one "
+                f"of {', '.join(DEFAULT_DOMAIN_LAYOUT)}, e.g. 'router = router handlers'."
+            )
+        layout[role] = names
+    return layout
+
+
+def _read_env(given: Given) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in given.value:
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise OptionsError(f"{given.name}: {line!r} needs the form NAME=VALUE.")
+        env[name.strip()] = value.strip()
+    return env
+
+
+def _read_row_factories(given: Given) -> dict[str, str]:
+    factories: dict[str, str] = {}
+    for line in given.value:
+        name, sep, path = line.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or ":" not in path:
+            raise OptionsError(
+                f"{given.name}: {line!r} needs the form TABLE_OR_MODEL = module:attr "
+                "(e.g. users = tests.factories:user_row)."
+            )
+        factories[name] = path
+    return factories
+
+
+def _read_seconds(given: Given) -> float:
+    text = str(given.value)
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionsError(f"{given.name}: {text!r} is not a number of seconds.") from None
+    if value <= 0:
+        raise OptionsError(f"{given.name}: must be positive, got {text!r}.")
+    return value
+
+
+def _read_object_paths(given: Given) -> tuple[str, ...]:
+    paths = tuple(line.strip() for line in given.value if line.strip())
+    for path in paths:
+        module_name, sep, attr = path.partition(":")
+        if not sep or not module_name.strip() or not attr.strip():
+            raise OptionsError(
+                f"{given.name}: {path!r} needs the form module:attribute (e.g. src.database:engine)."
+            )
+    return paths
+
+
+def _parse_whole(text: object, setting: str, minimum: int, what: str) -> int:
+    """A whole number of at least ``minimum``; the message names the setting and what it counts."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise OptionsError(f"{setting}: {text!r} is not a whole number of {what}.") from None
+    if value < minimum:
+        raise OptionsError(f"{setting}: must be at least {minimum}, got {text!r}.")
+    return value
+
+
+def _whole_number(minimum: int, what: str) -> Callable[[Given], int]:
+    """The reader of a whole number of at least ``minimum``, counting ``what``."""
+    return lambda given: _parse_whole(given.value, given.name, minimum, what)
+
+
+def _read_query_budgets(given: Given) -> tuple[RouteBudget, ...]:
+    entries: list[RouteBudget] = []
+    for line in given.value:
+        if "=" not in line:
+            raise OptionsError(
+                f"{given.name}: {line!r} needs the form 'PATTERN = N', e.g. 'GET /api/v1/reports/* = 25'."
+            )
+        pattern, _, budget_text = line.rpartition("=")
+        methods, glob = _parse_route_pattern(pattern, given.name, line)
+        entries.append(RouteBudget(methods, glob, _parse_whole(budget_text, given.name, 0, "statements")))
+    return tuple(entries)
+
+
+def _read_headers(given: Given) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in given.value:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise OptionsError(
+                f"{given.name}: {line!r} needs the form 'Name: value', e.g. 'Authorization: Bearer <token>'."
+            )
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def _read_base_url(given: Given) -> str:
+    url = str(given.value).strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise OptionsError(f"{given.name}: {given.value!r} is not an http(s) URL; use e.g. http://localhost.")
+    return url
+
+
+def _read_regex(given: Given) -> re.Pattern[str]:
+    try:
+        return re.compile(given.value)
+    except re.error as exc:
+        raise OptionsError(
+            f"{given.name}: {given.value!r} is not a valid regular expression ({exc})."
+        ) from None
+
+
+def _read_error_code_key(given: Given) -> str:
+    return str(given.value).strip() or DEFAULT_ERROR_CODE_KEY
+
+
+def _read_action_verbs(given: Given) -> tuple[str, ...]:
+    return tuple(verb.lower() for verb in given.value)
+
+
 @dataclass(frozen=True)
 class RulesOptions:
-    """Every setting of the plugin, resolved from the command line and the ini file."""
+    """Every setting of the plugin, resolved from the command line and the ini file.
 
-    app_spec: str | None
-    app_dir: Path
-    select: tuple[str, ...] = ()
-    ignore: tuple[str, ...] = ()
-    strict: bool = False
+    Each field declared with ``setting(...)`` is one setting, in the order of ``pytest --help`` and
+    the README's table; adding a setting is adding a field here (and reading it where it is used).
+    """
+
+    # The app
+    app_spec: str | None = setting(
+        "fastapi_app",
+        flag="MODULE:ATTR",
+        help="The FastAPI app to check, as `module:attribute` (an app, or a factory called without "
+        "arguments). Without it the plugin adds nothing.",
+        read=_read_text,
+        direct_default=REQUIRED,
+    )
+    app_dir: Path = setting(
+        "fastapi_app_dir",
+        flag="DIR",
+        help="Folder the app module is imported from; a relative one is taken from where pytest "
+        "runs (command line) or from the rootdir (ini).",
+        read=_read_app_dir,
+        default_text="pytest's rootdir",
+        direct_default=REQUIRED,
+    )
+
+    # Which rules, how severe
+    select: tuple[str, ...] = setting(
+        "fastapi_rules_select",
+        flag="CODES",
+        ini="args",
+        default=[],
+        help="Rule codes or prefixes to run, e.g. `FR2,FR501` (comma-separated on the command line).",
+        read=_read_codes,
+        default_text="all rules",
+    )
+    ignore: tuple[str, ...] = setting(
+        "fastapi_rules_ignore",
+        flag="CODES",
+        ini="args",
+        default=[],
+        help="Rule codes or prefixes to skip, e.g. `FR109,FR7`.",
+        read=_read_codes,
+    )
+    per_route_ignores: tuple[RouteIgnore, ...] = setting(
+        "fastapi_rules_per_route_ignores",
+        ini="linelist",
+        default=[],
+        help="Lines `PATTERN = CODES` (like ruff's per-file-ignores), PATTERN a path glob optionally "
+        "preceded by methods: `GET /api/v1/legacy/* = FR201,FR202`. Matching items are deselected.",
+        read=_read_per_route_ignores,
+    )
+    severity_overrides: dict[str, Severity] = setting(
+        "fastapi_rules_severity",
+        ini="linelist",
+        default=[],
+        help="Lines `CODE = error|warning` overriding a rule's default severity; a prefix sets a "
+        "whole family (`FR5 = warning`).",
+        read=_read_severities,
+    )
+    strict: bool = setting(
+        "fastapi_rules_strict",
+        flag=True,
+        ini="bool",
+        default=False,
+        help="Fail the run on warnings too, not only on errors.",
+        read=_read_switch,
+    )
+    #: Read by ``plugin.pytest_cmdline_main``, which answers before the options are resolved.
+    list_rules: bool = setting(
+        "fastapi_rules_list",
+        flag=True,
+        ini=None,
+        default=False,
+        help="Print the rule catalog (code, name, severity, summary) and exit.",
+        read=_read_switch,
+    )
+    #: Read by ``plugin.pytest_cmdline_main``, like ``list_rules``.
+    explain: str | None = setting(
+        "fastapi_rules_explain",
+        flag="CODE",
+        ini=None,
+        help="Print a rule's rationale, what passes, what fails and how to fix it, then exit.",
+        read=_read_text,
+    )
+
+    # Reports
+    json_path: Path | None = setting(
+        "fastapi_rules_json",
+        flag="PATH",
+        help="Write every rule item's result to this path as JSON.",
+        read=_read_output_path,
+    )
+    sarif_path: Path | None = setting(
+        "fastapi_rules_sarif",
+        flag="PATH",
+        help="Write the findings to this path as SARIF 2.1.0 (for GitHub code scanning).",
+        read=_read_output_path,
+    )
+    html_path: Path | None = setting(
+        "fastapi_rules_html",
+        flag="PATH",
+        help="Write a conformance map to this path: one self-contained HTML file, routes by rule family.",
+        read=_read_output_path,
+    )
     #: Print findings as GitHub Actions workflow commands (``::error file=...``).
-    github_annotations: bool = False
+    github_annotations: bool = setting(
+        "fastapi_rules_github_annotations",
+        flag=True,
+        help="Print each finding as a GitHub Actions workflow command (`::error`/`::warning` with file "
+        "and line), so that it shows on the pull request's diff; the ini key takes `true` or `false`.",
+        read=_read_github_annotations,
+        default_text="on when GITHUB_ACTIONS=true",
+        direct_default=False,
+    )
+
+    # The baseline and inline suppressions
+    baseline_path: Path | None = setting(
+        "fastapi_rules_baseline",
+        flag="PATH",
+        help="The baseline file of known findings: findings recorded in it are reported as "
+        "baselined, and only new ones fail.",
+        read=_read_output_path,
+    )
+    update_baseline: bool = setting(
+        "fastapi_rules_update_baseline",
+        flag=True,
+        ini=None,
+        default=False,
+        help="Record the findings of this run in the baseline file (and pass).",
+        read=_read_switch,
+    )
+    #: Write noqa comments for this run's findings.
+    add_noqa: bool = setting(
+        "fastapi_rules_add_noqa",
+        flag=True,
+        ini=None,
+        default=False,
+        help="Write a `# noqa: CODE` comment on the line of each current finding (and pass), like "
+        "ruff's --add-noqa; nothing else in the files changes.",
+        read=_read_switch,
+    )
+
+    # The run
     #: Let the plugin's lifespan, probes, requests and children count toward the user's coverage.
-    count_coverage: bool = False
-    per_route_ignores: tuple[RouteIgnore, ...] = ()
-    severity_overrides: dict[str, Severity] = field(default_factory=dict)
-    json_path: Path | None = None
-    sarif_path: Path | None = None
-    html_path: Path | None = None
-    baseline_path: Path | None = None
-    update_baseline: bool = False
-    #: Write noqa comments for this run's findings (``--fastapi-rules-add-noqa``).
-    add_noqa: bool = False
-    engine_paths: tuple[str, ...] = ()
-    session_factory_paths: tuple[str, ...] = ()
-    version_prefix: re.Pattern[str] = re.compile(DEFAULT_VERSION_PREFIX)
-    infra_paths: tuple[str, ...] = DEFAULT_INFRA_PATHS
-    #: FR107's liveness and readiness routes (also infrastructure for the API rules).
-    health_path: str = DEFAULT_HEALTH_PATH
-    readiness_path: str = DEFAULT_READINESS_PATH
-    #: FR106: the envelope key of the machine-readable code.
-    error_code_key: str = DEFAULT_ERROR_CODE_KEY
-    public_routes: tuple[RouteIgnore, ...] = ()
-    action_verbs: tuple[str, ...] = ()
-    max_page_size: int = 100
-    shared_packages: tuple[str, ...] = DEFAULT_SHARED_PACKAGES
-    #: ``fastapi_rules_domain_layout``: only the roles the user named, with the names given.
-    domain_layout: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    production_env: dict[str, str] = field(default_factory=lambda: {"ENVIRONMENT": "production"})
-    startup_timeout: float = 30.0
+    count_coverage: bool = setting(
+        "fastapi_rules_count_coverage",
+        flag=True,
+        ini="bool",
+        default=False,
+        help="Let the plugin's own work (lifespan, probes, requests, child processes) count toward "
+        "the coverage of the run (pytest-cov, coverage.py); otherwise only importing the app counts.",
+        read=_read_switch,
+    )
+    startup_timeout: float = setting(
+        "fastapi_rules_startup_timeout",
+        flag="SECONDS",
+        default="30",
+        help="Seconds the app's lifespan may take to start or stop.",
+        read=_read_seconds,
+    )
     #: Seconds one probe request may take, and the app may block the event loop.
-    request_timeout: float = 30.0
-    #: FR210: requests with odd but schema-valid values sent to each route at most (0: none).
-    edge_requests: int = DEFAULT_EDGE_REQUESTS
-    #: Probes: where the throwaway database lives (a server URL, or "sqlite"); None follows the app.
-    db_url: str | None = None
-    query_budget: int = DEFAULT_QUERY_BUDGET
-    query_budgets: tuple[RouteBudget, ...] = ()
-    base_url: str = DEFAULT_BASE_URL
-    auth_headers: dict[str, str] = field(default_factory=dict)
-    seed_hook: str | None = None
-    #: ``{table or mapped class name: module:attr}`` of row factories (ini fastapi_rules_row_factories).
-    row_factories: dict[str, str] = field(default_factory=dict)
+    request_timeout: float = setting(
+        "fastapi_rules_request_timeout",
+        flag="SECONDS",
+        default="30",
+        help="Seconds one probe request may take, and the app may block the event loop, before the "
+        "probes give up on it.",
+        read=_read_seconds,
+    )
+
+    # The probes
+    #: Where the throwaway database lives (a server URL, or "sqlite"); None follows the app.
+    db_url: str | None = setting(
+        "fastapi_rules_db_url",
+        flag="URL",
+        help="Where the probes create their throwaway database: a server URL (e.g. "
+        "`postgresql+asyncpg://postgres@localhost:5432/postgres`), or `sqlite` for the embedded "
+        "database. The app's own database is never used.",
+        read=_read_text,
+        default_text="beside the app's own PostgreSQL when it is reachable, else a temporary SQLite file",
+    )
+    engine_paths: tuple[str, ...] = setting(
+        "fastapi_rules_engines",
+        ini="linelist",
+        default=[],
+        help="`module:attribute` paths of SQLAlchemy engines that discovery does not find.",
+        read=_read_object_paths,
+    )
+    session_factory_paths: tuple[str, ...] = setting(
+        "fastapi_rules_session_factories",
+        ini="linelist",
+        default=[],
+        help="`module:attribute` paths of session factories that discovery does not find.",
+        read=_read_object_paths,
+    )
+    seed_hook: str | None = setting(
+        "fastapi_rules_seed",
+        help="`module:function` that seeds the probe database instead of the generator: "
+        "`async def seed(session: AsyncSession, size: int) -> None`.",
+        read=_read_text,
+    )
+    #: ``{table or mapped class name: module:attr}`` of row factories.
+    row_factories: dict[str, str] = setting(
+        "fastapi_rules_row_factories",
+        ini="linelist",
+        default=[],
+        help="Lines `TABLE_OR_MODEL = module:attr` naming a row factory for a table the generator "
+        "cannot fill: a function `(index) -> dict` or model instance, or a factory class with `build()`.",
+        read=_read_row_factories,
+    )
+    base_url: str = setting(
+        "fastapi_rules_base_url",
+        default=DEFAULT_BASE_URL,
+        help="Base URL of the probe requests (its host must pass the app's TrustedHostMiddleware).",
+        read=_read_base_url,
+    )
+    auth_headers: dict[str, str] = setting(
+        "fastapi_rules_auth_headers",
+        ini="linelist",
+        default=[],
+        help="Lines `Name: value` sent with every probe request, instead of the current-user override.",
+        read=_read_headers,
+    )
+    query_budget: int = setting(
+        "fastapi_rules_query_budget",
+        default=str(DEFAULT_QUERY_BUDGET),
+        help="Most SQL statements one request may run.",
+        read=_whole_number(0, "statements"),
+        rules=("FR510",),
+    )
+    query_budgets: tuple[RouteBudget, ...] = setting(
+        "fastapi_rules_query_budgets",
+        ini="linelist",
+        default=[],
+        help="Per-route query budgets, lines `PATTERN = N`: `GET /api/v1/reports/* = 25`.",
+        read=_read_query_budgets,
+        rules=("FR510",),
+    )
+    #: Requests with odd but schema-valid values sent to each route at most (0: none).
+    edge_requests: int = setting(
+        "fastapi_rules_edge_requests",
+        flag="N",
+        default=str(DEFAULT_EDGE_REQUESTS),
+        help="How many requests with odd but schema-valid values (unknown ids, empty strings, `{}` "
+        "bodies) are sent to each route at most; `0` sends none.",
+        read=_whole_number(0, "requests"),
+        rules=("FR210",),
+    )
+    production_env: dict[str, str] = setting(
+        "fastapi_rules_production_env",
+        ini="linelist",
+        default=["ENVIRONMENT=production"],
+        help="Lines `NAME=VALUE` that put the app in production mode.",
+        read=_read_env,
+        rules=("FR108", "FR503", "FR802"),
+    )
+
+    # What the rules accept
+    version_prefix: re.Pattern[str] = setting(
+        "fastapi_rules_version_prefix",
+        default=DEFAULT_VERSION_PREFIX,
+        help="Regular expression every API path must match. The default accepts the rulebook's "
+        "`/api/v1` and later versions; `^(/api)?/v[0-9]+(/|$)` also accepts `/v1` without `/api`.",
+        read=_read_regex,
+        rules=("FR109",),
+    )
+    infra_paths: tuple[str, ...] = setting(
+        "fastapi_rules_infra_paths",
+        ini="linelist",
+        default=list(DEFAULT_INFRA_PATHS),
+        help="Path globs of infrastructure routes (health, metrics) that the API rules leave alone. "
+        "The list replaces the default: list `/healthz`, `/metrics`... here together with it.",
+        read=_read_words,
+    )
+    #: FR107's liveness and readiness routes (also infrastructure for the API rules).
+    health_path: str = setting(
+        "fastapi_rules_health_path",
+        default=DEFAULT_HEALTH_PATH,
+        help="Path of the liveness route FR107 probes; the API rules leave it alone.",
+        read=_read_route_path,
+        rules=("FR107",),
+    )
+    readiness_path: str = setting(
+        "fastapi_rules_readiness_path",
+        default=DEFAULT_READINESS_PATH,
+        help="Path of the readiness route FR107 probes (`/readyz`... only when named here); the API "
+        "rules leave it alone.",
+        read=_read_route_path,
+        rules=("FR107",),
+    )
+    #: The envelope key of the machine-readable code.
+    error_code_key: str = setting(
+        "fastapi_rules_error_code_key",
+        default=DEFAULT_ERROR_CODE_KEY,
+        help="Key of the error envelope that holds the machine-readable code.",
+        read=_read_error_code_key,
+        rules=("FR106",),
+    )
+    public_routes: tuple[RouteIgnore, ...] = setting(
+        "fastapi_rules_public_routes",
+        ini="linelist",
+        default=[],
+        help="More public write routes (besides the token endpoint and `register`/`signup`/`login`), as "
+        "path globs optionally preceded by methods.",
+        read=_read_public_routes,
+        rules=("FR706",),
+    )
+    action_verbs: tuple[str, ...] = setting(
+        "fastapi_rules_action_verbs",
+        ini="args",
+        default=[],
+        help="More words that mark a POST path segment as an action, not a create.",
+        read=_read_action_verbs,
+        rules=("FR204",),
+    )
+    max_page_size: int = setting(
+        "fastapi_rules_max_page_size",
+        default="100",
+        help="Largest allowed page size.",
+        read=_whole_number(1, "items"),
+        rules=("FR207",),
+    )
+    shared_packages: tuple[str, ...] = setting(
+        "fastapi_rules_shared_packages",
+        ini="args",
+        default=list(DEFAULT_SHARED_PACKAGES),
+        help="Package names of code shared by every domain, never a domain themselves. The rulebook "
+        "names one, `shared`; list `core`, `common`... here too when they hold shared code "
+        "(`shared core common`).",
+        read=_read_words,
+        rules=("FR303", "FR304", "FR305"),
+    )
+    #: Only the roles the user named, with the names given.
+    domain_layout: dict[str, tuple[str, ...]] = setting(
+        "fastapi_rules_domain_layout",
+        ini="linelist",
+        default=[],
+        help="Lines `ROLE = NAME ...` naming the modules (or packages) that fill a role of a domain; "
+        "roles: `router`, `service`, `schemas`, `repository`, `models`. FR305 accepts the rulebook's name of "
+        "each role (`router.py`, `service.py`, `schemas.py`, `repository.py`, `models.py`) and the names "
+        "listed here (`repository = crud`); the layer rules also recognise the listed names besides their "
+        "own (`crud`, `routes`, `services`...).",
+        read=_read_domain_layout,
+        rules=("FR302", "FR303", "FR304", "FR305", "FR307"),
+    )
+
+    # Not settings: what the run says
     #: In how many parts the probe run is split (pytest-xdist workers under the plugin's scheduler).
     probe_shards: int = 1
-    #: Where each user-facing setting came from ("command line", "ini", "default").
+    #: Where each setting given came from ("command line" or "ini"), by ini key.
     sources: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -508,378 +775,32 @@ class RulesOptions:
         return any(entry.matches(method, path, "") for entry in self.public_routes)
 
 
-def _split_codes(values: list[str] | str | None) -> tuple[str, ...]:
-    if values is None:
-        return ()
-    if isinstance(values, str):
-        values = [values]
-    codes: list[str] = []
-    for value in values:
-        codes.extend(part.strip().upper() for part in value.split(",") if part.strip())
-    return tuple(codes)
+def add_options(parser: pytest.Parser) -> None:
+    """Register the plugin's command-line options and ini keys."""
+    group = parser.getgroup("fastapi-rules", "FastAPI conformance rules (pytest-fastapi-rules)")
+    register(parser, RulesOptions, group)
 
 
-def _check_codes(codes: tuple[str, ...], setting: str) -> None:
-    if not codes:
-        return
-    known = [rule.code for rule in all_rules()]
-    for prefix in codes:
-        if not re.fullmatch(r"FR\d{0,3}", prefix) or not any(c.startswith(prefix) for c in known):
-            raise OptionsError(
-                f"{setting}: {prefix!r} matches no rule. Use rule codes or prefixes such as "
-                "FR201 or FR2; `pytest --fastapi-rules-list` shows them all."
-            )
+def resolve_options(config: pytest.Config, catalog: Callable[[], Iterable[Rule]]) -> RulesOptions:
+    """Read every setting once; raises :class:`OptionsError` on values that make no sense.
 
-
-def _parse_route_pattern(text: str, setting: str, line: str) -> tuple[frozenset[str], str]:
-    words = text.split()
-    if not words:
-        raise OptionsError(f"{setting}: {line!r} has no path pattern before '='.")
-    *methods, glob = words
-    if len(methods) == 1 and "," in methods[0]:
-        methods = methods[0].split(",")
-    methods_upper = frozenset(m.strip().upper() for m in methods if m.strip())
-    if not glob.startswith("/"):
-        raise OptionsError(
-            f"{setting}: {line!r}: the path pattern must start with '/', e.g. 'GET /api/v1/legacy/* = FR201'."
-        )
-    return methods_upper, glob
-
-
-def _parse_per_route_ignores(lines: list[str]) -> tuple[RouteIgnore, ...]:
-    setting = "fastapi_rules_per_route_ignores"
-    entries: list[RouteIgnore] = []
-    for line in lines:
-        if "=" not in line:
-            raise OptionsError(
-                f"{setting}: {line!r} needs the form 'PATTERN = CODES', e.g. "
-                "'GET /api/v1/legacy/* = FR201,FR202'."
-            )
-        pattern, _, codes_text = line.rpartition("=")
-        methods, glob = _parse_route_pattern(pattern, setting, line)
-        codes = _split_codes(codes_text)
-        if not codes:
-            raise OptionsError(f"{setting}: {line!r} names no rule codes after '='.")
-        _check_codes(codes, setting)
-        entries.append(RouteIgnore(methods, glob, codes))
-    return tuple(entries)
-
-
-def _parse_path(text: object, setting: str) -> str:
-    """One route path, as the app declares it (``/readyz``): FR107 compares it with route paths."""
-    path = str(text).strip()
-    if not path.startswith("/") or any(ch.isspace() for ch in path):
-        raise OptionsError(f"{setting}: {text!r} is not a route path; give one such as /health/ready.")
-    return path
-
-
-def _parse_public_routes(lines: list[str]) -> tuple[RouteIgnore, ...]:
-    entries = []
-    for line in lines:
-        methods, glob = _parse_route_pattern(line, "fastapi_rules_public_routes", line)
-        entries.append(RouteIgnore(methods, glob, ("",)))
-    return tuple(entries)
-
-
-def _parse_severities(lines: list[str]) -> dict[str, Severity]:
-    overrides: dict[str, Severity] = {}
-    for line in lines:
-        code, sep, level = line.partition("=")
-        code = code.strip().upper()
-        if not sep:
-            raise OptionsError(f"fastapi_rules_severity: {line!r} needs the form 'CODE = error|warning'.")
-        _check_codes((code,), "fastapi_rules_severity")
-        try:
-            severity = Severity.parse(level)
-        except ValueError as exc:
-            raise OptionsError(f"fastapi_rules_severity: {line!r}: {exc}.") from None
-        for rule in all_rules():
-            if rule.code.startswith(code):
-                overrides[rule.code] = severity
-    return overrides
-
-
-def _parse_domain_layout(lines: list[str]) -> dict[str, tuple[str, ...]]:
-    """Only the roles the lines name: the rule modules merge them with their defaults, because what
-    a module is recognised as (the layer rules) and what FR305 accepts as conforming differ."""
-    layout: dict[str, tuple[str, ...]] = {}
-    for line in lines:
-        role, sep, names_text = line.partition("=")
-        role = role.strip().lower()
-        words = names_text.replace(",", " ").split()
-        names = tuple(word.removesuffix(".py") for word in words)
-        if not sep or role not in DEFAULT_DOMAIN_LAYOUT or not names:
-            raise OptionsError(
-                f"fastapi_rules_domain_layout: {line!r} needs the form 'ROLE = NAME ...' with ROLE one "
-                f"of {', '.join(DEFAULT_DOMAIN_LAYOUT)}, e.g. 'router = router handlers'."
-            )
-        layout[role] = names
-    return layout
-
-
-def _parse_env(lines: list[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in lines:
-        name, sep, value = line.partition("=")
-        if not sep or not name.strip():
-            raise OptionsError(f"fastapi_rules_production_env: {line!r} needs the form NAME=VALUE.")
-        env[name.strip()] = value.strip()
-    return env
-
-
-def _parse_row_factories(lines: list[str]) -> dict[str, str]:
-    factories: dict[str, str] = {}
-    for line in lines:
-        name, sep, path = line.partition("=")
-        name, path = name.strip(), path.strip()
-        if not sep or not name or ":" not in path:
-            raise OptionsError(
-                f"fastapi_rules_row_factories: {line!r} needs the form TABLE_OR_MODEL = module:attr "
-                "(e.g. users = tests.factories:user_row)."
-            )
-        factories[name] = path
-    return factories
-
-
-def _parse_float(text: str, setting: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise OptionsError(f"{setting}: {text!r} is not a number of seconds.") from None
-    if value <= 0:
-        raise OptionsError(f"{setting}: must be positive, got {text!r}.")
-    return value
-
-
-def _parse_object_paths(lines: list[str], setting: str) -> tuple[str, ...]:
-    paths = tuple(line.strip() for line in lines if line.strip())
-    for path in paths:
-        module_name, sep, attr = path.partition(":")
-        if not sep or not module_name.strip() or not attr.strip():
-            raise OptionsError(
-                f"{setting}: {path!r} needs the form module:attribute (e.g. src.database:engine)."
-            )
-    return paths
-
-
-def _parse_whole(text: str, setting: str, minimum: int, what: str) -> int:
-    """A whole number of at least ``minimum``; the message names the setting and what it counts."""
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise OptionsError(f"{setting}: {text!r} is not a whole number of {what}.") from None
-    if value < minimum:
-        raise OptionsError(f"{setting}: must be at least {minimum}, got {text!r}.")
-    return value
-
-
-def _parse_budget(text: str, setting: str) -> int:
-    return _parse_whole(text, setting, 0, "statements")
-
-
-def _parse_query_budgets(lines: list[str]) -> tuple[RouteBudget, ...]:
-    setting = "fastapi_rules_query_budgets"
-    entries: list[RouteBudget] = []
-    for line in lines:
-        if "=" not in line:
-            raise OptionsError(
-                f"{setting}: {line!r} needs the form 'PATTERN = N', e.g. 'GET /api/v1/reports/* = 25'."
-            )
-        pattern, _, budget_text = line.rpartition("=")
-        methods, glob = _parse_route_pattern(pattern, setting, line)
-        entries.append(RouteBudget(methods, glob, _parse_budget(budget_text, setting)))
-    return tuple(entries)
-
-
-def _parse_headers(lines: list[str]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, sep, value = line.partition(":")
-        if not sep or not name.strip():
-            raise OptionsError(
-                f"fastapi_rules_auth_headers: {line!r} needs the form 'Name: value', e.g. "
-                "'Authorization: Bearer <token>'."
-            )
-        headers[name.strip()] = value.strip()
-    return headers
-
-
-def _parse_base_url(text: str) -> str:
-    url = str(text).strip().rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", url):
-        raise OptionsError(
-            f"fastapi_rules_base_url: {text!r} is not an http(s) URL; use e.g. http://localhost."
-        )
-    return url
-
-
-def _github_annotations(cli: bool | None, ini: object) -> bool:
-    """On with the flag; else as the ini key says; else only inside GitHub Actions."""
-    if cli:
-        return True
-    if ini is not None and str(ini).strip():
-        text = str(ini).strip().lower()
-        if text in ("true", "1", "yes", "on"):
-            return True
-        if text in ("false", "0", "no", "off"):
-            return False
-        raise OptionsError(f"fastapi_rules_github_annotations: {ini!r} is not a boolean; use true or false.")
-    return os.environ.get("GITHUB_ACTIONS") == "true"
-
-
-def resolve_options(config: pytest.Config) -> RulesOptions:
-    """Read every setting once; raises :class:`OptionsError` on values that make no sense."""
-    sources: dict[str, str] = {}
-
-    def pick(option: str, ini: str) -> object:
-        value = config.getoption(option)
-        if value is not None and value != "":
-            sources[ini] = "command line"
-            return value
-        ini_value = config.getini(ini)
-        if ini_value not in (None, "", []):
-            sources[ini] = "ini"
-            return ini_value
-        return None
-
-    if config.getoption("fastapi_app") is not None and not config.getoption("fastapi_app").strip():
+    ``catalog`` gives the registered rules (``registry.all_rules``), against which rule codes in the
+    settings are checked; it is called only when a setting names some, because it imports every rule.
+    """
+    app_flag = config.getoption("fastapi_app")
+    if app_flag is not None and not app_flag.strip():
+        # A blank value elsewhere counts as not given; here the plugin would silently do nothing.
         raise OptionsError(
             "--fastapi-app is empty. Give the app as module:attribute, e.g. "
             "--fastapi-app=src.main:app (or a factory such as src.main:create_application)."
         )
-    app_spec = pick("fastapi_app", "fastapi_app")
-    app_dir_value = pick("fastapi_app_dir", "fastapi_app_dir")
-    app_dir = Path(str(app_dir_value)) if app_dir_value else config.rootpath
-    if not app_dir.is_absolute():
-        base = (
-            config.invocation_params.dir
-            if sources.get("fastapi_app_dir") == "command line"
-            else config.rootpath
-        )
-        app_dir = (base / app_dir).resolve()
-
-    select = _split_codes(pick("fastapi_rules_select", "fastapi_rules_select"))  # type: ignore[arg-type]
-    ignore = _split_codes(pick("fastapi_rules_ignore", "fastapi_rules_ignore"))  # type: ignore[arg-type]
-    _check_codes(select, "fastapi_rules_select")
-    _check_codes(ignore, "fastapi_rules_ignore")
-
-    strict_cli = config.getoption("fastapi_rules_strict")
-    try:
-        strict_ini = bool(config.getini("fastapi_rules_strict"))
-    except (ValueError, pytest.UsageError) as exc:
-        # pytest's own message does not say which key it is about.
-        raise OptionsError(f"fastapi_rules_strict: {exc}; use true or false.") from None
-    strict = bool(strict_cli) or strict_ini
-    try:
-        count_coverage_ini = bool(config.getini("fastapi_rules_count_coverage"))
-    except (ValueError, pytest.UsageError) as exc:
-        raise OptionsError(f"fastapi_rules_count_coverage: {exc}; use true or false.") from None
-    count_coverage = bool(config.getoption("fastapi_rules_count_coverage")) or count_coverage_ini
-    github_annotations = _github_annotations(
-        config.getoption("fastapi_rules_github_annotations"),
-        config.getini("fastapi_rules_github_annotations"),
-    )
-
-    def output_path(option: str, ini: str) -> Path | None:
-        value = pick(option, ini)
-        if not value:
-            return None
-        path = Path(str(value))
-        if path.is_absolute():
-            return path
-        base = config.invocation_params.dir if sources.get(ini) == "command line" else config.rootpath
-        return base / path
-
-    json_path = output_path("fastapi_rules_json", "fastapi_rules_json")
-    sarif_path = output_path("fastapi_rules_sarif", "fastapi_rules_sarif")
-    html_path = output_path("fastapi_rules_html", "fastapi_rules_html")
-    baseline_path = output_path("fastapi_rules_baseline", "fastapi_rules_baseline")
-    update_baseline = bool(config.getoption("fastapi_rules_update_baseline"))
-    if update_baseline and baseline_path is None:
+    values, sources = read_all(RulesOptions, config, lambda: [rule.code for rule in catalog()])
+    if values["update_baseline"] and values["baseline_path"] is None:
         raise OptionsError(
             "--fastapi-rules-update-baseline needs the file to write: add "
             "--fastapi-rules-baseline=PATH (or the fastapi_rules_baseline ini key)."
         )
-
-    version_prefix_text = config.getini("fastapi_rules_version_prefix")
-    try:
-        version_prefix = re.compile(version_prefix_text)
-    except re.error as exc:
-        raise OptionsError(
-            f"fastapi_rules_version_prefix: {version_prefix_text!r} is not a valid regular "
-            f"expression ({exc})."
-        ) from None
-
-    max_page_size = _parse_whole(
-        config.getini("fastapi_rules_max_page_size"), "fastapi_rules_max_page_size", 1, "items"
-    )
-
-    def seconds(name: str) -> float:
-        """A timeout from the command line or the ini, checked the same way for both."""
-        cli = config.getoption(name)
-        if cli is not None:
-            return _parse_float(str(cli), "--" + name.replace("_", "-"))
-        return _parse_float(str(config.getini(name)), name)
-
-    startup_timeout = seconds("fastapi_rules_startup_timeout")
-    request_timeout = seconds("fastapi_rules_request_timeout")
-    edge_cli = config.getoption("fastapi_rules_edge_requests")
-    edge_requests = (
-        _parse_whole(str(edge_cli), "--fastapi-rules-edge-requests", 0, "requests")
-        if edge_cli is not None
-        else _parse_whole(
-            config.getini("fastapi_rules_edge_requests"), "fastapi_rules_edge_requests", 0, "requests"
-        )
-    )
-
-    db_url_value = pick("fastapi_rules_db_url", "fastapi_rules_db_url")
-    seed_value = config.getini("fastapi_rules_seed")
-    return RulesOptions(
-        app_spec=str(app_spec).strip() if app_spec is not None else None,
-        app_dir=app_dir,
-        select=select,
-        ignore=ignore,
-        strict=strict,
-        github_annotations=github_annotations,
-        count_coverage=count_coverage,
-        db_url=str(db_url_value).strip() if db_url_value else None,
-        query_budget=_parse_budget(config.getini("fastapi_rules_query_budget"), "fastapi_rules_query_budget"),
-        query_budgets=_parse_query_budgets(config.getini("fastapi_rules_query_budgets")),
-        base_url=_parse_base_url(config.getini("fastapi_rules_base_url")),
-        auth_headers=_parse_headers(config.getini("fastapi_rules_auth_headers")),
-        seed_hook=str(seed_value).strip() if seed_value else None,
-        per_route_ignores=_parse_per_route_ignores(config.getini("fastapi_rules_per_route_ignores")),
-        severity_overrides=_parse_severities(config.getini("fastapi_rules_severity")),
-        json_path=json_path,
-        sarif_path=sarif_path,
-        html_path=html_path,
-        baseline_path=baseline_path,
-        update_baseline=update_baseline,
-        add_noqa=bool(config.getoption("fastapi_rules_add_noqa")),
-        engine_paths=_parse_object_paths(config.getini("fastapi_rules_engines"), "fastapi_rules_engines"),
-        session_factory_paths=_parse_object_paths(
-            config.getini("fastapi_rules_session_factories"), "fastapi_rules_session_factories"
-        ),
-        version_prefix=version_prefix,
-        infra_paths=tuple(config.getini("fastapi_rules_infra_paths")),
-        health_path=_parse_path(config.getini("fastapi_rules_health_path"), "fastapi_rules_health_path"),
-        readiness_path=_parse_path(
-            config.getini("fastapi_rules_readiness_path"), "fastapi_rules_readiness_path"
-        ),
-        error_code_key=str(config.getini("fastapi_rules_error_code_key")).strip() or DEFAULT_ERROR_CODE_KEY,
-        public_routes=_parse_public_routes(config.getini("fastapi_rules_public_routes")),
-        action_verbs=tuple(v.lower() for v in config.getini("fastapi_rules_action_verbs")),
-        max_page_size=max_page_size,
-        shared_packages=tuple(config.getini("fastapi_rules_shared_packages")),
-        domain_layout=_parse_domain_layout(config.getini("fastapi_rules_domain_layout")),
-        production_env=_parse_env(config.getini("fastapi_rules_production_env")),
-        row_factories=_parse_row_factories(config.getini("fastapi_rules_row_factories")),
-        startup_timeout=startup_timeout,
-        request_timeout=request_timeout,
-        edge_requests=edge_requests,
-        probe_shards=_probe_shards(config),
-        sources=sources,
-    )
+    return RulesOptions(**values, probe_shards=_probe_shards(config), sources=sources)
 
 
 #: The ``workerinput`` key by which the xdist controller tells each worker the number of shards.

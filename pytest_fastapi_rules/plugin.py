@@ -17,7 +17,7 @@ from pytest_fastapi_rules import fixtures
 from pytest_fastapi_rules.baseline import BaselineError
 from pytest_fastapi_rules.html_report import write_html
 from pytest_fastapi_rules.noqa import add_noqa, unused_directives
-from pytest_fastapi_rules.options import PROBE_SHARDS_KEY, OptionsError, add_options, resolve_options
+from pytest_fastapi_rules.options import PROBE_SHARDS_KEY, add_options, resolve_options
 from pytest_fastapi_rules.registry import all_rules
 from pytest_fastapi_rules.reporting import (
     REPORT_ATTRIBUTE,
@@ -28,6 +28,7 @@ from pytest_fastapi_rules.reporting import (
     write_sarif,
 )
 from pytest_fastapi_rules.session import SESSION_KEY, RulesSession
+from pytest_fastapi_rules.settings import OptionsError
 
 RESULTS_KEY = pytest.StashKey[ResultCollector]()
 
@@ -68,7 +69,7 @@ def _state(config: pytest.Config) -> RulesSession | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     try:
-        options = resolve_options(config)
+        options = resolve_options(config, all_rules)
     except OptionsError as exc:
         raise pytest.UsageError(str(exc)) from None
     if not options.enabled:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_fastapi_rules.options import RulesOptions
 from pytest_fastapi_rules.registry import Finding, Rule, all_rules, get_rule
+from pytest_fastapi_rules.settings import markdown_table
 
 JSON_SCHEMA_VERSION = 1
 REPORT_ATTRIBUTE = "fastapi_rules"
@@ -63,24 +66,37 @@ def markdown_rule_table(rules: list[Rule] | None = None) -> str:
     return "\n".join(lines)
 
 
-README_TABLE_START = "<!-- rules-table:start -->"
-README_TABLE_END = "<!-- rules-table:end -->"
+def markdown_settings_table() -> str:
+    """The README's settings table, made from the settings' declarations (``options.RulesOptions``)."""
+    return markdown_table(RulesOptions)
 
 
-def readme_with_rule_table(readme: str) -> str:
-    """``readme`` with the text between the rule-table markers replaced by the registry's table."""
-    start = readme.index(README_TABLE_START) + len(README_TABLE_START)
-    end = readme.index(README_TABLE_END)
-    return f"{readme[:start]}\n{markdown_rule_table()}\n{readme[end:]}"
+#: The README's generated tables, by the name in their markers (``<!-- rules-table:start -->`` and
+#: ``<!-- rules-table:end -->``), each with what makes it; a test keeps the README in sync with them.
+README_TABLES: dict[str, Callable[[], str]] = {
+    "rules-table": markdown_rule_table,
+    "settings-table": markdown_settings_table,
+}
+
+
+def readme_with_table(readme: str, name: str) -> str:
+    """``readme`` with the text between the markers of the table ``name`` replaced by that table."""
+    start_marker, end_marker = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    start = readme.index(start_marker) + len(start_marker)
+    end = readme.index(end_marker)
+    return f"{readme[:start]}\n{README_TABLES[name]()}\n{readme[end:]}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pytest_fastapi_rules.reporting README.md``: regenerate the README's rule table."""
+    """``python -m pytest_fastapi_rules.reporting README.md``: regenerate the README's tables."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0] if args else "README.md")
-    path.write_text(readme_with_rule_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    for name in README_TABLES:
+        text = readme_with_table(text, name)
+    path.write_text(text, encoding="utf-8")
     return 0
 
 

@@ -183,7 +183,7 @@ def test_select_and_ignore_from_command_line_and_ini(pytester: pytest.Pytester, 
 def test_unknown_codes_are_a_usage_error(pytester: pytest.Pytester, small_app: None) -> None:
     result = pytester.runpytest("--fastapi-app=small:app", "--fastapi-rules-select=FR999")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*fastapi_rules_select: 'FR999' matches no rule*--fastapi-rules-list*"])
+    result.stderr.fnmatch_lines(["*--fastapi-rules-select: 'FR999' matches no rule*--fastapi-rules-list*"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 

@@ -1,19 +1,22 @@
-"""The README's rule table and the catalog come from the registry and stay in sync with it."""
+"""The README's generated tables (rules, settings) and the catalog stay in sync with their sources."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pytest_fastapi_rules.registry import all_rules
-from pytest_fastapi_rules.reporting import readme_with_rule_table
+from pytest_fastapi_rules.reporting import README_TABLES, readme_with_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_readme_rule_table_matches_the_registry() -> None:
+@pytest.mark.parametrize("name", sorted(README_TABLES))
+def test_readme_tables_match_their_sources(name: str) -> None:
     text = README.read_text(encoding="utf-8")
-    assert readme_with_rule_table(text) == text, (
-        "README.md's rule table is stale: run `python -m pytest_fastapi_rules.reporting README.md`"
+    assert readme_with_table(text, name) == text, (
+        f"README.md's {name} is stale: run `python -m pytest_fastapi_rules.reporting README.md`"
     )
 
 

@@ -376,6 +376,22 @@ def _read_action_verbs(given: Given) -> tuple[str, ...]:
     return tuple(verb.lower() for verb in given.value)
 
 
+def _read_success_statuses(given: Given) -> tuple[int, ...]:
+    statuses = []
+    for text in given.value:
+        try:
+            status = int(str(text).strip())
+        except ValueError:
+            status = 0
+        if not 200 <= status <= 299:
+            raise OptionsError(
+                f"{given.name}: {text!r} is not a success status (a number from 200 to 299); "
+                "list them separated by spaces, e.g. `201 202`."
+            )
+        statuses.append(status)
+    return tuple(statuses)
+
+
 @dataclass(frozen=True)
 class RulesOptions:
     """Every setting of the plugin, resolved from the command line and the ini file.
@@ -691,6 +707,24 @@ class RulesOptions:
         default=[],
         help="More words that mark a POST path segment as an action, not a create.",
         read=_read_action_verbs,
+        rules=("FR204",),
+    )
+    create_statuses: tuple[int, ...] = setting(
+        "fastapi_rules_create_statuses",
+        ini="args",
+        default=["201"],
+        help="Statuses a POST that creates may declare. The rulebook names 201; add 202 where a "
+        "create is queued on purpose (`201 202`).",
+        read=_read_success_statuses,
+        rules=("FR204",),
+    )
+    action_statuses: tuple[int, ...] = setting(
+        "fastapi_rules_action_statuses",
+        ini="args",
+        default=["200", "202"],
+        help="Statuses an action POST (`/{id}/activate`) may declare. The rulebook names 200 and "
+        "202; add 204 where actions answer no body on purpose (`200 202 204`).",
+        read=_read_success_statuses,
         rules=("FR204",),
     )
     max_page_size: int = setting(

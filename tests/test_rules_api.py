@@ -567,6 +567,21 @@ POSTS_APP = """
         return Out(id=1)
 
 
+    @router.post("/users/{user_id}/archive", status_code=204)
+    async def archive_user(user_id: int) -> None:
+        return None
+
+
+    @router.get("/reports")
+    async def list_reports() -> list[Out]:
+        return []
+
+
+    @router.post("/reports", status_code=202)
+    async def queue_report() -> Out:
+        return Out(id=1)
+
+
     app = FastAPI()
     app.include_router(auth, prefix="/api/v1")
     app.include_router(router, prefix="/api/v1")
@@ -597,6 +612,9 @@ def test_post_statuses(pytester: pytest.Pytester, run_rules: Any) -> None:
         "POST /api/v1/auth/password-reset": "passed",
         "POST /api/v1/posts/{post_id}": "skipped",
         "POST /api/v1/index/reindex": "passed",  # an action verb from the ini
+        # The rulebook's letter: 200 or 202 for actions, 201 for creates (settings relax it)
+        "POST /api/v1/users/{user_id}/archive": "failed",
+        "POST /api/v1/reports": "failed",
     }
     assert (
         "the OAuth2 token endpoint declares 201"
@@ -604,13 +622,31 @@ def test_post_statuses(pytester: pytest.Pytester, run_rules: Any) -> None:
     )
     assert only(findings_of(run, "FR204", "POST /api/v1/users/{user_id}/deactivate"))["message"] == (
         "`deactivate` is an action, not a create (no collection of that name is served), yet "
-        "declares 201; an action answers 200, 202 or 204"
+        "declares 201; an action answers 200 or 202"
     )
+    assert only(findings_of(run, "FR204", "POST /api/v1/users/{user_id}/archive"))["message"] == (
+        "`archive` is an action, not a create (no collection of that name is served), yet "
+        "declares 204; an action answers 200 or 202 (204 is not the rulebook's status for it; to "
+        "accept it on purpose, add it to the ini key fastapi_rules_action_statuses)"
+    )
+    assert only(findings_of(run, "FR204", "POST /api/v1/reports"))["message"].endswith(
+        "yet declares 202; a create answers 201 (202 is not the rulebook's status for it; to "
+        "accept it on purpose, add it to the ini key fastapi_rules_create_statuses)"
+    )
+    relaxed_statuses = run_rules(
+        "postsapp:app",
+        "--fastapi-rules-select=FR204",
+        "-o",
+        "fastapi_rules_action_statuses=200 202 204",
+        "-o",
+        "fastapi_rules_create_statuses=201 202",
+    )
+    assert relaxed_statuses.outcomes("FR204")["POST /api/v1/users/{user_id}/archive"] == "passed"
+    assert relaxed_statuses.outcomes("FR204")["POST /api/v1/reports"] == "passed"
     create = only(findings_of(run, "FR204", "POST /api/v1/posts"))
     assert create["message"] == (
         "POST to `/api/v1/posts` creates in a collection the app serves (POST /api/v1/posts/{post_id}), "
-        "yet declares 200 (FastAPI's default); a create answers 201 Created (or 202 Accepted when it "
-        "is queued)"
+        "yet declares 200 (FastAPI's default); a create answers 201"
     )
     # The fix names a setting that applies to this route (an action word cannot: the path names
     # the collection), and it does relax it.

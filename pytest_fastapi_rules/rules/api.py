@@ -18,7 +18,7 @@ import re
 import types
 import typing
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
@@ -755,9 +755,6 @@ ACTION_VERBS = frozenset({
 #: Actions that legitimately create something (a copy, a batch of rows, an invitation): 201 is fine.
 CREATING_ACTIONS = frozenset({"clone", "copy", "duplicate", "bulk", "batch", "import", "invite"})
 
-_ACTION_STATUSES = (200, 202, 204)
-_CREATE_STATUSES = (201, 202)
-
 _token_url_cache: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
@@ -834,8 +831,8 @@ def _status_text(route: RouteFacts) -> str:
     basis=Basis.APP,
     section="Rule #16",
     summary=(
-        "POST to a collection declares 201 (or 202); action POSTs (`/{id}/activate`) declare 200, "
-        "202 or 204; the OAuth2 token endpoint is a login and answers 200."
+        "POST to a collection declares 201; action POSTs (`/{id}/activate`) declare 200 or 202 "
+        "(both configurable); the OAuth2 token endpoint is a login and answers 200."
     ),
     rationale=(
         "Clients and generated SDKs tell a creation from other outcomes by the status: 201 Created "
@@ -851,6 +848,7 @@ def _status_text(route: RouteFacts) -> str:
 )
 def check_create_returns_201(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
+    options = context.options
     _skip_library_endpoint(route, context.facts)
     status = route.declared_status
     if is_token_endpoint(route, context.facts):
@@ -874,26 +872,28 @@ def check_create_returns_201(context: CheckContext) -> Iterator[Finding]:
     verbs = ACTION_VERBS | frozenset(context.options.action_verbs)
     first = words[0] if words else last.lower()
     if first in CREATING_ACTIONS or (len(words) > 1 and words[-1] in verbs and first not in verbs):
-        # `/items/bulk`, `/{id}/clone`, `/password-reset`: may create, may not; any success fits
-        if status in _ACTION_STATUSES + _CREATE_STATUSES:
+        # `/items/bulk`, `/{id}/clone`, `/password-reset`: may create, may not; either fits
+        allowed = sorted({*options.action_statuses, *options.create_statuses})
+        if status in allowed:
             return
         yield Finding(
-            message=f"POST to `{last}` declares {_status_text(route)}, not a success status of a POST",
+            message=f"POST to `{last}` declares {_status_text(route)}, not a success status of a POST"
+            f"{_statuses_note(status, 'either')}",
             location=route.location,
-            fix="Declare 200, 201, 202 or 204.",
+            fix=f"Declare {_or(allowed)}.",
         )
         return
     # The route table decides: a POST creates in a collection the app also serves (a GET on the
     # same path, or routes on `path/{id}`); the words of the path only break ties.
     collection = _collection_evidence(context.facts, route.path)
     if collection is not None:
-        if status in _CREATE_STATUSES:
+        if status in options.create_statuses:
             return
         yield Finding(
             message=(
                 f"POST to `{route.path}` creates in a collection the app serves ({collection}), yet "
-                f"declares {_status_text(route)}; a create answers 201 Created (or 202 Accepted "
-                "when it is queued)"
+                f"declares {_status_text(route)}; a create answers {_or(options.create_statuses)}"
+                f"{_statuses_note(status, 'create')}"
             ),
             location=route.location,
             # The path names the collection, not a verb, so fastapi_rules_action_verbs cannot
@@ -913,15 +913,37 @@ def check_create_returns_201(context: CheckContext) -> Iterator[Finding]:
             f"the route table does not say whether POST {route.path} creates: the app serves no "
             f"GET {route.path} and no `{route.path}/{{id}}` route, and `{last}` is not an action word"
         )
-    if status in _ACTION_STATUSES:
+    if status in options.action_statuses:
         return
     yield Finding(
         message=(
             f"`{last}` is an action, not a create (no collection of that name is served), yet "
-            f"declares {_status_text(route)}; an action answers 200, 202 or 204"
+            f"declares {_status_text(route)}; an action answers {_or(options.action_statuses)}"
+            f"{_statuses_note(status, 'action')}"
         ),
         location=route.location,
         fix="Declare 200 (the default) or 202 Accepted for queued work; 201 is for creates.",
+    )
+
+
+def _or(statuses: Iterable[int]) -> str:
+    shown = [str(status) for status in sorted(set(statuses))]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+
+
+#: Statuses a team may choose on purpose where the rulebook names others: a queued create (202),
+#: an action without a body (204). 200 on a create and 201 on an action are plain mistakes.
+_CHOSEN_ON_PURPOSE = {"create": (202,), "action": (204,), "either": (203, 204, 205, 206)}
+
+
+def _statuses_note(status: int, kind: str) -> str:
+    """Where a status the rulebook does not name for this kind of POST can be accepted on purpose."""
+    if status not in _CHOSEN_ON_PURPOSE[kind]:
+        return ""
+    key = "fastapi_rules_create_statuses" if kind == "create" else "fastapi_rules_action_statuses"
+    return (
+        f" ({status} is not the rulebook's status for it; to accept it on purpose, add it to the "
+        f"ini key {key})"
     )
 
 

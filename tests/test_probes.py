@@ -248,7 +248,7 @@ def test_fr511_is_skipped_with_the_reason_on_sqlite(blog: Path, run_rules: Any) 
 
 NO_DATABASE_APP = """
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import HTTPBearer, OAuth2PasswordBearer
 from pydantic import BaseModel
 
 app = FastAPI()
@@ -280,6 +280,11 @@ async def get_item(item_id: int) -> Item:
 @app.get("/api/v1/me", tags=["me"])
 async def me(user: Who = Depends(current_user)) -> Who:
     return user
+
+
+@app.get("/api/v1/secret", tags=["me"], dependencies=[Depends(HTTPBearer())])
+async def secret() -> Who:
+    return Who(name="x")
 """
 
 
@@ -294,7 +299,7 @@ def test_app_without_a_database_is_probed_and_database_rules_skip(
     assert run.outcomes("FR210")["GET /api/v1/items/{item_id}"] == "passed"
     # The protected route's current user is not an ORM object: it is probed unauthenticated, and
     # its challenge is still checked.
-    assert run.outcomes("FR704") == {"GET /api/v1/me": "passed"}
+    assert run.outcomes("FR704")["GET /api/v1/me"] == "passed"
     # Why the protected route gave nothing to measure: the probes could not stand in for its user.
     (me,) = [r for r in run.results_for("FR509") if r["target"] == "GET /api/v1/me"]
     assert me["outcome"] == "skipped"
@@ -304,6 +309,14 @@ def test_app_without_a_database_is_probed_and_database_rules_skip(
         "required fields" in me["message"]
     ), me
     assert "fastapi_rules_auth_headers" in me["message"]
+    # A route that depends on the scheme itself (fastapi_best_architecture's
+    # `dependencies=[Depends(HTTPBearer())]`) has no current-user dependency: the reason says so,
+    # instead of taking the endpoint for one.
+    (secret,) = [r for r in run.results_for("FR509") if r["target"] == "GET /api/v1/secret"]
+    assert (
+        "(the probes could not sign in: `secret`: the route depends on the scheme `HTTPBearer` "
+        "itself, not on a current-user dependency" in secret["message"]
+    ), secret
     assert "FR103 lifespan-disposes-engines: the app used no SQLAlchemy engine" in run.output
 
 

@@ -413,8 +413,19 @@ def plan_auth(
         return plan
     done: set[int] = set()
     for route in routes:
-        for consumer, _scheme in iter_schemes(route):
+        for consumer, scheme in iter_schemes(route):
             call = consumer.call
+            if unwrap_callable(call) is unwrap_callable(route.endpoint):
+                # `dependencies=[Depends(HTTPBearer())]` (fastapi_best_architecture): the endpoint
+                # reads the scheme itself; it is no current-user dependency to stand in for.
+                name = getattr(unwrap_callable(call), "__qualname__", repr(call))
+                plan.unsupported.setdefault(
+                    name,
+                    f"the route depends on the scheme `{type(scheme).__name__}` itself, not on a "
+                    "current-user dependency the plugin could stand in for (whatever checks the "
+                    "token, a middleware, is out of its reach)",
+                )
+                continue
             if id(call) in done:
                 continue
             done.add(id(call))

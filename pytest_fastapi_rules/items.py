@@ -21,6 +21,7 @@ import pytest
 from _pytest._code.code import ExceptionInfo, TerminalRepr
 
 from pytest_fastapi_rules.baseline import fingerprint
+from pytest_fastapi_rules.catalog import all_rules
 from pytest_fastapi_rules.facts import AppFacts, DiscoveryError, RouteFacts
 from pytest_fastapi_rules.loading import AppLoadError
 from pytest_fastapi_rules.noqa import directive_for
@@ -34,7 +35,6 @@ from pytest_fastapi_rules.registry import (
     RuleSkipped,
     Scope,
     Severity,
-    all_rules,
     run_check,
 )
 from pytest_fastapi_rules.reporting import PROBE_DATABASE_KEY, finding_to_dict

@@ -15,10 +15,10 @@ import pytest
 
 from pytest_fastapi_rules import fixtures
 from pytest_fastapi_rules.baseline import BaselineError
+from pytest_fastapi_rules.catalog import all_rules
 from pytest_fastapi_rules.html_report import write_html
 from pytest_fastapi_rules.noqa import add_noqa, unused_directives
 from pytest_fastapi_rules.options import PROBE_SHARDS_KEY, OptionsError, add_options, resolve_options
-from pytest_fastapi_rules.registry import all_rules
 from pytest_fastapi_rules.reporting import (
     REPORT_ATTRIBUTE,
     ResultCollector,

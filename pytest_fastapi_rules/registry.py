@@ -254,10 +254,25 @@ def _same_function(first: CheckFunction, second: CheckFunction) -> bool:
     )
 
 
-def all_rules() -> list[Rule]:
-    """Every registered rule, sorted by code."""
-    from pytest_fastapi_rules import rules as _rules  # noqa: F401  (registers the rule modules)
+#: Imports the rule modules, which register themselves. ``catalog`` installs it: the declarations
+#: sit below the rules and never import them.
+_rule_loader: Callable[[], object] | None = None
 
+
+def set_rule_loader(loader: Callable[[], object]) -> None:
+    """Called by ``catalog`` on import, so that :func:`all_rules` answers with every rule."""
+    global _rule_loader
+    _rule_loader = loader
+
+
+def all_rules() -> list[Rule]:
+    """Every rule, sorted by code: the rule modules are imported first through the catalog's loader.
+
+    The plugin, the items and the reports read the rules from ``catalog``; ``options.py`` still reads
+    them here to check the codes a setting names.
+    """
+    if _rule_loader is not None:
+        _rule_loader()
     return [_REGISTRY[code] for code in sorted(_REGISTRY)]
 
 

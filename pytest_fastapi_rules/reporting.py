@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from pytest_fastapi_rules.registry import Finding, Rule, all_rules, get_rule
+from pytest_fastapi_rules.catalog import all_rules, get_rule
+from pytest_fastapi_rules.registry import Finding, Rule
 
 JSON_SCHEMA_VERSION = 1
 REPORT_ATTRIBUTE = "fastapi_rules"

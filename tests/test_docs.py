@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_fastapi_rules.registry import all_rules
+from pytest_fastapi_rules.catalog import all_rules
 from pytest_fastapi_rules.reporting import readme_with_rule_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -35,13 +35,13 @@ from pytest_fastapi_rules.registry import (
     RuleSkipped,
     Scope,
     Severity,
+    UserSetupError,
     run_check,
 )
 from pytest_fastapi_rules.reporting import PROBE_DATABASE_KEY, finding_to_dict
 from pytest_fastapi_rules.runtime import AppStartupError
 from pytest_fastapi_rules.session import SESSION_KEY, RulesSession
 
-COLLECTOR_NAME = "fastapi-rules"
 #: The pytest-xdist work unit of every probe item (see xdist_scheduling).
 PROBE_GROUP = "fastapi-rules-probes"
 RULEBOOK = "fastapi-rules-ru.md"
@@ -58,10 +58,6 @@ class PluginInternalError(Exception):
         super().__init__(f"{rule.code} crashed: {original!r}")
         self.rule = rule
         self.original = original
-
-
-class UserSetupError(Exception):
-    """The user's configuration prevents the check (e.g. an unresolvable engine path)."""
 
 
 def _import_probing_modules() -> None:

@@ -19,6 +19,7 @@ from pytest_fastapi_rules.catalog import all_rules
 from pytest_fastapi_rules.html_report import write_html
 from pytest_fastapi_rules.noqa import add_noqa, unused_directives
 from pytest_fastapi_rules.options import PROBE_SHARDS_KEY, OptionsError, add_options, resolve_options
+from pytest_fastapi_rules.registry import COLLECTOR_NAME
 from pytest_fastapi_rules.reporting import (
     REPORT_ATTRIBUTE,
     ResultCollector,
@@ -158,9 +159,9 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
             report.result.append(
                 _items().RulesCollector.from_parent(
                     collector,
-                    name=_items().COLLECTOR_NAME,
-                    nodeid=_items().COLLECTOR_NAME,
-                    path=collector.config.rootpath / _items().COLLECTOR_NAME,
+                    name=COLLECTOR_NAME,
+                    nodeid=COLLECTOR_NAME,
+                    path=collector.config.rootpath / COLLECTOR_NAME,
                 )
             )
     return report

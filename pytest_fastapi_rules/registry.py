@@ -99,6 +99,14 @@ class RuleSkipped(Exception):
     """Raised by a rule function when the rule does not apply to this app (reported as a skip)."""
 
 
+class UserSetupError(Exception):
+    """The user's configuration prevents the check (e.g. an unresolvable engine path)."""
+
+
+#: The name of the collector of every item: the first part of every item's node id.
+COLLECTOR_NAME = "fastapi-rules"
+
+
 CheckFunction = Callable[[CheckContext], Iterable[Finding]]
 RoutePredicate = Callable[["RouteFacts", "RulesOptions"], bool]
 BackgroundStart = Callable[["AppFacts", "RulesOptions"], None]

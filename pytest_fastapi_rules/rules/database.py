@@ -26,6 +26,7 @@ from pytest_fastapi_rules.registry import (
     RuleSkipped,
     Scope,
     Severity,
+    UserSetupError,
     rule,
 )
 from pytest_fastapi_rules.rules.common import code_of, start_production_child
@@ -415,7 +416,6 @@ def check_pool_configured(context: CheckContext) -> Iterator[Finding]:
     good_example="engine = create_async_engine(url, echo=settings.DB_ECHO)  # False by default",
 )
 def check_echo_off_in_production(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.items import UserSetupError
     from pytest_fastapi_rules.production import production_facts_for_rule
 
     try:
@@ -526,8 +526,6 @@ def _own_mapped_classes(facts: AppFacts) -> list[type]:
     relationship to a class that does not exist...), that is the app's error, reported as such
     rather than as a crash of the rule.
     """
-    from pytest_fastapi_rules.items import UserSetupError
-
     classes = [cls for cls in facts.mapped_classes if facts.is_own_object(cls)]
     if not classes:
         raise RuleSkipped("the app has no SQLAlchemy ORM models")

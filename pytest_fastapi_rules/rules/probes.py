@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pytest_fastapi_rules import registry
 from pytest_fastapi_rules.facts import is_subclass
 from pytest_fastapi_rules.registry import (
+    COLLECTOR_NAME,
     Basis,
     CheckContext,
     Finding,
@@ -28,6 +29,7 @@ from pytest_fastapi_rules.registry import (
     RuleSkipped,
     Scope,
     Severity,
+    UserSetupError,
     rule,
 )
 from pytest_fastapi_rules.rules import api, security, wiring  # noqa: F401  (their rules get runtime halves)
@@ -127,8 +129,6 @@ def _probe(context: CheckContext, code: str) -> ProbeResults:
 def _stalled(context: CheckContext, code: str, results: ProbeResults) -> NoReturn:
     """The probe run stopped at a request that blocked the loop: FR402 reports that route; every
     other probe item is skipped pointing at it (or, when FR402 is not run, at the setup item)."""
-    from pytest_fastapi_rules.items import COLLECTOR_NAME
-
     stall = results.stall
     assert stall is not None
     what = (
@@ -187,8 +187,6 @@ def _setup_error_item(context: CheckContext) -> tuple[str, str | None] | None:
 
 def _setup_failure(context: CheckContext, code: str, message: str, summary: str) -> NoReturn:
     """Raise the setup failure as this item's error if it is the reporting item, else skip."""
-    from pytest_fastapi_rules.items import COLLECTOR_NAME, UserSetupError
-
     holder = _setup_error_item(context)
     here = (code, context.route.target if context.route is not None else None)
     if holder is None or holder == here:
@@ -1291,7 +1289,6 @@ def _attach_runtime_half(
     Wrapping keeps the static half's behaviour: its findings come first, a RuleSkipped of the static
     half stands, and when the probes cannot run (or do not apply) the runtime half adds nothing.
     """
-    from pytest_fastapi_rules.items import UserSetupError
     from pytest_fastapi_rules.runtime import AppStartupError
 
     if code not in {rule_.code for rule_ in registry.all_registered()}:

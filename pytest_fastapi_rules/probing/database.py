@@ -1,4 +1,4 @@
-"""The isolated database the probes run against, and the redirection of the app onto it.
+"""The redirection of the app onto the isolated database the probes run against (``placement.py``).
 
 Probes never read or write the database the app is configured with.
 
@@ -45,22 +45,18 @@ What the redirection cannot catch (the guard then refuses the access, and the pr
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import importlib
 import inspect
 import os
-import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine as _original_create_engine
 from sqlalchemy import engine_from_config as _original_engine_from_config
-from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import async_engine_from_config as _original_async_engine_from_config
@@ -69,15 +65,7 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from pytest_fastapi_rules.facts import instance_of, namespace_of
 from pytest_fastapi_rules.probing.counting import SqlMonitor, masked_url
-from pytest_fastapi_rules.probing.placement import (
-    SYNC_DRIVERS,
-    AppDatabase,
-    PendingDatabase,
-    ProbeDatabaseError,
-    driver_importable,
-    server_of,
-)
-from pytest_fastapi_rules.probing.sqlite_fit import add_postgres_functions, fit_dialect
+from pytest_fastapi_rules.probing.placement import AppDatabase, IsolatedDatabase, PendingDatabase
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts
@@ -113,191 +101,6 @@ _PORTABLE_OPTIONS = frozenset(
 _SAME_BACKEND_OPTIONS = frozenset({"isolation_level"})
 _CREATE_NAMES = ("create_async_engine", "create_engine", "async_engine_from_config", "engine_from_config")
 _PLUGIN_PACKAGE = __name__.split(".")[0]
-
-
-@dataclass
-class IsolatedDatabase:
-    """A throwaway database: an SQLite file in a temporary folder, or a database/schema on a server."""
-
-    backend: str
-    #: The URL the plugin's own engines use (an async driver).
-    url: URL
-    description: str
-    tmpdir: Path | None = None
-    admin_url: URL | None = None
-    name: str | None = None
-    schema: str | None = None
-    dropped: bool = False
-    #: SQLite: the schemas the app's tables name, each a database file attached under its name.
-    schemas: tuple[str, ...] = ()
-
-    @property
-    def stable_description(self) -> str:
-        """The description without what changes from run to run (temporary path, database name).
-
-        Probe messages use this one: a report must read the same on every run of the same app.
-        """
-        if self.backend == "sqlite":
-            return "a temporary SQLite database"
-        server = server_of(self.admin_url) if self.admin_url is not None else self.backend
-        return f"a throwaway {'schema' if self.schema else 'database'} on {server}"
-
-    # -- URLs and options for the app's engines -----------------------------------------------------
-
-    @property
-    def application_name(self) -> str:
-        """What every connection of the probes calls itself on the server (FR511 terminates those)."""
-        return f"fastapi-rules-{self.name or 'sqlite'}"
-
-    def connect_args(self, driver: str) -> dict[str, Any]:
-        """Connection arguments every isolated engine needs: its name, and a schema's search path."""
-        if self.backend != "postgresql":
-            return {}
-        settings = {"application_name": self.application_name}
-        if self.schema:
-            settings["search_path"] = self.schema
-        if driver == "asyncpg":
-            return {"server_settings": settings}
-        if driver in ("psycopg", "psycopg2"):
-            args: dict[str, Any] = {"application_name": self.application_name}
-            if self.schema:
-                args["options"] = f"-csearch_path={self.schema}"
-            return args
-        return {}
-
-    def url_for(self, requested: URL | None, is_async: bool) -> URL:
-        """The isolated URL an engine gets when the app asked for ``requested``."""
-        if self.backend == "sqlite":
-            assert self.url.database
-            return make_url(
-                f"sqlite+aiosqlite:///{self.url.database}" if is_async else f"sqlite:///{self.url.database}"
-            )
-        if is_async:
-            return self.url
-        driver = None
-        if requested is not None and requested.get_backend_name() == self.backend:
-            candidate = requested.get_driver_name()
-            if candidate in SYNC_DRIVERS.get(self.backend, ()):
-                driver = candidate
-        if driver is None:
-            driver = next((d for d in SYNC_DRIVERS.get(self.backend, ()) if driver_importable(d)), None)
-        if driver is None:
-            raise ProbeDatabaseError(
-                f"the app creates a synchronous {self.backend} engine, and no synchronous driver "
-                f"for {self.backend} is installed to redirect it to the probe database."
-            )
-        return self.url.set(drivername=f"{self.backend}+{driver}")
-
-    def create_plugin_engine(self) -> AsyncEngine:
-        """An engine for the plugin's own work (schema, seeding, inspection): no pool, not counted."""
-        url = self.url
-        engine = _original_create_async_engine(
-            url, poolclass=NullPool, connect_args=self.connect_args(url.get_driver_name())
-        )
-        self.tune(engine)
-        return engine
-
-    def tune(self, engine: AsyncEngine | Engine) -> None:
-        """Fit an engine on the temporary SQLite file to the app's schema, and make commits cheap.
-
-        The engine's dialect instance is fitted (``sqlite_fit.py``: integer keys of any width
-        autoincrement, PostgreSQL-only types stored as types SQLite holds, server-default functions
-        such as ``gen_random_uuid()`` exist), so the plugin's schema creation and the app's own
-        ``create_all`` or migrations at startup see the same tables. ``PRAGMA synchronous=OFF``:
-        nothing on the file needs to survive a crash, and without it every commit of the app and of
-        the seeding waited for the disk (fsync), which made writes the slowest requests of the probe
-        run. Statements issued here bypass the SQL counting (they run on the driver connection).
-        """
-        if self.backend != "sqlite":
-            return
-        from sqlalchemy import event
-
-        sync_engine = getattr(engine, "sync_engine", engine)
-        fit_dialect(sync_engine.dialect)
-
-        folder = self.tmpdir if self.tmpdir is not None else Path(self.url.database or ".").parent
-        attached = [(schema, str(folder / f"schema-{index}.db")) for index, schema in enumerate(self.schemas)]
-
-        def on_connect(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute("PRAGMA synchronous=OFF")
-                for schema, path in attached:
-                    quoted = schema.replace('"', '""')
-                    cursor.execute(f'ATTACH DATABASE ? AS "{quoted}"', (path,))
-            finally:
-                cursor.close()
-            add_postgres_functions(dbapi_connection)
-
-        event.listen(sync_engine, "connect", on_connect)
-
-    # -- dropping ---------------------------------------------------------------------------------
-
-    async def drop(self) -> None:
-        """Delete the database (the file, or the server database/schema); safe to call twice."""
-        if self.dropped:
-            return
-        self.dropped = True
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-            return
-        assert self.admin_url is not None and self.name is not None
-        admin = _original_create_async_engine(
-            self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool
-        )
-        try:
-            async with admin.connect() as connection:
-                if self.schema:
-                    await connection.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
-                    return
-                if self.backend == "postgresql":
-                    await connection.execute(
-                        text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = :name AND pid <> pg_backend_pid()"
-                        ),
-                        {"name": self.name},
-                    )
-                await connection.execute(text(f'DROP DATABASE IF EXISTS "{self.name}"'))
-        finally:
-            await admin.dispose()
-
-    def drop_blocking(self) -> None:
-        """Last-resort cleanup from ``atexit``, on a loop of its own."""
-        if self.dropped:
-            return
-        if self.tmpdir is not None:
-            self.dropped = True
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-            return
-        import asyncio
-
-        with contextlib.suppress(Exception):
-            asyncio.run(self.drop())
-
-
-_LIVE: list[IsolatedDatabase] = []
-_ATEXIT_LOCK = threading.Lock()
-_ATEXIT_REGISTERED = False
-
-
-def register_atexit(database: IsolatedDatabase) -> None:
-    global _ATEXIT_REGISTERED
-    with _ATEXIT_LOCK:
-        _LIVE.append(database)
-        if not _ATEXIT_REGISTERED:
-            atexit.register(_drop_leftovers)
-            _ATEXIT_REGISTERED = True
-
-
-def _drop_leftovers() -> None:
-    while _LIVE:
-        _LIVE.pop().drop_blocking()
-
-
-def forget(database: IsolatedDatabase) -> None:
-    with _ATEXIT_LOCK, contextlib.suppress(ValueError):
-        _LIVE.remove(database)
 
 
 # -- redirection ------------------------------------------------------------------------------------

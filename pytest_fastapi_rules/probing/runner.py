@@ -50,13 +50,18 @@ from pytest_fastapi_rules.probing import auth as auth_mod
 from pytest_fastapi_rules.probing.column_values import declared_types
 from pytest_fastapi_rules.probing.counting import SqlMonitor, not_recording, recording
 from pytest_fastapi_rules.probing.database import (
-    IsolatedDatabase,
     OverrideSet,
     Redirector,
 )
 from pytest_fastapi_rules.probing.errors import ErrorCapture, exception_detail, stable_text
 from pytest_fastapi_rules.probing.lifecycle import connection_loss_applies
-from pytest_fastapi_rules.probing.placement import PendingDatabase, ProbeDatabaseError, placement_of
+from pytest_fastapi_rules.probing.placement import (
+    IsolatedDatabase,
+    PendingDatabase,
+    ProbeDatabaseError,
+    forget,
+    placement_of,
+)
 from pytest_fastapi_rules.probing.requests import ProbeRequest, RequestBuilder
 from pytest_fastapi_rules.probing.results import (
     N_PLUS_ONE_GROWTH,
@@ -1160,8 +1165,6 @@ class ProbeRun:
             failures.append(f"cleanup: {type(exc).__name__}: {exc}")
         else:
             if self.database is not None:
-                from pytest_fastapi_rules.probing.database import forget
-
                 forget(self.database)
         self.results.restore_failures = failures
 

@@ -22,7 +22,8 @@ from _pytest._code.code import ExceptionInfo, TerminalRepr
 
 from pytest_fastapi_rules.baseline import fingerprint
 from pytest_fastapi_rules.catalog import all_rules
-from pytest_fastapi_rules.facts import AppFacts, DiscoveryError, RouteFacts
+from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
+from pytest_fastapi_rules.facts import AppFacts, RouteFacts
 from pytest_fastapi_rules.loading import AppLoadError
 from pytest_fastapi_rules.noqa import directive_for
 from pytest_fastapi_rules.options import RulesOptions
@@ -250,7 +251,8 @@ class RuleItem(pytest.Item):
             self._start_background_work(facts)
         if rule.needs_running_app or rule.uses_probes:
             with contextlib.suppress(Exception):
-                facts.runtime_facts(
+                runtime_facts(
+                    facts,
                     options.engine_paths,
                     options.session_factory_paths,
                     options.db_url,
@@ -285,7 +287,8 @@ class RuleItem(pytest.Item):
             self._start_background_work(facts)
         if self.rule.needs_running_app:
             try:
-                facts.runtime_facts(
+                runtime_facts(
+                    facts,
                     options.engine_paths,
                     options.session_factory_paths,
                     options.db_url,

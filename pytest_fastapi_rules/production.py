@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_fastapi_rules.childproc import SYS_PATH_ENV, ChildProcess, ChildTimeout
-from pytest_fastapi_rules.facts import DiscoveryError, is_subclass
+from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
+from pytest_fastapi_rules.facts import is_subclass
 from pytest_fastapi_rules.registry import RuleSkipped, Severity
 from pytest_fastapi_rules.runtime import AppStartupError
 
@@ -732,8 +733,8 @@ def gather(
     try:
         facts = AppFacts(loaded, root=app_dir, runtime=runtime)
         try:
-            found = facts.runtime_facts(
-                engine_paths, factory_paths, os.environ.get(DB_URL_ENV) or None, "the parent's setting"
+            found = runtime_facts(
+                facts, engine_paths, factory_paths, os.environ.get(DB_URL_ENV) or None, "the parent's setting"
             )
         except AppStartupError as exc:
             sys.stderr.write(exc.render() + "\n")

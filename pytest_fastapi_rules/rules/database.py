@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_fastapi_rules.facts import Discovered, DiscoveryError, engine_key, is_subclass
+from pytest_fastapi_rules.discovery import DiscoveryError, engine_key, runtime_facts
+from pytest_fastapi_rules.facts import Discovered, is_subclass
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -86,7 +87,7 @@ def _describe_engine(facts: AppFacts, discovered: Discovered) -> tuple[str, Loca
 
 
 def _engines(context: CheckContext) -> list[Discovered]:
-    found = context.facts.runtime_facts(context.options.engine_paths, context.options.session_factory_paths)
+    found = runtime_facts(context.facts, context.options.engine_paths, context.options.session_factory_paths)
     if not found.engines:
         raise RuleSkipped(_NO_ENGINE)
     return found.engines
@@ -477,7 +478,7 @@ def _is_async_factory(factory: Any) -> bool:
     good_example="SessionLocal = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)",
 )
 def check_expire_on_commit_off(context: CheckContext) -> Iterator[Finding]:
-    found = context.facts.runtime_facts(context.options.engine_paths, context.options.session_factory_paths)
+    found = runtime_facts(context.facts, context.options.engine_paths, context.options.session_factory_paths)
     if not found.session_factories:
         if found.engines:
             raise RuleSkipped(

@@ -44,6 +44,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import any_route, code_of, is_api_route
+from pytest_fastapi_rules.source import source_index
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
@@ -575,8 +576,6 @@ class BuiltResponses:
 
 def _built_responses(context: CheckContext) -> BuiltResponses | None:
     """The responses the endpoint builds itself; None when its source cannot be read."""
-    from pytest_fastapi_rules.source import source_index
-
     route = context.the_route
     if not context.facts.is_own_object(route.function):
         return None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pytest_fastapi_rules import production
+from pytest_fastapi_rules.probing import logchild
+
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
     from pytest_fastapi_rules.options import RulesOptions
@@ -27,13 +30,9 @@ def code_of(obj: object) -> str:
 
 def start_production_child(facts: AppFacts, options: RulesOptions) -> None:
     """``background`` of the rules that read the app in production mode (FR108, FR503)."""
-    from pytest_fastapi_rules.production import start_production_child as start
-
-    start(facts, options)
+    production.start_production_child(facts, options)
 
 
 def start_logging_child(facts: AppFacts, options: RulesOptions) -> None:
     """``background`` of FR802 (the app's logging in production mode)."""
-    from pytest_fastapi_rules.probing.logchild import start_logging_child as start
-
-    start(facts, options)
+    logchild.start_logging_child(facts, options)

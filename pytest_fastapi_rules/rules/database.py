@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_fastapi_rules.discovery import DiscoveryError, engine_key, runtime_facts
-from pytest_fastapi_rules.facts import Discovered, is_subclass
+from pytest_fastapi_rules.facts import Discovered, is_subclass, unwrap_callable
+from pytest_fastapi_rules.production import production_facts_for_rule
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -31,6 +32,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import code_of, start_production_child
+from pytest_fastapi_rules.rules.wiring import _lifespan_parts
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Mapper
@@ -189,9 +191,6 @@ def _lifespan_creation(facts: AppFacts, obj: Any) -> Location | None:
     """Where the app's lifespan creates a lifespan-state or ``app.state`` object: the line of the
     creating call in the lifespan's source (``create_async_engine(`` for an engine), else the
     lifespan's ``def``."""
-    from pytest_fastapi_rules.facts import unwrap_callable
-    from pytest_fastapi_rules.rules.wiring import _lifespan_parts
-
     router = getattr(facts.app, "router", None)
     context = getattr(router, "lifespan_context", None)
     if context is None:
@@ -417,8 +416,6 @@ def check_pool_configured(context: CheckContext) -> Iterator[Finding]:
     good_example="engine = create_async_engine(url, echo=settings.DB_ECHO)  # False by default",
 )
 def check_echo_off_in_production(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.production import production_facts_for_rule
-
     try:
         # A warning rule: an app that cannot start in production mode skips it (with the reason
         # and how to configure fastapi_rules_production_env), it does not fail the run.

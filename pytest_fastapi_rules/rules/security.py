@@ -22,6 +22,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from pytest_fastapi_rules.facts import unwrap_callable
 from pytest_fastapi_rules.options import DEFAULT_PUBLIC_WRITE_SUFFIXES
+from pytest_fastapi_rules.probing.auth import credential_reader
+from pytest_fastapi_rules.probing.runner import probe_results
+from pytest_fastapi_rules.probing.shards import Shard
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -439,8 +442,6 @@ def _protection(route: RouteFacts) -> tuple[str, str] | None:
     """``(kind, what)``: how the route's structure says it authenticates: ``("scheme", ...)``,
     ``("reader", ...)`` (a dependency reading the credentials), or ``("name", dependency)`` when
     only a dependency's name says so; None when nothing does."""
-    from pytest_fastapi_rules.probing.auth import credential_reader
-
     schemes = route.security_schemes()
     if schemes:
         return "scheme", type(schemes[0]).__name__
@@ -462,9 +463,6 @@ def _answer_without_credentials(context: CheckContext) -> Exchange | None:
     The structure cannot see every way of authenticating (a JWT library's dependency reading the
     token several calls deep): a route that refused that request with 401 or 403 authenticates.
     """
-    from pytest_fastapi_rules.probing.runner import probe_results
-    from pytest_fastapi_rules.probing.shards import Shard
-
     route = context.the_route
     try:
         results = probe_results(

@@ -22,6 +22,7 @@ from _pytest._code.code import ExceptionInfo, TerminalRepr
 
 from pytest_fastapi_rules.baseline import fingerprint
 from pytest_fastapi_rules.catalog import all_rules
+from pytest_fastapi_rules.childproc import wait_unfinished
 from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
 from pytest_fastapi_rules.facts import AppFacts, RouteFacts
 from pytest_fastapi_rules.loading import AppLoadError
@@ -29,6 +30,8 @@ from pytest_fastapi_rules.noqa import directive_for
 from pytest_fastapi_rules.options import RulesOptions
 from pytest_fastapi_rules.probing.placement import ProbeDatabaseError
 from pytest_fastapi_rules.probing.results import ProbePhaseError
+from pytest_fastapi_rules.probing.runner import probe_results
+from pytest_fastapi_rules.probing.shards import Shard, shard_index
 from pytest_fastapi_rules.registry import (
     CheckContext,
     Finding,
@@ -259,15 +262,10 @@ class RuleItem(pytest.Item):
                     options.sources.get("fastapi_rules_db_url"),
                 )
         if rule.uses_probes:
-            from pytest_fastapi_rules.probing.runner import probe_results
-            from pytest_fastapi_rules.probing.shards import Shard
-
             target = self.route.target if self.route is not None else None
             with contextlib.suppress(Exception):
                 probe_results(facts, options, Shard.of(target, options.probe_shards))
         if rule.background is not None:
-            from pytest_fastapi_rules.childproc import wait_unfinished
-
             wait_unfinished()
 
     def runtest(self) -> None:
@@ -338,8 +336,6 @@ class RuleItem(pytest.Item):
     def _in_first_shard(self, options: RulesOptions) -> bool:
         """Whether this item's probe shard is the one that runs the app-level probes, and so the
         items that wait for the background work (see ``probing/shards.py``)."""
-        from pytest_fastapi_rules.probing.shards import shard_index
-
         return shard_index(self.route.target if self.route else None, options.probe_shards) == 0
 
     def _start_background_work(self, facts: AppFacts) -> None:

@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from pytest_fastapi_rules.facts import unwrap_callable
+from pytest_fastapi_rules.facts import type_hints, unwrap_callable
 from pytest_fastapi_rules.probing import auth as auth_mod
 from pytest_fastapi_rules.probing.requests import ProbeRequest
 from pytest_fastapi_rules.probing.results import LogRecordSeen, SessionCheck
@@ -256,8 +256,6 @@ def _resolved_signature(call: Any) -> inspect.Signature:
     would resolve string annotations (``from __future__ import annotations``) in the replacement's
     module, where the app's names do not exist.
     """
-    from pytest_fastapi_rules.facts import type_hints
-
     signature = inspect.signature(call)
     hints = type_hints(unwrap_callable(call))
     parameters = [

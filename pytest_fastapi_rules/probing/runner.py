@@ -44,17 +44,24 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from pytest_fastapi_rules.facts import is_subclass
+from pytest_fastapi_rules.facts import is_subclass, plain_annotation
 from pytest_fastapi_rules.options import DEFAULT_EDGE_REQUESTS
 from pytest_fastapi_rules.probing import auth as auth_mod
+from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD, BlockingCallRecorder, LoopWatch
 from pytest_fastapi_rules.probing.column_values import declared_types
 from pytest_fastapi_rules.probing.counting import SqlMonitor, not_recording, recording
 from pytest_fastapi_rules.probing.database import (
     OverrideSet,
     Redirector,
 )
+from pytest_fastapi_rules.probing.edges import EDGE_PHASE, edge_requests
 from pytest_fastapi_rules.probing.errors import ErrorCapture, exception_detail, stable_text
-from pytest_fastapi_rules.probing.lifecycle import connection_loss_applies
+from pytest_fastapi_rules.probing.lifecycle import (
+    check_connection_loss,
+    check_session_lifecycle,
+    connection_loss_applies,
+    send_synthetic_error,
+)
 from pytest_fastapi_rules.probing.placement import (
     IsolatedDatabase,
     PendingDatabase,
@@ -69,6 +76,7 @@ from pytest_fastapi_rules.probing.results import (
     EngineReport,
     Exchange,
     LoopStall,
+    PasswordCheck,
     PhaseFailure,
     ProbeResults,
 )
@@ -78,8 +86,12 @@ from pytest_fastapi_rules.probing.seeding import (
     Seeder,
     SeedError,
     SeedResult,
+    column_type,
+    holds_plain_text,
     metadatas_of,
+    schema_hints,
     schemas_of,
+    sorted_tables,
 )
 from pytest_fastapi_rules.probing.shards import Shard
 from pytest_fastapi_rules.runtime import AppStartupError, LoopStalled
@@ -90,7 +102,6 @@ if TYPE_CHECKING:
 
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
     from pytest_fastapi_rules.options import RulesOptions
-    from pytest_fastapi_rules.probing.blocking import BlockingCallRecorder
 
 #: The methods whose requests change data: their edge requests are sent after the writes.
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -507,8 +518,6 @@ class ProbeRun:
 
     def _schema_hints(self, metadatas: list[Any]) -> Any:
         """What the app's own schemas demand of the seeded text columns (see ``seeding.schema_hints``)."""
-        from pytest_fastapi_rules.probing.seeding import schema_hints, sorted_tables
-
         try:
             models = list(self.facts.own_pydantic_models)
             return schema_hints(models, self._class_names(), sorted_tables(metadatas))
@@ -650,8 +659,6 @@ class ProbeRun:
         With ``watch_loop``, how long each request held the loop, and the blocking calls it made
         there, are recorded too (FR402, ``blocking.py``).
         """
-        from pytest_fastapi_rules.probing.blocking import LoopWatch
-
         if not requests:
             return []
         detector = self._blocking_recorder() if watch_loop else None
@@ -679,8 +686,6 @@ class ProbeRun:
         return exchanges
 
     def _blocking_recorder(self) -> BlockingCallRecorder:
-        from pytest_fastapi_rules.probing.blocking import BlockingCallRecorder
-
         if self._blocking is None:
             self._blocking = BlockingCallRecorder.for_run(self)
             if self._blocking.unavailable:
@@ -697,8 +702,6 @@ class ProbeRun:
         request is not a query per row. Every other route keeps its single sample, which could
         not turn into a finding with a second one.
         """
-        from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD
-
         lags = self.results.stalls.get(route.target, [])
         if len(lags) == 1 and lags[0] >= STALL_THRESHOLD:
             return True
@@ -785,7 +788,6 @@ class ProbeRun:
         most ``fastapi_rules_edge_requests`` per route; DELETEs children before parents, as the
         writes are, so that an odd DELETE the app accepts does not cascade into the next route's row."""
         assert self.builder is not None
-        from pytest_fastapi_rules.probing.edges import EDGE_PHASE, edge_requests
 
         limit = int(getattr(self.options, "edge_requests", DEFAULT_EDGE_REQUESTS))
         if limit <= 0 or not methods:
@@ -802,7 +804,6 @@ class ProbeRun:
 
     def _send_page_bounds(self) -> None:
         assert self.builder is not None
-        from pytest_fastapi_rules.facts import plain_annotation as _plain
 
         batch = []
         for route in self._routes("GET"):
@@ -812,7 +813,7 @@ class ProbeRun:
             for model_field in self.builder.params(route, "query"):
                 name = getattr(model_field, "alias", model_field.name)
                 bounds = _bounds(model_field.field_info)
-                plain = _plain(model_field.field_info.annotation)
+                plain = plain_annotation(model_field.field_info.annotation)
                 if not is_subclass(plain, int) or is_subclass(plain, bool):
                     continue
                 if "le" in bounds and _is_page_size(name):
@@ -1004,8 +1005,6 @@ class ProbeRun:
         """
         from sqlalchemy import String
 
-        from pytest_fastapi_rules.probing.seeding import column_type, holds_plain_text
-
         return [
             (table, column)
             for table in self._scanned_tables()
@@ -1037,8 +1036,6 @@ class ProbeRun:
         self, route: RouteFacts, exchange: Exchange, plain: str, before: dict[str, set[Any]] | None
     ) -> None:
         from sqlalchemy import Text, select, type_coerce
-
-        from pytest_fastapi_rules.probing.results import PasswordCheck
 
         check = PasswordCheck(target=route.target)
         self.results.password_checks.append(check)
@@ -1078,22 +1075,16 @@ class ProbeRun:
     # -- FR306 --------------------------------------------------------------------------------------
 
     def _check_session_lifecycle(self) -> None:
-        from pytest_fastapi_rules.probing.lifecycle import check_session_lifecycle
-
         check_session_lifecycle(self)
 
     # -- FR105 / FR803 ------------------------------------------------------------------------------
 
     def _send_synthetic_error(self) -> None:
-        from pytest_fastapi_rules.probing.lifecycle import send_synthetic_error
-
         send_synthetic_error(self)
 
     # -- FR511 --------------------------------------------------------------------------------------
 
     def _check_connection_loss(self) -> None:
-        from pytest_fastapi_rules.probing.lifecycle import check_connection_loss
-
         check_connection_loss(self)
 
     # -- FR203 --------------------------------------------------------------------------------------

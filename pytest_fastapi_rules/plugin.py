@@ -29,6 +29,7 @@ from pytest_fastapi_rules.reporting import (
     write_sarif,
 )
 from pytest_fastapi_rules.session import SESSION_KEY, RulesSession
+from pytest_fastapi_rules.tracebacks import captured_output
 
 RESULTS_KEY = pytest.StashKey[ResultCollector]()
 
@@ -105,7 +106,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     shared out between the workers (see xdist_scheduling)."""
     if not _uses_probe_scheduler(config):
         return None
-    from pytest_fastapi_rules.xdist_scheduling import ProbeGroupScheduling
+    from pytest_fastapi_rules.xdist_scheduling import ProbeGroupScheduling  # deferred: execnet, the items
 
     return ProbeGroupScheduling(config, log)
 
@@ -139,7 +140,7 @@ def _probe_database_setting(options: Any) -> str:
     source = options.sources.get("fastapi_rules_db_url", "ini")
     if value.strip().lower() == "sqlite":
         return f"the embedded SQLite (from {source})"
-    from pytest_fastapi_rules.probing.counting import masked_url
+    from pytest_fastapi_rules.probing.counting import masked_url  # deferred: SQLAlchemy
 
     try:
         from sqlalchemy.engine import make_url
@@ -219,8 +220,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def _quiet() -> Any:
     """What the app prints during the shared work stays out of the terminal: outside the item's
     phases pytest's capture is suspended (during an item, its capture would hold it)."""
-    from pytest_fastapi_rules.tracebacks import captured_output
-
     return captured_output()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pytest_fastapi_rules.facts import AppFacts, Discovered, RuntimeFacts, instance_of, namespace_of
 from pytest_fastapi_rules.probing.isolation import IsolatedStart
+from pytest_fastapi_rules.sqla import engine_key, is_session_factory
 from pytest_fastapi_rules.tracebacks import raise_again
 
 
@@ -54,25 +55,6 @@ def runtime_facts(
     return facts.runtime_facts_found
 
 
-def engine_key(obj: Any) -> int | None:
-    """One key per engine (an ``AsyncEngine`` and its ``sync_engine`` share it); None otherwise."""
-    from sqlalchemy.engine import Engine
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
-    if instance_of(obj, AsyncEngine):
-        return id(obj.sync_engine)
-    if instance_of(obj, Engine):
-        return id(obj)
-    return None
-
-
-def _is_session_factory(obj: Any) -> bool:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
-    from sqlalchemy.orm import sessionmaker
-
-    return instance_of(obj, async_sessionmaker | sessionmaker)
-
-
 def _resolve_path(path: str) -> Any:
     module_name, _, attr = path.partition(":")
     target: Any = importlib.import_module(module_name)
@@ -90,7 +72,7 @@ def _held(value: Any, where: str) -> list[tuple[str, Any]]:
     {"writer": ..., "reader": ...}``), else an object's attributes (a session manager)."""
     if instance_of(value, dict):
         return [(f"{where}[{key!r}]", inner) for key, inner in list(value.items())[:100]]
-    if instance_of(value, types.ModuleType) or engine_key(value) is not None or _is_session_factory(value):
+    if instance_of(value, types.ModuleType) or engine_key(value) is not None or is_session_factory(value):
         return []
     return [(f"{where}.{attr}", inner) for attr, inner in list(namespace_of(value).items())]
 
@@ -122,7 +104,7 @@ def discover_runtime_objects(
                 engine_ids.add(key)
                 found.engines.append(Discovered(obj, where))
             return
-        if _is_session_factory(obj) and id(obj) not in factory_ids:
+        if is_session_factory(obj) and id(obj) not in factory_ids:
             factory_ids.add(id(obj))
             found.session_factories.append(Discovered(obj, where))
             bind = getattr(obj, "kw", {}).get("bind")

@@ -66,6 +66,7 @@ from sqlalchemy.pool import NullPool, QueuePool
 from pytest_fastapi_rules.facts import instance_of, namespace_of
 from pytest_fastapi_rules.probing.counting import SqlMonitor, masked_url
 from pytest_fastapi_rules.probing.placement import AppDatabase, IsolatedDatabase, PendingDatabase
+from pytest_fastapi_rules.sqla import is_any_engine, is_scoped_session, is_session, is_session_factory
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts
@@ -129,31 +130,6 @@ class RedirectedEngine:
 class _Restore:
     description: str
     undo: Callable[[], None]
-
-
-def _is_engine(obj: Any) -> bool:
-    return instance_of(obj, AsyncEngine | Engine)
-
-
-def _is_factory(obj: Any) -> bool:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
-    from sqlalchemy.orm import sessionmaker
-
-    return instance_of(obj, async_sessionmaker | sessionmaker)
-
-
-def _is_scoped(obj: Any) -> bool:
-    from sqlalchemy.ext.asyncio import async_scoped_session
-    from sqlalchemy.orm import scoped_session
-
-    return instance_of(obj, async_scoped_session | scoped_session)
-
-
-def _is_session(obj: Any) -> bool:
-    from sqlalchemy.ext.asyncio import AsyncSession
-    from sqlalchemy.orm import Session
-
-    return instance_of(obj, AsyncSession | Session)
 
 
 class Redirector:
@@ -364,7 +340,7 @@ class Redirector:
         new_kw = dict(kw)
         changed = False
         bind: Any = kw.get("bind")
-        if _is_engine(bind):
+        if is_any_engine(bind):
             twin = self.twin_of(bind, f"{where} (bind)")
             if twin is not bind:
                 new_kw["bind"] = twin
@@ -372,7 +348,7 @@ class Redirector:
         binds = kw.get("binds")
         if isinstance(binds, dict):
             new_binds = {
-                key: (self.twin_of(value, f"{where} (binds)") if _is_engine(value) else value)
+                key: (self.twin_of(value, f"{where} (binds)") if is_any_engine(value) else value)
                 for key, value in binds.items()
             }
             if any(new_binds[key] is not binds[key] for key in binds):
@@ -392,20 +368,20 @@ class Redirector:
 
     def redirect_object(self, container: Any, name: str, value: Any, where: str) -> None:
         """Redirect one reference ``container.name`` (or ``container[name]``) found holding ``value``."""
-        if _is_engine(value):
+        if is_any_engine(value):
             twin = self.twin_of(value, where)
             if twin is not value:
                 self._set(container, name, twin, where)
-        elif _is_factory(value):
+        elif is_session_factory(value):
             self._rebind_factory(value, where)
-        elif _is_scoped(value):
+        elif is_scoped_session(value):
             factory = getattr(value, "session_factory", None)
             if factory is not None:
                 self._rebind_factory(factory, f"{where}.session_factory")
-        elif _is_session(value):
+        elif is_session(value):
             target = getattr(value, "sync_session", value)
             bind: Any = getattr(target, "bind", None)
-            if _is_engine(bind):
+            if is_any_engine(bind):
                 twin = self.twin_of(bind, f"{where}.bind")
                 if twin is not bind:
                     self._set(target, "bind", twin, f"{where}.bind")
@@ -422,7 +398,7 @@ class Redirector:
         """Where the app still holds an engine that is not isolated (should be empty)."""
         left: list[str] = []
         for where, _container, _name, value in _references(facts, ()):
-            if _is_engine(value):
+            if is_any_engine(value):
                 engine = value.sync_engine if isinstance(value, AsyncEngine) else value
                 if not self.monitor.is_isolated(engine):
                     left.append(where)
@@ -501,8 +477,8 @@ def _holds_references(facts: AppFacts, value: Any) -> bool:
     its engine; False where asking raises (a context proxy outside its context)."""
     try:
         return (
-            not _is_engine(value)
-            and not _is_factory(value)
+            not is_any_engine(value)
+            and not is_session_factory(value)
             and not inspect.isclass(value)
             and not inspect.ismodule(value)
             and facts.is_own_object(type(value))
@@ -519,7 +495,7 @@ def _references(facts: AppFacts, paths: tuple[str, ...]) -> Iterator[tuple[str, 
             container, name, value = resolved
             yield path, container, name, value
             yield from _registry_items(path, value)
-            if not (_is_engine(value) or _is_factory(value) or inspect.ismodule(value)):
+            if not (is_any_engine(value) or is_session_factory(value) or inspect.ismodule(value)):
                 for attr, inner in list(namespace_of(value).items()):  # a named session manager
                     yield f"{path}.{attr}", value, attr, inner
     for module in facts.own_modules:

@@ -56,6 +56,13 @@ from pytest_fastapi_rules.source import (
     shorten,
     source_index,
 )
+from pytest_fastapi_rules.sqla import (
+    is_session_factory,
+    is_session_like_class,
+    is_sync_engine,
+    is_sync_session_factory,
+    is_sync_session_like_class,
+)
 
 _VERSION_PART = re.compile(r"^v\d+$")
 
@@ -156,31 +163,6 @@ _NON_DB_LIBRARIES = (
 _SESSION_TEXT = re.compile(r"\b(Async)?Session\b")
 
 
-def _session_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """(sync, async) SQLAlchemy session classes; sqlmodel's sessions subclass them."""
-    from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
-    from sqlalchemy.orm import Session, scoped_session
-
-    return (Session, scoped_session), (AsyncSession, async_scoped_session)
-
-
-def is_session_class(cls: Any) -> bool:
-    sync, asynchronous = _session_classes()
-    return is_subclass(cls, sync + asynchronous)
-
-
-def is_sync_session_class(cls: Any) -> bool:
-    sync, _ = _session_classes()
-    return is_subclass(cls, sync)
-
-
-def _is_session_factory(value: Any) -> bool:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
-    from sqlalchemy.orm import sessionmaker
-
-    return isinstance(value, sessionmaker | async_sessionmaker)
-
-
 def _binding_is_session(info: FunctionInfo, value: ast.AST) -> bool | None:
     """Whether the expression a local is bound to is a database session (None: can't tell).
 
@@ -206,7 +188,7 @@ def _binding_is_session(info: FunctionInfo, value: ast.AST) -> bool | None:
     if resolved.split(".")[0] in _NON_DB_LIBRARIES:
         return False
     called = module.value_of(value.func) if not _shadowed(info, value.func) else MISSING
-    if _is_session_factory(called) or is_session_class(called):
+    if is_session_factory(called) or is_session_like_class(called):
         return True
     name = dotted_text(value.func) or ""
     last = name.rpartition(".")[2].lower()
@@ -238,7 +220,7 @@ def db_session_names(info: FunctionInfo, depth: int = 0) -> frozenset[str]:
             continue
         cls = module.annotation_type(param.annotation)
         if cls is not None:
-            if is_session_class(cls):
+            if is_session_like_class(cls):
                 names.add(name)
         elif name in SESSION_NAMES and _SESSION_TEXT.search(ast.unparse(param.annotation)):
             names.add(name)
@@ -283,7 +265,7 @@ def self_attribute_is_session(info: FunctionInfo, attribute: str, index: SourceI
     if cls is not None:
         declared = attribute_types(cls, index).get(attribute)
         if declared is not None:
-            return is_session_class(declared)
+            return is_session_like_class(declared)
     for other in info.module.functions:
         if other.class_qualname != info.class_qualname:
             continue
@@ -1038,36 +1020,19 @@ def blocking_call(info: FunctionInfo, call: ast.Call) -> Blocking | None:
             return found
     if not _shadowed(info, func):
         value = module.value_of(func)
-        if value is not MISSING and _is_sync_session_factory(value):
+        if value is not MISSING and is_sync_session_factory(value):
             return Blocking("sync `sessionmaker`", _SESSION_FIX)
     if isinstance(func, ast.Attribute):
         receiver = func.value
         if func.attr in _SYNC_SESSION_IO and isinstance(receiver, ast.Name):
             cls = info.module.annotation_type(info.annotation_of(receiver.id))
-            if cls is not None and is_sync_session_class(cls):
+            if cls is not None and is_sync_session_like_class(cls):
                 return Blocking(f"sync `{cls.__name__}.{func.attr}`", _SESSION_FIX)
         if func.attr in _SYNC_ENGINE_IO and not _shadowed(info, receiver):
             engine = module.value_of(receiver)
-            if engine is not MISSING and _is_sync_engine(engine):
+            if engine is not MISSING and is_sync_engine(engine):
                 return Blocking(f"sync `Engine.{func.attr}`", "Use `create_async_engine` and await it.")
     return None
-
-
-def _is_sync_session_factory(value: Any) -> bool:
-    """A ``sessionmaker`` whose sessions are sync ``Session``s (``sessionmaker(class_=AsyncSession)``
-    builds ``AsyncSession``s, and calling it does not block)."""
-    from sqlalchemy.ext.asyncio import AsyncSession
-    from sqlalchemy.orm import sessionmaker
-
-    if not isinstance(value, sessionmaker):
-        return False
-    return not is_subclass(getattr(value, "class_", None), AsyncSession)
-
-
-def _is_sync_engine(value: Any) -> bool:
-    from sqlalchemy.engine import Engine
-
-    return isinstance(value, Engine)
 
 
 def _lifespan_functions(index: SourceIndex) -> set[int]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_fastapi_rules.discovery import DiscoveryError, engine_key, runtime_facts
+from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
 from pytest_fastapi_rules.facts import Discovered, is_subclass, unwrap_callable
 from pytest_fastapi_rules.production import production_facts_for_rule
 from pytest_fastapi_rules.registry import (
@@ -33,6 +33,7 @@ from pytest_fastapi_rules.registry import (
 )
 from pytest_fastapi_rules.rules.common import code_of, start_production_child
 from pytest_fastapi_rules.rules.wiring import _lifespan_parts
+from pytest_fastapi_rules.sqla import engine_key, is_async_session_factory, is_session_factory, is_sync_engine
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Mapper
@@ -195,7 +196,7 @@ def _lifespan_creation(facts: AppFacts, obj: Any) -> Location | None:
     context = getattr(router, "lifespan_context", None)
     if context is None:
         return None
-    wanted = _ENGINE_CALLS if hasattr(obj, "sync_engine") or _is_engine(obj) else _FACTORY_CALLS
+    wanted = _ENGINE_CALLS if hasattr(obj, "sync_engine") or is_sync_engine(obj) else _FACTORY_CALLS
     pattern = re.compile(r"\b(" + "|".join(sorted(wanted)) + r")\s*\(")
     for part in _lifespan_parts(context):
         function = unwrap_callable(part)
@@ -213,19 +214,6 @@ def _lifespan_creation(facts: AppFacts, obj: Any) -> Location | None:
                 return Location(file=facts.relative(file), line=start + offset)
         return facts.location_of(function)
     return None
-
-
-def _is_session_factory(obj: Any) -> bool:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
-    from sqlalchemy.orm import sessionmaker
-
-    return isinstance(obj, async_sessionmaker | sessionmaker)
-
-
-def _is_engine(obj: Any) -> bool:
-    from sqlalchemy.engine import Engine
-
-    return isinstance(obj, Engine)
 
 
 def _state_object(facts: AppFacts, where: str) -> Any:
@@ -273,7 +261,7 @@ def place_of_where(facts: AppFacts, where: str) -> tuple[str, Location | None]:
             return where, facts.location_of(type(holder))
     obj = getattr(module, attrs[0], None)
     shown = where
-    bind = getattr(obj, "kw", {}).get("bind") if suffix and _is_session_factory(obj) else None
+    bind = getattr(obj, "kw", {}).get("bind") if suffix and is_session_factory(obj) else None
     held = _defining_global(facts, bind, None) if bind is not None else None
     if held is not None:
         # The engine a session factory is bound to, held as a global of its own: name that.
@@ -443,16 +431,6 @@ def check_echo_off_in_production(context: CheckContext) -> Iterator[Finding]:
 # -- session factories ------------------------------------------------------------------------------
 
 
-def _is_async_factory(factory: Any) -> bool:
-    """An ``async_sessionmaker``, or a ``sessionmaker(class_=AsyncSession)`` (SQLAlchemy 1.4 style)."""
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-    if isinstance(factory, async_sessionmaker):
-        return True
-    session_class = getattr(factory, "class_", None)
-    return is_subclass(session_class, AsyncSession)
-
-
 @rule(
     code="FR504",
     name="expire-on-commit-off",
@@ -485,7 +463,7 @@ def check_expire_on_commit_off(context: CheckContext) -> Iterator[Finding]:
                 "fastapi_rules_session_factories"
             )
         raise RuleSkipped(_NO_FACTORY)
-    factories = [f for f in found.session_factories if _is_async_factory(f.obj)]
+    factories = [f for f in found.session_factories if is_async_session_factory(f.obj)]
     if not factories:
         # With a sync Session an expired attribute reloads transparently (one SELECT); the
         # MissingGreenlet failure this rule prevents only exists with AsyncSession.

@@ -133,7 +133,7 @@ def challenge_schemes(route: RouteFacts) -> list[SecurityBase]:
     return found
 
 
-def is_protected(route: RouteFacts) -> bool:
+def rejects_anonymous(route: RouteFacts) -> bool:
     """Whether the route needs credentials (a scheme that rejects requests without them)."""
     for dependant in route.iter_dependants():
         if isinstance(dependant.call, SecurityBase) and getattr(dependant.call, "auto_error", True):

@@ -545,7 +545,7 @@ class ProbeRun:
                 if bound:
                     self.results.route_tables[route.target] = bound
         for route in facts.routes:
-            if auth_mod.is_protected(route) and (self.auth.overrides or self.auth.headers):
+            if auth_mod.rejects_anonymous(route) and (self.auth.overrides or self.auth.headers):
                 self.results.auth_overridden.append(route.target)
         session_calls = {
             id(d.call): d.call for route in facts.routes for d in auth_mod.session_dependants(route)

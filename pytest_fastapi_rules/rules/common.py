@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fastapi.security import OAuth2PasswordRequestForm
+
 from pytest_fastapi_rules import production
+from pytest_fastapi_rules.facts import is_subclass
 from pytest_fastapi_rules.probing import logchild
 
 if TYPE_CHECKING:
@@ -19,6 +22,11 @@ def is_api_route(route: RouteFacts, options: RulesOptions) -> bool:
 
 def any_route(route: RouteFacts, options: RulesOptions) -> bool:
     return True
+
+
+def takes_password_form(route: RouteFacts) -> bool:
+    """The route reads an ``OAuth2PasswordRequestForm`` (a login or token endpoint)."""
+    return any(is_subclass(d.call, OAuth2PasswordRequestForm) for d in route.iter_dependants())
 
 
 def code_of(obj: object) -> str:

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_fastapi_rules import registry
 from pytest_fastapi_rules.facts import is_subclass, plain_annotation, unwrap_callable
-from pytest_fastapi_rules.probing.auth import challenge_schemes, credential_reader, is_protected, iter_schemes
+from pytest_fastapi_rules.probing.auth import (
+    challenge_schemes,
+    credential_reader,
+    iter_schemes,
+    rejects_anonymous,
+)
 from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD
 from pytest_fastapi_rules.probing.edges import EDGE_PHASE
 from pytest_fastapi_rules.probing.logchild import LoggingProbeError, logging_facts
@@ -256,7 +261,7 @@ def _auth_note(results: ProbeResults, route: RouteFacts, exchange: Exchange) -> 
     if exchange.status not in (401, 403) or results.auth_headers_used or not results.auth_unsupported:
         return ""
     try:
-        if not is_protected(route):
+        if not rejects_anonymous(route):
             return ""
     except Exception:  # noqa: BLE001 - an exotic dependency tree: say nothing
         return ""

@@ -28,7 +28,8 @@ from generate_app import generate  # noqa: E402
 
 
 def _app_level_codes() -> str:
-    from pytest_fastapi_rules.registry import Basis, all_rules
+    from pytest_fastapi_rules.catalog import all_rules
+    from pytest_fastapi_rules.registry import Basis
 
     return ",".join(rule.code for rule in all_rules() if rule.basis is Basis.APP)
 

@@ -32,10 +32,11 @@ def main() -> int:
         name, _, value = assignment.partition("=")
         os.environ[name] = value
 
+    from pytest_fastapi_rules.catalog import all_rules
     from pytest_fastapi_rules.facts import AppFacts
     from pytest_fastapi_rules.loading import load_app
     from pytest_fastapi_rules.options import RulesOptions
-    from pytest_fastapi_rules.registry import Basis, CheckContext, RuleSkipped, all_rules
+    from pytest_fastapi_rules.registry import Basis, CheckContext, RuleSkipped
     from pytest_fastapi_rules.runtime import AppRuntime
     from pytest_fastapi_rules.source import source_index
 

@@ -2,13 +2,12 @@
 
 Static facts (routes with their dependants, middleware, exception handlers, ORM models, settings) are
 read off the imported app object. Runtime facts (engines and session factories, which apps usually
-create in their lifespan) are read after the lifespan has started, through :class:`AppRuntime`.
+create in their lifespan) are found after the lifespan has started, by ``discovery.py``.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import sys
 import sysconfig
@@ -34,7 +33,6 @@ from pytest_fastapi_rules.compat import (
 from pytest_fastapi_rules.loading import LoadedApp
 from pytest_fastapi_rules.registry import Location
 from pytest_fastapi_rules.runtime import AppRuntime
-from pytest_fastapi_rules.tracebacks import raise_again
 
 _LIBRARY_ROOTS = tuple(
     str(Path(p).resolve())
@@ -247,9 +245,10 @@ class AppFacts:
         self.initial_dependency_overrides: dict[Any, Any] = dict(overrides)
         self.root = root
         self.runtime = runtime
-        self._runtime_facts: RuntimeFacts | None = None
+        #: The runtime facts, found once by ``discovery.runtime_facts``.
+        self.runtime_facts_found: RuntimeFacts | None = None
         #: The runtime facts' failure, raised again at once by later calls (no second start).
-        self._runtime_facts_error: BaseException | None = None
+        self.runtime_facts_error: BaseException | None = None
         #: Where this session's probe databases live (``probing.placement.DatabasePlacement``),
         #: decided once and shared by every start of the app.
         self.database_placement: Any = None
@@ -407,45 +406,6 @@ class AppFacts:
                 classes.setdefault(id(mapper.class_), mapper.class_)
         return sorted(classes.values(), key=lambda c: (c.__module__, c.__qualname__))
 
-    # -- runtime ------------------------------------------------------------------------------
-
-    def runtime_facts(
-        self,
-        engine_paths: tuple[str, ...],
-        factory_paths: tuple[str, ...],
-        db_url: str | None = None,
-        db_url_source: str | None = None,
-    ) -> RuntimeFacts:
-        """Engines and session factories, found once the lifespan runs (raises AppStartupError).
-
-        The lifespan runs with the app's databases redirected to a throwaway one (see
-        ``probing.isolation``), so starting the app never touches the database it is configured
-        with; each engine found is reported as the app configured it. A failure is remembered: every
-        rule that needs these facts reports it at once, without starting the app again.
-        """
-        if self._runtime_facts_error is not None:
-            raise_again(self._runtime_facts_error)
-        if self._runtime_facts is None:
-            from pytest_fastapi_rules.probing.isolation import IsolatedStart
-
-            isolated = IsolatedStart(self, db_url, db_url_source)
-            try:
-                isolated.start(engine_paths, factory_paths)
-            except Exception as exc:
-                self._runtime_facts_error = exc
-                raise
-            found = discover_runtime_objects(self, engine_paths, factory_paths)
-            engines: list[Discovered] = []
-            seen: set[int] = set()
-            for discovered in found.engines:
-                original = isolated.original_of(discovered.obj)
-                if id(original) not in seen:
-                    seen.add(id(original))
-                    engines.append(Discovered(original, discovered.where))
-            found.engines = engines
-            self._runtime_facts = found
-        return self._runtime_facts
-
 
 def location_of(obj: Any, root: Path) -> Location | None:
     """``file:line`` of a function or class, relative to ``root`` where possible."""
@@ -495,116 +455,3 @@ def instance_of(obj: Any, classes: type | UnionType) -> bool:
         return isinstance(obj, classes)
     except Exception:  # noqa: BLE001 - a proxy's __class__ may raise anything
         return False
-
-
-def engine_key(obj: Any) -> int | None:
-    """One key per engine (an ``AsyncEngine`` and its ``sync_engine`` share it); None otherwise."""
-    from sqlalchemy.engine import Engine
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
-    if instance_of(obj, AsyncEngine):
-        return id(obj.sync_engine)
-    if instance_of(obj, Engine):
-        return id(obj)
-    return None
-
-
-def _is_session_factory(obj: Any) -> bool:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
-    from sqlalchemy.orm import sessionmaker
-
-    return instance_of(obj, async_sessionmaker | sessionmaker)
-
-
-def _resolve_path(path: str) -> Any:
-    module_name, _, attr = path.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
-    return target
-
-
-class DiscoveryError(Exception):
-    """An explicitly named engine or session factory could not be resolved."""
-
-
-def _held(value: Any, where: str) -> list[tuple[str, Any]]:
-    """``(where, object)`` for what a holder of engines holds: a dict's entries (``engines =
-    {"writer": ..., "reader": ...}``), else an object's attributes (a session manager)."""
-    if instance_of(value, dict):
-        return [(f"{where}[{key!r}]", inner) for key, inner in list(value.items())[:100]]
-    if instance_of(value, types.ModuleType) or engine_key(value) is not None or _is_session_factory(value):
-        return []
-    return [(f"{where}.{attr}", inner) for attr, inner in list(namespace_of(value).items())]
-
-
-def _already_found(found: RuntimeFacts, named: Any) -> bool:
-    """Whether ``named`` (or something it holds) was found under an earlier path."""
-    values = [named, *(inner for _, inner in _held(named, ""))]
-    known = {engine_key(d.obj) for d in found.engines} | {id(d.obj) for d in found.session_factories}
-    return any(engine_key(v) in known or id(v) in known for v in values)
-
-
-def discover_runtime_objects(
-    facts: AppFacts, engine_paths: tuple[str, ...], factory_paths: tuple[str, ...]
-) -> RuntimeFacts:
-    """Find engines and session factories without the user naming them.
-
-    Looks at: objects named in ini; globals of the app's own modules; attributes of objects of the
-    app's own classes held in those globals (session managers); ``app.state`` and the lifespan
-    state; the engine a session factory is bound to.
-    """
-    found = RuntimeFacts()
-    engine_ids: set[int] = set()
-    factory_ids: set[int] = set()
-
-    def consider(obj: Any, where: str) -> None:
-        key = engine_key(obj)
-        if key is not None:
-            if key not in engine_ids:
-                engine_ids.add(key)
-                found.engines.append(Discovered(obj, where))
-            return
-        if _is_session_factory(obj) and id(obj) not in factory_ids:
-            factory_ids.add(id(obj))
-            found.session_factories.append(Discovered(obj, where))
-            bind = getattr(obj, "kw", {}).get("bind")
-            if bind is not None:
-                consider(bind, f"{where} (bind)")
-
-    for path in engine_paths + factory_paths:
-        try:
-            named = _resolve_path(path)
-        except Exception as exc:  # noqa: BLE001 - reported to the user as a discovery error
-            raise DiscoveryError(
-                f"fastapi_rules_engines / fastapi_rules_session_factories: cannot resolve {path!r} "
-                f"({type(exc).__name__}: {exc}). Use module:attribute, e.g. src.database:engine."
-            ) from None
-        if named is None:
-            continue  # set by the lifespan: found once the app runs
-        before = len(found.engines) + len(found.session_factories)
-        consider(named, path)
-        for where, inner in _held(named, path):
-            consider(inner, where)
-        if len(found.engines) + len(found.session_factories) == before and not _already_found(found, named):
-            raise DiscoveryError(
-                f"fastapi_rules_engines / fastapi_rules_session_factories: {path!r} is a "
-                f"{type(named).__name__} that holds no SQLAlchemy engine or session factory. Name "
-                "the engine itself, a session factory, or a dict or object that holds them, e.g. "
-                "src.database:engine."
-            )
-
-    for where, value in facts.own_globals():
-        consider(value, where)
-        # A registry such as `state = {"engine": ...}`, or an object of the app's own class.
-        if instance_of(value, dict) or facts.is_own_object(type(value)):
-            for inner_where, inner in _held(value, where):
-                consider(inner, inner_where)
-
-    state = getattr(getattr(facts.app, "state", None), "_state", {}) or {}
-    for key, value in list(state.items()):
-        consider(value, f"app.state.{key}")
-    if facts.runtime.started:
-        for key, value in list(facts.runtime.lifespan_state.items()):
-            consider(value, f"lifespan state[{key!r}]")
-    return found

@@ -97,7 +97,7 @@ def _fastapi_isolated_app(request: pytest.FixtureRequest) -> Iterator[IsolatedAp
     state = request.config.stash.get(SESSION_KEY, None)
     if state is None:  # pragma: no cover - the fixtures are registered only with an app
         pytest.fail("fastapi_client needs an app: pass --fastapi-app=module:app.", pytrace=False)
-    from pytest_fastapi_rules.client import IsolatedApp
+    from pytest_fastapi_rules.client import IsolatedApp  # deferred: the probes' database machinery
 
     try:
         isolated = IsolatedApp(state)
@@ -119,7 +119,7 @@ def fastapi_client(_fastapi_isolated_app: IsolatedApp) -> SyncClient:
     """An ``httpx.Client``-like client on the app, running its lifespan, with every engine of the
     app pointed at a throwaway database that starts empty (the app's tables created) for each
     test and is dropped after it. Your configured database is never touched."""
-    from pytest_fastapi_rules.client import SyncClient
+    from pytest_fastapi_rules.client import SyncClient  # deferred: the probes' database machinery
 
     return SyncClient(_fastapi_isolated_app)
 
@@ -128,7 +128,7 @@ def fastapi_client(_fastapi_isolated_app: IsolatedApp) -> SyncClient:
 def fastapi_async_client(_fastapi_isolated_app: IsolatedApp) -> AsyncClient:
     """The ``httpx.AsyncClient``-like twin of ``fastapi_client``, for async tests (pytest-asyncio,
     anyio): ``await fastapi_async_client.get(...)``."""
-    from pytest_fastapi_rules.client import AsyncClient
+    from pytest_fastapi_rules.client import AsyncClient  # deferred: the probes' database machinery
 
     return AsyncClient(_fastapi_isolated_app)
 
@@ -140,7 +140,7 @@ def fastapi_app(request: pytest.FixtureRequest) -> Any:
     state = request.config.stash.get(SESSION_KEY, None)
     if state is None:  # pragma: no cover - the fixtures are registered only with an app
         pytest.fail("fastapi_app needs an app: pass --fastapi-app=module:app.", pytrace=False)
-    from pytest_fastapi_rules.loading import AppLoadError
+    from pytest_fastapi_rules.loading import AppLoadError  # deferred: Starlette and the app's imports
 
     try:
         return state.facts().app

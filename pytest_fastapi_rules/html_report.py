@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from pytest_fastapi_rules.registry import all_rules, get_rule
+from pytest_fastapi_rules.catalog import all_rules, get_rule
 from pytest_fastapi_rules.reporting import OUTCOME_ORDER, fix_of
 
 _SYMBOL = {

@@ -21,12 +21,17 @@ import pytest
 from _pytest._code.code import ExceptionInfo, TerminalRepr
 
 from pytest_fastapi_rules.baseline import fingerprint
-from pytest_fastapi_rules.facts import AppFacts, DiscoveryError, RouteFacts
+from pytest_fastapi_rules.catalog import all_rules
+from pytest_fastapi_rules.childproc import wait_unfinished
+from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
+from pytest_fastapi_rules.facts import AppFacts, RouteFacts
 from pytest_fastapi_rules.loading import AppLoadError
 from pytest_fastapi_rules.noqa import directive_for
 from pytest_fastapi_rules.options import RulesOptions
 from pytest_fastapi_rules.probing.placement import ProbeDatabaseError
 from pytest_fastapi_rules.probing.results import ProbePhaseError
+from pytest_fastapi_rules.probing.runner import probe_results
+from pytest_fastapi_rules.probing.shards import Shard, shard_index
 from pytest_fastapi_rules.registry import (
     CheckContext,
     Finding,
@@ -34,14 +39,13 @@ from pytest_fastapi_rules.registry import (
     RuleSkipped,
     Scope,
     Severity,
-    all_rules,
+    UserSetupError,
     run_check,
 )
 from pytest_fastapi_rules.reporting import PROBE_DATABASE_KEY, finding_to_dict
 from pytest_fastapi_rules.runtime import AppStartupError
 from pytest_fastapi_rules.session import SESSION_KEY, RulesSession
 
-COLLECTOR_NAME = "fastapi-rules"
 #: The pytest-xdist work unit of every probe item (see xdist_scheduling).
 PROBE_GROUP = "fastapi-rules-probes"
 RULEBOOK = "fastapi-rules-ru.md"
@@ -58,10 +62,6 @@ class PluginInternalError(Exception):
         super().__init__(f"{rule.code} crashed: {original!r}")
         self.rule = rule
         self.original = original
-
-
-class UserSetupError(Exception):
-    """The user's configuration prevents the check (e.g. an unresolvable engine path)."""
 
 
 def _import_probing_modules() -> None:
@@ -254,22 +254,18 @@ class RuleItem(pytest.Item):
             self._start_background_work(facts)
         if rule.needs_running_app or rule.uses_probes:
             with contextlib.suppress(Exception):
-                facts.runtime_facts(
+                runtime_facts(
+                    facts,
                     options.engine_paths,
                     options.session_factory_paths,
                     options.db_url,
                     options.sources.get("fastapi_rules_db_url"),
                 )
         if rule.uses_probes:
-            from pytest_fastapi_rules.probing.runner import probe_results
-            from pytest_fastapi_rules.probing.shards import Shard
-
             target = self.route.target if self.route is not None else None
             with contextlib.suppress(Exception):
                 probe_results(facts, options, Shard.of(target, options.probe_shards))
         if rule.background is not None:
-            from pytest_fastapi_rules.childproc import wait_unfinished
-
             wait_unfinished()
 
     def runtest(self) -> None:
@@ -289,7 +285,8 @@ class RuleItem(pytest.Item):
             self._start_background_work(facts)
         if self.rule.needs_running_app:
             try:
-                facts.runtime_facts(
+                runtime_facts(
+                    facts,
                     options.engine_paths,
                     options.session_factory_paths,
                     options.db_url,
@@ -339,8 +336,6 @@ class RuleItem(pytest.Item):
     def _in_first_shard(self, options: RulesOptions) -> bool:
         """Whether this item's probe shard is the one that runs the app-level probes, and so the
         items that wait for the background work (see ``probing/shards.py``)."""
-        from pytest_fastapi_rules.probing.shards import shard_index
-
         return shard_index(self.route.target if self.route else None, options.probe_shards) == 0
 
     def _start_background_work(self, facts: AppFacts) -> None:

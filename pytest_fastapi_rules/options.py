@@ -818,7 +818,7 @@ def add_options(parser: pytest.Parser) -> None:
 def resolve_options(config: pytest.Config, catalog: Callable[[], Iterable[Rule]]) -> RulesOptions:
     """Read every setting once; raises :class:`OptionsError` on values that make no sense.
 
-    ``catalog`` gives the registered rules (``registry.all_rules``), against which rule codes in the
+    ``catalog`` gives the registered rules (``catalog.all_rules``), against which rule codes in the
     settings are checked; it is called only when a setting names some, because it imports every rule.
     """
     app_flag = config.getoption("fastapi_app")

@@ -15,10 +15,11 @@ import pytest
 
 from pytest_fastapi_rules import fixtures
 from pytest_fastapi_rules.baseline import BaselineError
+from pytest_fastapi_rules.catalog import all_rules
 from pytest_fastapi_rules.html_report import write_html
 from pytest_fastapi_rules.noqa import add_noqa, unused_directives
 from pytest_fastapi_rules.options import PROBE_SHARDS_KEY, add_options, resolve_options
-from pytest_fastapi_rules.registry import all_rules
+from pytest_fastapi_rules.registry import COLLECTOR_NAME
 from pytest_fastapi_rules.reporting import (
     REPORT_ATTRIBUTE,
     ResultCollector,
@@ -29,6 +30,7 @@ from pytest_fastapi_rules.reporting import (
 )
 from pytest_fastapi_rules.session import SESSION_KEY, RulesSession
 from pytest_fastapi_rules.settings import OptionsError
+from pytest_fastapi_rules.tracebacks import captured_output
 
 RESULTS_KEY = pytest.StashKey[ResultCollector]()
 
@@ -105,7 +107,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     shared out between the workers (see xdist_scheduling)."""
     if not _uses_probe_scheduler(config):
         return None
-    from pytest_fastapi_rules.xdist_scheduling import ProbeGroupScheduling
+    from pytest_fastapi_rules.xdist_scheduling import ProbeGroupScheduling  # deferred: execnet, the items
 
     return ProbeGroupScheduling(config, log)
 
@@ -139,7 +141,7 @@ def _probe_database_setting(options: Any) -> str:
     source = options.sources.get("fastapi_rules_db_url", "ini")
     if value.strip().lower() == "sqlite":
         return f"the embedded SQLite (from {source})"
-    from pytest_fastapi_rules.probing.counting import masked_url
+    from pytest_fastapi_rules.probing.counting import masked_url  # deferred: SQLAlchemy
 
     try:
         from sqlalchemy.engine import make_url
@@ -159,9 +161,9 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
             report.result.append(
                 _items().RulesCollector.from_parent(
                     collector,
-                    name=_items().COLLECTOR_NAME,
-                    nodeid=_items().COLLECTOR_NAME,
-                    path=collector.config.rootpath / _items().COLLECTOR_NAME,
+                    name=COLLECTOR_NAME,
+                    nodeid=COLLECTOR_NAME,
+                    path=collector.config.rootpath / COLLECTOR_NAME,
                 )
             )
     return report
@@ -219,8 +221,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def _quiet() -> Any:
     """What the app prints during the shared work stays out of the terminal: outside the item's
     phases pytest's capture is suspended (during an item, its capture would hold it)."""
-    from pytest_fastapi_rules.tracebacks import captured_output
-
     return captured_output()
 
 

@@ -43,12 +43,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_fastapi_rules.childproc import SYS_PATH_ENV, ChildProcess, ChildTimeout
-from pytest_fastapi_rules.facts import DiscoveryError, is_subclass
+from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
+from pytest_fastapi_rules.facts import AppFacts, is_subclass
+from pytest_fastapi_rules.loading import AppLoadError, load_app
 from pytest_fastapi_rules.registry import RuleSkipped, Severity
-from pytest_fastapi_rules.runtime import AppStartupError
+from pytest_fastapi_rules.runtime import AppRuntime, AppStartupError
 
 if TYPE_CHECKING:
-    from pytest_fastapi_rules.facts import AppFacts
     from pytest_fastapi_rules.options import RulesOptions
 
 #: Version of the JSON document the child prints (bumped when its shape changes incompatibly).
@@ -295,8 +296,6 @@ def _settings_classes(facts: AppFacts) -> Iterator[type]:
         from pydantic_settings import BaseSettings
     except ImportError:
         return
-    from pytest_fastapi_rules.facts import AppFacts as _AppFacts
-
     stack = list(BaseSettings.__subclasses__())
     seen: set[int] = set()
     found: list[type] = []
@@ -313,7 +312,7 @@ def _settings_classes(facts: AppFacts) -> Iterator[type]:
         top = module_name.split(".")[0]
         if top in ("pytest_fastapi_rules", "pydantic_settings") or _TEST_MODULE.search(module_name):
             continue
-        if facts.is_own_module(module_name) or _AppFacts._is_project_module_name(module_name):
+        if facts.is_own_module(module_name) or AppFacts._is_project_module_name(module_name):
             found.append(cls)
     yield from sorted(found, key=lambda c: (c.__module__, c.__qualname__))
 
@@ -712,10 +711,6 @@ def gather(
     ``docs_paths`` (``path -> kind``) are the documentation paths the app declares when it is not
     in production mode; the rulebook's ``/docs``, ``/redoc`` and ``/openapi.json`` are always asked.
     """
-    from pytest_fastapi_rules.facts import AppFacts
-    from pytest_fastapi_rules.loading import AppLoadError, load_app
-    from pytest_fastapi_rules.runtime import AppRuntime
-
     base: dict[str, Any] = {"protocol": PROTOCOL, "env": env}
     try:
         loaded = load_app(spec, app_dir)
@@ -732,8 +727,8 @@ def gather(
     try:
         facts = AppFacts(loaded, root=app_dir, runtime=runtime)
         try:
-            found = facts.runtime_facts(
-                engine_paths, factory_paths, os.environ.get(DB_URL_ENV) or None, "the parent's setting"
+            found = runtime_facts(
+                facts, engine_paths, factory_paths, os.environ.get(DB_URL_ENV) or None, "the parent's setting"
             )
         except AppStartupError as exc:
             sys.stderr.write(exc.render() + "\n")

@@ -99,6 +99,14 @@ class RuleSkipped(Exception):
     """Raised by a rule function when the rule does not apply to this app (reported as a skip)."""
 
 
+class UserSetupError(Exception):
+    """The user's configuration prevents the check (e.g. an unresolvable engine path)."""
+
+
+#: The name of the collector of every item: the first part of every item's node id.
+COLLECTOR_NAME = "fastapi-rules"
+
+
 CheckFunction = Callable[[CheckContext], Iterable[Finding]]
 RoutePredicate = Callable[["RouteFacts", "RulesOptions"], bool]
 BackgroundStart = Callable[["AppFacts", "RulesOptions"], None]
@@ -278,9 +286,8 @@ def _same_function(first: CheckFunction, second: CheckFunction) -> bool:
 
 
 def all_rules() -> list[Rule]:
-    """Every registered rule, sorted by code."""
-    from pytest_fastapi_rules import rules as _rules  # noqa: F401  (registers the rule modules)
-
+    """Every rule registered, sorted by code. The rule modules register themselves when imported:
+    the plugin, the items and the reports read the rules from ``catalog``, which imports them."""
     return [_REGISTRY[code] for code in sorted(_REGISTRY)]
 
 
@@ -290,7 +297,6 @@ def all_registered() -> list[Rule]:
 
 
 def get_rule(code: str) -> Rule:
-    all_rules()
     return _REGISTRY[code]
 
 

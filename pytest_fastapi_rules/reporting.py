@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from pytest_fastapi_rules import __version__
+from pytest_fastapi_rules.catalog import all_rules, get_rule
 from pytest_fastapi_rules.options import RulesOptions
-from pytest_fastapi_rules.registry import Finding, Rule, all_rules, get_rule
+from pytest_fastapi_rules.registry import Finding, Rule
 from pytest_fastapi_rules.settings import markdown_table
 
 JSON_SCHEMA_VERSION = 1
@@ -268,8 +270,6 @@ def _sarif_level(severity: str) -> str:
 
 def write_sarif(path: Path, results: list[dict[str, Any]], root: Path) -> None:
     """Write the findings as SARIF 2.1.0: one rule per code, one result per finding."""
-    from pytest_fastapi_rules import __version__
-
     rules = all_rules()
     index = {rule.code: position for position, rule in enumerate(rules)}
     sarif_rules = [

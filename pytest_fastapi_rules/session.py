@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_fastapi_rules.baseline import Baseline
+from pytest_fastapi_rules.childproc import stop_unfinished
+from pytest_fastapi_rules.coexistence import coverage_paused
 from pytest_fastapi_rules.options import RulesOptions
+from pytest_fastapi_rules.tracebacks import captured_output
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts
@@ -52,10 +55,11 @@ class RulesSession:
         if self._load_error is not None:
             raise self._load_error
         if self._facts is None:
+            # Deferred on purpose: the app, FastAPI and SQLAlchemy come with these, and pytest
+            # imports this module at its start, with or without --fastapi-app.
             from pytest_fastapi_rules.facts import AppFacts
             from pytest_fastapi_rules.loading import AppLoadError, load_app
             from pytest_fastapi_rules.runtime import AppRuntime
-            from pytest_fastapi_rules.tracebacks import captured_output
 
             assert self.options.app_spec
             with captured_output() as output:
@@ -79,8 +83,6 @@ class RulesSession:
     def coverage_paused(self) -> contextlib.AbstractContextManager[None]:
         """The plugin's own work, kept out of the user's coverage unless ``fastapi_rules_count_coverage``
         (see ``coexistence``)."""
-        from pytest_fastapi_rules.coexistence import coverage_paused
-
         return coverage_paused(self.config, self.options.count_coverage, self._call_on_loop)
 
     def _call_on_loop(self, function: Callable[[], None]) -> None:
@@ -117,8 +119,6 @@ class RulesSession:
             signal.signal(signal.SIGTERM, self._sigterm_before)  # type: ignore[arg-type]
             self._sigterm_before = None
         if self.background_started:
-            from pytest_fastapi_rules.childproc import stop_unfinished
-
             stop_unfinished()
         if self._runtime is not None:
             with self.coverage_paused():

@@ -29,9 +29,10 @@ from typing import Any
 
 from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
-from pytest_fastapi_rules.items import COLLECTOR_NAME, PROBE_GROUP
+from pytest_fastapi_rules.catalog import all_rules
+from pytest_fastapi_rules.items import PROBE_GROUP
 from pytest_fastapi_rules.probing.shards import shard_index
-from pytest_fastapi_rules.registry import all_rules
+from pytest_fastapi_rules.registry import COLLECTOR_NAME
 
 _RULE_NODE = re.compile(rf"^{re.escape(COLLECTOR_NAME)}::(FR\d+)")
 

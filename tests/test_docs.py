@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_fastapi_rules.registry import all_rules
+from pytest_fastapi_rules.catalog import all_rules
 from pytest_fastapi_rules.reporting import README_TABLES, readme_with_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"

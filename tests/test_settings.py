@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_fastapi_rules.catalog import all_rules
 from pytest_fastapi_rules.options import RulesOptions, resolve_options
-from pytest_fastapi_rules.registry import Rule, all_rules
+from pytest_fastapi_rules.registry import Rule
 from pytest_fastapi_rules.settings import OptionsError, declared_settings
 
 SETTINGS = declared_settings(RulesOptions)

@@ -30,6 +30,7 @@ from fastapi import Depends
 from fastapi.security.base import SecurityBase
 
 from pytest_fastapi_rules.facts import is_subclass, plain_annotation, type_hints, unwrap_callable
+from pytest_fastapi_rules.sqla import is_session_class
 
 if TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant
@@ -41,12 +42,9 @@ _SESSION_DEP_NAMES = frozenset(
 )
 
 
-def _is_session_type(tp: Any) -> bool:
-    from sqlalchemy.ext.asyncio import AsyncSession
-    from sqlalchemy.orm import Session
-
-    tp = plain_annotation(tp)
-    return is_subclass(tp, (AsyncSession, Session))
+def is_session_annotation(tp: Any) -> bool:
+    """An annotation of a ``Session`` or an ``AsyncSession`` (behind ``Annotated``/``Optional``)."""
+    return is_session_class(plain_annotation(tp))
 
 
 def yields_session(call: Any) -> bool:
@@ -63,11 +61,11 @@ def yields_session(call: Any) -> bool:
     if returned is not None:
         origin = get_origin(returned)
         args = get_args(returned)
-        if _is_session_type(returned):
+        if is_session_annotation(returned):
             return True
         if origin is not None and args:
             # AsyncIterator[X] / Generator[X, None, None]: X decides.
-            return _is_session_type(args[0]) or (isinstance(args[0], str) and _names_a_session(args[0]))
+            return is_session_annotation(args[0]) or (isinstance(args[0], str) and _names_a_session(args[0]))
         if isinstance(returned, str):
             return _names_a_session(returned)
         if isinstance(returned, type) and origin is None:
@@ -103,7 +101,7 @@ def session_dependants(route: RouteFacts) -> list[Dependant]:
             if (
                 sub.call is not None
                 and sub.name
-                and _is_session_type(hints.get(sub.name))
+                and is_session_annotation(hints.get(sub.name))
                 and id(sub.call) not in seen
             ):
                 seen.add(id(sub.call))
@@ -135,7 +133,7 @@ def challenge_schemes(route: RouteFacts) -> list[SecurityBase]:
     return found
 
 
-def is_protected(route: RouteFacts) -> bool:
+def rejects_anonymous(route: RouteFacts) -> bool:
     """Whether the route needs credentials (a scheme that rejects requests without them)."""
     for dependant in route.iter_dependants():
         if isinstance(dependant.call, SecurityBase) and getattr(dependant.call, "auto_error", True):

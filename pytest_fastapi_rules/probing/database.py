@@ -1,4 +1,4 @@
-"""The isolated database the probes run against, and the redirection of the app onto it.
+"""The redirection of the app onto the isolated database the probes run against (``placement.py``).
 
 Probes never read or write the database the app is configured with.
 
@@ -45,22 +45,18 @@ What the redirection cannot catch (the guard then refuses the access, and the pr
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import importlib
 import inspect
 import os
-import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine as _original_create_engine
 from sqlalchemy import engine_from_config as _original_engine_from_config
-from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import async_engine_from_config as _original_async_engine_from_config
@@ -69,15 +65,8 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from pytest_fastapi_rules.facts import instance_of, namespace_of
 from pytest_fastapi_rules.probing.counting import SqlMonitor, masked_url
-from pytest_fastapi_rules.probing.placement import (
-    SYNC_DRIVERS,
-    AppDatabase,
-    PendingDatabase,
-    ProbeDatabaseError,
-    driver_importable,
-    server_of,
-)
-from pytest_fastapi_rules.probing.sqlite_fit import add_postgres_functions, fit_dialect
+from pytest_fastapi_rules.probing.placement import AppDatabase, IsolatedDatabase, PendingDatabase
+from pytest_fastapi_rules.sqla import is_any_engine, is_scoped_session, is_session, is_session_factory
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts
@@ -115,191 +104,6 @@ _CREATE_NAMES = ("create_async_engine", "create_engine", "async_engine_from_conf
 _PLUGIN_PACKAGE = __name__.split(".")[0]
 
 
-@dataclass
-class IsolatedDatabase:
-    """A throwaway database: an SQLite file in a temporary folder, or a database/schema on a server."""
-
-    backend: str
-    #: The URL the plugin's own engines use (an async driver).
-    url: URL
-    description: str
-    tmpdir: Path | None = None
-    admin_url: URL | None = None
-    name: str | None = None
-    schema: str | None = None
-    dropped: bool = False
-    #: SQLite: the schemas the app's tables name, each a database file attached under its name.
-    schemas: tuple[str, ...] = ()
-
-    @property
-    def stable_description(self) -> str:
-        """The description without what changes from run to run (temporary path, database name).
-
-        Probe messages use this one: a report must read the same on every run of the same app.
-        """
-        if self.backend == "sqlite":
-            return "a temporary SQLite database"
-        server = server_of(self.admin_url) if self.admin_url is not None else self.backend
-        return f"a throwaway {'schema' if self.schema else 'database'} on {server}"
-
-    # -- URLs and options for the app's engines -----------------------------------------------------
-
-    @property
-    def application_name(self) -> str:
-        """What every connection of the probes calls itself on the server (FR511 terminates those)."""
-        return f"fastapi-rules-{self.name or 'sqlite'}"
-
-    def connect_args(self, driver: str) -> dict[str, Any]:
-        """Connection arguments every isolated engine needs: its name, and a schema's search path."""
-        if self.backend != "postgresql":
-            return {}
-        settings = {"application_name": self.application_name}
-        if self.schema:
-            settings["search_path"] = self.schema
-        if driver == "asyncpg":
-            return {"server_settings": settings}
-        if driver in ("psycopg", "psycopg2"):
-            args: dict[str, Any] = {"application_name": self.application_name}
-            if self.schema:
-                args["options"] = f"-csearch_path={self.schema}"
-            return args
-        return {}
-
-    def url_for(self, requested: URL | None, is_async: bool) -> URL:
-        """The isolated URL an engine gets when the app asked for ``requested``."""
-        if self.backend == "sqlite":
-            assert self.url.database
-            return make_url(
-                f"sqlite+aiosqlite:///{self.url.database}" if is_async else f"sqlite:///{self.url.database}"
-            )
-        if is_async:
-            return self.url
-        driver = None
-        if requested is not None and requested.get_backend_name() == self.backend:
-            candidate = requested.get_driver_name()
-            if candidate in SYNC_DRIVERS.get(self.backend, ()):
-                driver = candidate
-        if driver is None:
-            driver = next((d for d in SYNC_DRIVERS.get(self.backend, ()) if driver_importable(d)), None)
-        if driver is None:
-            raise ProbeDatabaseError(
-                f"the app creates a synchronous {self.backend} engine, and no synchronous driver "
-                f"for {self.backend} is installed to redirect it to the probe database."
-            )
-        return self.url.set(drivername=f"{self.backend}+{driver}")
-
-    def create_plugin_engine(self) -> AsyncEngine:
-        """An engine for the plugin's own work (schema, seeding, inspection): no pool, not counted."""
-        url = self.url
-        engine = _original_create_async_engine(
-            url, poolclass=NullPool, connect_args=self.connect_args(url.get_driver_name())
-        )
-        self.tune(engine)
-        return engine
-
-    def tune(self, engine: AsyncEngine | Engine) -> None:
-        """Fit an engine on the temporary SQLite file to the app's schema, and make commits cheap.
-
-        The engine's dialect instance is fitted (``sqlite_fit.py``: integer keys of any width
-        autoincrement, PostgreSQL-only types stored as types SQLite holds, server-default functions
-        such as ``gen_random_uuid()`` exist), so the plugin's schema creation and the app's own
-        ``create_all`` or migrations at startup see the same tables. ``PRAGMA synchronous=OFF``:
-        nothing on the file needs to survive a crash, and without it every commit of the app and of
-        the seeding waited for the disk (fsync), which made writes the slowest requests of the probe
-        run. Statements issued here bypass the SQL counting (they run on the driver connection).
-        """
-        if self.backend != "sqlite":
-            return
-        from sqlalchemy import event
-
-        sync_engine = getattr(engine, "sync_engine", engine)
-        fit_dialect(sync_engine.dialect)
-
-        folder = self.tmpdir if self.tmpdir is not None else Path(self.url.database or ".").parent
-        attached = [(schema, str(folder / f"schema-{index}.db")) for index, schema in enumerate(self.schemas)]
-
-        def on_connect(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute("PRAGMA synchronous=OFF")
-                for schema, path in attached:
-                    quoted = schema.replace('"', '""')
-                    cursor.execute(f'ATTACH DATABASE ? AS "{quoted}"', (path,))
-            finally:
-                cursor.close()
-            add_postgres_functions(dbapi_connection)
-
-        event.listen(sync_engine, "connect", on_connect)
-
-    # -- dropping ---------------------------------------------------------------------------------
-
-    async def drop(self) -> None:
-        """Delete the database (the file, or the server database/schema); safe to call twice."""
-        if self.dropped:
-            return
-        self.dropped = True
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-            return
-        assert self.admin_url is not None and self.name is not None
-        admin = _original_create_async_engine(
-            self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool
-        )
-        try:
-            async with admin.connect() as connection:
-                if self.schema:
-                    await connection.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
-                    return
-                if self.backend == "postgresql":
-                    await connection.execute(
-                        text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = :name AND pid <> pg_backend_pid()"
-                        ),
-                        {"name": self.name},
-                    )
-                await connection.execute(text(f'DROP DATABASE IF EXISTS "{self.name}"'))
-        finally:
-            await admin.dispose()
-
-    def drop_blocking(self) -> None:
-        """Last-resort cleanup from ``atexit``, on a loop of its own."""
-        if self.dropped:
-            return
-        if self.tmpdir is not None:
-            self.dropped = True
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-            return
-        import asyncio
-
-        with contextlib.suppress(Exception):
-            asyncio.run(self.drop())
-
-
-_LIVE: list[IsolatedDatabase] = []
-_ATEXIT_LOCK = threading.Lock()
-_ATEXIT_REGISTERED = False
-
-
-def register_atexit(database: IsolatedDatabase) -> None:
-    global _ATEXIT_REGISTERED
-    with _ATEXIT_LOCK:
-        _LIVE.append(database)
-        if not _ATEXIT_REGISTERED:
-            atexit.register(_drop_leftovers)
-            _ATEXIT_REGISTERED = True
-
-
-def _drop_leftovers() -> None:
-    while _LIVE:
-        _LIVE.pop().drop_blocking()
-
-
-def forget(database: IsolatedDatabase) -> None:
-    with _ATEXIT_LOCK, contextlib.suppress(ValueError):
-        _LIVE.remove(database)
-
-
 # -- redirection ------------------------------------------------------------------------------------
 
 
@@ -326,31 +130,6 @@ class RedirectedEngine:
 class _Restore:
     description: str
     undo: Callable[[], None]
-
-
-def _is_engine(obj: Any) -> bool:
-    return instance_of(obj, AsyncEngine | Engine)
-
-
-def _is_factory(obj: Any) -> bool:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
-    from sqlalchemy.orm import sessionmaker
-
-    return instance_of(obj, async_sessionmaker | sessionmaker)
-
-
-def _is_scoped(obj: Any) -> bool:
-    from sqlalchemy.ext.asyncio import async_scoped_session
-    from sqlalchemy.orm import scoped_session
-
-    return instance_of(obj, async_scoped_session | scoped_session)
-
-
-def _is_session(obj: Any) -> bool:
-    from sqlalchemy.ext.asyncio import AsyncSession
-    from sqlalchemy.orm import Session
-
-    return instance_of(obj, AsyncSession | Session)
 
 
 class Redirector:
@@ -561,7 +340,7 @@ class Redirector:
         new_kw = dict(kw)
         changed = False
         bind: Any = kw.get("bind")
-        if _is_engine(bind):
+        if is_any_engine(bind):
             twin = self.twin_of(bind, f"{where} (bind)")
             if twin is not bind:
                 new_kw["bind"] = twin
@@ -569,7 +348,7 @@ class Redirector:
         binds = kw.get("binds")
         if isinstance(binds, dict):
             new_binds = {
-                key: (self.twin_of(value, f"{where} (binds)") if _is_engine(value) else value)
+                key: (self.twin_of(value, f"{where} (binds)") if is_any_engine(value) else value)
                 for key, value in binds.items()
             }
             if any(new_binds[key] is not binds[key] for key in binds):
@@ -589,20 +368,20 @@ class Redirector:
 
     def redirect_object(self, container: Any, name: str, value: Any, where: str) -> None:
         """Redirect one reference ``container.name`` (or ``container[name]``) found holding ``value``."""
-        if _is_engine(value):
+        if is_any_engine(value):
             twin = self.twin_of(value, where)
             if twin is not value:
                 self._set(container, name, twin, where)
-        elif _is_factory(value):
+        elif is_session_factory(value):
             self._rebind_factory(value, where)
-        elif _is_scoped(value):
+        elif is_scoped_session(value):
             factory = getattr(value, "session_factory", None)
             if factory is not None:
                 self._rebind_factory(factory, f"{where}.session_factory")
-        elif _is_session(value):
+        elif is_session(value):
             target = getattr(value, "sync_session", value)
             bind: Any = getattr(target, "bind", None)
-            if _is_engine(bind):
+            if is_any_engine(bind):
                 twin = self.twin_of(bind, f"{where}.bind")
                 if twin is not bind:
                     self._set(target, "bind", twin, f"{where}.bind")
@@ -619,7 +398,7 @@ class Redirector:
         """Where the app still holds an engine that is not isolated (should be empty)."""
         left: list[str] = []
         for where, _container, _name, value in _references(facts, ()):
-            if _is_engine(value):
+            if is_any_engine(value):
                 engine = value.sync_engine if isinstance(value, AsyncEngine) else value
                 if not self.monitor.is_isolated(engine):
                     left.append(where)
@@ -698,8 +477,8 @@ def _holds_references(facts: AppFacts, value: Any) -> bool:
     its engine; False where asking raises (a context proxy outside its context)."""
     try:
         return (
-            not _is_engine(value)
-            and not _is_factory(value)
+            not is_any_engine(value)
+            and not is_session_factory(value)
             and not inspect.isclass(value)
             and not inspect.ismodule(value)
             and facts.is_own_object(type(value))
@@ -716,7 +495,7 @@ def _references(facts: AppFacts, paths: tuple[str, ...]) -> Iterator[tuple[str, 
             container, name, value = resolved
             yield path, container, name, value
             yield from _registry_items(path, value)
-            if not (_is_engine(value) or _is_factory(value) or inspect.ismodule(value)):
+            if not (is_any_engine(value) or is_session_factory(value) or inspect.ismodule(value)):
                 for attr, inner in list(namespace_of(value).items()):  # a named session manager
                     yield f"{path}.{attr}", value, attr, inner
     for module in facts.own_modules:

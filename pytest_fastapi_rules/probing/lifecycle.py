@@ -32,10 +32,11 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from pytest_fastapi_rules.facts import unwrap_callable
+from pytest_fastapi_rules.facts import type_hints, unwrap_callable
 from pytest_fastapi_rules.probing import auth as auth_mod
 from pytest_fastapi_rules.probing.requests import ProbeRequest
 from pytest_fastapi_rules.probing.results import LogRecordSeen, SessionCheck
+from pytest_fastapi_rules.sqla import is_session_class
 
 if TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant
@@ -256,8 +257,6 @@ def _resolved_signature(call: Any) -> inspect.Signature:
     would resolve string annotations (``from __future__ import annotations``) in the replacement's
     module, where the app's names do not exist.
     """
-    from pytest_fastapi_rules.facts import type_hints
-
     signature = inspect.signature(call)
     hints = type_hints(unwrap_callable(call))
     parameters = [
@@ -286,7 +285,7 @@ def _parent_injection(
 
     def injected(row: dict[str, Any], fail: bool) -> Any:
         async def replacement(*args: Any, **kwargs: Any) -> Any:
-            session = next((v for v in kwargs.values() if auth_mod._is_session_type(type(v))), None)
+            session = next((v for v in kwargs.values() if is_session_class(type(v))), None)
             if session is not None:
                 await _write(session, table, row)
                 wrote.append(True)
@@ -321,7 +320,7 @@ def _session_injection(
             async def async_replacement(*args: Any, **kwargs: Any) -> Any:
                 generator = original(*args, **kwargs)
                 session = await generator.__anext__()
-                if auth_mod._is_session_type(type(session)):
+                if is_session_class(type(session)):
                     await _write(session, table, row)
                     wrote.append(True)
                 if fail:
@@ -343,7 +342,7 @@ def _session_injection(
         def sync_replacement(*args: Any, **kwargs: Any) -> Any:
             generator = original(*args, **kwargs)
             session = next(generator)
-            if auth_mod._is_session_type(type(session)) and not hasattr(session, "sync_session"):
+            if is_session_class(type(session)) and not hasattr(session, "sync_session"):
                 session.execute(_insert(table, row))
                 wrote.append(True)
             if fail:

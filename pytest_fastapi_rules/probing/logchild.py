@@ -25,9 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_fastapi_rules.childproc import ChildProcess, ChildTimeout
+from pytest_fastapi_rules.facts import AppFacts
+from pytest_fastapi_rules.loading import AppLoadError, load_app
+from pytest_fastapi_rules.probing.counting import SqlMonitor
+from pytest_fastapi_rules.probing.database import Redirector
+from pytest_fastapi_rules.probing.placement import SQLITE, DatabasePlacement, PendingDatabase
+from pytest_fastapi_rules.production import _restore_parent_sys_path, describe_env, production_env
+from pytest_fastapi_rules.runtime import AppRuntime, AppStartupError
 
 if TYPE_CHECKING:
-    from pytest_fastapi_rules.facts import AppFacts
     from pytest_fastapi_rules.options import RulesOptions
 
 PROTOCOL = 1
@@ -85,8 +91,6 @@ def _production_env(facts: AppFacts, options: RulesOptions) -> dict[str, str]:
     """The production variables the other production checks use (the default adapted to the app:
     ``ENVIRONMENT=Production`` for an app whose settings accept only that spelling)."""
     try:
-        from pytest_fastapi_rules.production import production_env
-
         return dict(production_env(facts, options).env)
     except Exception:  # noqa: BLE001 - an older core, or odd settings: the configured variables
         return dict(options.production_env)
@@ -99,8 +103,6 @@ def _start_child(spec: str, app_dir: Path, env: dict[str, str], options: RulesOp
 
 
 def _read_child(child: ChildProcess, env: dict[str, str]) -> LoggingFacts:
-    from pytest_fastapi_rules.production import describe_env
-
     try:
         completed = child.output()
     except ChildTimeout:
@@ -170,13 +172,6 @@ def _render_probe_event() -> tuple[str | None, bool]:
 
 
 def gather(spec: str, app_dir: Path, startup_timeout: float) -> dict[str, Any]:
-    from pytest_fastapi_rules.facts import AppFacts
-    from pytest_fastapi_rules.loading import AppLoadError, load_app
-    from pytest_fastapi_rules.probing.counting import SqlMonitor
-    from pytest_fastapi_rules.probing.database import Redirector
-    from pytest_fastapi_rules.probing.placement import SQLITE, DatabasePlacement, PendingDatabase
-    from pytest_fastapi_rules.runtime import AppRuntime, AppStartupError
-
     base: dict[str, Any] = {"protocol": PROTOCOL}
     try:
         import structlog
@@ -223,8 +218,6 @@ def gather(spec: str, app_dir: Path, startup_timeout: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pytest_fastapi_rules.production import _restore_parent_sys_path
-
     parser = argparse.ArgumentParser(prog="python -m pytest_fastapi_rules.probing.logchild")
     parser.add_argument("--app", required=True)
     parser.add_argument("--app-dir", required=True)

@@ -5,7 +5,7 @@ the redirection (``database.Redirector``) names the app's database. When that is
 driver, sync or async) and its server can be reached, every throwaway database of the session is
 created on that same server, the way pytest-django creates its test database next to the configured
 one: a fresh name (``fastapi_rules_<pid>_<random>``), never the configured database itself, dropped
-at the end, also on failure or Ctrl-C (``database.IsolatedDatabase.drop`` and its ``atexit`` hook).
+at the end, also on failure or Ctrl-C (:meth:`IsolatedDatabase.drop` and its ``atexit`` hook).
 The plugin's own connections use an async driver the app already has installed (asyncpg, else
 psycopg 3), and the app's sync engines keep their own driver.
 
@@ -31,17 +31,19 @@ short-lived loop of their own in a helper thread, never on the plugin's loop.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import importlib
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine, make_url
@@ -50,10 +52,8 @@ from sqlalchemy.ext.asyncio import create_async_engine as _original_create_async
 from sqlalchemy.pool import NullPool
 
 from pytest_fastapi_rules.probing.counting import masked_url
+from pytest_fastapi_rules.probing.sqlite_fit import add_postgres_functions, fit_dialect
 from pytest_fastapi_rules.tracebacks import raise_again
-
-if TYPE_CHECKING:
-    from pytest_fastapi_rules.probing.database import IsolatedDatabase
 
 T = TypeVar("T")
 
@@ -315,14 +315,198 @@ def run_elsewhere(coro: Coroutine[Any, Any, T], timeout: float) -> T:
         pool.shutdown(wait=False)
 
 
+# -- the throwaway database ---------------------------------------------------------------------
+
+
+@dataclass
+class IsolatedDatabase:
+    """A throwaway database: an SQLite file in a temporary folder, or a database/schema on a server."""
+
+    backend: str
+    #: The URL the plugin's own engines use (an async driver).
+    url: URL
+    description: str
+    tmpdir: Path | None = None
+    admin_url: URL | None = None
+    name: str | None = None
+    schema: str | None = None
+    dropped: bool = False
+    #: SQLite: the schemas the app's tables name, each a database file attached under its name.
+    schemas: tuple[str, ...] = ()
+
+    @property
+    def stable_description(self) -> str:
+        """The description without what changes from run to run (temporary path, database name).
+
+        Probe messages use this one: a report must read the same on every run of the same app.
+        """
+        if self.backend == "sqlite":
+            return "a temporary SQLite database"
+        server = server_of(self.admin_url) if self.admin_url is not None else self.backend
+        return f"a throwaway {'schema' if self.schema else 'database'} on {server}"
+
+    # -- URLs and options for the app's engines -----------------------------------------------------
+
+    @property
+    def application_name(self) -> str:
+        """What every connection of the probes calls itself on the server (FR511 terminates those)."""
+        return f"fastapi-rules-{self.name or 'sqlite'}"
+
+    def connect_args(self, driver: str) -> dict[str, Any]:
+        """Connection arguments every isolated engine needs: its name, and a schema's search path."""
+        if self.backend != "postgresql":
+            return {}
+        settings = {"application_name": self.application_name}
+        if self.schema:
+            settings["search_path"] = self.schema
+        if driver == "asyncpg":
+            return {"server_settings": settings}
+        if driver in ("psycopg", "psycopg2"):
+            args: dict[str, Any] = {"application_name": self.application_name}
+            if self.schema:
+                args["options"] = f"-csearch_path={self.schema}"
+            return args
+        return {}
+
+    def url_for(self, requested: URL | None, is_async: bool) -> URL:
+        """The isolated URL an engine gets when the app asked for ``requested``."""
+        if self.backend == "sqlite":
+            assert self.url.database
+            return make_url(
+                f"sqlite+aiosqlite:///{self.url.database}" if is_async else f"sqlite:///{self.url.database}"
+            )
+        if is_async:
+            return self.url
+        driver = None
+        if requested is not None and requested.get_backend_name() == self.backend:
+            candidate = requested.get_driver_name()
+            if candidate in SYNC_DRIVERS.get(self.backend, ()):
+                driver = candidate
+        if driver is None:
+            driver = next((d for d in SYNC_DRIVERS.get(self.backend, ()) if driver_importable(d)), None)
+        if driver is None:
+            raise ProbeDatabaseError(
+                f"the app creates a synchronous {self.backend} engine, and no synchronous driver "
+                f"for {self.backend} is installed to redirect it to the probe database."
+            )
+        return self.url.set(drivername=f"{self.backend}+{driver}")
+
+    def create_plugin_engine(self) -> AsyncEngine:
+        """An engine for the plugin's own work (schema, seeding, inspection): no pool, not counted."""
+        url = self.url
+        engine = _original_create_async_engine(
+            url, poolclass=NullPool, connect_args=self.connect_args(url.get_driver_name())
+        )
+        self.tune(engine)
+        return engine
+
+    def tune(self, engine: AsyncEngine | Engine) -> None:
+        """Fit an engine on the temporary SQLite file to the app's schema, and make commits cheap.
+
+        The engine's dialect instance is fitted (``sqlite_fit.py``: integer keys of any width
+        autoincrement, PostgreSQL-only types stored as types SQLite holds, server-default functions
+        such as ``gen_random_uuid()`` exist), so the plugin's schema creation and the app's own
+        ``create_all`` or migrations at startup see the same tables. ``PRAGMA synchronous=OFF``:
+        nothing on the file needs to survive a crash, and without it every commit of the app and of
+        the seeding waited for the disk (fsync), which made writes the slowest requests of the probe
+        run. Statements issued here bypass the SQL counting (they run on the driver connection).
+        """
+        if self.backend != "sqlite":
+            return
+        from sqlalchemy import event
+
+        sync_engine = getattr(engine, "sync_engine", engine)
+        fit_dialect(sync_engine.dialect)
+
+        folder = self.tmpdir if self.tmpdir is not None else Path(self.url.database or ".").parent
+        attached = [(schema, str(folder / f"schema-{index}.db")) for index, schema in enumerate(self.schemas)]
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA synchronous=OFF")
+                for schema, path in attached:
+                    quoted = schema.replace('"', '""')
+                    cursor.execute(f'ATTACH DATABASE ? AS "{quoted}"', (path,))
+            finally:
+                cursor.close()
+            add_postgres_functions(dbapi_connection)
+
+        event.listen(sync_engine, "connect", on_connect)
+
+    # -- dropping ---------------------------------------------------------------------------------
+
+    async def drop(self) -> None:
+        """Delete the database (the file, or the server database/schema); safe to call twice."""
+        if self.dropped:
+            return
+        self.dropped = True
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            return
+        assert self.admin_url is not None and self.name is not None
+        admin = _original_create_async_engine(
+            self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool
+        )
+        try:
+            async with admin.connect() as connection:
+                if self.schema:
+                    await connection.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
+                    return
+                if self.backend == "postgresql":
+                    await connection.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = :name AND pid <> pg_backend_pid()"
+                        ),
+                        {"name": self.name},
+                    )
+                await connection.execute(text(f'DROP DATABASE IF EXISTS "{self.name}"'))
+        finally:
+            await admin.dispose()
+
+    def drop_blocking(self) -> None:
+        """Last-resort cleanup from ``atexit``, on a loop of its own."""
+        if self.dropped:
+            return
+        if self.tmpdir is not None:
+            self.dropped = True
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run(self.drop())
+
+
+_LIVE: list[IsolatedDatabase] = []
+_ATEXIT_LOCK = threading.Lock()
+_ATEXIT_REGISTERED = False
+
+
+def register_atexit(database: IsolatedDatabase) -> None:
+    global _ATEXIT_REGISTERED
+    with _ATEXIT_LOCK:
+        _LIVE.append(database)
+        if not _ATEXIT_REGISTERED:
+            atexit.register(_drop_leftovers)
+            _ATEXIT_REGISTERED = True
+
+
+def _drop_leftovers() -> None:
+    while _LIVE:
+        _LIVE.pop().drop_blocking()
+
+
+def forget(database: IsolatedDatabase) -> None:
+    with _ATEXIT_LOCK, contextlib.suppress(ValueError):
+        _LIVE.remove(database)
+
+
 def create_sqlite(schemas: tuple[str, ...] = ()) -> IsolatedDatabase:
     """A temporary SQLite file (aiosqlite), deleted with its folder at the end.
 
     A schema the app's tables name is a database of its own in SQLite: one more file in the same
     folder, attached under that name on every connection (``IsolatedDatabase.tune``).
     """
-    from pytest_fastapi_rules.probing.database import IsolatedDatabase, register_atexit
-
     try:
         import aiosqlite  # noqa: F401
     except ImportError:
@@ -362,8 +546,6 @@ async def create_on_server(
     ``uuid-ossp`` defaults work there too. Either is best effort: what cannot be made is left out,
     and the tables that need it are reported as such.
     """
-    from pytest_fastapi_rules.probing.database import IsolatedDatabase, register_atexit
-
     backend = base.get_backend_name()
     name = f"fastapi_rules_{os.getpid()}_{secrets.token_hex(3)}"
     candidates = [base] + [

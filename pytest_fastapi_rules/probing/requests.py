@@ -35,7 +35,7 @@ from sqlalchemy import types as sqltypes
 from pytest_fastapi_rules.compat import autoincrement_column
 from pytest_fastapi_rules.facts import is_subclass, plain_annotation
 from pytest_fastapi_rules.probing.column_values import probe_uuid
-from pytest_fastapi_rules.probing.seeding import SeedResult, singular
+from pytest_fastapi_rules.probing.seeding import SeedResult, column_type, singular
 
 if typing.TYPE_CHECKING:
     from pytest_fastapi_rules.facts import RouteFacts
@@ -498,7 +498,6 @@ class RequestBuilder:
         column = last.table.columns[last.column] if last.column else None
         if column is None:
             return None
-        from pytest_fastapi_rules.probing.seeding import column_type
 
         type_ = column_type(column)
         if isinstance(type_, sqltypes.Integer):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_fastapi_rules.probing.counting import Escape, Statement
+from pytest_fastapi_rules.probing.errors import stable_text
 from pytest_fastapi_rules.probing.requests import ProbeRequest
 
 #: FR509: statements a GET request must add with three times the rows to look like one query per
@@ -72,8 +73,6 @@ class Exchange:
         return f"answered {self.status}"
 
     def body_excerpt(self, limit: int = 160) -> str:
-        from pytest_fastapi_rules.probing.errors import stable_text
-
         text = stable_text(self.body.decode("utf-8", errors="replace").strip().replace("\n", " "))
         return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -44,19 +44,31 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from pytest_fastapi_rules.facts import is_subclass
+from pytest_fastapi_rules.facts import is_subclass, plain_annotation
 from pytest_fastapi_rules.options import DEFAULT_EDGE_REQUESTS
 from pytest_fastapi_rules.probing import auth as auth_mod
+from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD, BlockingCallRecorder, LoopWatch
 from pytest_fastapi_rules.probing.column_values import declared_types
 from pytest_fastapi_rules.probing.counting import SqlMonitor, not_recording, recording
 from pytest_fastapi_rules.probing.database import (
-    IsolatedDatabase,
     OverrideSet,
     Redirector,
 )
+from pytest_fastapi_rules.probing.edges import EDGE_PHASE, edge_requests
 from pytest_fastapi_rules.probing.errors import ErrorCapture, exception_detail, stable_text
-from pytest_fastapi_rules.probing.lifecycle import connection_loss_applies
-from pytest_fastapi_rules.probing.placement import PendingDatabase, ProbeDatabaseError, placement_of
+from pytest_fastapi_rules.probing.lifecycle import (
+    check_connection_loss,
+    check_session_lifecycle,
+    connection_loss_applies,
+    send_synthetic_error,
+)
+from pytest_fastapi_rules.probing.placement import (
+    IsolatedDatabase,
+    PendingDatabase,
+    ProbeDatabaseError,
+    forget,
+    placement_of,
+)
 from pytest_fastapi_rules.probing.requests import ProbeRequest, RequestBuilder
 from pytest_fastapi_rules.probing.results import (
     N_PLUS_ONE_GROWTH,
@@ -64,6 +76,7 @@ from pytest_fastapi_rules.probing.results import (
     EngineReport,
     Exchange,
     LoopStall,
+    PasswordCheck,
     PhaseFailure,
     ProbeResults,
 )
@@ -73,8 +86,12 @@ from pytest_fastapi_rules.probing.seeding import (
     Seeder,
     SeedError,
     SeedResult,
+    column_type,
+    holds_plain_text,
     metadatas_of,
+    schema_hints,
     schemas_of,
+    sorted_tables,
 )
 from pytest_fastapi_rules.probing.shards import Shard
 from pytest_fastapi_rules.runtime import AppStartupError, LoopStalled
@@ -85,7 +102,6 @@ if TYPE_CHECKING:
 
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
     from pytest_fastapi_rules.options import RulesOptions
-    from pytest_fastapi_rules.probing.blocking import BlockingCallRecorder
 
 #: The methods whose requests change data: their edge requests are sent after the writes.
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -502,8 +518,6 @@ class ProbeRun:
 
     def _schema_hints(self, metadatas: list[Any]) -> Any:
         """What the app's own schemas demand of the seeded text columns (see ``seeding.schema_hints``)."""
-        from pytest_fastapi_rules.probing.seeding import schema_hints, sorted_tables
-
         try:
             models = list(self.facts.own_pydantic_models)
             return schema_hints(models, self._class_names(), sorted_tables(metadatas))
@@ -531,7 +545,7 @@ class ProbeRun:
                 if bound:
                     self.results.route_tables[route.target] = bound
         for route in facts.routes:
-            if auth_mod.is_protected(route) and (self.auth.overrides or self.auth.headers):
+            if auth_mod.rejects_anonymous(route) and (self.auth.overrides or self.auth.headers):
                 self.results.auth_overridden.append(route.target)
         session_calls = {
             id(d.call): d.call for route in facts.routes for d in auth_mod.session_dependants(route)
@@ -645,8 +659,6 @@ class ProbeRun:
         With ``watch_loop``, how long each request held the loop, and the blocking calls it made
         there, are recorded too (FR402, ``blocking.py``).
         """
-        from pytest_fastapi_rules.probing.blocking import LoopWatch
-
         if not requests:
             return []
         detector = self._blocking_recorder() if watch_loop else None
@@ -674,8 +686,6 @@ class ProbeRun:
         return exchanges
 
     def _blocking_recorder(self) -> BlockingCallRecorder:
-        from pytest_fastapi_rules.probing.blocking import BlockingCallRecorder
-
         if self._blocking is None:
             self._blocking = BlockingCallRecorder.for_run(self)
             if self._blocking.unavailable:
@@ -692,8 +702,6 @@ class ProbeRun:
         request is not a query per row. Every other route keeps its single sample, which could
         not turn into a finding with a second one.
         """
-        from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD
-
         lags = self.results.stalls.get(route.target, [])
         if len(lags) == 1 and lags[0] >= STALL_THRESHOLD:
             return True
@@ -780,7 +788,6 @@ class ProbeRun:
         most ``fastapi_rules_edge_requests`` per route; DELETEs children before parents, as the
         writes are, so that an odd DELETE the app accepts does not cascade into the next route's row."""
         assert self.builder is not None
-        from pytest_fastapi_rules.probing.edges import EDGE_PHASE, edge_requests
 
         limit = int(getattr(self.options, "edge_requests", DEFAULT_EDGE_REQUESTS))
         if limit <= 0 or not methods:
@@ -797,7 +804,6 @@ class ProbeRun:
 
     def _send_page_bounds(self) -> None:
         assert self.builder is not None
-        from pytest_fastapi_rules.facts import plain_annotation as _plain
 
         batch = []
         for route in self._routes("GET"):
@@ -807,7 +813,7 @@ class ProbeRun:
             for model_field in self.builder.params(route, "query"):
                 name = getattr(model_field, "alias", model_field.name)
                 bounds = _bounds(model_field.field_info)
-                plain = _plain(model_field.field_info.annotation)
+                plain = plain_annotation(model_field.field_info.annotation)
                 if not is_subclass(plain, int) or is_subclass(plain, bool):
                     continue
                 if "le" in bounds and _is_page_size(name):
@@ -999,8 +1005,6 @@ class ProbeRun:
         """
         from sqlalchemy import String
 
-        from pytest_fastapi_rules.probing.seeding import column_type, holds_plain_text
-
         return [
             (table, column)
             for table in self._scanned_tables()
@@ -1032,8 +1036,6 @@ class ProbeRun:
         self, route: RouteFacts, exchange: Exchange, plain: str, before: dict[str, set[Any]] | None
     ) -> None:
         from sqlalchemy import Text, select, type_coerce
-
-        from pytest_fastapi_rules.probing.results import PasswordCheck
 
         check = PasswordCheck(target=route.target)
         self.results.password_checks.append(check)
@@ -1073,22 +1075,16 @@ class ProbeRun:
     # -- FR306 --------------------------------------------------------------------------------------
 
     def _check_session_lifecycle(self) -> None:
-        from pytest_fastapi_rules.probing.lifecycle import check_session_lifecycle
-
         check_session_lifecycle(self)
 
     # -- FR105 / FR803 ------------------------------------------------------------------------------
 
     def _send_synthetic_error(self) -> None:
-        from pytest_fastapi_rules.probing.lifecycle import send_synthetic_error
-
         send_synthetic_error(self)
 
     # -- FR511 --------------------------------------------------------------------------------------
 
     def _check_connection_loss(self) -> None:
-        from pytest_fastapi_rules.probing.lifecycle import check_connection_loss
-
         check_connection_loss(self)
 
     # -- FR203 --------------------------------------------------------------------------------------
@@ -1160,8 +1156,6 @@ class ProbeRun:
             failures.append(f"cleanup: {type(exc).__name__}: {exc}")
         else:
             if self.database is not None:
-                from pytest_fastapi_rules.probing.database import forget
-
                 forget(self.database)
         self.results.restore_failures = failures
 

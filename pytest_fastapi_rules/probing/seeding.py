@@ -51,6 +51,7 @@ from pytest_fastapi_rules.probing.column_values import (
     DeclaredTypes,
     accepted,
     candidates,
+    own_python_type,
     probe_uuid,
     value_of_type,
 )
@@ -475,7 +476,6 @@ def holds_plain_text(type_: Any) -> bool:
     """Whether values of ``type_`` are stored as the text they are (no conversion on the way in)."""
     if not _converts_values(type_):
         return True
-    from pytest_fastapi_rules.probing.column_values import own_python_type
 
     return own_python_type(type_) is str
 

@@ -43,7 +43,8 @@ from pytest_fastapi_rules.registry import (
     Severity,
     rule,
 )
-from pytest_fastapi_rules.rules.common import any_route, code_of, is_api_route
+from pytest_fastapi_rules.rules.common import any_route, code_of, is_api_route, takes_password_form
+from pytest_fastapi_rules.source import source_index
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
@@ -575,8 +576,6 @@ class BuiltResponses:
 
 def _built_responses(context: CheckContext) -> BuiltResponses | None:
     """The responses the endpoint builds itself; None when its source cannot be read."""
-    from pytest_fastapi_rules.source import source_index
-
     route = context.the_route
     if not context.facts.is_own_object(route.function):
         return None
@@ -796,14 +795,6 @@ def _matches_token_url(path: str, url: str) -> bool:
     return route_path == f"/{relative}" or route_path.endswith(f"/{relative}")
 
 
-def _takes_password_form(route: RouteFacts) -> bool:
-    try:
-        from fastapi.security import OAuth2PasswordRequestForm
-    except ImportError:  # pragma: no cover
-        return False
-    return any(is_subclass(d.call, OAuth2PasswordRequestForm) for d in route.iter_dependants())
-
-
 def is_token_endpoint(route: RouteFacts, facts: AppFacts) -> bool:
     """The OAuth2 token endpoint: a ``tokenUrl`` of the app's schemes, or a password-form route."""
     if route.method != "POST":
@@ -814,7 +805,7 @@ def is_token_endpoint(route: RouteFacts, facts: AppFacts) -> bool:
     urls = _oauth2_token_paths(facts)
     if any(_matches_token_url(path, url) for path in paths for url in urls):
         return True
-    return _takes_password_form(route)
+    return takes_password_form(route)
 
 
 def _status_text(route: RouteFacts) -> str:

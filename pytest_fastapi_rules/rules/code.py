@@ -56,6 +56,14 @@ from pytest_fastapi_rules.source import (
     shorten,
     source_index,
 )
+from pytest_fastapi_rules.sqla import (
+    is_scoped_session,
+    is_session_factory,
+    is_session_like_class,
+    is_sync_engine,
+    is_sync_session_factory,
+    is_sync_session_like_class,
+)
 
 _VERSION_PART = re.compile(r"^v\d+$")
 
@@ -156,31 +164,6 @@ _NON_DB_LIBRARIES = (
 _SESSION_TEXT = re.compile(r"\b(Async)?Session\b")
 
 
-def _session_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """(sync, async) SQLAlchemy session classes; sqlmodel's sessions subclass them."""
-    from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
-    from sqlalchemy.orm import Session, scoped_session
-
-    return (Session, scoped_session), (AsyncSession, async_scoped_session)
-
-
-def is_session_class(cls: Any) -> bool:
-    sync, asynchronous = _session_classes()
-    return is_subclass(cls, sync + asynchronous)
-
-
-def is_sync_session_class(cls: Any) -> bool:
-    sync, _ = _session_classes()
-    return is_subclass(cls, sync)
-
-
-def _is_session_factory(value: Any) -> bool:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
-    from sqlalchemy.orm import sessionmaker
-
-    return isinstance(value, sessionmaker | async_sessionmaker)
-
-
 def _binding_is_session(info: FunctionInfo, value: ast.AST) -> bool | None:
     """Whether the expression a local is bound to is a database session (None: can't tell).
 
@@ -206,7 +189,7 @@ def _binding_is_session(info: FunctionInfo, value: ast.AST) -> bool | None:
     if resolved.split(".")[0] in _NON_DB_LIBRARIES:
         return False
     called = module.value_of(value.func) if not _shadowed(info, value.func) else MISSING
-    if _is_session_factory(called) or is_session_class(called):
+    if is_session_factory(called) or is_session_like_class(called):
         return True
     name = dotted_text(value.func) or ""
     last = name.rpartition(".")[2].lower()
@@ -238,7 +221,7 @@ def db_session_names(info: FunctionInfo, depth: int = 0) -> frozenset[str]:
             continue
         cls = module.annotation_type(param.annotation)
         if cls is not None:
-            if is_session_class(cls):
+            if is_session_like_class(cls):
                 names.add(name)
         elif name in SESSION_NAMES and _SESSION_TEXT.search(ast.unparse(param.annotation)):
             names.add(name)
@@ -283,7 +266,7 @@ def self_attribute_is_session(info: FunctionInfo, attribute: str, index: SourceI
     if cls is not None:
         declared = attribute_types(cls, index).get(attribute)
         if declared is not None:
-            return is_session_class(declared)
+            return is_session_like_class(declared)
     for other in info.module.functions:
         if other.class_qualname != info.class_qualname:
             continue
@@ -1085,7 +1068,7 @@ def blocking_call(info: FunctionInfo, call: ast.Call) -> Blocking | None:
         )
     if resolved in _INSPECT and call.args and not _shadowed(info, call.args[0]):
         engine = module.value_of(call.args[0])
-        if engine is not MISSING and _is_sync_engine(engine):
+        if engine is not MISSING and is_sync_engine(engine):
             return Blocking(
                 "`inspect` on a sync Engine (it connects to the database)",
                 "Inspect inside `await conn.run_sync(...)` on an async connection, or once at startup.",
@@ -1094,11 +1077,11 @@ def blocking_call(info: FunctionInfo, call: ast.Call) -> Blocking | None:
         receiver = func.value
         if func.attr in _SYNC_SESSION_IO and isinstance(receiver, ast.Name):
             cls = info.module.annotation_type(info.annotation_of(receiver.id))
-            if cls is not None and is_sync_session_class(cls):
+            if cls is not None and is_sync_session_like_class(cls):
                 return Blocking(f"sync `{cls.__name__}.{func.attr}`", _SESSION_FIX)
         if func.attr in _SYNC_ENGINE_IO and not _shadowed(info, receiver):
             engine = module.value_of(receiver)
-            if engine is not MISSING and _is_sync_engine(engine):
+            if engine is not MISSING and is_sync_engine(engine):
                 return Blocking(f"sync `Engine.{func.attr}`", "Use `create_async_engine` and await it.")
     return None
 
@@ -1110,7 +1093,9 @@ def _opens_sync_session(info: FunctionInfo, func: ast.expr) -> bool:
     without ``class_=AsyncSession`` (Netflix/dispatch builds one per request in its middleware)."""
     if not _shadowed(info, func):
         value = info.module.value_of(func)
-        return value is not MISSING and _is_sync_session_factory(value)
+        if is_scoped_session(value):
+            value = value.session_factory
+        return value is not MISSING and is_sync_session_factory(value)
     if not isinstance(func, ast.Name):
         return False
     bound = info.bindings.get(func.id, [])
@@ -1127,25 +1112,6 @@ def _builds_sync_session_factory(info: FunctionInfo, value: ast.AST) -> bool:
             return "Async" not in (dotted_text(keyword.value) or "Async")
     inner = value.args[0] if value.args else None
     return inner is None or not isinstance(inner, ast.Call) or _builds_sync_session_factory(info, inner)
-
-
-def _is_sync_session_factory(value: Any) -> bool:
-    """A ``sessionmaker`` whose sessions are sync ``Session``s (``sessionmaker(class_=AsyncSession)``
-    builds ``AsyncSession``s, and calling it does not block), or a ``scoped_session`` of one."""
-    from sqlalchemy.ext.asyncio import AsyncSession
-    from sqlalchemy.orm import scoped_session, sessionmaker
-
-    if isinstance(value, scoped_session):
-        value = value.session_factory
-    if not isinstance(value, sessionmaker):
-        return False
-    return not is_subclass(getattr(value, "class_", None), AsyncSession)
-
-
-def _is_sync_engine(value: Any) -> bool:
-    from sqlalchemy.engine import Engine
-
-    return isinstance(value, Engine)
 
 
 def _lifespan_functions(index: SourceIndex) -> set[int]:

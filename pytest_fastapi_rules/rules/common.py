@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fastapi.security import OAuth2PasswordRequestForm
+
+from pytest_fastapi_rules import production
+from pytest_fastapi_rules.facts import is_subclass
+from pytest_fastapi_rules.probing import logchild
+
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
     from pytest_fastapi_rules.options import RulesOptions
@@ -18,6 +24,11 @@ def any_route(route: RouteFacts, options: RulesOptions) -> bool:
     return True
 
 
+def takes_password_form(route: RouteFacts) -> bool:
+    """The route reads an ``OAuth2PasswordRequestForm`` (a login or token endpoint)."""
+    return any(is_subclass(d.call, OAuth2PasswordRequestForm) for d in route.iter_dependants())
+
+
 def code_of(obj: object) -> str:
     """A short, readable name for an object in a message: ``module.qualname``."""
     module = getattr(obj, "__module__", None)
@@ -27,13 +38,9 @@ def code_of(obj: object) -> str:
 
 def start_production_child(facts: AppFacts, options: RulesOptions) -> None:
     """``background`` of the rules that read the app in production mode (FR108, FR503)."""
-    from pytest_fastapi_rules.production import start_production_child as start
-
-    start(facts, options)
+    production.start_production_child(facts, options)
 
 
 def start_logging_child(facts: AppFacts, options: RulesOptions) -> None:
     """``background`` of FR802 (the app's logging in production mode)."""
-    from pytest_fastapi_rules.probing.logchild import start_logging_child as start
-
-    start(facts, options)
+    logchild.start_logging_child(facts, options)

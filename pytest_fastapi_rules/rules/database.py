@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_fastapi_rules.facts import Discovered, DiscoveryError, engine_key, is_subclass
+from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
+from pytest_fastapi_rules.facts import Discovered, is_subclass, unwrap_callable
+from pytest_fastapi_rules.production import production_facts_for_rule
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -26,9 +28,12 @@ from pytest_fastapi_rules.registry import (
     RuleSkipped,
     Scope,
     Severity,
+    UserSetupError,
     rule,
 )
 from pytest_fastapi_rules.rules.common import code_of, start_production_child
+from pytest_fastapi_rules.rules.wiring import _lifespan_parts
+from pytest_fastapi_rules.sqla import engine_key, is_async_session_factory, is_session_factory, is_sync_engine
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Mapper
@@ -85,7 +90,7 @@ def _describe_engine(facts: AppFacts, discovered: Discovered) -> tuple[str, Loca
 
 
 def _engines(context: CheckContext) -> list[Discovered]:
-    found = context.facts.runtime_facts(context.options.engine_paths, context.options.session_factory_paths)
+    found = runtime_facts(context.facts, context.options.engine_paths, context.options.session_factory_paths)
     if not found.engines:
         raise RuleSkipped(_NO_ENGINE)
     return found.engines
@@ -192,14 +197,11 @@ def _lifespan_creation(facts: AppFacts, obj: Any) -> Location | None:
     """Where the app's lifespan creates a lifespan-state or ``app.state`` object: the line of the
     creating call in the lifespan's source (``create_async_engine(`` for an engine), else the
     lifespan's ``def``."""
-    from pytest_fastapi_rules.facts import unwrap_callable
-    from pytest_fastapi_rules.rules.wiring import _lifespan_parts
-
     router = getattr(facts.app, "router", None)
     context = getattr(router, "lifespan_context", None)
     if context is None:
         return None
-    wanted = _ENGINE_CALLS if hasattr(obj, "sync_engine") or _is_engine(obj) else _FACTORY_CALLS
+    wanted = _ENGINE_CALLS if hasattr(obj, "sync_engine") or is_sync_engine(obj) else _FACTORY_CALLS
     pattern = re.compile(r"\b(" + "|".join(sorted(wanted)) + r")\s*\(")
     for part in _lifespan_parts(context):
         function = unwrap_callable(part)
@@ -217,19 +219,6 @@ def _lifespan_creation(facts: AppFacts, obj: Any) -> Location | None:
                 return Location(file=facts.relative(file), line=start + offset)
         return facts.location_of(function)
     return None
-
-
-def _is_session_factory(obj: Any) -> bool:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
-    from sqlalchemy.orm import sessionmaker
-
-    return isinstance(obj, async_sessionmaker | sessionmaker)
-
-
-def _is_engine(obj: Any) -> bool:
-    from sqlalchemy.engine import Engine
-
-    return isinstance(obj, Engine)
 
 
 def _state_object(facts: AppFacts, where: str) -> Any:
@@ -277,7 +266,7 @@ def place_of_where(facts: AppFacts, where: str) -> tuple[str, Location | None]:
             return where, facts.location_of(type(holder))
     obj = getattr(module, attrs[0], None)
     shown = where
-    bind = getattr(obj, "kw", {}).get("bind") if suffix and _is_session_factory(obj) else None
+    bind = getattr(obj, "kw", {}).get("bind") if suffix and is_session_factory(obj) else None
     held = _defining_global(facts, bind, None) if bind is not None else None
     if held is not None:
         # The engine a session factory is bound to, held as a global of its own: name that.
@@ -431,9 +420,6 @@ def check_pool_configured(context: CheckContext) -> Iterator[Finding]:
     good_example="engine = create_async_engine(url, echo=settings.DB_ECHO)  # False by default",
 )
 def check_echo_off_in_production(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.items import UserSetupError
-    from pytest_fastapi_rules.production import production_facts_for_rule
-
     try:
         # A warning rule: an app that cannot start in production mode skips it (with the reason
         # and how to configure fastapi_rules_production_env), it does not fail the run.
@@ -461,16 +447,6 @@ def check_echo_off_in_production(context: CheckContext) -> Iterator[Finding]:
 # -- session factories ------------------------------------------------------------------------------
 
 
-def _is_async_factory(factory: Any) -> bool:
-    """An ``async_sessionmaker``, or a ``sessionmaker(class_=AsyncSession)`` (SQLAlchemy 1.4 style)."""
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-    if isinstance(factory, async_sessionmaker):
-        return True
-    session_class = getattr(factory, "class_", None)
-    return is_subclass(session_class, AsyncSession)
-
-
 @rule(
     code="FR504",
     name="expire-on-commit-off",
@@ -493,7 +469,7 @@ def _is_async_factory(factory: Any) -> bool:
     good_example="SessionLocal = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)",
 )
 def check_expire_on_commit_off(context: CheckContext) -> Iterator[Finding]:
-    found = context.facts.runtime_facts(context.options.engine_paths, context.options.session_factory_paths)
+    found = runtime_facts(context.facts, context.options.engine_paths, context.options.session_factory_paths)
     if not found.session_factories:
         if found.engines:
             raise RuleSkipped(
@@ -503,7 +479,7 @@ def check_expire_on_commit_off(context: CheckContext) -> Iterator[Finding]:
                 "fastapi_rules_session_factories"
             )
         raise RuleSkipped(_NO_FACTORY)
-    factories = [f for f in found.session_factories if _is_async_factory(f.obj)]
+    factories = [f for f in found.session_factories if is_async_session_factory(f.obj)]
     if not factories:
         # With a sync Session an expired attribute reloads transparently (one SELECT); the
         # MissingGreenlet failure this rule prevents only exists with AsyncSession.
@@ -542,8 +518,6 @@ def _own_mapped_classes(facts: AppFacts) -> list[type]:
     relationship to a class that does not exist...), that is the app's error, reported as such
     rather than as a crash of the rule.
     """
-    from pytest_fastapi_rules.items import UserSetupError
-
     classes = [cls for cls in facts.mapped_classes if facts.is_own_object(cls)]
     if not classes:
         raise RuleSkipped("the app has no SQLAlchemy ORM models")

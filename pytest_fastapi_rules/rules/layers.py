@@ -21,6 +21,7 @@ from pytest_fastapi_rules.registry import (
 )
 from pytest_fastapi_rules.rules.common import is_api_route
 from pytest_fastapi_rules.rules.wiring import is_app_code_module
+from pytest_fastapi_rules.sqla import SESSION_FACTORY_CLASSES, SESSION_LIKE_CLASSES
 
 #: Return-type wrappers whose first argument is what a (yield) dependency hands to the endpoint.
 _YIELDING_ORIGINS = (
@@ -35,21 +36,6 @@ _YIELDING_ORIGINS = (
 #: names imported under TYPE_CHECKING). Only ``AsyncSession`` is matched by name: a bare
 #: ``Session`` may as well be a login-session model or ``requests.Session``.
 _ASYNC_SESSION_NAME = re.compile(r"(^|[\[\s,|.'\"])AsyncSession($|[\]\s,|'\"])")
-
-
-def _session_classes() -> tuple[type, ...]:
-    """SQLAlchemy's session classes; sqlmodel's ``Session``/``AsyncSession`` subclass them."""
-    from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
-    from sqlalchemy.orm import Session, scoped_session
-
-    return (Session, AsyncSession, scoped_session, async_scoped_session)
-
-
-def _session_factory_classes() -> tuple[type, ...]:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
-    from sqlalchemy.orm import sessionmaker
-
-    return (sessionmaker, async_sessionmaker)
 
 
 def _session_in_annotation(annotation: Any, depth: int = 0) -> type | str | None:
@@ -67,7 +53,7 @@ def _session_in_annotation(annotation: Any, depth: int = 0) -> type | str | None
         return _session_in_annotation(forward, depth + 1)
     if inspect.isclass(annotation) and not typing.get_args(annotation):
         try:
-            return annotation if issubclass(annotation, _session_classes()) else None
+            return annotation if issubclass(annotation, SESSION_LIKE_CLASSES) else None
         except TypeError:
             return None
     origin = typing.get_origin(annotation)
@@ -91,10 +77,10 @@ def _session_from_dependency(call: Any) -> type | str | None:
     target = unwrap_callable(call)
     if inspect.isclass(target):
         try:
-            return target if issubclass(target, _session_classes()) else None
+            return target if issubclass(target, SESSION_LIKE_CLASSES) else None
         except TypeError:
             return None
-    if isinstance(target, _session_factory_classes()):
+    if isinstance(target, SESSION_FACTORY_CLASSES):
         # Depends(SessionLocal): calling a sessionmaker opens a session.
         return "AsyncSession" if type(target).__name__.startswith("async") else "Session"
     return _session_in_annotation(type_hints(target).get("return"))

@@ -19,8 +19,31 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_fastapi_rules import registry
-from pytest_fastapi_rules.facts import is_subclass
+from pytest_fastapi_rules.facts import is_subclass, plain_annotation, unwrap_callable
+from pytest_fastapi_rules.probing.auth import (
+    challenge_schemes,
+    credential_reader,
+    iter_schemes,
+    rejects_anonymous,
+)
+from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD
+from pytest_fastapi_rules.probing.edges import EDGE_PHASE
+from pytest_fastapi_rules.probing.logchild import LoggingProbeError, logging_facts
+from pytest_fastapi_rules.probing.requests import PASSWORD_FIELD, RequestBuilder
+from pytest_fastapi_rules.probing.results import N_PLUS_ONE_GROWTH, ProbePhaseError
+from pytest_fastapi_rules.probing.runner import (
+    ENVELOPE_SAMPLES,
+    LIVENESS_ALIASES,
+    READINESS_ALIASES,
+    UNLISTED_ORIGIN,
+    ProbeSetupError,
+    probe_results,
+)
+from pytest_fastapi_rules.probing.seeding import LARGE, SMALL
+from pytest_fastapi_rules.probing.shards import Shard, shard_index
+from pytest_fastapi_rules.production import DOCS_KINDS, declared_docs_paths, describe_env, production_facts
 from pytest_fastapi_rules.registry import (
+    COLLECTOR_NAME,
     Basis,
     CheckContext,
     Finding,
@@ -28,10 +51,15 @@ from pytest_fastapi_rules.registry import (
     RuleSkipped,
     Scope,
     Severity,
+    UserSetupError,
     rule,
 )
 from pytest_fastapi_rules.rules import api, security, wiring  # noqa: F401  (their rules get runtime halves)
+from pytest_fastapi_rules.rules.api import is_secret_name
 from pytest_fastapi_rules.rules.common import any_route, code_of, start_logging_child, start_production_child
+from pytest_fastapi_rules.rules.database import location_of_where
+from pytest_fastapi_rules.rules.wiring import serving_apps
+from pytest_fastapi_rules.runtime import AppStartupError
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
@@ -80,10 +108,6 @@ def _probe(context: CheckContext, code: str) -> ProbeResults:
     probes could not create or seed is skipped with that table and the reason, by the rules whose
     verdict depends on its data.
     """
-    from pytest_fastapi_rules.probing.results import ProbePhaseError
-    from pytest_fastapi_rules.probing.runner import ProbeSetupError, probe_results
-    from pytest_fastapi_rules.probing.shards import Shard
-
     target = context.route.target if context.route is not None else None
     try:
         results = probe_results(
@@ -127,8 +151,6 @@ def _probe(context: CheckContext, code: str) -> ProbeResults:
 def _stalled(context: CheckContext, code: str, results: ProbeResults) -> NoReturn:
     """The probe run stopped at a request that blocked the loop: FR402 reports that route; every
     other probe item is skipped pointing at it (or, when FR402 is not run, at the setup item)."""
-    from pytest_fastapi_rules.items import COLLECTOR_NAME
-
     stall = results.stall
     assert stall is not None
     what = (
@@ -160,8 +182,6 @@ def _setup_error_item(context: CheckContext) -> tuple[str, str | None] | None:
     xdist workers share the probe run out (``probing/shards.py``), each shard has its own: a
     failure seen by one worker's part of the run is reported by an item that worker runs.
     """
-    from pytest_fastapi_rules.probing.shards import shard_index
-
     options = context.options
     shards = options.probe_shards
     here = shard_index(context.route.target if context.route is not None else None, shards)
@@ -187,8 +207,6 @@ def _setup_error_item(context: CheckContext) -> tuple[str, str | None] | None:
 
 def _setup_failure(context: CheckContext, code: str, message: str, summary: str) -> NoReturn:
     """Raise the setup failure as this item's error if it is the reporting item, else skip."""
-    from pytest_fastapi_rules.items import COLLECTOR_NAME, UserSetupError
-
     holder = _setup_error_item(context)
     here = (code, context.route.target if context.route is not None else None)
     if holder is None or holder == here:
@@ -241,16 +259,13 @@ def _unanswered(
 
 def _auth_note(results: ProbeResults, route: RouteFacts, exchange: Exchange) -> str:
     """Why a protected route refused the probes: they could not stand in for its current user."""
-    from pytest_fastapi_rules.probing.auth import is_protected
-
     if exchange.status not in (401, 403) or results.auth_headers_used or not results.auth_unsupported:
         return ""
     try:
-        if not is_protected(route):
+        if not rejects_anonymous(route):
             return ""
     except Exception:  # noqa: BLE001 - an exotic dependency tree: say nothing
         return ""
-    from pytest_fastapi_rules.facts import unwrap_callable
 
     own = {getattr(unwrap_callable(d.call), "__qualname__", None) for d in route.iter_dependants() if d.call}
     mine = sorted((name, why) for name, why in results.auth_unsupported.items() if name in own)
@@ -306,8 +321,6 @@ def _method_route(*methods: str) -> Callable[[RouteFacts, RulesOptions], bool]:
     ),
 )
 def check_lifespan_starts_cleanly(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.runtime import AppStartupError
-
     try:
         results = _probe(context, "FR102")
     except AppStartupError as exc:
@@ -426,7 +439,6 @@ def _where_location(facts: AppFacts, where: str) -> Location | None:
     path, _, line = where.rpartition(":")
     if path and line.isdigit():
         return Location(file=facts.relative(path), line=int(line))
-    from pytest_fastapi_rules.rules.database import location_of_where
 
     try:
         return location_of_where(facts, where)
@@ -463,8 +475,6 @@ _MACHINE_CODE = re.compile(r"^[a-z][a-z0-9]*([_.-][a-z0-9]+)*$")
     good_example='{"error": "user_not_found", "message": "User 7 not found"}',
 )
 def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.runner import ENVELOPE_SAMPLES
-
     results = _probe(context, "FR106")
     # The first 404 to a missing id, 422 to bad input and 401 without credentials, routes in the
     # app's order: the order a whole run sends them in, whichever routes this process probed itself
@@ -549,8 +559,6 @@ def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
     ),
 )
 def check_health_endpoints(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.runner import LIVENESS_ALIASES, READINESS_ALIASES
-
     options = context.options
     results = _probe(context, "FR107")
     health = results.in_phase("health")
@@ -677,8 +685,6 @@ def check_delete_returns_204(context: CheckContext) -> Iterator[Finding]:
     ),
 )
 def check_bad_input_is_422(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.edges import EDGE_PHASE
-
     route = context.the_route
     results = _probe(context, "FR210")
     exchanges = results.for_target(route.target, ("bad-input", EDGE_PHASE))
@@ -794,8 +800,6 @@ def check_missing_resource_is_404(context: CheckContext) -> Iterator[Finding]:
     good_example="posts = (await session.scalars(select(Post).options(joinedload(Post.author)))).all()",
 )
 def check_no_n_plus_one(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.results import N_PLUS_ONE_GROWTH
-
     route = context.the_route
     results = _probe(context, "FR509")
     small_exchange = results.fewest_statements(route.target, "small")
@@ -835,8 +839,6 @@ def check_no_n_plus_one(context: CheckContext) -> Iterator[Finding]:
 
 
 def _seed_words(results: ProbeResults, phase: str) -> str:
-    from pytest_fastapi_rules.probing.seeding import LARGE, SMALL
-
     size = SMALL if phase == "small" else LARGE
     return f"{size} parent rows"
 
@@ -943,8 +945,6 @@ def check_query_budget(context: CheckContext) -> Iterator[Finding]:
 
 def _has_challenge(route: RouteFacts, options: RulesOptions) -> bool:
     """Behind a bearer scheme, or a dependency of its own that reads the credentials."""
-    from pytest_fastapi_rules.probing.auth import challenge_schemes, credential_reader
-
     try:
         return bool(challenge_schemes(route)) or credential_reader(route) is not None
     except Exception:  # noqa: BLE001 - an exotic dependency tree: not a protected route
@@ -974,8 +974,6 @@ def _has_challenge(route: RouteFacts, options: RulesOptions) -> bool:
     "except jwt.InvalidTokenError as exc:\n    raise InvalidTokenError() from exc  # 401 + WWW-Authenticate",
 )
 def check_auth_challenge(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.auth import challenge_schemes, credential_reader
-
     route = context.the_route
     results = _probe(context, "FR704")
     exchanges = results.for_target(route.target, "no-credentials") + results.for_target(
@@ -1031,8 +1029,6 @@ def _token_reader(facts: AppFacts, route: RouteFacts) -> tuple[str, Location | N
     from fastapi.security import HTTPBearer
     from fastapi.security.oauth2 import OAuth2
 
-    from pytest_fastapi_rules.probing.auth import iter_schemes
-
     overrides = getattr(facts, "initial_dependency_overrides", None) or {}
     with contextlib.suppress(Exception):
         for consumer, scheme in iter_schemes(route):
@@ -1053,15 +1049,12 @@ _ARGON2 = re.compile(r"^\$argon2(id|i|d)\$")
 def _creates_with_password(route: RouteFacts, options: RulesOptions) -> bool:
     from pydantic import BaseModel
 
-    from pytest_fastapi_rules.facts import plain_annotation as _plain
-    from pytest_fastapi_rules.probing.requests import PASSWORD_FIELD, RequestBuilder
-
     if route.method != "POST":
         return False
     try:
         if RequestBuilder.body_kind(route) != "json":
             return False
-        annotation = _plain(RequestBuilder.body_field(route).field_info.annotation)
+        annotation = plain_annotation(RequestBuilder.body_field(route).field_info.annotation)
     except Exception:  # noqa: BLE001
         return False
     if not is_subclass(annotation, BaseModel):
@@ -1198,8 +1191,6 @@ def _handled_without_a_handler(context: CheckContext) -> str | None:
     exception still answered a clean JSON 500, the app handles unexpected errors another way (a
     middleware that catches every exception: Netflix/dispatch). Only for an app that serves its
     routes itself: the one synthetic request speaks for one app, not for mounted ones."""
-    from pytest_fastapi_rules.rules.wiring import serving_apps
-
     if sum(1 for _, _, routes in serving_apps(context.facts) if routes) > 1:
         return None
     exchange = _probe(context, "FR105").synthetic
@@ -1255,8 +1246,6 @@ def _list_not_from_a_table(context: CheckContext) -> str | None:
 
 
 def _secret_keys(value: Any, path: str = "") -> Iterator[str]:
-    from pytest_fastapi_rules.rules.api import is_secret_name
-
     if isinstance(value, dict):
         for key, inner in value.items():
             where = f"{path}.{key}" if path else str(key)
@@ -1305,8 +1294,6 @@ def _runtime_no_secrets(context: CheckContext) -> Iterator[Finding]:
 
 
 def _runtime_cors(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.runner import UNLISTED_ORIGIN
-
     results = _probe(context, "FR701")
     for exchange in results.in_phase("preflight"):
         allowed = exchange.headers.get("access-control-allow-origin", "")
@@ -1329,9 +1316,6 @@ def _attach_runtime_half(
     Wrapping keeps the static half's behaviour: its findings come first, a RuleSkipped of the static
     half stands, and when the probes cannot run (or do not apply) the runtime half adds nothing.
     """
-    from pytest_fastapi_rules.items import UserSetupError
-    from pytest_fastapi_rules.runtime import AppStartupError
-
     if code not in {rule_.code for rule_ in registry.all_registered()}:
         rule(code=code, **declaration)(full or runtime)
         return
@@ -1393,8 +1377,6 @@ _attach_runtime_half(
     ),
 )
 def check_docs_hidden_in_production(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.production import DOCS_KINDS, declared_docs_paths, production_facts
-
     facts = production_facts(context.facts, context.options)
     declared = declared_docs_paths(context.facts.app)
     for path in sorted({*DOCS_KINDS, *declared}):
@@ -1508,8 +1490,6 @@ def _dependency_location(facts: AppFacts, qualname: str) -> Location | None:
     good_example="hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), bcrypt.gensalt())",
 )
 def check_no_blocking_at_runtime(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD
-
     route = context.the_route
     results = _probe(context, "FR402")
     stall = results.stall
@@ -1619,10 +1599,6 @@ def check_survives_connection_loss(context: CheckContext) -> Iterator[Finding]:
     good_example="structlog.configure(processors=[..., structlog.processors.JSONRenderer()], ...)",
 )
 def check_structured_logging(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.logchild import LoggingProbeError, logging_facts
-    from pytest_fastapi_rules.production import describe_env
-    from pytest_fastapi_rules.runtime import AppStartupError
-
     try:
         facts = logging_facts(context.facts, context.options)
     except LoggingProbeError as exc:

@@ -29,6 +29,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.source import settings_classes
+from pytest_fastapi_rules.sqla import is_any_engine
 
 _PROJECT_MARKERS = ("pyproject.toml", "requirements.txt", "Dockerfile")
 
@@ -248,10 +249,7 @@ def uses_postgresql(facts: AppFacts, dependencies: Dependencies) -> str | None:
 
 
 def _database_url(value: Any) -> str | None:
-    from sqlalchemy.engine import Engine
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
-    if isinstance(value, AsyncEngine | Engine):
+    if is_any_engine(value):
         return str(value.url.drivername)
     return None
 

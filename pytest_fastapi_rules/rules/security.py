@@ -22,6 +22,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from pytest_fastapi_rules.facts import unwrap_callable
 from pytest_fastapi_rules.options import DEFAULT_PUBLIC_WRITE_SUFFIXES
+from pytest_fastapi_rules.probing.auth import credential_reader
+from pytest_fastapi_rules.probing.runner import probe_results
+from pytest_fastapi_rules.probing.shards import Shard
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -32,7 +35,7 @@ from pytest_fastapi_rules.registry import (
     Severity,
     rule,
 )
-from pytest_fastapi_rules.rules.common import is_api_route
+from pytest_fastapi_rules.rules.common import is_api_route, takes_password_form
 
 if typing.TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant
@@ -360,15 +363,6 @@ def _is_token_path(path: str, token_url: str) -> bool:
     return bool(relative) and route_path.endswith("/" + relative)
 
 
-def _takes_password_form(route: RouteFacts) -> bool:
-    from fastapi.security import OAuth2PasswordRequestForm
-
-    return any(
-        inspect.isclass(d.call) and issubclass(d.call, OAuth2PasswordRequestForm)
-        for d in route.iter_dependants()
-    )
-
-
 #: Account flows that anonymous users reach besides sign-up and login: password recovery (the
 #: full-stack-fastapi-template's ``/password-recovery/{email}`` and ``/reset-password/``), e-mail
 #: verification and token refresh (the refresh token in the body is the credential). RULES.md does
@@ -411,7 +405,7 @@ def public_reason(facts: AppFacts, route: RouteFacts, options: RulesOptions) -> 
     last = _last_literal_segment(route.path)
     if last in _PUBLIC_SEGMENTS:
         return f"a {last} route"
-    if _takes_password_form(route) or any(_is_token_path(route.path, u) for u in _token_urls(facts)):
+    if takes_password_form(route) or any(_is_token_path(route.path, u) for u in _token_urls(facts)):
         return "the OAuth2 token endpoint"
     return None
 
@@ -429,7 +423,7 @@ def _account_flow(route: RouteFacts) -> str | None:
     return None
 
 
-def _is_protected(route: RouteFacts) -> bool:
+def _has_protection(route: RouteFacts) -> bool:
     """A security scheme, an auth-like dependency, or a dependency that reads the request's
     credentials itself (``probing.auth.credential_reader``), anywhere in the dependency tree."""
     return _protection(route) is not None
@@ -439,8 +433,6 @@ def _protection(route: RouteFacts) -> tuple[str, str] | None:
     """``(kind, what)``: how the route's structure says it authenticates: ``("scheme", ...)``,
     ``("reader", ...)`` (a dependency reading the credentials), or ``("name", dependency)`` when
     only a dependency's name says so; None when nothing does."""
-    from pytest_fastapi_rules.probing.auth import credential_reader
-
     schemes = route.security_schemes()
     if schemes:
         return "scheme", type(schemes[0]).__name__
@@ -462,9 +454,6 @@ def _answer_without_credentials(context: CheckContext) -> Exchange | None:
     The structure cannot see every way of authenticating (a JWT library's dependency reading the
     token several calls deep): a route that refused that request with 401 or 403 authenticates.
     """
-    from pytest_fastapi_rules.probing.runner import probe_results
-    from pytest_fastapi_rules.probing.shards import Shard
-
     route = context.the_route
     try:
         results = probe_results(
@@ -484,7 +473,7 @@ def _authenticates_somewhere(facts: AppFacts) -> bool:
     a forgotten dependency rather than the app's design."""
     cached = _AUTHENTICATES.get(facts)
     if cached is None:
-        cached = _AUTHENTICATES[facts] = any(_is_protected(route) for route in facts.routes)
+        cached = _AUTHENTICATES[facts] = any(_has_protection(route) for route in facts.routes)
     return cached
 
 

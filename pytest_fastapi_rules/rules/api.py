@@ -875,8 +875,10 @@ def check_create_returns_201(context: CheckContext) -> Iterator[Finding]:
         )
         return
     # The route table decides: a POST creates in a collection the app also serves (a GET on the
-    # same path, or routes on `path/{id}`); the words of the path only break ties.
-    collection = _collection_evidence(context.facts, route.path)
+    # same path, or routes on `path/{id}`); the words of the path only break ties. RULES.md's
+    # exception stands first: a last segment led by an action verb is no collection, whatever
+    # else the path serves (mealie's GET and POST `/bulk-actions/export`).
+    collection = None if first in verbs else _collection_evidence(context.facts, route.path)
     if collection is not None:
         if status in options.create_statuses:
             return

@@ -578,8 +578,8 @@ POSTS_APP = """
 
 
     @router.get("/posts/export")
-    async def download_export() -> Out:
-        return Out(id=1)
+    async def list_exports() -> list[Out]:
+        return []
 
 
     @router.post("/posts/export", status_code=202)

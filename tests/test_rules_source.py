@@ -341,6 +341,83 @@ def test_a_domain_that_only_receives_a_session_does_not_touch_the_database_fr305
     ], used.output
 
 
+NESTED_API_DOMAINS = {
+    # fastapi_best_architecture's plugins: the domain's routes sit in `api/v1/<group>/`
+    "src/notes/__init__.py": "",
+    "src/notes/api/__init__.py": "",
+    "src/notes/api/v1/__init__.py": "",
+    "src/notes/api/v1/sys/__init__.py": "",
+    "src/notes/api/v1/sys/notes.py": """
+        from fastapi import APIRouter
+
+        from src.notes.schemas import Note
+        from src.notes.service import NoteService
+
+        router = APIRouter()
+
+
+        @router.get("/latest")
+        async def latest_note() -> Note:
+            return await NoteService().latest()
+    """,
+    "src/notes/schemas.py": """
+        from pydantic import BaseModel
+
+
+        class Note(BaseModel):
+            text: str
+    """,
+    "src/notes/service.py": """
+        from src.notes.schemas import Note
+
+
+        class NoteService:
+            async def latest(self) -> Note:
+                return Note(text="hi")
+    """,
+    # teamhide/fastapi-boilerplate's ports and adapters: `adapter/input/` holds only the API layer
+    "src/badges/__init__.py": "",
+    "src/badges/adapter/__init__.py": "",
+    "src/badges/adapter/input/__init__.py": "",
+    "src/badges/adapter/input/api/__init__.py": "",
+    "src/badges/adapter/input/api/v1/__init__.py": "",
+    "src/badges/adapter/input/api/v1/badges.py": """
+        from fastapi import APIRouter
+
+        router = APIRouter()
+
+
+        @router.get("/count")
+        async def badge_count() -> int:
+            return 0
+    """,
+    "nestedapp.py": """
+        from src.badges.adapter.input.api.v1.badges import router as badges
+        from src.main import create_application
+        from src.notes.api.v1.sys.notes import router as notes
+
+        app = create_application()
+        app.include_router(notes, prefix="/api/v1/notes", tags=["Notes"])
+        app.include_router(badges, prefix="/api/v1/badges", tags=["Badges"])
+    """,
+}
+
+
+def test_domains_whose_routes_sit_deep_in_their_api_layer_fr305(blog: Path, run_rules: Any) -> None:
+    """A domain's `api/v1/<group>/` route modules belong to the domain above `api` (its service and
+    schemas are there); a package holding nothing but the folder of its routes is a layer, not a
+    domain, and is not judged (the layout cannot say where its domain is)."""
+    write(blog, NESTED_API_DOMAINS)
+    run = run_rules("nestedapp:app", "--fastapi-rules-select=FR305")
+    # `src.notes` is judged as the domain (its routes in `api/`, not the rulebook's `router.py`);
+    # `src.badges.adapter.input` is not judged at all.
+    assert [f["message"] for f in run.findings("FR305")] == [
+        "domain `src.notes` has no `router.py`; it has: __init__.py, schemas.py, service.py (`api` is "
+        "not the rulebook's name; to accept it on purpose, add the line `router = api` to the ini key "
+        "fastapi_rules_domain_layout)"
+    ], run.output
+
+
 CORE_ROUTES = {
     "src/core/__init__.py": "",
     "src/core/router.py": """

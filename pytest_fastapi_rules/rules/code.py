@@ -309,6 +309,12 @@ def domain_of_package(package: str, options: RulesOptions) -> str | None:
     """
     router_names = set(domain_layout(options)["router"])
     parts = package.split(".") if package else []
+    # A versioned API folder inside a package (`notice/api/v1/sys/`, fastapi_best_architecture's
+    # plugins) is that package's API layer, however deep its route modules sit below it.
+    for index in range(2, len(parts) - 1):
+        if parts[index] in router_names and _VERSION_PART.match(parts[index + 1]):
+            parts = parts[:index]
+            break
     while len(parts) > 1 and (parts[-1] in router_names or _VERSION_PART.match(parts[-1])):
         parts.pop()
     if len(parts) < 2:
@@ -756,6 +762,10 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
         for _ in range(depth):
             directory = directory.parent
         present = _present_names(directory)
+        if _only_holds_its_routes(directory, present, routers):
+            # `user/adapter/input/` holding nothing but `api/` (teamhide/fastapi-boilerplate's ports
+            # and adapters): a layer package, not a domain; the layout cannot say where the domain is.
+            continue
         touches = _touches_database(facts, domain, members.get(domain, []))
         roles = ["router", "service", "schemas"] + (["repository", "models"] if touches else [])
         anchor = index.get(domain) or routers[0]
@@ -774,6 +784,20 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
             location=Location(file=anchor.display, line=1, column=1),
             fix=f"Add {_and(files)} to `{folder}` (a package of the same name also counts).",
         )
+
+
+def _only_holds_its_routes(directory: Path, present: set[str], routers: list[SourceModule]) -> bool:
+    """Whether the package holds nothing but the subpackages its route modules sit in."""
+    folders = set()
+    for module in routers:
+        try:
+            relative = module.path.relative_to(directory)
+        except ValueError:
+            return False
+        if len(relative.parts) < 2:
+            return False  # a route module of its own: a domain package, however bare
+        folders.add(relative.parts[0])
+    return bool(folders) and present - {"__init__"} <= folders
 
 
 def _role_file(layout: dict[str, tuple[str, ...]], role: str) -> str:

@@ -255,5 +255,8 @@ def test_starting_the_app_never_touches_its_configured_database(
     monkeypatch.setenv("APP_DATABASE_URL", url)
     pytester.makepyfile(isolated=ISOLATED_APP)
     result = run(pytester, "isolated:app", "--fastapi-rules-select=FR501,FR502,FR504", "-rA")
-    result.assert_outcomes(passed=3)
+    if configured == "sqlite":  # FR502's pool table is about database servers, not SQLite files
+        result.assert_outcomes(passed=2, skipped=1)
+    else:
+        result.assert_outcomes(passed=3)
     assert not configured_file.exists(), "the app's startup reached its configured database"

@@ -282,8 +282,8 @@ async def me(user: Who = Depends(current_user)) -> Who:
     return user
 
 
-@app.get("/api/v1/secret", tags=["me"], dependencies=[Depends(HTTPBearer())])
-async def secret() -> Who:
+@app.get("/api/v1/hidden", tags=["me"], dependencies=[Depends(HTTPBearer())])
+async def hidden() -> Who:
     return Who(name="x")
 """
 
@@ -312,11 +312,11 @@ def test_app_without_a_database_is_probed_and_database_rules_skip(
     # A route that depends on the scheme itself (fastapi_best_architecture's
     # `dependencies=[Depends(HTTPBearer())]`) has no current-user dependency: the reason says so,
     # instead of taking the endpoint for one.
-    (secret,) = [r for r in run.results_for("FR509") if r["target"] == "GET /api/v1/secret"]
+    (hidden,) = [r for r in run.results_for("FR509") if r["target"] == "GET /api/v1/hidden"]
     assert (
-        "(the probes could not sign in: `secret`: the route depends on the scheme `HTTPBearer` "
-        "itself, not on a current-user dependency" in secret["message"]
-    ), secret
+        "(the probes could not sign in: `hidden`: the route depends on the scheme `HTTPBearer` "
+        "itself, not on a current-user dependency" in hidden["message"]
+    ), hidden
     assert "FR103 lifespan-disposes-engines: the app used no SQLAlchemy engine" in run.output
 
 
@@ -362,7 +362,11 @@ def test_unreachable_probe_database_is_a_clear_error(pytester: pytest.Pytester, 
         "--fastapi-rules-db-url=postgresql+asyncpg://u:secret@127.0.0.1:9/x",
     )
     # One error item with the cause; the other route's item points at it.
-    assert run.outcomes("FR509") == {"GET /api/v1/items/{item_id}": "error", "GET /api/v1/me": "skipped"}
+    assert run.outcomes("FR509") == {
+        "GET /api/v1/items/{item_id}": "error",
+        "GET /api/v1/me": "skipped",
+        "GET /api/v1/hidden": "skipped",
+    }
     assert (
         "cannot create the probe database on --fastapi-rules-db-url=postgresql+asyncpg://u:***@127.0.0.1:9/x"
         in run.output

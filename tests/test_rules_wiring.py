@@ -156,6 +156,23 @@ def test_fr105_a_middleware_that_answers_a_clean_json_500_is_behaviour_enough(
     assert leaky.outcomes("FR105") == {"app": "failed"}, leaky.output
     [finding] = static_findings(leaky, "FR105")
     assert "no exception handler for `Exception` (or 500)" in finding["message"]
+    # A middleware that answers a clean JSON 500 before the route runs (Netflix/dispatch's, for
+    # an unknown organization schema): the synthetic exception is never raised and proves
+    # nothing. Here the middleware answers so exactly when the probes' raising override is in
+    # place, which makes the synthetic request the one it stops.
+    answering = CATCH_ALL_MIDDLEWARE.replace(
+        "        return await call_next(request)",
+        "        overrides = request.app.dependency_overrides.values()\n"
+        "        if any(getattr(f, '__name__', '') == 'explode' for f in overrides):\n"
+        "            return JSONResponse(status_code=500, content={})\n"
+        "        return await call_next(request)",
+    )
+    assert answering != CATCH_ALL_MIDDLEWARE
+    (blog / "answering.py").write_text(answering.replace("{BODY}", "{}"))
+    first = run_rules("answering:app", "--fastapi-rules-select=FR105")
+    assert first.outcomes("FR105") == {"app": "failed"}, first.output
+    [finding] = static_findings(first, "FR105")
+    assert "no exception handler for `Exception` (or 500)" in finding["message"]
 
 
 def test_fr109_unversioned_untagged_alias(blog: Path, run_rules: RunRules) -> None:

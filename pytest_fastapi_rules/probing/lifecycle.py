@@ -506,6 +506,7 @@ def send_synthetic_error(run: ProbeRun) -> None:
     results.synthetic_marker = marker
 
     async def explode() -> None:
+        results.synthetic_raised = True
         raise RuntimeError(marker)
 
     request = run.builder.happy(route)

@@ -226,6 +226,9 @@ class ProbeResults:
     synthetic_marker: str = ""
     synthetic_logs: list[LogRecordSeen] = field(default_factory=list)
     synthetic_skipped: str | None = None
+    #: Whether the synthetic request reached the dependency that raises (a middleware may answer
+    #: before it: then the answer says nothing about the app's handling of the exception).
+    synthetic_raised: bool = False
     blocking_calls: list[BlockingCall] = field(default_factory=list)
     #: Loop stalls (seconds) per target of the requests sent with the loop watched, GC time removed.
     stalls: dict[str, list[float]] = field(default_factory=dict)

@@ -1160,6 +1160,11 @@ def _runtime_generic_handler(context: CheckContext) -> Iterator[Finding]:
     exchange = results.synthetic
     if exchange is None:
         raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")
+    if not results.synthetic_raised:
+        raise RuleSkipped(
+            f"the synthetic exception was never raised: {exchange.request.shown} {exchange.outcome} "
+            "before it reached the dependency that raises (a middleware answered first)"
+        )
     marker = results.synthetic_marker
     shown = exchange.request.shown
     if exchange.error is not None:
@@ -1193,8 +1198,9 @@ def _handled_without_a_handler(context: CheckContext) -> str | None:
     routes itself: the one synthetic request speaks for one app, not for mounted ones."""
     if sum(1 for _, _, routes in serving_apps(context.facts) if routes) > 1:
         return None
-    exchange = _probe(context, "FR105").synthetic
-    if exchange is None or list(_runtime_generic_handler(context)):
+    results = _probe(context, "FR105")
+    exchange = results.synthetic
+    if exchange is None or not results.synthetic_raised or list(_runtime_generic_handler(context)):
         return None
     return (
         "no exception handler for `Exception` is registered, but a synthetic exception in "
@@ -1660,6 +1666,11 @@ def check_errors_are_logged(context: CheckContext) -> Iterator[Finding]:
     exchange = results.synthetic
     if exchange is None:
         raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")
+    if not results.synthetic_raised:
+        raise RuleSkipped(
+            f"the synthetic exception was never raised: {exchange.request.shown} {exchange.outcome} "
+            "before it reached the dependency that raises (a middleware answered first)"
+        )
     handler = facts.exception_handlers.get(Exception) or facts.exception_handlers.get(500)
     location = facts.location_of(handler)
     path = exchange.request.path.split("?")[0]

@@ -125,24 +125,72 @@ del app.exception_handlers[Exception]
 @app.middleware("http")
 async def catch_everything(request: Request, call_next):
     try:
-        return await call_next(request)
+        response = await call_next(request)
+    except ValueError as exc:
+        response = JSONResponse(status_code=422, content={"detail": "bad value"})
     except Exception as exc:
-        return JSONResponse(status_code=500, content={BODY})
+        response = JSONResponse(status_code=500, content={BODY})
+    return response
+"""
+
+CATCH_ALL_ASGI_MIDDLEWARE = """
+from fastapi.responses import JSONResponse
+
+from src.main import create_application
+
+
+class CatchAll:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        overrides = scope["app"].dependency_overrides.values()
+        if STOP_FIRST and any(getattr(f, "__name__", "") == "explode" for f in overrides):
+            # answers before any route runs, as Netflix/dispatch's db middleware does for an
+            # unknown schema: exactly for the probes' synthetic request here
+            return await JSONResponse(status_code=500, content={})(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            response = JSONResponse(status_code=500, content={"error": "internal_server_error"})
+            await response(scope, receive, send)
+
+
+app = create_application()
+del app.exception_handlers[Exception]
+app.add_middleware(CatchAll)
 """
 
 
-def test_fr105_a_middleware_that_answers_a_clean_json_500_is_behaviour_enough(
+def test_fr105_a_middleware_that_answers_every_exception_is_the_generic_handler(
     blog: Path, run_rules: RunRules
 ) -> None:
-    """Netflix/dispatch catches every exception in a middleware and answers a JSON 500: no handler
-    for `Exception` is registered, but the synthetic exception shows the rule's purpose met, so
-    the item is skipped with that reason. A middleware that leaks the exception's text keeps the
-    static finding."""
-    clean = CATCH_ALL_MIDDLEWARE.replace("{BODY}", '{"error": "internal_server_error"}')
-    (blog / "catchall.py").write_text(clean)
-    run = run_rules("catchall:app", "--fastapi-rules-select=FR105")
-    [result] = run.results_for("FR105")
-    assert result["outcome"] == "skipped", run.output
+    """Netflix/dispatch catches every exception in a middleware and answers a JSON 500. A
+    `dispatch` that catches `Exception` around `call_next` and answers is the generic handler in
+    all but name: the runtime half judges its answer (clean passes, leaking the exception's text
+    fails). A pure ASGI middleware is not read; when the synthetic exception answered a clean
+    JSON 500 the item is skipped with that reason, and when a middleware answered before the
+    exception was even raised, that proves nothing and the static finding stands."""
+    (blog / "catchall.py").write_text(
+        CATCH_ALL_MIDDLEWARE.replace("{BODY}", '{"error": "internal_server_error"}')
+    )
+    clean = run_rules("catchall:app", "--fastapi-rules-select=FR105")
+    assert clean.outcomes("FR105") == {"app": "passed"}, clean.output
+
+    (blog / "leaky.py").write_text(CATCH_ALL_MIDDLEWARE.replace("{BODY}", '{"error": str(exc)}'))
+    leaky = run_rules("leaky:app", "--fastapi-rules-select=FR105")
+    assert leaky.outcomes("FR105") == {"app": "failed"}, leaky.output
+    assert static_findings(leaky, "FR105") == []
+    [finding] = leaky.findings("FR105")
+    assert "the 500 answer to a synthetic exception in GET " in finding["message"]
+    assert "carries the exception's text" in finding["message"]
+
+    (blog / "asgi.py").write_text(CATCH_ALL_ASGI_MIDDLEWARE.replace("STOP_FIRST", "False"))
+    asgi = run_rules("asgi:app", "--fastapi-rules-select=FR105")
+    [result] = asgi.results_for("FR105")
+    assert result["outcome"] == "skipped", asgi.output
     assert (
         "no exception handler for `Exception` is registered, but a synthetic exception in GET "
         in (result["message"])
@@ -151,25 +199,9 @@ def test_fr105_a_middleware_that_answers_a_clean_json_500_is_behaviour_enough(
         "answered a JSON 500 without internals: the app handles unexpected errors another way"
         in (result["message"])
     )
-    (blog / "leaky.py").write_text(CATCH_ALL_MIDDLEWARE.replace("{BODY}", '{"error": str(exc)}'))
-    leaky = run_rules("leaky:app", "--fastapi-rules-select=FR105")
-    assert leaky.outcomes("FR105") == {"app": "failed"}, leaky.output
-    [finding] = static_findings(leaky, "FR105")
-    assert "no exception handler for `Exception` (or 500)" in finding["message"]
-    # A middleware that answers a clean JSON 500 before the route runs (Netflix/dispatch's, for
-    # an unknown organization schema): the synthetic exception is never raised and proves
-    # nothing. Here the middleware answers so exactly when the probes' raising override is in
-    # place, which makes the synthetic request the one it stops.
-    answering = CATCH_ALL_MIDDLEWARE.replace(
-        "        return await call_next(request)",
-        "        overrides = request.app.dependency_overrides.values()\n"
-        "        if any(getattr(f, '__name__', '') == 'explode' for f in overrides):\n"
-        "            return JSONResponse(status_code=500, content={})\n"
-        "        return await call_next(request)",
-    )
-    assert answering != CATCH_ALL_MIDDLEWARE
-    (blog / "answering.py").write_text(answering.replace("{BODY}", "{}"))
-    first = run_rules("answering:app", "--fastapi-rules-select=FR105")
+
+    (blog / "first.py").write_text(CATCH_ALL_ASGI_MIDDLEWARE.replace("STOP_FIRST", "True"))
+    first = run_rules("first:app", "--fastapi-rules-select=FR105")
     assert first.outcomes("FR105") == {"app": "failed"}, first.output
     [finding] = static_findings(first, "FR105")
     assert "no exception handler for `Exception` (or 500)" in finding["message"]

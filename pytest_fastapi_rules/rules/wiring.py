@@ -13,7 +13,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Mount, Router
 
-from pytest_fastapi_rules.compat import iter_effective_routes
+from pytest_fastapi_rules.compat import iter_effective_routes, middleware_class, middleware_options
 from pytest_fastapi_rules.facts import AppFacts, RouteFacts, unwrap_callable
 from pytest_fastapi_rules.options import BARE_VERSION_PREFIX, DEFAULT_VERSION_PREFIX
 from pytest_fastapi_rules.registry import (
@@ -26,6 +26,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import is_api_route
+from pytest_fastapi_rules.source import source_index
 
 # -- shared helpers -------------------------------------------------------------------------------
 
@@ -478,7 +479,8 @@ def check_domain_error_handler(context: CheckContext) -> Iterator[Finding]:
     scope=Scope.APP,
     basis=Basis.APP,
     section="main.py template",
-    summary="A handler for `Exception` exists (it answers a JSON 500 without internals).",
+    summary="A handler for `Exception` exists, or a middleware that catches every exception and "
+    "answers (it answers a JSON 500 without internals).",
     rationale=(
         "Without a generic handler an unexpected error answers Starlette's plain-text 500 (or, "
         "with debug on, a traceback page), outside the API's error envelope and unlogged."
@@ -507,12 +509,66 @@ def check_generic_error_handler(context: CheckContext) -> Iterator[Finding]:
         # has its own: a mounted app without one answers a plain-text 500 whatever the main has.
         if Exception in handlers or 500 in handlers:
             continue
+        if catch_all_middleware(facts, app) is not None:
+            continue  # the runtime half checks what it answers
         where = "" if is_main else f"{_mount_label(path)} has "
         yield Finding(
             message=f"{where}no exception handler for `Exception` (or 500): {_handled_summary(handlers)}",
             target="app",
             location=_handler_location(facts, handlers, None if is_main else app, routes),
         )
+
+
+def catch_all_middleware(facts: AppFacts, app: Any) -> str | None:
+    """The name of a middleware of ``app`` that catches every exception around ``call_next`` and
+    answers itself (Netflix/dispatch's ``ExceptionMiddleware`` on its API app): the app's generic
+    handler in all but name. Read from the dispatch function's source: a ``try`` whose body awaits
+    ``call_next`` and whose ``except Exception`` (or bare ``except``) answers without re-raising:
+    it returns a response, or sets the one the function returns after the ``try``."""
+    for entry in getattr(app, "user_middleware", None) or []:
+        cls = middleware_class(entry)
+        dispatch = middleware_options(entry).get("dispatch") or getattr(cls, "dispatch", None)
+        if dispatch is None or not facts.is_own_object(unwrap_callable(dispatch)):
+            continue
+        info = source_index(facts).function_info(unwrap_callable(dispatch))
+        if info is not None and _returns_on_every_exception(info.node):
+            return str(getattr(cls, "__name__", None) or getattr(dispatch, "__name__", "middleware"))
+    return None
+
+
+def _returns_on_every_exception(function: ast.AST) -> bool:
+    returned = {
+        node.value.id
+        for node in ast.walk(function)
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Name)
+    }
+    for node in ast.walk(function):
+        if not isinstance(node, ast.Try):
+            continue
+        calls_next = any(
+            isinstance(inner, ast.Call) and (ast.unparse(inner.func).split(".")[-1] == "call_next")
+            for statement in node.body
+            for inner in ast.walk(statement)
+        )
+        if not calls_next:
+            continue
+        for handler in node.handlers:
+            caught = ast.unparse(handler.type) if handler.type is not None else "BaseException"
+            if caught.split(".")[-1] not in ("Exception", "BaseException"):
+                continue
+            inner_nodes = [inner for statement in handler.body for inner in ast.walk(statement)]
+            # `return JSONResponse(...)`, or `response = JSONResponse(...)` returned after the try
+            answers = any(
+                (isinstance(inner, ast.Return) and inner.value is not None)
+                or (
+                    isinstance(inner, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id in returned for t in inner.targets)
+                )
+                for inner in inner_nodes
+            )
+            if answers and not any(isinstance(inner, ast.Raise) for inner in inner_nodes):
+                return True
+    return False
 
 
 # -- FR109 ----------------------------------------------------------------------------------------

@@ -686,6 +686,14 @@ def test_post_statuses(pytester: pytest.Pytester, run_rules: Any) -> None:
 EXTLIB = """
     async def text_filter(name: str | None = None, pattern: str | None = None) -> dict:
         return {"name": name}
+
+
+    class Callback:  # an OAuth library's callback dependency: an instance, not a function
+        async def __call__(self, code: str | None = None) -> dict:
+            return {"code": code}
+
+
+    callback = Callback()
 """
 
 PARAMS_APP = """
@@ -697,7 +705,7 @@ PARAMS_APP = """
     from fastapi.security import OAuth2PasswordBearer
     from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-    from extlib import text_filter
+    from extlib import callback, text_filter
 
 
     class Out(BaseModel):
@@ -902,6 +910,11 @@ PARAMS_APP = """
         return Out(id=1)
 
 
+    @router.get("/library-callback")
+    async def library_callback(f: Annotated[dict, Depends(callback)]) -> Out:
+        return Out(id=1)
+
+
     @router.get("/users/{user_id}")
     async def get_user(user_id: int) -> UserOut:
         raise NotImplementedError
@@ -1045,6 +1058,11 @@ def test_bodies_query_parameters_and_secrets(pytester: pytest.Pytester, run_rule
         "has no `max_length`",
     ]
     assert library[0]["location"]["file"] == "paramsapp.py"  # the app's route, not the library
+    # A callable instance is named by its class: a memory address would change every run
+    assert [f["message"] for f in findings_of(run, "FR208", "GET /api/v1/library-callback")] == [
+        "free-text query parameter `code` (from dependency `extlib.Callback(...) instance`, a library "
+        "dependency) has no `max_length`",
+    ]
 
     # FR209: nested and aliased secrets are named by path; flags, timestamps, exclusions, tokens pass
     assert [f["message"] for f in findings_of(run, "FR209", "GET /api/v1/users/{user_id}")] == [

@@ -30,9 +30,14 @@ def takes_password_form(route: RouteFacts) -> bool:
 
 
 def code_of(obj: object) -> str:
-    """A short, readable name for an object in a message: ``module.qualname``."""
+    """A short, readable name for an object in a message: ``module.qualname``; a callable instance
+    (a library's dependency object, ``FastAPIOAuth20(...)``) by its class, never by its ``repr``,
+    whose memory address would change the message, and the finding's fingerprint, on every run."""
     module = getattr(obj, "__module__", None)
-    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if name is None:
+        cls = type(obj)
+        return f"{cls.__module__}.{cls.__qualname__}(...) instance"
     return f"{module}.{name}" if module else str(name)
 
 

@@ -40,6 +40,8 @@ class RulesSession:
         self.background_started = False
         self._sigterm_before: object = None
         self._watch_sigterm()
+        #: Whether :meth:`freeze_collected_heap` froze the heap (then :meth:`close` unfreezes it).
+        self._froze_heap = False
         #: Raises BaselineError (a usage error) when the file is missing or unreadable.
         self.baseline: Baseline | None = (
             Baseline.load(options.baseline_path, updating=options.update_baseline)
@@ -108,9 +110,29 @@ class RulesSession:
         signal.signal(signal.SIGTERM, interrupted)
         self._sigterm_before = signal.SIG_DFL
 
+    def freeze_collected_heap(self) -> None:
+        """Move everything alive after collection (the app, its facts, the items) out of the cyclic
+        garbage collector's sight until the session ends.
+
+        Those objects live for the whole session, yet every full collection walked them again: at
+        1,000 routes, 13 full collections took 4.9 s, 0.7 s each by the end. Only when nothing froze
+        the heap before (another plugin or the user's conftest has its own reasons, and
+        ``gc.unfreeze`` would undo them).
+        """
+        import gc
+
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            self._froze_heap = True
+
     def close(self) -> None:
         """Leave the process as the plugin found it: lifespan stopped, loop closed, children ended,
-        sys.path restored, the SIGTERM handler as it was."""
+        sys.path restored, the SIGTERM handler as it was, the heap unfrozen."""
+        if self._froze_heap:
+            import gc
+
+            gc.unfreeze()
+            self._froze_heap = False
         if self._sigterm_before is not None:
             import signal
 

@@ -26,14 +26,7 @@ def code_of(obj: object) -> str:
 
 
 def start_production_child(facts: AppFacts, options: RulesOptions) -> None:
-    """``background`` of the rules that read the app in production mode (FR108, FR503)."""
+    """``background`` of the rules that read the app in production mode (FR108, FR503, FR802)."""
     from pytest_fastapi_rules.production import start_production_child as start
-
-    start(facts, options)
-
-
-def start_logging_child(facts: AppFacts, options: RulesOptions) -> None:
-    """``background`` of FR802 (the app's logging in production mode)."""
-    from pytest_fastapi_rules.probing.logchild import start_logging_child as start
 
     start(facts, options)

@@ -31,7 +31,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules import api, security, wiring  # noqa: F401  (their rules get runtime halves)
-from pytest_fastapi_rules.rules.common import any_route, code_of, start_logging_child, start_production_child
+from pytest_fastapi_rules.rules.common import any_route, code_of, start_production_child
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
@@ -1566,7 +1566,7 @@ def check_survives_connection_loss(context: CheckContext) -> Iterator[Finding]:
     severity=Severity.WARNING,
     scope=Scope.APP,
     basis=Basis.PROBE,
-    background=start_logging_child,
+    background=start_production_child,
     section="Rule #24",
     summary="structlog is configured once the app has started, and renders JSON in production.",
     rationale=(
@@ -1579,8 +1579,8 @@ def check_survives_connection_loss(context: CheckContext) -> Iterator[Finding]:
     good_example="structlog.configure(processors=[..., structlog.processors.JSONRenderer()], ...)",
 )
 def check_structured_logging(context: CheckContext) -> Iterator[Finding]:
-    from pytest_fastapi_rules.probing.logchild import LoggingProbeError, logging_facts
-    from pytest_fastapi_rules.production import describe_env
+    from pytest_fastapi_rules.probing.logchild import LoggingProbeError
+    from pytest_fastapi_rules.production import describe_env, logging_facts
     from pytest_fastapi_rules.runtime import AppStartupError
 
     try:

@@ -5,7 +5,12 @@ the floor (``floor.py``), the full plugin run, the plugin with only app-level ru
 under ``pytest -n 2``; and, once, the plugin's cost on a project that does not pass ``--fastapi-app``.
 Prints a table of medians and writes it as JSON.
 
-Usage: ``python benchmarks/run.py [--sizes 10,100,1000] [--repeat 3] [--json benchmarks/results.json]``
+With ``--compare DIR`` (a checkout of another commit of the plugin, e.g. ``git archive REF | tar -x
+-C DIR``), that commit's full run and its ``-n 2`` run are measured too, in the same alternation,
+importing the plugin from ``DIR`` (``PYTHONPATH``): an A/B of two commits against one floor.
+
+Usage: ``python benchmarks/run.py [--sizes 10,100,1000] [--repeat 3] [--json benchmarks/results.json]
+[--compare DIR --compare-label NAME]``
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", default=str(HERE / "results.json"))
+    parser.add_argument("--compare", help="a checkout of another commit of the plugin, measured alongside")
+    parser.add_argument("--compare-label", default="before", help="the name of its rows")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fastapi-rules-bench-"))
     try:
@@ -90,17 +97,32 @@ def _benchmark(args: argparse.Namespace, work: Path) -> int:
         "plugin app-level": lambda d: [*pytest_base, f"--fastapi-rules-select={_app_level_codes()}"],
         "plugin -n 2": lambda d: [*pytest_base, "-n", "2"],
     }
+    #: Per run name, what its environment adds: the other commit's plugin first on the import path.
+    extra_env: dict[str, dict[str, str]] = {}
+    if args.compare:
+        compared = {"PYTHONPATH": str(Path(args.compare).resolve())}
+        label = args.compare_label
+        # Each of the other commit's runs right after the same run of this one.
+        order = ["floor", "plugin", f"{label} plugin", "plugin -n 2", f"{label} plugin -n 2"]
+        order.append("plugin app-level")
+        configs[f"{label} plugin"] = configs["plugin"]
+        configs[f"{label} plugin -n 2"] = configs["plugin -n 2"]
+        configs = {name: configs[name] for name in order}
+        extra_env = {name: compared for name in configs if name.startswith(f"{label} ")}
     rows = []
     for size in sizes:
         app_dir = generate(work / f"app{size}", size)
         env_size = {**env, "DATABASE_URL": f"sqlite+aiosqlite:///{app_dir / 'configured.db'}"}
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}
-        for name in ("floor", "plugin"):  # warm-up, not counted: bytecode caches
-            measure(configs[name](app_dir), app_dir, env_size, ok_codes=(0,) if name == "floor" else (0, 1))
+        warm_up = ["floor", "plugin", *(name for name in configs if name in extra_env)][:3]
+        for name in warm_up:  # not counted: bytecode caches
+            run_env = {**env_size, **extra_env.get(name, {})}
+            measure(configs[name](app_dir), app_dir, run_env, ok_codes=(0,) if name == "floor" else (0, 1))
         for _ in range(args.repeat):
             for name, build in configs.items():
                 ok_codes = (0,) if name == "floor" else (0, 1)
-                seconds, peak, _code = measure(build(app_dir), app_dir, env_size, ok_codes)
+                run_env = {**env_size, **extra_env.get(name, {})}
+                seconds, peak, _code = measure(build(app_dir), app_dir, run_env, ok_codes)
                 samples[name].append((seconds, peak))
         floor = statistics.median(s for s, _ in samples["floor"])
         for name, values in samples.items():
@@ -117,10 +139,10 @@ def _benchmark(args: argparse.Namespace, work: Path) -> int:
                 }
             )
     overhead = _no_app_overhead(work, env, args.repeat)
-    print(f"{'routes':>6}  {'run':<17} {'median s':>9} {'ms/route':>9} {'x floor':>8} {'peak MiB':>9}")
+    print(f"{'routes':>6}  {'run':<24} {'median s':>9} {'ms/route':>9} {'x floor':>8} {'peak MiB':>9}")
     for row in rows:
         print(
-            f"{row['routes']:>6}  {row['run']:<17} {row['median_s']:>9.3f} {row['per_route_ms']:>9.2f} "
+            f"{row['routes']:>6}  {row['run']:<24} {row['median_s']:>9.3f} {row['per_route_ms']:>9.2f} "
             f"{row['vs_floor']:>8.2f} {row['peak_rss_mib']:>9.1f}"
         )
     print(

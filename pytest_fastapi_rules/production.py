@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import importlib.util
 import json
 import os
 import re
@@ -46,6 +47,12 @@ from pytest_fastapi_rules.childproc import SYS_PATH_ENV, ChildProcess, ChildTime
 from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
 from pytest_fastapi_rules.facts import AppFacts, is_subclass
 from pytest_fastapi_rules.loading import AppLoadError, load_app
+from pytest_fastapi_rules.probing.logchild import (
+    LoggingFacts,
+    LoggingProbeError,
+    logging_document,
+    read_logging,
+)
 from pytest_fastapi_rules.registry import RuleSkipped, Severity
 from pytest_fastapi_rules.runtime import AppRuntime, AppStartupError
 
@@ -57,6 +64,8 @@ PROTOCOL = 1
 #: The variable that hands ``--fastapi-rules-db-url`` to the child (the child's own probe database
 #: then lives where the user said, ``sqlite`` included).
 DB_URL_ENV = "PYTEST_FASTAPI_RULES_DB_URL"
+#: The rule whose facts the child also gathers when it is selected (``probing.logchild``).
+LOGGING_RULE = "FR802"
 #: How long the child may take to import, start, probe and stop the app, at least.
 CHILD_TIMEOUT = 60.0
 #: The documentation routes FR108 asks about (their status in production mode).
@@ -383,7 +392,12 @@ def _environment_fields(facts: AppFacts) -> Iterator[_EnvironmentField]:
 
 _Cached = ProductionFacts | ProductionModeError | DiscoveryError
 _CACHE: weakref.WeakKeyDictionary[AppFacts, dict[tuple[Any, ...], _Cached]] = weakref.WeakKeyDictionary()
-_STARTED: weakref.WeakKeyDictionary[AppFacts, dict[tuple[Any, ...], ChildProcess]] = (
+_LOGGING_CACHE: weakref.WeakKeyDictionary[
+    AppFacts, dict[tuple[Any, ...], LoggingFacts | LoggingProbeError]
+] = weakref.WeakKeyDictionary()
+#: The children started per session and key, kept once read: FR108/FR503 and FR802 read the same
+#: child's document, each its own part.
+_CHILDREN: weakref.WeakKeyDictionary[AppFacts, dict[tuple[Any, ...], ChildProcess]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -405,9 +419,18 @@ def start_production_child(facts: AppFacts, options: RulesOptions) -> None:
     """
     env = production_env(facts, options).env
     key = _child_key(facts, options, env)
-    started = _STARTED.setdefault(facts, {})
-    if key not in _CACHE.get(facts, {}) and key not in started:
+    if key not in _CACHE.get(facts, {}):
+        _child_for(facts, options, env, key)
+
+
+def _child_for(
+    facts: AppFacts, options: RulesOptions, env: dict[str, str], key: tuple[Any, ...]
+) -> ChildProcess:
+    """The child for ``key``, started now unless it already was."""
+    started = _CHILDREN.setdefault(facts, {})
+    if key not in started:
         started[key] = _start_for(facts, options, env)
+    return started[key]
 
 
 def _start_for(facts: AppFacts, options: RulesOptions, env: dict[str, str]) -> ChildProcess:
@@ -421,6 +444,7 @@ def _start_for(facts: AppFacts, options: RulesOptions, env: dict[str, str]) -> C
         db_url=options.db_url,
         docs_paths=declared_docs_paths(getattr(facts, "app", None)),
         count_coverage=options.count_coverage,
+        logging=options.rule_is_selected(LOGGING_RULE),
     )
 
 
@@ -439,7 +463,7 @@ def production_facts(facts: AppFacts, options: RulesOptions) -> ProductionFacts:
     per_facts = _CACHE.setdefault(facts, {})
     if key not in per_facts:
         try:
-            child = _STARTED.get(facts, {}).pop(key, None) or _start_for(facts, options, env)
+            child = _child_for(facts, options, env, key)
             per_facts[key] = read_child(
                 child, env, origin=chosen.origin, restriction=chosen.restriction, suggested=chosen.suggested
             )
@@ -449,6 +473,50 @@ def production_facts(facts: AppFacts, options: RulesOptions) -> ProductionFacts:
     if isinstance(cached, Exception):
         raise cached
     return cached
+
+
+def logging_facts(facts: AppFacts, options: RulesOptions) -> LoggingFacts:
+    """FR802's facts: the ``"logging"`` part of the production-mode child's document, read once
+    per session and environment; raises :class:`LoggingProbeError` with the reason.
+
+    The part is read from the same child as :func:`production_facts`, apart from it: a failure of
+    the logging half is FR802's alone, and FR802 is judged even when the production facts are not
+    (an engine path that does not resolve in production).
+    """
+    env = production_env(facts, options).env
+    key = _child_key(facts, options, env)
+    per_facts = _LOGGING_CACHE.setdefault(facts, {})
+    if key not in per_facts:
+        try:
+            per_facts[key] = _read_logging(_child_for(facts, options, env, key), env)
+        except LoggingProbeError as exc:
+            per_facts[key] = exc
+    cached = per_facts[key]
+    if isinstance(cached, Exception):
+        raise cached
+    return cached
+
+
+def _read_logging(child: ChildProcess, env: dict[str, str]) -> LoggingFacts:
+    try:
+        completed = child.output()
+    except ChildTimeout:
+        raise LoggingProbeError(
+            f"with the production environment set ({describe_env(env)}), starting the app to look "
+            "at its logging did not finish in time"
+        ) from None
+    document = _parse_document(completed.stdout) or {}
+    if "logging" in document:
+        return read_logging(document["logging"], env, describe_env(env))
+    if importlib.util.find_spec("structlog") is None:
+        # Nothing to look at whether or not the app starts in production mode.
+        return LoggingFacts(env=env, structlog_installed=False, configured=False, line=None, is_json=False)
+    error = document.get("error", f"the child exited with code {completed.returncode}")
+    raise LoggingProbeError(
+        f"with the production environment set ({describe_env(env)}), the app could not be "
+        f"started to look at its logging: {error}",
+        _tail(completed.stderr, 30),
+    )
 
 
 def production_facts_for_rule(
@@ -508,12 +576,14 @@ def start_child(
     db_url: str | None = None,
     docs_paths: dict[str, str] | None = None,
     count_coverage: bool = False,
+    logging: bool = False,
 ) -> ChildProcess:
     """Start the child process that imports and starts the app with ``env`` set (see the module).
 
     ``timeout`` bounds the whole child (import, startup, probes, shutdown); by default
     :data:`CHILD_TIMEOUT`, or more when the app's own startup timeout is long. ``count_coverage``:
-    let pytest-cov/coverage.py measure the child (``fastapi_rules_count_coverage``).
+    let pytest-cov/coverage.py measure the child (``fastapi_rules_count_coverage``). ``logging``:
+    also gather FR802's facts in the started app (``probing.logchild``).
     """
     args = ["--app", spec, "--app-dir", str(app_dir), "--startup-timeout", str(startup_timeout)]
     for path in engine_paths:
@@ -524,6 +594,8 @@ def start_child(
         args += ["--docs", f"{kind}={path}"]
     for name in env:
         args += ["--env", name]
+    if logging:
+        args.append("--logging")
     if timeout is None:
         timeout = max(CHILD_TIMEOUT, startup_timeout * 2 + 10)
     child_env = dict(env)
@@ -705,11 +777,14 @@ def gather(
     factory_paths: tuple[str, ...],
     startup_timeout: float,
     docs_paths: dict[str, str] | None = None,
+    logging: bool = False,
 ) -> dict[str, Any]:
     """Import and start the app, and describe it as the JSON document the parent reads.
 
     ``docs_paths`` (``path -> kind``) are the documentation paths the app declares when it is not
     in production mode; the rulebook's ``/docs``, ``/redoc`` and ``/openapi.json`` are always asked.
+    ``logging``: once the app has started, FR802's part (``"logging"``), before the documentation
+    requests, as the app is right after startup.
     """
     base: dict[str, Any] = {"protocol": PROTOCOL, "env": env}
     try:
@@ -740,7 +815,8 @@ def gather(
                 "rejected_env": _rejected_env(exc, env),
             }
         except DiscoveryError as exc:
-            return {**base, "ok": False, "stage": "discovery", "error": str(exc)}
+            return {**base, **_logging_part(logging), "ok": False, "stage": "discovery", "error": str(exc)}
+        base.update(_logging_part(logging))
         paths = {**DOCS_KINDS, **(docs_paths or {})}
         try:
             statuses, errors, served = runtime.run(
@@ -769,6 +845,10 @@ def gather(
             sys.stderr.write(f"The app's lifespan failed at shutdown:\n{shutdown_error}\n")
 
 
+def _logging_part(wanted: bool) -> dict[str, Any]:
+    return {"logging": logging_document()} if wanted else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Child entry point: print one JSON document on the real stdout, the app's output on stderr."""
     parser = argparse.ArgumentParser(prog="python -m pytest_fastapi_rules.production")
@@ -784,6 +864,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="NAME of a production variable (its value is read from the environment)",
     )
+    parser.add_argument("--logging", action="store_true", help="also gather FR802's logging facts")
     args = parser.parse_args(argv)
     _restore_parent_sys_path()
 
@@ -801,6 +882,7 @@ def main(argv: list[str] | None = None) -> int:
             tuple(args.session_factory),
             args.startup_timeout,
             {path: kind for kind, _, path in (item.partition("=") for item in args.docs) if path},
+            logging=args.logging,
         )
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as a failure
         traceback.print_exc()

@@ -43,6 +43,11 @@ class RulesSession:
         self.background_started = False
         self._sigterm_before: object = None
         self._watch_sigterm()
+        #: Whether :meth:`freeze_collected_heap` froze the heap (then :meth:`_unfreeze_heap` unfreezes it).
+        self._froze_heap = False
+        # Registered now, in pytest_configure, so that it runs after every other cleanup (they run
+        # last-registered first): see _unfreeze_heap.
+        config.add_cleanup(self._unfreeze_heap)
         #: Raises BaselineError (a usage error) when the file is missing or unreadable.
         self.baseline: Baseline | None = (
             Baseline.load(options.baseline_path, updating=options.update_baseline)
@@ -110,9 +115,38 @@ class RulesSession:
         signal.signal(signal.SIGTERM, interrupted)
         self._sigterm_before = signal.SIG_DFL
 
+    def freeze_collected_heap(self) -> None:
+        """Move everything alive after collection (the app, its facts, the items) out of the cyclic
+        garbage collector's sight until the session ends.
+
+        Those objects live for the whole session, yet every full collection walked them again: at
+        1,000 routes, 13 full collections took 4.9 s, 0.7 s each by the end. Only when nothing froze
+        the heap before (another plugin or the user's conftest has its own reasons, and
+        ``gc.unfreeze`` would undo them).
+        """
+        import gc
+
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            self._froze_heap = True
+
+    def _unfreeze_heap(self) -> None:
+        """Give the frozen objects back to the collector, as the last thing of the session.
+
+        After pytest's own full collections at the end (its unraisable-exception check collects in
+        ``pytest_unconfigure`` and again in a cleanup): unfrozen before them, each walked the whole
+        heap again, 1 to 2 s apiece at 1,000 routes. What was frozen is the app and the items, whose
+        finalizers are not the user's tests'.
+        """
+        if self._froze_heap:
+            import gc
+
+            gc.unfreeze()
+            self._froze_heap = False
+
     def close(self) -> None:
         """Leave the process as the plugin found it: lifespan stopped, loop closed, children ended,
-        sys.path restored, the SIGTERM handler as it was."""
+        sys.path restored, the SIGTERM handler as it was (the heap is unfrozen by a cleanup)."""
         if self._sigterm_before is not None:
             import signal
 

@@ -432,3 +432,37 @@ def pytest_unconfigure(config):
         ]
     )
     assert "ERROR collecting" not in result.stdout.str()
+
+
+FREEZE_PROBE = """
+import gc
+
+
+def test_users_own_test_sees_the_heap_frozen(record_property):
+    with open("freeze-count.txt", "w") as out:
+        out.write(str(gc.get_freeze_count()))
+"""
+
+
+def test_the_heap_is_frozen_after_collection_and_unfrozen_after_the_session(
+    pytester: pytest.Pytester, small_app: None, run_rules: RunRules
+) -> None:
+    """What lives for the whole session is kept out of the collector's full collections, and given
+    back at the end; a heap someone else froze is left as it was."""
+    import gc
+
+    pytester.makepyfile(test_freeze=FREEZE_PROBE)
+    assert gc.get_freeze_count() == 0
+    run = run_rules("small:app")
+    assert run.result.ret in (0, 1), run.output
+    assert int((pytester.path / "freeze-count.txt").read_text()) > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        run_rules("small:app")
+        # Frozen objects freed meanwhile leave the count; the plugin froze nothing more, unfroze nothing.
+        assert 0 < int((pytester.path / "freeze-count.txt").read_text()) <= frozen
+        assert 0 < gc.get_freeze_count() <= frozen
+    finally:
+        gc.unfreeze()

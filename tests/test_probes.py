@@ -889,6 +889,62 @@ def test_fr802_runs_production_mode_with_the_apps_own_spelling_and_skips_when_it
     assert run.result.ret == 0
 
 
+def test_one_production_mode_child_serves_fr108_fr503_and_fr802(
+    blog: Path, run_rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production-mode rules and FR802 import the app with the same environment: one child
+    gathers both sets of facts (a second one imported the app again)."""
+    from pytest_fastapi_rules import childproc
+
+    started: list[list[str]] = []
+    original = childproc.ChildProcess.__init__
+
+    def counting(self: Any, module: str, args: list[str], *rest: Any, **named: Any) -> None:
+        started.append([module, *args])
+        original(self, module, args, *rest, **named)
+
+    monkeypatch.setattr(childproc.ChildProcess, "__init__", counting)
+    run = run_rules(BLOG, "--fastapi-rules-select=FR108,FR503,FR802")
+    outcomes = {code: list(run.outcomes(code).values()) for code in ("FR108", "FR503", "FR802")}
+    assert outcomes == {"FR108": ["passed"], "FR503": ["passed"], "FR802": ["passed"]}, run.output
+    assert len(started) == 1, started
+    assert started[0][0] == "pytest_fastapi_rules.production" and "--logging" in started[0]
+
+
+LOGGING_CRASH_APP = """
+import os
+
+import structlog
+from fastapi import FastAPI
+
+
+def explode(logger, method_name, event_dict):
+    raise RuntimeError("the renderer exploded")
+
+
+if os.environ.get("ENVIRONMENT") == "production":
+    structlog.configure(processors=[explode])
+
+app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@app.get("/api/v1/ping", tags=["ping"])
+async def ping() -> dict[str, str]:
+    return {"ping": "pong"}
+"""
+
+
+def test_a_crash_of_the_logging_half_of_the_child_is_fr802s_alone(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    pytester.makepyfile(loggingcrash=LOGGING_CRASH_APP)
+    run = run_rules("loggingcrash:app", "--fastapi-rules-select=FR108,FR802")
+    assert list(run.outcomes("FR108").values()) == ["passed"], run.output
+    (result,) = run.results_for("FR802")
+    assert result["outcome"] == "skipped", run.output
+    assert "looking at the app's logging failed: RuntimeError: the renderer exploded" in result["message"]
+
+
 # -- pytest-xdist: the probe run split between workers --------------------------------------------
 
 

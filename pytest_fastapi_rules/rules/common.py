@@ -8,7 +8,6 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from pytest_fastapi_rules import production
 from pytest_fastapi_rules.facts import is_subclass
-from pytest_fastapi_rules.probing import logchild
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
@@ -42,10 +41,5 @@ def code_of(obj: object) -> str:
 
 
 def start_production_child(facts: AppFacts, options: RulesOptions) -> None:
-    """``background`` of the rules that read the app in production mode (FR108, FR503)."""
+    """``background`` of the rules that read the app in production mode (FR108, FR503, FR802)."""
     production.start_production_child(facts, options)
-
-
-def start_logging_child(facts: AppFacts, options: RulesOptions) -> None:
-    """``background`` of FR802 (the app's logging in production mode)."""
-    logchild.start_logging_child(facts, options)

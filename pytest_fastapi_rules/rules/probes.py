@@ -28,7 +28,7 @@ from pytest_fastapi_rules.probing.auth import (
 )
 from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD
 from pytest_fastapi_rules.probing.edges import EDGE_PHASE
-from pytest_fastapi_rules.probing.logchild import LoggingProbeError, logging_facts
+from pytest_fastapi_rules.probing.logchild import LoggingProbeError
 from pytest_fastapi_rules.probing.requests import PASSWORD_FIELD, RequestBuilder
 from pytest_fastapi_rules.probing.results import N_PLUS_ONE_GROWTH, ProbePhaseError
 from pytest_fastapi_rules.probing.runner import (
@@ -41,7 +41,13 @@ from pytest_fastapi_rules.probing.runner import (
 )
 from pytest_fastapi_rules.probing.seeding import LARGE, SMALL
 from pytest_fastapi_rules.probing.shards import Shard, shard_index
-from pytest_fastapi_rules.production import DOCS_KINDS, declared_docs_paths, describe_env, production_facts
+from pytest_fastapi_rules.production import (
+    DOCS_KINDS,
+    declared_docs_paths,
+    describe_env,
+    logging_facts,
+    production_facts,
+)
 from pytest_fastapi_rules.registry import (
     COLLECTOR_NAME,
     Basis,
@@ -56,7 +62,7 @@ from pytest_fastapi_rules.registry import (
 )
 from pytest_fastapi_rules.rules import api, security, wiring  # noqa: F401  (their rules get runtime halves)
 from pytest_fastapi_rules.rules.api import is_secret_name
-from pytest_fastapi_rules.rules.common import any_route, code_of, start_logging_child, start_production_child
+from pytest_fastapi_rules.rules.common import any_route, code_of, start_production_child
 from pytest_fastapi_rules.rules.database import location_of_where
 from pytest_fastapi_rules.rules.wiring import serving_apps
 from pytest_fastapi_rules.runtime import AppStartupError
@@ -1592,7 +1598,7 @@ def check_survives_connection_loss(context: CheckContext) -> Iterator[Finding]:
     severity=Severity.WARNING,
     scope=Scope.APP,
     basis=Basis.PROBE,
-    background=start_logging_child,
+    background=start_production_child,
     section="Rule #24",
     summary="structlog is configured once the app has started, and renders JSON in production.",
     rationale=(

@@ -25,6 +25,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.wiring import is_app_code_module
+from pytest_fastapi_rules.source import source_index
 
 _ENVIRON_READ = re.compile(r"\bos\.environ\b|\bos\.getenv\s*\(|\bgetenv\s*\(")
 #: Names that mark an unannotated cached function as the settings accessor.
@@ -205,13 +206,7 @@ def _built_at_import(facts: AppFacts, modules: list[ModuleType], classes: tuple[
     """
     built: set[type] = set()
     for module in modules:
-        file = getattr(module, "__file__", None)
-        if not file or Path(file).suffix != ".py":
-            continue
-        try:
-            tree = _parsed(str(file), Path(file).stat().st_mtime)
-        except OSError:
-            continue
+        tree = _module_tree(facts, module)
         for node in tree.body if tree is not None else ():
             value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
             if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Name):
@@ -300,6 +295,29 @@ def _snake(name: str) -> str:
 _TYPE_ONLY_CALLS = frozenset({"isinstance", "issubclass", "cast", "type", "getattr", "hasattr", "super"})
 
 
+def _module_tree(facts: AppFacts, module: ModuleType) -> ast.Module | None:
+    """A module's parsed source, or None when it has no readable ``.py`` source.
+
+    The source index's tree when the index holds the module (the app's own modules, parsed once
+    for every rule); a module of the settings classes' package outside the project is parsed here,
+    once per file version. A bounded cache of its own thrashed on apps of more modules than its
+    size: the import-time builders and the call-name scan each re-parsed all 700 modules of a
+    1,000-route app.
+    """
+    file = getattr(module, "__file__", None)
+    if not file or Path(file).suffix != ".py":
+        return None
+    try:
+        path = Path(file).resolve()
+        mtime = path.stat().st_mtime
+    except OSError:
+        return None
+    indexed = source_index(facts).get(module.__name__)
+    if indexed is not None and indexed.path == path:
+        return indexed.tree
+    return _parsed(str(path), mtime)
+
+
 @functools.lru_cache(maxsize=512)
 def _parsed(file: str, mtime: float) -> ast.Module | None:
     """A module's source parsed once per file version, or None when it cannot be read."""
@@ -309,13 +327,9 @@ def _parsed(file: str, mtime: float) -> ast.Module | None:
         return None
 
 
-@functools.lru_cache(maxsize=512)
-def _called_names(file: str, mtime: float) -> frozenset[str] | None:
+def _called_names(tree: ast.Module) -> frozenset[str]:
     """Names a module calls or hands to a call (``Settings()``, ``Depends(Settings)``,
-    ``loader(cls=Settings)``), or None when its source cannot be read."""
-    tree = _parsed(file, mtime)
-    if tree is None:
-        return None
+    ``loader(cls=Settings)``)."""
     names: set[str] = set()
 
     def name_of(node: ast.expr) -> str | None:
@@ -341,7 +355,7 @@ def _called_names(file: str, mtime: float) -> frozenset[str] | None:
     return frozenset(names)
 
 
-def _used_classes(modules: list[ModuleType], classes: tuple[type, ...]) -> set[type] | None:
+def _used_classes(facts: AppFacts, modules: list[ModuleType], classes: tuple[type, ...]) -> set[type] | None:
     """The settings classes the app instantiates (or hands to code that does, ``Depends(Settings)``),
     judged by the calls in its own modules; None when no module's source could be read.
 
@@ -352,18 +366,11 @@ def _used_classes(modules: list[ModuleType], classes: tuple[type, ...]) -> set[t
     called: set[str] = set()
     readable = False
     for module in modules:
-        file = getattr(module, "__file__", None)
-        if not file or Path(file).suffix != ".py":
-            continue
-        try:
-            mtime = Path(file).stat().st_mtime
-        except OSError:
-            continue
-        names = _called_names(str(file), mtime)
-        if names is None:
+        tree = _module_tree(facts, module)
+        if tree is None:
             continue
         readable = True
-        called |= names
+        called |= _called_names(tree)
     if not readable:
         return None
     return {cls for cls in classes if cls.__name__ in called}
@@ -460,7 +467,7 @@ def check_settings_via_pydantic(context: CheckContext) -> Iterator[Finding]:
     all_classes = tuple(classes)
     modules = _modules_to_search(facts, classes)
     cached = _cached_classes(facts, modules, all_classes)
-    used = _used_classes(modules, all_classes)
+    used = _used_classes(facts, modules, all_classes)
     if used is None:
         # No source to read the calls from: judge the concrete classes, those no other settings
         # class extends (bases and mixins are read through their subclasses).

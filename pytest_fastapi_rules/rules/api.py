@@ -26,6 +26,7 @@ import pydantic
 from pydantic import BaseModel, SecretBytes, SecretStr
 from starlette.responses import JSONResponse, Response
 
+from pytest_fastapi_rules import registry
 from pytest_fastapi_rules.facts import (
     is_coroutine_callable,
     is_subclass,
@@ -44,6 +45,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import any_route, code_of, is_api_route, takes_password_form
+from pytest_fastapi_rules.rules.probe_support import PROBES_UNAVAILABLE, _happy, _probe
 from pytest_fastapi_rules.source import source_index
 
 if TYPE_CHECKING:
@@ -686,12 +688,24 @@ def _app_has_orm(facts: AppFacts) -> bool:
         return False
 
 
+def _runtime_no_orm_in_response(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR203")
+    names = results.orm_returns.get(route.target)
+    if names:
+        yield Finding(
+            message=f"at runtime, endpoint `{route.name}` handed SQLAlchemy `{', '.join(names)}` "
+            "instance(s) to FastAPI for serialisation without a response model",
+            location=route.location,
+        )
+
+
 @rule(
     code="FR203",
     name="no-orm-in-response",
     severity=Severity.ERROR,
     scope=Scope.ROUTE,
-    basis=Basis.APP,
+    basis=Basis.APP_PROBE,
     section="Rule #15",
     summary=(
         "No response model or return annotation is (or contains) a SQLAlchemy-mapped class; "
@@ -713,6 +727,11 @@ def _app_has_orm(facts: AppFacts) -> bool:
         "async def get_user(user_id: int, service: UserServiceDep) -> UserResponse:\n"
         "    return UserResponse.model_validate(await service.get_user(user_id))"
     ),
+    runtime=_runtime_no_orm_in_response,
+    unavailable=PROBES_UNAVAILABLE,
+    phases=("gets",),
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_no_orm_in_response(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -1297,12 +1316,42 @@ def _first_allowed_offset(param: QueryParam) -> int:
     return 0 if isinstance(default, int) and not isinstance(default, bool) and default == 0 else 1
 
 
+def _runtime_pagination(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR207")
+    for exchange in results.for_target(route.target, "page-bound"):
+        if exchange.status is not None and 400 <= exchange.status < 500:
+            continue
+        yield Finding(
+            message=f"{exchange.request.shown} ({exchange.request.description}) {exchange.outcome}, not 422",
+            location=route.location,
+        )
+
+
+def _list_not_from_a_table(context: CheckContext) -> str | None:
+    """FR207 is about lists of rows: a route whose valid requests answered its list without running
+    any SQL (fastapi_best_architecture's column types, data-rule model names) returns a fixed list,
+    with no table behind it to grow. Only when the run counted SQL elsewhere, so that zero means
+    none was run, not that the counting missed the app's database."""
+    route = context.the_route
+    results = _probe(context, "FR207")
+    answered = [exchange for exchange in _happy(results, route.target) if exchange.ok]
+    if not answered or any(exchange.count for exchange in answered):
+        return None
+    if not any(exchange.count for exchange in results.exchanges):
+        return None
+    return (
+        f"{route.target} answered its list without running any SQL ({len(answered)} valid "
+        "request(s), 0 statements): a fixed list, with no table rows to page"
+    )
+
+
 @rule(
     code="FR207",
     name="pagination-bounded",
     severity=Severity.ERROR,
     scope=Scope.ROUTE,
-    basis=Basis.APP,
+    basis=Basis.APP_PROBE,
     section="Rules #16, #17",
     summary=(
         "GET routes answering a list take a page-size query parameter bounded above (`le`, "
@@ -1322,6 +1371,12 @@ def _first_allowed_offset(param: QueryParam) -> int:
         "    skip: int = Query(0, ge=0),\n    limit: int = Query(20, ge=1, le=100),\n"
         ") -> list[PostResponse]: ..."
     ),
+    runtime=_runtime_pagination,
+    overruled_by=_list_not_from_a_table,
+    unavailable=PROBES_UNAVAILABLE,
+    phases=("gets", "page-bound"),
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_pagination_bounded(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -1545,12 +1600,60 @@ def secret_fields(
     yield from walk(tp, "", True)
 
 
+def _secret_keys(value: Any, path: str = "") -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if (
+                isinstance(key, str)
+                and is_secret_name(key)
+                and isinstance(inner, str)
+                and inner
+                and set(inner) != {"*"}
+            ):
+                yield where
+            yield from _secret_keys(inner, where)
+    elif isinstance(value, list):
+        for item in value[:50]:
+            yield from _secret_keys(item, f"{path}[]")
+
+
+def _flagged_by_fr203(context: CheckContext) -> bool:
+    """Whether FR203 reports this route (no response model, ORM objects handed to FastAPI)."""
+    try:
+        return bool(list(registry.get_rule("FR203").check(context)))
+    except Exception:  # noqa: BLE001 - FR203 skipped, or could not judge: no double report to avoid
+        return False
+
+
+def _runtime_no_secrets(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR209")
+    if _flagged_by_fr203(context):
+        # Serialising the ORM object itself puts every column in the body, the password hash
+        # included: that is FR203's finding. One mistake, one finding.
+        raise RuleSkipped(f"FR203 reports {route.target}: it serialises ORM objects without a response model")
+    seen: set[str] = set()
+    for exchange in _happy(results, route.target):
+        if not exchange.ok:
+            continue
+        for key in _secret_keys(exchange.json):
+            leaf = key.rsplit(".", 1)[-1]
+            if leaf in seen:
+                continue
+            seen.add(leaf)
+            yield Finding(
+                message=f"the response body of {exchange.request.shown} carries `{key}`",
+                location=route.location,
+            )
+
+
 @rule(
     code="FR209",
     name="no-secrets-in-response",
     severity=Severity.ERROR,
     scope=Scope.ROUTE,
-    basis=Basis.APP,
+    basis=Basis.APP_PROBE,
     section="Rules #15, #21",
     summary=(
         "No response model (nested models included) has a field named like a password, hash or "
@@ -1564,6 +1667,11 @@ def secret_fields(
     applies_to=any_route,
     bad_example="class UserResponse(BaseModel):\n    id: int\n    email: str\n    hashed_password: str",
     good_example="class UserResponse(BaseModel):\n    id: int\n    email: str",
+    runtime=_runtime_no_secrets,
+    unavailable=PROBES_UNAVAILABLE,
+    phases=("gets",),
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_no_secrets_in_response(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route

@@ -31,8 +31,7 @@ from pytest_fastapi_rules.registry import (
     UserSetupError,
     rule,
 )
-from pytest_fastapi_rules.rules.common import code_of, start_production_child
-from pytest_fastapi_rules.rules.wiring import _lifespan_parts
+from pytest_fastapi_rules.rules.common import _lifespan_parts, code_of, start_production_child
 from pytest_fastapi_rules.sqla import engine_key, is_async_session_factory, is_session_factory, is_sync_engine
 
 if TYPE_CHECKING:

@@ -4,10 +4,9 @@ Every rule here reads the observations of one probe run (``probing.runner.probe_
 once per session by the first probe item: the app's lifespan is run anew, on an isolated database,
 with real requests sent in-process and their SQL counted (see ``pytest_fastapi_rules/probing``).
 
-The runtime halves of rules whose static half lives in another family module (FR105, FR203, FR207,
-FR209, FR701) are attached to those rules at import time by :func:`_attach_runtime_half`: the item
-reports the static findings and the runtime ones together. A runtime half that cannot run (no probe
-data, the probes could not start) adds nothing; the probe rules of this module report that cause.
+The runtime halves of app rules (FR105, FR203, FR207, FR209, FR701) live with their static halves
+and are declared with them (``rule(runtime=...)``); the access to the probe run and the helpers the
+probe rules share are in ``probe_support``.
 """
 
 from __future__ import annotations
@@ -15,35 +14,29 @@ from __future__ import annotations
 import collections
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from pytest_fastapi_rules import registry
-from pytest_fastapi_rules.facts import is_subclass, plain_annotation, unwrap_callable
+from pytest_fastapi_rules.facts import is_subclass, plain_annotation
 from pytest_fastapi_rules.probing.auth import (
     challenge_schemes,
     credential_reader,
     iter_schemes,
-    rejects_anonymous,
 )
 from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD
 from pytest_fastapi_rules.probing.edges import EDGE_PHASE
 from pytest_fastapi_rules.probing.logchild import LoggingProbeError, logging_facts
 from pytest_fastapi_rules.probing.requests import PASSWORD_FIELD, RequestBuilder
-from pytest_fastapi_rules.probing.results import N_PLUS_ONE_GROWTH, ProbePhaseError
+from pytest_fastapi_rules.probing.results import N_PLUS_ONE_GROWTH
 from pytest_fastapi_rules.probing.runner import (
     ENVELOPE_SAMPLES,
     LIVENESS_ALIASES,
     READINESS_ALIASES,
-    UNLISTED_ORIGIN,
-    ProbeSetupError,
-    probe_results,
 )
 from pytest_fastapi_rules.probing.seeding import LARGE, SMALL
-from pytest_fastapi_rules.probing.shards import Shard, shard_index
 from pytest_fastapi_rules.production import DOCS_KINDS, declared_docs_paths, describe_env, production_facts
 from pytest_fastapi_rules.registry import (
-    COLLECTOR_NAME,
     Basis,
     CheckContext,
     Finding,
@@ -51,247 +44,26 @@ from pytest_fastapi_rules.registry import (
     RuleSkipped,
     Scope,
     Severity,
-    UserSetupError,
     rule,
 )
-from pytest_fastapi_rules.rules import api, security, wiring  # noqa: F401  (their rules get runtime halves)
-from pytest_fastapi_rules.rules.api import is_secret_name
 from pytest_fastapi_rules.rules.common import any_route, code_of, start_logging_child, start_production_child
-from pytest_fastapi_rules.rules.database import location_of_where
-from pytest_fastapi_rules.rules.wiring import serving_apps
+from pytest_fastapi_rules.rules.probe_support import (
+    _auth_note,
+    _frame_location,
+    _happy,
+    _method_route,
+    _probe,
+    _short_frame,
+    _short_where,
+    _unanswered,
+    _where_location,
+)
 from pytest_fastapi_rules.runtime import AppStartupError
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
     from pytest_fastapi_rules.options import RulesOptions
     from pytest_fastapi_rules.probing.results import Exchange, ProbeResults
-
-
-# -- access to the probe run ------------------------------------------------------------------------
-
-
-#: Probe rules whose check always reads the probe run, in collection order (codes sort). The first
-#: of them that is collected reports a probe setup failure as its error; the others skip, pointing at it.
-#: FR102 is not among them: it judges the app's lifespan, and a database the probes could not set up
-#: says nothing about that.
-_SETUP_REPORTERS = (
-    "FR103",
-    "FR106",
-    "FR107",
-    "FR210",
-    "FR211",
-    "FR306",
-    "FR402",
-    "FR509",
-    "FR510",
-    "FR511",
-    "FR704",
-    "FR705",
-)
-
-
-#: Rules whose verdict on a route depends on the data the route reads or writes: their items skip
-#: a route that needs a table the probes could not create or seed (``ProbeResults.broken_table_of``).
-_NEEDS_DATA = frozenset(
-    {"FR203", "FR205", "FR207", "FR209", "FR210", "FR211", "FR402", "FR509", "FR510", "FR705"}
-)
-
-
-def _probe(context: CheckContext, code: str) -> ProbeResults:
-    """The probe run's results, for the item of rule ``code`` (and ``context.route``).
-
-    When the probes cannot run at all (their database cannot be set up, the app reached a database
-    the plugin could not redirect), ONE item reports the cause as a "cannot check" error (see
-    :func:`_setup_error_item`) and every other probe item is skipped with a one-line reason that
-    names that item: one cause, one red item, not one per route. A phase of the run that crashed
-    errors only the rules it feeds (``runner.PHASE_RULES``), and a route that needs a table the
-    probes could not create or seed is skipped with that table and the reason, by the rules whose
-    verdict depends on its data.
-    """
-    target = context.route.target if context.route is not None else None
-    try:
-        results = probe_results(
-            context.facts, context.options, Shard.of(target, context.options.probe_shards)
-        )
-    except ProbeSetupError as exc:
-        _setup_failure(
-            context,
-            code,
-            f"the probes cannot run: {exc}",
-            f"the probes could not set up their database ({exc.cause})",
-        )
-    if results.escapes:
-        escape = results.escapes[0]
-        _setup_failure(
-            context,
-            code,
-            f"during the probes the app tried to reach {escape.url} (from {escape.where}), which the "
-            "plugin could not redirect to the isolated database; it refused the access, so the "
-            "probe results are incomplete. Name that engine or session factory in the ini keys "
-            "fastapi_rules_engines / fastapi_rules_session_factories (module:attribute).",
-            f"the probe results are incomplete: the app reached {escape.url}, which the plugin "
-            "could not redirect",
-        )
-    if results.stall is not None and not (code == "FR402" and target == results.stall.target):
-        _stalled(context, code, results)
-    failure = results.failed_phase(code, target)
-    if failure is not None:
-        raise ProbePhaseError(failure)
-    if target is not None and code in _NEEDS_DATA:
-        given_up = results.requests_given_up.get(target)
-        if given_up is not None:
-            raise RuleSkipped(f"the probes sent nothing to {target}: {given_up}")
-        broken = results.broken_table_of(target)
-        if broken is not None:
-            table, why = broken
-            raise RuleSkipped(f"{target} needs table {table!r}, which the probes could not use: {why}")
-    return results
-
-
-def _stalled(context: CheckContext, code: str, results: ProbeResults) -> NoReturn:
-    """The probe run stopped at a request that blocked the loop: FR402 reports that route; every
-    other probe item is skipped pointing at it (or, when FR402 is not run, at the setup item)."""
-    stall = results.stall
-    assert stall is not None
-    what = (
-        f"the probes stopped when {stall.request} blocked the event loop for over {stall.seconds:g} s "
-        f"(at {_short_frame(context.facts, stall.where)})"
-    )
-    reporter = registry.get_rule("FR402")
-    route = next((r for r in context.facts.routes if r.target == stall.target), None)
-    if (
-        route is not None
-        and context.options.rule_is_selected("FR402")
-        and (reporter.applies_to is None or reporter.applies_to(route, context.options))
-        and not context.options.route_ignored(route.method, route.path, "FR402")
-    ):
-        raise RuleSkipped(f"{what}: see {COLLECTOR_NAME}::FR402[{stall.target}]")
-    _setup_failure(
-        context,
-        code,
-        f"{what}, so the rest of the probe run has no answers. The app's blocking call:\n{stall.stack}",
-        what,
-    )
-
-
-def _setup_error_item(context: CheckContext) -> tuple[str, str | None] | None:
-    """``(code, route target or None)`` of the item that reports a probe setup failure.
-
-    Computed from the registry, the selection and the routes, the way the collector orders items, so
-    it is the same item whatever order the items run in (pytest-randomly, xdist, ``--lf``). When
-    xdist workers share the probe run out (``probing/shards.py``), each shard has its own: a
-    failure seen by one worker's part of the run is reported by an item that worker runs.
-    """
-    options = context.options
-    shards = options.probe_shards
-    here = shard_index(context.route.target if context.route is not None else None, shards)
-    declared_rules = {declared.code: declared for declared in registry.all_rules()}
-    for code in _SETUP_REPORTERS:
-        declared = declared_rules.get(code)
-        if declared is None or not options.rule_is_selected(code):
-            continue
-        if declared.scope is Scope.APP:
-            if here == 0:
-                return code, None
-            continue
-        for route in context.facts.routes:
-            if declared.applies_to is not None and not declared.applies_to(route, options):
-                continue
-            if options.route_ignored(route.method, route.path, code):
-                continue
-            if shard_index(route.target, shards) != here:
-                continue
-            return code, route.target
-    return None
-
-
-def _setup_failure(context: CheckContext, code: str, message: str, summary: str) -> NoReturn:
-    """Raise the setup failure as this item's error if it is the reporting item, else skip."""
-    holder = _setup_error_item(context)
-    here = (code, context.route.target if context.route is not None else None)
-    if holder is None or holder == here:
-        raise UserSetupError(message)
-    holder_code, target = holder
-    nodeid = f"{COLLECTOR_NAME}::{holder_code}" + (f"[{target}]" if target else "")
-    raise RuleSkipped(f"{summary}: see {nodeid}")
-
-
-def _happy(results: ProbeResults, target: str) -> list[Exchange]:
-    return results.for_target(target, ("small", "large", "write"))
-
-
-def _unanswered(
-    results: ProbeResults,
-    target: str,
-    phases: tuple[str, ...] = ("small", "large", "write"),
-    route: RouteFacts | None = None,
-) -> str:
-    """Why a route gave the probes nothing to measure, for a skip reason.
-
-    When every valid request answered 5xx, the reason names the app's exception and where it was
-    raised: that is either a bug in the app or seeded data the app cannot handle, and the user can
-    only tell which from the exception (a 500 must never vanish into "no answer").
-    """
-    sent = results.for_target(target, phases)
-    if not sent:
-        return f"the probes could build no valid request for {target}"
-    failed = [e for e in sent if e.server_error]
-    if failed and any(e.ok for e in sent):
-        # Some sizes answered and others did not: there is no pair of answers to compare.
-        first = next((e for e in failed if e.app_error), failed[0])
-        answered = sorted({e.phase for e in sent if e.ok})
-        return (
-            f"the valid request to {target} answered 2xx in the {', '.join(answered)} phase but "
-            f"{first.outcome} in the {first.phase} phase, so there is no pair of answers to compare"
-        )
-    if len(failed) < len(sent):
-        statuses = sorted({str(e.status) for e in sent if not e.server_error})
-        note = ""
-        if route is not None:
-            note = _auth_note(results, route, next(e for e in sent if not e.server_error))
-        return f"the probes' valid requests to {target} answered {', '.join(statuses)}, never 2xx{note}"
-    first = next((e for e in failed if e.app_error), failed[0])
-    return (
-        f"every valid probe request to {target} {first.outcome}: an error in the app, or seeded data "
-        "the app cannot handle (then name a seed function in fastapi_rules_seed)"
-    )
-
-
-def _auth_note(results: ProbeResults, route: RouteFacts, exchange: Exchange) -> str:
-    """Why a protected route refused the probes: they could not stand in for its current user."""
-    if exchange.status not in (401, 403) or results.auth_headers_used or not results.auth_unsupported:
-        return ""
-    try:
-        if not rejects_anonymous(route):
-            return ""
-    except Exception:  # noqa: BLE001 - an exotic dependency tree: say nothing
-        return ""
-
-    own = {getattr(unwrap_callable(d.call), "__qualname__", None) for d in route.iter_dependants() if d.call}
-    mine = sorted((name, why) for name, why in results.auth_unsupported.items() if name in own)
-    if not mine:
-        return ""
-    name, why = mine[0]
-    return (
-        f" (the probes could not sign in: `{name}`: {why}; give them credentials with "
-        "fastapi_rules_auth_headers, e.g. a token a seed function created)"
-    )
-
-
-def _route_location(route: RouteFacts) -> Location | None:
-    return route.location
-
-
-def _is_probed_route(route: RouteFacts, options: RulesOptions) -> bool:
-    return True
-
-
-def _method_route(*methods: str) -> Callable[[RouteFacts, RulesOptions], bool]:
-    def applies(route: RouteFacts, options: RulesOptions) -> bool:
-        return route.method in methods
-
-    applies.__name__ = f"routes_{'_'.join(m.lower() for m in methods)}"
-    return applies
 
 
 # -- FR102 lifespan-starts-cleanly --------------------------------------------------------------------
@@ -319,6 +91,9 @@ def _method_route(*methods: str) -> Callable[[RouteFacts, RulesOptions], bool]:
         "@asynccontextmanager\nasync def lifespan(app):\n    sessionmanager.init(url)\n    try:\n"
         "        yield\n    finally:\n        await sessionmanager.close()"
     ),
+    # Not reports_setup_failure: it judges the app's lifespan, and a database the probes could
+    # not set up says nothing about that.
+    phases=("shutdown",),
 )
 def check_lifespan_starts_cleanly(context: CheckContext) -> Iterator[Finding]:
     try:
@@ -407,6 +182,8 @@ def _last_own_frame(facts: AppFacts, text: str | None) -> Location | None:
         "async def lifespan(app):\n    sessionmanager.init(url)\n    try:\n        yield\n"
         "    finally:\n        await sessionmanager.close()"
     ),
+    phases=("shutdown",),
+    reports_setup_failure=True,
 )
 def check_lifespan_disposes_engines(context: CheckContext) -> Iterator[Finding]:
     results = _probe(context, "FR103")
@@ -428,27 +205,6 @@ def check_lifespan_disposes_engines(context: CheckContext) -> Iterator[Finding]:
                 fix="Close every session (`async with session_factory() as session:`), so its "
                 "connection returns to the pool before shutdown.",
             )
-
-
-def _where_location(facts: AppFacts, where: str) -> Location | None:
-    """``file:line`` of an engine the probes saw: where it was created, or where the app assigns it.
-
-    Intercepted creations carry ``/path/file.py:12``; engines that existed before the probes carry
-    the name they were found under (``app.core.db.engine``), located like the engine rules do.
-    """
-    path, _, line = where.rpartition(":")
-    if path and line.isdigit():
-        return Location(file=facts.relative(path), line=int(line))
-
-    try:
-        return location_of_where(facts, where)
-    except Exception:  # noqa: BLE001 - a best-effort location
-        return None
-
-
-def _short_where(facts: AppFacts, where: str) -> str:
-    location = _where_location(facts, where)
-    return str(location) if location else where
 
 
 # -- FR106 error-envelope -----------------------------------------------------------------------------
@@ -473,6 +229,8 @@ _MACHINE_CODE = re.compile(r"^[a-z][a-z0-9]*([_.-][a-z0-9]+)*$")
     'that all answer `{"error": <code>, "message": <text>}`.',
     bad_example='{"detail": "Not Found"}  /  {"detail": [{"loc": [...], "msg": ...}]}',
     good_example='{"error": "user_not_found", "message": "User 7 not found"}',
+    phases=("missing", "bad-input", "credentials", "envelope"),
+    reports_setup_failure=True,
 )
 def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
     results = _probe(context, "FR106")
@@ -557,6 +315,8 @@ def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
         '@app.get("/health/ready")\nasync def ready() -> ReadinessResponse:\n'
         '    await sessionmanager.ping()  # SELECT 1\n    return ReadinessResponse(status="ready")'
     ),
+    phases=("health",),
+    reports_setup_failure=True,
 )
 def check_health_endpoints(context: CheckContext) -> Iterator[Finding]:
     options = context.options
@@ -638,6 +398,25 @@ def _runtime_delete(context: CheckContext) -> Iterator[Finding]:
         )
 
 
+@rule(
+    code="FR205",
+    name="delete-returns-204",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #16",
+    summary="DELETE declares 204 and its response has an empty body.",
+    rationale="204 No Content tells clients there is nothing to parse; a 200 with `null` or the "
+    "deleted object makes every client special-case deletes.",
+    fix="Declare `status_code=status.HTTP_204_NO_CONTENT` and return None.",
+    applies_to=_method_route("DELETE"),
+    bad_example='@router.delete("/{post_id}")\nasync def delete_post(...) -> dict:\n    return {"ok": True}',
+    good_example='@router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT)\n'
+    "async def delete_post(...) -> None: ...",
+    phases=("writes",),
+    needs_route_data=True,
+    judges_built_requests=True,
+)
 def check_delete_returns_204(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
     declared = route.declared_status
@@ -683,6 +462,10 @@ def check_delete_returns_204(context: CheckContext) -> Iterator[Finding]:
         '    return JSONResponse(status_code=422, content={"error": "validation_error", ...})\n\n'
         "@router.get(\"/{item_id}\")\nasync def get_item(item_id: int):  # FastAPI answers 422 to 'abc'"
     ),
+    phases=("bad-input", "edge", "edge-writes"),
+    reports_setup_failure=True,
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_bad_input_is_422(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -742,6 +525,10 @@ def check_bad_input_is_422(context: CheckContext) -> Iterator[Finding]:
     "    return await service.repository.get_by_id(user_id)  # None -> 200 null",
     good_example="user = await self.repository.get_by_id(user_id)\nif user is None:\n"
     '    raise UserNotFoundError(f"User {user_id} not found")',
+    phases=("missing",),
+    reports_setup_failure=True,
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_missing_resource_is_404(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -798,6 +585,10 @@ def check_missing_resource_is_404(context: CheckContext) -> Iterator[Finding]:
     bad_example="posts = (await session.scalars(select(Post))).all()\nfor post in posts:\n"
     "    post.author = await session.get(User, post.author_id)  # one query per post",
     good_example="posts = (await session.scalars(select(Post).options(joinedload(Post.author)))).all()",
+    phases=("gets",),
+    reports_setup_failure=True,
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_no_n_plus_one(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -916,6 +707,10 @@ def _eager_load_hint(facts: AppFacts, statement: Any, exchange: Exchange) -> str
     applies_to=any_route,
     bad_example="stats = {k: await repo.count(k) for k in kinds}  # one query per kind",
     good_example="stats = await repo.count_by_kind()  # one GROUP BY query",
+    phases=("gets", "writes"),
+    reports_setup_failure=True,
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_query_budget(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -972,6 +767,9 @@ def _has_challenge(route: RouteFacts, options: RulesOptions) -> bool:
     bad_example="payload = jwt.decode(token, key, algorithms=[ALG])  # DecodeError -> 500",
     good_example="try:\n    payload = jwt.decode(token, key, algorithms=[ALG])\n"
     "except jwt.InvalidTokenError as exc:\n    raise InvalidTokenError() from exc  # 401 + WWW-Authenticate",
+    phases=("credentials",),
+    reports_setup_failure=True,
+    judges_built_requests=True,
 )
 def check_auth_challenge(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -1078,6 +876,10 @@ def _creates_with_password(route: RouteFacts, options: RulesOptions) -> bool:
     bad_example="User(**data.model_dump())  # password stored as sent",
     good_example="User(**data.model_dump(exclude={'password'}),\n"
     "     hashed_password=await hash_password(data.password))",
+    phases=("writes", "password-scan"),
+    reports_setup_failure=True,
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_passwords_hashed(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -1151,204 +953,6 @@ def check_overrides_restored(context: CheckContext) -> Iterator[Finding]:
             )
 
 
-# -- runtime halves of rules declared elsewhere --------------------------------------------------------
-
-
-def _runtime_generic_handler(context: CheckContext) -> Iterator[Finding]:
-    """FR105: the generic handler, invoked on a synthetic exception, answers a clean JSON 500."""
-    results = _probe(context, "FR105")
-    exchange = results.synthetic
-    if exchange is None:
-        raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")
-    marker = results.synthetic_marker
-    shown = exchange.request.shown
-    if exchange.error is not None:
-        yield Finding(message=f"a synthetic exception in {shown} was not handled: the app {exchange.outcome}")
-        return
-    if exchange.status != 500:
-        yield Finding(message=f"a synthetic exception in {shown} answered {exchange.status}, not 500")
-    text = exchange.body.decode("utf-8", errors="replace")
-    if not exchange.is_json:
-        yield Finding(
-            message=f"a synthetic exception in {shown} answered a non-JSON body "
-            f"({exchange.body_excerpt(60)!r})"
-        )
-    leaks = []
-    if marker and marker in text:
-        leaks.append("the exception's text")
-    if "Traceback" in text or 'File "' in text:
-        leaks.append("a traceback")
-    if re.search(r"(/[\w.-]+){2,}\.py", text):
-        leaks.append("file paths")
-    if leaks:
-        yield Finding(
-            message=f"the 500 answer to a synthetic exception in {shown} carries {' and '.join(leaks)}"
-        )
-
-
-def _handled_without_a_handler(context: CheckContext) -> str | None:
-    """FR105's static findings say no handler for ``Exception`` is registered; when the synthetic
-    exception still answered a clean JSON 500, the app handles unexpected errors another way (a
-    middleware that catches every exception: Netflix/dispatch). Only for an app that serves its
-    routes itself: the one synthetic request speaks for one app, not for mounted ones."""
-    if sum(1 for _, _, routes in serving_apps(context.facts) if routes) > 1:
-        return None
-    exchange = _probe(context, "FR105").synthetic
-    if exchange is None or list(_runtime_generic_handler(context)):
-        return None
-    return (
-        "no exception handler for `Exception` is registered, but a synthetic exception in "
-        f"{exchange.request.shown} answered a JSON 500 without internals: the app handles "
-        "unexpected errors another way (a middleware)"
-    )
-
-
-def _runtime_no_orm_in_response(context: CheckContext) -> Iterator[Finding]:
-    route = context.the_route
-    results = _probe(context, "FR203")
-    names = results.orm_returns.get(route.target)
-    if names:
-        yield Finding(
-            message=f"at runtime, endpoint `{route.name}` handed SQLAlchemy `{', '.join(names)}` "
-            "instance(s) to FastAPI for serialisation without a response model",
-            location=route.location,
-        )
-
-
-def _runtime_pagination(context: CheckContext) -> Iterator[Finding]:
-    route = context.the_route
-    results = _probe(context, "FR207")
-    for exchange in results.for_target(route.target, "page-bound"):
-        if exchange.status is not None and 400 <= exchange.status < 500:
-            continue
-        yield Finding(
-            message=f"{exchange.request.shown} ({exchange.request.description}) {exchange.outcome}, not 422",
-            location=route.location,
-        )
-
-
-def _list_not_from_a_table(context: CheckContext) -> str | None:
-    """FR207 is about lists of rows: a route whose valid requests answered its list without running
-    any SQL (fastapi_best_architecture's column types, data-rule model names) returns a fixed list,
-    with no table behind it to grow. Only when the run counted SQL elsewhere, so that zero means
-    none was run, not that the counting missed the app's database."""
-    route = context.the_route
-    results = _probe(context, "FR207")
-    answered = [exchange for exchange in _happy(results, route.target) if exchange.ok]
-    if not answered or any(exchange.count for exchange in answered):
-        return None
-    if not any(exchange.count for exchange in results.exchanges):
-        return None
-    return (
-        f"{route.target} answered its list without running any SQL ({len(answered)} valid "
-        "request(s), 0 statements): a fixed list, with no table rows to page"
-    )
-
-
-def _secret_keys(value: Any, path: str = "") -> Iterator[str]:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if (
-                isinstance(key, str)
-                and is_secret_name(key)
-                and isinstance(inner, str)
-                and inner
-                and set(inner) != {"*"}
-            ):
-                yield where
-            yield from _secret_keys(inner, where)
-    elif isinstance(value, list):
-        for item in value[:50]:
-            yield from _secret_keys(item, f"{path}[]")
-
-
-def _flagged_by_fr203(context: CheckContext) -> bool:
-    """Whether FR203 reports this route (no response model, ORM objects handed to FastAPI)."""
-    try:
-        return bool(list(registry.get_rule("FR203").check(context)))
-    except Exception:  # noqa: BLE001 - FR203 skipped, or could not judge: no double report to avoid
-        return False
-
-
-def _runtime_no_secrets(context: CheckContext) -> Iterator[Finding]:
-    route = context.the_route
-    results = _probe(context, "FR209")
-    if _flagged_by_fr203(context):
-        # Serialising the ORM object itself puts every column in the body, the password hash
-        # included: that is FR203's finding. One mistake, one finding.
-        raise RuleSkipped(f"FR203 reports {route.target}: it serialises ORM objects without a response model")
-    seen: set[str] = set()
-    for exchange in _happy(results, route.target):
-        if not exchange.ok:
-            continue
-        for key in _secret_keys(exchange.json):
-            leaf = key.rsplit(".", 1)[-1]
-            if leaf in seen:
-                continue
-            seen.add(leaf)
-            yield Finding(
-                message=f"the response body of {exchange.request.shown} carries `{key}`",
-                location=route.location,
-            )
-
-
-def _runtime_cors(context: CheckContext) -> Iterator[Finding]:
-    results = _probe(context, "FR701")
-    for exchange in results.in_phase("preflight"):
-        allowed = exchange.headers.get("access-control-allow-origin", "")
-        if allowed in ("*", UNLISTED_ORIGIN):
-            yield Finding(
-                message=f"a CORS preflight from the unlisted origin {UNLISTED_ORIGIN} is allowed "
-                f"(Access-Control-Allow-Origin: {allowed})",
-            )
-
-
-def _attach_runtime_half(
-    code: str,
-    runtime: Callable[[CheckContext], Iterable[Finding]],
-    full: Callable[[CheckContext], Iterable[Finding]] | None = None,
-    overruled_by: registry.Overrule | None = None,
-    **declaration: Any,
-) -> None:
-    """Add ``runtime``'s findings to rule ``code``; declare the rule when no module did.
-
-    Wrapping keeps the static half's behaviour: its findings come first, a RuleSkipped of the static
-    half stands, and when the probes cannot run (or do not apply) the runtime half adds nothing.
-    """
-    if code not in {rule_.code for rule_ in registry.all_registered()}:
-        rule(code=code, **declaration)(full or runtime)
-        return
-    registry.attach_runtime_half(
-        code, runtime, unavailable=(UserSetupError, AppStartupError), overruled_by=overruled_by
-    )
-
-
-_attach_runtime_half("FR105", _runtime_generic_handler, overruled_by=_handled_without_a_handler)
-_attach_runtime_half("FR203", _runtime_no_orm_in_response)
-_attach_runtime_half("FR207", _runtime_pagination, overruled_by=_list_not_from_a_table)
-_attach_runtime_half("FR209", _runtime_no_secrets)
-_attach_runtime_half("FR701", _runtime_cors)
-_attach_runtime_half(
-    "FR205",
-    _runtime_delete,
-    full=check_delete_returns_204,
-    name="delete-returns-204",
-    severity=Severity.ERROR,
-    scope=Scope.ROUTE,
-    basis=Basis.PROBE,
-    section="Rule #16",
-    summary="DELETE declares 204 and its response has an empty body.",
-    rationale="204 No Content tells clients there is nothing to parse; a 200 with `null` or the "
-    "deleted object makes every client special-case deletes.",
-    fix="Declare `status_code=status.HTTP_204_NO_CONTENT` and return None.",
-    applies_to=_method_route("DELETE"),
-    bad_example='@router.delete("/{post_id}")\nasync def delete_post(...) -> dict:\n    return {"ok": True}',
-    good_example='@router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT)\n'
-    "async def delete_post(...) -> None: ...",
-)
-
-
 # -- FR108 docs-hidden-in-production -------------------------------------------------------------------
 
 
@@ -1418,6 +1022,8 @@ def check_docs_hidden_in_production(context: CheckContext) -> Iterator[Finding]:
         "            yield session\n            await session.commit()\n        except Exception:\n"
         "            await session.rollback()\n            raise"
     ),
+    phases=("session-lifecycle",),
+    reports_setup_failure=True,
 )
 def check_session_dependency_lifecycle(context: CheckContext) -> Iterator[Finding]:
     results = _probe(context, "FR306")
@@ -1488,6 +1094,10 @@ def _dependency_location(facts: AppFacts, qualname: str) -> Location | None:
     applies_to=any_route,
     bad_example="hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())  # ~250 ms on the loop",
     good_example="hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), bcrypt.gensalt())",
+    phases=("gets", "writes", "write-repeats"),
+    reports_setup_failure=True,
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_no_blocking_at_runtime(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -1531,17 +1141,6 @@ def check_no_blocking_at_runtime(context: CheckContext) -> Iterator[Finding]:
         )
 
 
-def _frame_location(facts: AppFacts, where: str) -> Location | None:
-    place = where.split(" in ", 1)[0]
-    return _where_location(facts, place)
-
-
-def _short_frame(facts: AppFacts, where: str) -> str:
-    place, _, function = where.partition(" in ")
-    location = _where_location(facts, place)
-    return f"{location} in {function}" if location else where
-
-
 # -- FR511 survives-connection-loss --------------------------------------------------------------------------
 
 
@@ -1561,6 +1160,8 @@ def _short_frame(facts: AppFacts, where: str) -> str:
     fix="Create the engine with `pool_pre_ping=True` (and a `pool_recycle` below the server's idle timeout).",
     bad_example="create_async_engine(url, pool_size=5)",
     good_example="create_async_engine(url, pool_size=5, pool_recycle=3600, pool_pre_ping=True)",
+    phases=("connection-loss",),
+    reports_setup_failure=True,
 )
 def check_survives_connection_loss(context: CheckContext) -> Iterator[Finding]:
     results = _probe(context, "FR511")
@@ -1651,6 +1252,7 @@ def check_structured_logging(context: CheckContext) -> Iterator[Finding]:
         "                 method=request.method, exc_info=exc)\n"
         "    return JSONResponse(...)"
     ),
+    phases=("synthetic-error",),
 )
 def check_errors_are_logged(context: CheckContext) -> Iterator[Finding]:
     facts = context.facts

@@ -23,7 +23,7 @@ from starlette.middleware.cors import CORSMiddleware
 from pytest_fastapi_rules.facts import unwrap_callable
 from pytest_fastapi_rules.options import DEFAULT_PUBLIC_WRITE_SUFFIXES
 from pytest_fastapi_rules.probing.auth import credential_reader
-from pytest_fastapi_rules.probing.runner import probe_results
+from pytest_fastapi_rules.probing.runner import UNLISTED_ORIGIN, probe_results
 from pytest_fastapi_rules.probing.shards import Shard
 from pytest_fastapi_rules.registry import (
     Basis,
@@ -36,6 +36,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import is_api_route, takes_password_form
+from pytest_fastapi_rules.rules.probe_support import PROBES_UNAVAILABLE, _probe
 
 if typing.TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant
@@ -143,12 +144,23 @@ def middleware_location(facts: AppFacts, middleware: MiddlewareFacts, key: str) 
     return best[1] if best else None
 
 
+def _runtime_cors(context: CheckContext) -> Iterator[Finding]:
+    results = _probe(context, "FR701")
+    for exchange in results.in_phase("preflight"):
+        allowed = exchange.headers.get("access-control-allow-origin", "")
+        if allowed in ("*", UNLISTED_ORIGIN):
+            yield Finding(
+                message=f"a CORS preflight from the unlisted origin {UNLISTED_ORIGIN} is allowed "
+                f"(Access-Control-Allow-Origin: {allowed})",
+            )
+
+
 @rule(
     code="FR701",
     name="cors-no-wildcard-credentials",
     severity=Severity.ERROR,
     scope=Scope.APP,
-    basis=Basis.APP,
+    basis=Basis.APP_PROBE,
     section="Rule #22",
     summary=(
         "No CORSMiddleware combines `allow_credentials=True` with `allow_origins=['*']` or with an "
@@ -165,6 +177,9 @@ def middleware_location(facts: AppFacts, middleware: MiddlewareFacts, key: str) 
     bad_example='app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=True)',
     good_example="app.add_middleware(\n    CORSMiddleware,\n"
     "    allow_origins=settings.BACKEND_CORS_ORIGINS,\n    allow_credentials=True,\n)",
+    runtime=_runtime_cors,
+    unavailable=PROBES_UNAVAILABLE,
+    phases=("preflight",),
 )
 def check_cors_no_wildcard_credentials(context: CheckContext) -> Iterator[Finding]:
     facts = context.facts

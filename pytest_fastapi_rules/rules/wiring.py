@@ -21,11 +21,13 @@ from pytest_fastapi_rules.registry import (
     CheckContext,
     Finding,
     Location,
+    RuleSkipped,
     Scope,
     Severity,
     rule,
 )
-from pytest_fastapi_rules.rules.common import is_api_route
+from pytest_fastapi_rules.rules.common import _lifespan_parts, is_api_route
+from pytest_fastapi_rules.rules.probe_support import PROBES_UNAVAILABLE, _probe
 
 # -- shared helpers -------------------------------------------------------------------------------
 
@@ -222,39 +224,6 @@ def mounted_apps(app: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[s
 
 def _mount_label(path: str) -> str:
     return f"the app mounted at `{path or '/'}`"
-
-
-# -- FR101 ----------------------------------------------------------------------------------------
-
-
-def _lifespan_parts(context: Any, depth: int = 0) -> Iterator[Any]:
-    """The lifespan callables an app's (possibly merged) lifespan context is made of.
-
-    FastAPI's ``include_router`` wraps the app's lifespan and each included router's in a
-    ``merged_lifespan`` closure (``original_context``/``nested_context``); older versions do not
-    merge. Yields the leaves: the user's lifespan functions and ``_DefaultLifespan`` objects.
-    """
-    if depth > 64:
-        return
-    function = getattr(context, "__wrapped__", context)
-    code = getattr(function, "__code__", None)
-    closure = getattr(function, "__closure__", None)
-    if code is not None and closure and getattr(function, "__name__", "") == "merged_lifespan":
-        cells = dict(zip(code.co_freevars, closure, strict=False))
-        found = False
-        for name in ("original_context", "nested_context"):
-            cell = cells.get(name)
-            if cell is None:
-                continue
-            try:
-                inner = cell.cell_contents
-            except ValueError:
-                continue
-            found = True
-            yield from _lifespan_parts(inner, depth + 1)
-        if found:
-            return
-    yield context
 
 
 def _handlers_that_run(facts: AppFacts) -> set[int] | None:
@@ -471,12 +440,61 @@ def check_domain_error_handler(context: CheckContext) -> Iterator[Finding]:
     )
 
 
+def _runtime_generic_handler(context: CheckContext) -> Iterator[Finding]:
+    """FR105: the generic handler, invoked on a synthetic exception, answers a clean JSON 500."""
+    results = _probe(context, "FR105")
+    exchange = results.synthetic
+    if exchange is None:
+        raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")
+    marker = results.synthetic_marker
+    shown = exchange.request.shown
+    if exchange.error is not None:
+        yield Finding(message=f"a synthetic exception in {shown} was not handled: the app {exchange.outcome}")
+        return
+    if exchange.status != 500:
+        yield Finding(message=f"a synthetic exception in {shown} answered {exchange.status}, not 500")
+    text = exchange.body.decode("utf-8", errors="replace")
+    if not exchange.is_json:
+        yield Finding(
+            message=f"a synthetic exception in {shown} answered a non-JSON body "
+            f"({exchange.body_excerpt(60)!r})"
+        )
+    leaks = []
+    if marker and marker in text:
+        leaks.append("the exception's text")
+    if "Traceback" in text or 'File "' in text:
+        leaks.append("a traceback")
+    if re.search(r"(/[\w.-]+){2,}\.py", text):
+        leaks.append("file paths")
+    if leaks:
+        yield Finding(
+            message=f"the 500 answer to a synthetic exception in {shown} carries {' and '.join(leaks)}"
+        )
+
+
+def _handled_without_a_handler(context: CheckContext) -> str | None:
+    """FR105's static findings say no handler for ``Exception`` is registered; when the synthetic
+    exception still answered a clean JSON 500, the app handles unexpected errors another way (a
+    middleware that catches every exception: Netflix/dispatch). Only for an app that serves its
+    routes itself: the one synthetic request speaks for one app, not for mounted ones."""
+    if sum(1 for _, _, routes in serving_apps(context.facts) if routes) > 1:
+        return None
+    exchange = _probe(context, "FR105").synthetic
+    if exchange is None or list(_runtime_generic_handler(context)):
+        return None
+    return (
+        "no exception handler for `Exception` is registered, but a synthetic exception in "
+        f"{exchange.request.shown} answered a JSON 500 without internals: the app handles "
+        "unexpected errors another way (a middleware)"
+    )
+
+
 @rule(
     code="FR105",
     name="generic-error-handler",
     severity=Severity.ERROR,
     scope=Scope.APP,
-    basis=Basis.APP,
+    basis=Basis.APP_PROBE,
     section="main.py template",
     summary="A handler for `Exception` exists (it answers a JSON 500 without internals).",
     rationale=(
@@ -493,6 +511,10 @@ def check_domain_error_handler(context: CheckContext) -> Iterator[Finding]:
         '    logger.error("unhandled_exception", path=request.url.path, exc_info=True)\n'
         '    return JSONResponse(status_code=500, content={"error": "internal_server_error"})'
     ),
+    runtime=_runtime_generic_handler,
+    overruled_by=_handled_without_a_handler,
+    unavailable=PROBES_UNAVAILABLE,
+    phases=("synthetic-error",),
 )
 def check_generic_error_handler(context: CheckContext) -> Iterator[Finding]:
     facts = context.facts

@@ -26,7 +26,7 @@ from pytest_fastapi_rules.registry import (
     Scope,
     UserSetupError,
 )
-from pytest_fastapi_rules.rules.database import location_of_where
+from pytest_fastapi_rules.rules.places import location_of_where
 from pytest_fastapi_rules.runtime import AppStartupError
 
 if TYPE_CHECKING:

@@ -322,11 +322,6 @@ def all_rules() -> list[Rule]:
     return [_REGISTRY[code] for code in sorted(_REGISTRY)]
 
 
-def all_registered() -> list[Rule]:
-    """The rules registered so far, without importing the rule modules (for rule modules)."""
-    return list(_REGISTRY.values())
-
-
 def get_rule(code: str) -> Rule:
     return _REGISTRY[code]
 

@@ -46,7 +46,7 @@ class Basis(enum.Enum):
     PROBE = "probe"
     SOURCE = "source"
     PROJECT = "project"
-    #: An app rule with a runtime half (see :func:`attach_runtime_half`).
+    #: An app rule with a runtime half (``rule(runtime=...)``).
     APP_PROBE = "app+probe"
     APP_SOURCE = "app+source"
 
@@ -137,6 +137,18 @@ class Rule:
     #: Short bad/good examples for ``--fastapi-rules-explain``.
     bad_example: str = ""
     good_example: str = ""
+    #: The probe run's phases whose observations the check reads: a phase that crashes errors the
+    #: items of these rules, with its traceback, and no other (``probing.runner``).
+    phases: tuple[str, ...] = ()
+    #: Whether the rule always reads the probe run and so may be the item that reports a probe
+    #: setup failure: of these, the first collected one (in code order) reports it, once.
+    reports_setup_failure: bool = False
+    #: Whether its verdict on a route depends on the data the route reads or writes: its items skip
+    #: a route that needs a table the probes could not create or seed.
+    needs_route_data: bool = False
+    #: Whether it judges a route by the requests built for it: a route whose probe requests the
+    #: plugin could not build errors this rule's item for that route.
+    judges_built_requests: bool = False
 
     @property
     def family(self) -> str:
@@ -179,16 +191,40 @@ def rule(
     background: BackgroundStart | None = None,
     bad_example: str = "",
     good_example: str = "",
+    runtime: CheckFunction | None = None,
+    overruled_by: Overrule | None = None,
+    unavailable: tuple[type[BaseException], ...] = (),
+    phases: tuple[str, ...] = (),
+    reports_setup_failure: bool = False,
+    needs_route_data: bool = False,
+    judges_built_requests: bool = False,
 ) -> Callable[[CheckFunction], CheckFunction]:
-    """Register the decorated function as the check of rule ``code``."""
+    """Register the decorated function as the check of rule ``code``.
+
+    ``runtime`` gives an app rule a runtime half (RULES.md's *app+probe* rules, declared with
+    ``basis=Basis.APP_PROBE``): see :func:`_with_runtime_half` for how the halves combine, with
+    ``overruled_by`` and ``unavailable``. ``phases``, ``reports_setup_failure``,
+    ``needs_route_data`` and ``judges_built_requests`` are what the probe run needs to know of a
+    rule that reads it (see :class:`Rule`).
+    """
     if not _CODE.match(code):
         raise ValueError(f"rule code {code!r} must look like FR201")
     if not _NAME.match(name):
         raise ValueError(f"rule name {name!r} must be kebab-case")
     if scope is Scope.APP and applies_to is not None:
         raise ValueError(f"{code}: applies_to only makes sense for route rules")
+    if runtime is not None and basis is not Basis.APP_PROBE:
+        raise ValueError(f"{code}: a rule with a runtime half is declared with basis=Basis.APP_PROBE")
+    if runtime is None and (overruled_by is not None or unavailable):
+        raise ValueError(f"{code}: overruled_by and unavailable only apply to a runtime half")
+    reads_probes = basis in (Basis.PROBE, Basis.APP_PROBE)
+    if not reads_probes and (phases or reports_setup_failure or needs_route_data or judges_built_requests):
+        raise ValueError(f"{code}: only a rule that reads the probes declares what the probe run feeds it")
 
-    def register(check: CheckFunction) -> CheckFunction:
+    def register(declared_check: CheckFunction) -> CheckFunction:
+        check = declared_check
+        if runtime is not None:
+            check = _with_runtime_half(declared_check, runtime, unavailable, overruled_by)
         existing = _REGISTRY.get(code)
         reloaded = existing is not None and _same_function(existing.check, check)
         if existing is not None and not reloaded:
@@ -211,8 +247,12 @@ def rule(
             background=background,
             bad_example=bad_example,
             good_example=good_example,
+            phases=phases,
+            reports_setup_failure=reports_setup_failure,
+            needs_route_data=needs_route_data,
+            judges_built_requests=judges_built_requests,
         )
-        return check
+        return declared_check
 
     return register
 
@@ -222,28 +262,21 @@ def rule(
 Overrule = Callable[[CheckContext], str | None]
 
 
-def attach_runtime_half(
-    code: str,
+def _with_runtime_half(
+    static: CheckFunction,
     runtime: CheckFunction,
-    *,
-    unavailable: tuple[type[BaseException], ...] = (),
-    overruled_by: Overrule | None = None,
-) -> None:
-    """Give the app rule ``code`` a runtime half (RULES.md's *app+probe* rules).
+    unavailable: tuple[type[BaseException], ...],
+    overruled_by: Overrule | None,
+) -> CheckFunction:
+    """The check of an app rule with a runtime half (RULES.md's *app+probe* rules).
 
     The static half runs first; when it finds something, that is the finding (the declaration
     already shows the problem, and one mistake should give one finding), unless ``overruled_by``
     gives a reason the app's behaviour shows otherwise: then the item is skipped with that reason
     (the rule's letter is not met, its purpose is). When the static half finds nothing the runtime
     half runs, and adds nothing when it does not apply (``RuleSkipped``) or when the probes cannot
-    run (``unavailable``): the static verdict stands on its own. Attaching twice (a reload) is a
-    no-op.
+    run (``unavailable``): the static verdict stands on its own.
     """
-    existing = _REGISTRY[code]
-    static = getattr(existing.check, "_fastapi_rules_static_half", existing.check)
-    if getattr(existing.check, "_fastapi_rules_runtime_half", None) is runtime:
-        return
-
     quiet: tuple[type[BaseException], ...] = (RuleSkipped, *unavailable)
 
     def combined(context: CheckContext) -> list[Finding]:
@@ -259,11 +292,9 @@ def attach_runtime_half(
             return findings
         return findings
 
-    combined._fastapi_rules_runtime_half = runtime  # type: ignore[attr-defined]
-    combined._fastapi_rules_static_half = static  # type: ignore[attr-defined]
     for attribute in ("__name__", "__qualname__", "__module__", "__doc__"):
         setattr(combined, attribute, getattr(static, attribute, None))
-    _REGISTRY[code] = replace(existing, check=combined, basis=Basis.APP_PROBE)
+    return combined
 
 
 def _overruling(overruled_by: Overrule | None, context: CheckContext) -> str | None:
@@ -291,13 +322,27 @@ def all_rules() -> list[Rule]:
     return [_REGISTRY[code] for code in sorted(_REGISTRY)]
 
 
-def all_registered() -> list[Rule]:
-    """The rules registered so far, without importing the rule modules (for rule modules)."""
-    return list(_REGISTRY.values())
-
-
 def get_rule(code: str) -> Rule:
     return _REGISTRY[code]
+
+
+def phase_rules() -> dict[str, tuple[str, ...]]:
+    """The rules each probe phase feeds, by phase name, in code order (the rules' ``phases``)."""
+    fed: dict[str, list[str]] = {}
+    for declared in all_rules():
+        for phase in declared.phases:
+            fed.setdefault(phase, []).append(declared.code)
+    return {phase: tuple(codes) for phase, codes in fed.items()}
+
+
+def route_request_rules() -> tuple[str, ...]:
+    """The rules that judge a route by the requests built for it, in code order."""
+    return tuple(declared.code for declared in all_rules() if declared.judges_built_requests)
+
+
+def setup_reporters() -> tuple[str, ...]:
+    """The rules that may report a probe setup failure, in collection order (code order)."""
+    return tuple(declared.code for declared in all_rules() if declared.reports_setup_failure)
 
 
 def run_check(rule_: Rule, context: CheckContext) -> list[Finding]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import os
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +17,8 @@ import pytest
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from pytest_fastapi_rules import childproc
+from pytest_fastapi_rules import catalog, childproc, registry
+from pytest_fastapi_rules.probing import runner
 from pytest_fastapi_rules.probing.requests import ProbeRequest, TableIndex, bind_path_params, generate_value
 from pytest_fastapi_rules.probing.results import Exchange, ProbeResults
 from pytest_fastapi_rules.probing.seeding import Seeder, singular
@@ -188,3 +191,40 @@ def test_a_remembered_failure_raised_again_keeps_the_traceback_of_its_first_rais
             depths.append(len(traceback.extract_tb(again.__traceback__)))
     assert len(set(depths)) == 1, depths
     assert traceback.extract_tb(remembered.__traceback__)[-1].name == "fail"
+
+
+def test_the_phases_rules_declare_are_the_phases_the_run_has() -> None:
+    """A rule's ``phases`` name the run's phases: a misspelt one would leave the rule's items green
+    when the phase they read crashes, and a phase no rule declares would crash unreported."""
+    catalog.load_rules()
+    run = set(re.findall(r'self\._phase\("([a-z-]+)"\)', inspect.getsource(runner)))
+    assert run and set(registry.phase_rules()) == run
+
+
+def test_only_a_rule_that_reads_the_probes_declares_what_the_run_feeds_it() -> None:
+    with pytest.raises(ValueError, match="only a rule that reads the probes"):
+        registry.rule(
+            code="FR999",
+            name="not-a-probe-rule",
+            severity=registry.Severity.ERROR,
+            scope=registry.Scope.APP,
+            basis=registry.Basis.APP,
+            section="-",
+            summary="-",
+            rationale="-",
+            fix="-",
+            phases=("gets",),
+        )
+    with pytest.raises(ValueError, match="runtime half"):
+        registry.rule(
+            code="FR999",
+            name="not-a-probe-rule",
+            severity=registry.Severity.ERROR,
+            scope=registry.Scope.APP,
+            basis=registry.Basis.APP,
+            section="-",
+            summary="-",
+            rationale="-",
+            fix="-",
+            runtime=lambda context: [],
+        )

@@ -144,7 +144,7 @@ def test_variant_fails_only_its_rule(
     assert [(r["code"], r["target"]) for r in failing] == [(code, target)], (failing, run.output)
     findings = run.findings(code)
     if code == "FR701":
-        # The runtime half (probes.py) may add what a real preflight from an unlisted origin got.
+        # The runtime half (rules/security.py) may add what a real preflight from an unlisted origin got.
         findings = [f for f in findings if "CORS preflight" not in f["message"]]
     finding = only(findings)
     assert essence in finding["message"], finding

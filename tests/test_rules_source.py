@@ -16,8 +16,9 @@ import pytest
 
 from pytest_fastapi_rules.dockerfile import Heredoc, heredocs_of, parse_dockerfile
 from pytest_fastapi_rules.options import RulesOptions
-from pytest_fastapi_rules.rules.code import domain_of_package, mask_secret
-from pytest_fastapi_rules.rules.project import (
+from pytest_fastapi_rules.rules.layers import domain_of_package
+from pytest_fastapi_rules.rules.security import mask_secret
+from pytest_fastapi_rules.rules.stack import (
     _older,
     declared_dependencies,
     dockerfile_problems,
@@ -632,11 +633,11 @@ def test_stack_versions_are_read_as_minimums(
     pytester: pytest.Pytester, run_rules: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An old FastAPI, no structlog, and PostgreSQL without asyncpg (what is installed is faked)."""
-    from pytest_fastapi_rules.rules import project
+    from pytest_fastapi_rules.rules import stack
 
-    real = project.installed_version
+    real = stack.installed_version
     fake = {"fastapi": "0.95.2", "structlog": None, "asyncpg": None}
-    monkeypatch.setattr(project, "installed_version", lambda name: fake[name] if name in fake else real(name))
+    monkeypatch.setattr(stack, "installed_version", lambda name: fake[name] if name in fake else real(name))
     write(pytester.path, STACK_PROJECT)
     run = run_rules("pgapp.main:app", "--fastapi-rules-select=FR801")
     pyproject = pytester.path / "pyproject.toml"

@@ -195,7 +195,7 @@ class ProbeResults:
     broken_tables: dict[str, str] = field(default_factory=dict)
     #: ``{target: table names}``: the tables each route's path parameters are bound to.
     route_tables: dict[str, list[str]] = field(default_factory=dict)
-    #: Phases that crashed, by name (``runner.PHASE_RULES`` says which rules each one feeds).
+    #: Phases that crashed, by name (``registry.phase_rules`` says which rules each one feeds).
     phase_failures: dict[str, PhaseFailure] = field(default_factory=dict)
     #: ``{target: failure}``: routes whose requests the plugin could not build (its own bug).
     request_failures: dict[str, PhaseFailure] = field(default_factory=dict)

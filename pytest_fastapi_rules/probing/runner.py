@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from pytest_fastapi_rules import registry
 from pytest_fastapi_rules.facts import is_subclass, plain_annotation
 from pytest_fastapi_rules.options import DEFAULT_EDGE_REQUESTS
 from pytest_fastapi_rules.probing import auth as auth_mod
@@ -119,42 +120,6 @@ ENVELOPE_SAMPLES: tuple[tuple[str, int], ...] = (
     ("missing", 404),
     ("bad-input", 422),
     ("no-credentials", 401),
-)
-#: The rules whose verdicts read each phase of the run (``ProbeRun._phases``): a phase that crashes
-#: errors these rules' items, with its traceback, and no other.
-PHASE_RULES: dict[str, tuple[str, ...]] = {
-    "gets": ("FR203", "FR207", "FR209", "FR402", "FR509", "FR510"),
-    "missing": ("FR106", "FR211"),
-    "bad-input": ("FR106", "FR210"),
-    "edge": ("FR210",),
-    "edge-writes": ("FR210",),
-    "page-bound": ("FR207",),
-    "credentials": ("FR106", "FR704"),
-    "envelope": ("FR106",),
-    "preflight": ("FR701",),
-    "health": ("FR107",),
-    "session-lifecycle": ("FR306",),
-    "synthetic-error": ("FR105", "FR803"),
-    "writes": ("FR205", "FR402", "FR510", "FR705"),
-    "password-scan": ("FR705",),
-    "connection-loss": ("FR511",),
-    "write-repeats": ("FR402",),
-    "shutdown": ("FR102", "FR103"),
-}
-#: The rules that judge a route by the requests built for it: a route whose requests the plugin
-#: could not build errors these rules' items for that route only.
-ROUTE_REQUEST_RULES = (
-    "FR203",
-    "FR205",
-    "FR207",
-    "FR209",
-    "FR210",
-    "FR211",
-    "FR402",
-    "FR509",
-    "FR510",
-    "FR704",
-    "FR705",
 )
 #: The phase of a valid request sent to a route of another shard for an app-level probe's choice.
 OTHER_SHARD_PHASE = "large-other-shard"
@@ -373,8 +338,9 @@ class ProbeRun:
 
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[None]:
-        """Run one phase; a crash is recorded against the rules it feeds (:data:`PHASE_RULES`)
-        instead of ending the run, so every other rule still reports."""
+        """Run one phase; a crash is recorded against the rules it feeds (the rules that declare
+        the phase, ``registry.phase_rules``) instead of ending the run, so every other rule still
+        reports."""
         try:
             yield
         except (SeedError, ProbeRunStalled):
@@ -385,7 +351,7 @@ class ProbeRun:
             log.debug("probe phase %s crashed", name, exc_info=True)
             self.results.phase_failures[name] = PhaseFailure(
                 phase=name,
-                codes=PHASE_RULES.get(name, ()),
+                codes=registry.phase_rules().get(name, ()),
                 summary=_one_line(exc),
                 traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
             )
@@ -398,7 +364,7 @@ class ProbeRun:
         for target, exc in (self.builder.failures if self.builder is not None else {}).items():
             failures[target] = PhaseFailure(
                 phase=f"requests:{target}",
-                codes=ROUTE_REQUEST_RULES,
+                codes=registry.route_request_rules(),
                 what=f"building the probe requests of {target}",
                 summary=_one_line(exc),
                 traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),

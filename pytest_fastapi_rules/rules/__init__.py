@@ -2,11 +2,9 @@
 
 from pytest_fastapi_rules.rules import (  # noqa: F401
     api,
-    code,
+    concurrency,
     database,
     layers,
-    probes,
-    project,
     schemas,
     security,
     stack,

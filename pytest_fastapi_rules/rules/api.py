@@ -5,6 +5,9 @@ The checks here read what FastAPI itself knows about a route: its effective resp
 parameters of its whole dependency tree. The type helpers at the top walk annotations the way
 FastAPI and Pydantic read them (``Annotated`` extras, ``Optional``/unions, containers, nested models),
 so one understanding of "what does this route answer" is shared by every rule of the family.
+
+The family's probe rules (FR205, FR210, FR211) and the runtime halves of FR203, FR207 and FR209 live
+here too, declared with their static halves (``rule(runtime=...)``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pydantic
 from pydantic import BaseModel, SecretBytes, SecretStr
 from starlette.responses import JSONResponse, Response
 
+from pytest_fastapi_rules import registry
 from pytest_fastapi_rules.facts import (
     is_coroutine_callable,
     is_subclass,
@@ -33,6 +37,7 @@ from pytest_fastapi_rules.facts import (
     type_hints,
     unwrap_callable,
 )
+from pytest_fastapi_rules.probing.edges import EDGE_PHASE
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -44,6 +49,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import any_route, code_of, is_api_route, takes_password_form
+from pytest_fastapi_rules.rules.probe_support import PROBES_UNAVAILABLE, _happy, _method_route, _probe
 from pytest_fastapi_rules.source import source_index
 
 if TYPE_CHECKING:
@@ -686,12 +692,24 @@ def _app_has_orm(facts: AppFacts) -> bool:
         return False
 
 
+def _runtime_no_orm_in_response(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR203")
+    names = results.orm_returns.get(route.target)
+    if names:
+        yield Finding(
+            message=f"at runtime, endpoint `{route.name}` handed SQLAlchemy `{', '.join(names)}` "
+            "instance(s) to FastAPI for serialisation without a response model",
+            location=route.location,
+        )
+
+
 @rule(
     code="FR203",
     name="no-orm-in-response",
     severity=Severity.ERROR,
     scope=Scope.ROUTE,
-    basis=Basis.APP,
+    basis=Basis.APP_PROBE,
     section="Rule #15",
     summary=(
         "No response model or return annotation is (or contains) a SQLAlchemy-mapped class; "
@@ -713,6 +731,11 @@ def _app_has_orm(facts: AppFacts) -> bool:
         "async def get_user(user_id: int, service: UserServiceDep) -> UserResponse:\n"
         "    return UserResponse.model_validate(await service.get_user(user_id))"
     ),
+    runtime=_runtime_no_orm_in_response,
+    unavailable=PROBES_UNAVAILABLE,
+    phases=("gets",),
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_no_orm_in_response(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -1299,12 +1322,42 @@ def _first_allowed_offset(param: QueryParam) -> int:
     return 0 if isinstance(default, int) and not isinstance(default, bool) and default == 0 else 1
 
 
+def _runtime_pagination(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR207")
+    for exchange in results.for_target(route.target, "page-bound"):
+        if exchange.status is not None and 400 <= exchange.status < 500:
+            continue
+        yield Finding(
+            message=f"{exchange.request.shown} ({exchange.request.description}) {exchange.outcome}, not 422",
+            location=route.location,
+        )
+
+
+def _list_not_from_a_table(context: CheckContext) -> str | None:
+    """FR207 is about lists of rows: a route whose valid requests answered its list without running
+    any SQL (fastapi_best_architecture's column types, data-rule model names) returns a fixed list,
+    with no table behind it to grow. Only when the run counted SQL elsewhere, so that zero means
+    none was run, not that the counting missed the app's database."""
+    route = context.the_route
+    results = _probe(context, "FR207")
+    answered = [exchange for exchange in _happy(results, route.target) if exchange.ok]
+    if not answered or any(exchange.count for exchange in answered):
+        return None
+    if not any(exchange.count for exchange in results.exchanges):
+        return None
+    return (
+        f"{route.target} answered its list without running any SQL ({len(answered)} valid "
+        "request(s), 0 statements): a fixed list, with no table rows to page"
+    )
+
+
 @rule(
     code="FR207",
     name="pagination-bounded",
     severity=Severity.ERROR,
     scope=Scope.ROUTE,
-    basis=Basis.APP,
+    basis=Basis.APP_PROBE,
     section="Rules #16, #17",
     summary=(
         "GET routes answering a list take a page-size query parameter bounded above (`le`, "
@@ -1324,6 +1377,12 @@ def _first_allowed_offset(param: QueryParam) -> int:
         "    skip: int = Query(0, ge=0),\n    limit: int = Query(20, ge=1, le=100),\n"
         ") -> list[PostResponse]: ..."
     ),
+    runtime=_runtime_pagination,
+    overruled_by=_list_not_from_a_table,
+    unavailable=PROBES_UNAVAILABLE,
+    phases=("gets", "page-bound"),
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_pagination_bounded(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -1547,12 +1606,60 @@ def secret_fields(
     yield from walk(tp, "", True)
 
 
+def _secret_keys(value: Any, path: str = "") -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if (
+                isinstance(key, str)
+                and is_secret_name(key)
+                and isinstance(inner, str)
+                and inner
+                and set(inner) != {"*"}
+            ):
+                yield where
+            yield from _secret_keys(inner, where)
+    elif isinstance(value, list):
+        for item in value[:50]:
+            yield from _secret_keys(item, f"{path}[]")
+
+
+def _flagged_by_fr203(context: CheckContext) -> bool:
+    """Whether FR203 reports this route (no response model, ORM objects handed to FastAPI)."""
+    try:
+        return bool(list(registry.get_rule("FR203").check(context)))
+    except Exception:  # noqa: BLE001 - FR203 skipped, or could not judge: no double report to avoid
+        return False
+
+
+def _runtime_no_secrets(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR209")
+    if _flagged_by_fr203(context):
+        # Serialising the ORM object itself puts every column in the body, the password hash
+        # included: that is FR203's finding. One mistake, one finding.
+        raise RuleSkipped(f"FR203 reports {route.target}: it serialises ORM objects without a response model")
+    seen: set[str] = set()
+    for exchange in _happy(results, route.target):
+        if not exchange.ok:
+            continue
+        for key in _secret_keys(exchange.json):
+            leaf = key.rsplit(".", 1)[-1]
+            if leaf in seen:
+                continue
+            seen.add(leaf)
+            yield Finding(
+                message=f"the response body of {exchange.request.shown} carries `{key}`",
+                location=route.location,
+            )
+
+
 @rule(
     code="FR209",
     name="no-secrets-in-response",
     severity=Severity.ERROR,
     scope=Scope.ROUTE,
-    basis=Basis.APP,
+    basis=Basis.APP_PROBE,
     section="Rules #15, #21",
     summary=(
         "No response model (nested models included) has a field named like a password, hash or "
@@ -1566,6 +1673,11 @@ def secret_fields(
     applies_to=any_route,
     bad_example="class UserResponse(BaseModel):\n    id: int\n    email: str\n    hashed_password: str",
     good_example="class UserResponse(BaseModel):\n    id: int\n    email: str",
+    runtime=_runtime_no_secrets,
+    unavailable=PROBES_UNAVAILABLE,
+    phases=("gets",),
+    needs_route_data=True,
+    judges_built_requests=True,
 )
 def check_no_secrets_in_response(context: CheckContext) -> Iterator[Finding]:
     route = context.the_route
@@ -1585,3 +1697,192 @@ def check_no_secrets_in_response(context: CheckContext) -> Iterator[Finding]:
                 message=f"the {what} of endpoint `{route.name}` exposes the secret field `{path}`",
                 location=route.location,
             )
+
+
+# -- FR205 delete-returns-204 (static and runtime halves) -------------------------------------------
+
+
+def _runtime_delete(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR205")
+    writes = [e for e in results.for_target(route.target, "write")]
+    if not writes:
+        raise RuleSkipped(f"the probes sent no DELETE to {route.target}")
+    exchange = writes[0]
+    if not exchange.ok:
+        raise RuleSkipped(f"the probe's {exchange.request.shown} {exchange.outcome}; nothing to judge")
+    if exchange.status != 204:
+        yield Finding(
+            message=f"{exchange.request.shown} answered {exchange.status}, not 204",
+            location=route.location,
+        )
+    elif exchange.body:
+        yield Finding(
+            message=f"{exchange.request.shown} answered 204 with a body ({exchange.body_excerpt(60)!r})",
+            location=route.location,
+        )
+
+
+@rule(
+    code="FR205",
+    name="delete-returns-204",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #16",
+    summary="DELETE declares 204 and its response has an empty body.",
+    rationale="204 No Content tells clients there is nothing to parse; a 200 with `null` or the "
+    "deleted object makes every client special-case deletes.",
+    fix="Declare `status_code=status.HTTP_204_NO_CONTENT` and return None.",
+    applies_to=_method_route("DELETE"),
+    bad_example='@router.delete("/{post_id}")\nasync def delete_post(...) -> dict:\n    return {"ok": True}',
+    good_example='@router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT)\n'
+    "async def delete_post(...) -> None: ...",
+    phases=("writes",),
+    needs_route_data=True,
+    judges_built_requests=True,
+)
+def check_delete_returns_204(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    declared = route.declared_status
+    if declared != 204:
+        yield Finding(
+            message=f"DELETE endpoint `{route.name}` declares status {declared}, not 204",
+            location=route.location,
+        )
+        return
+    yield from _runtime_delete(context)
+
+
+# -- FR210 bad-input-is-422 --------------------------------------------------------------------------
+
+
+@rule(
+    code="FR210",
+    name="bad-input-is-422",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rules #14, #16",
+    summary="Malformed bodies and wrongly typed parameters answer 422, never 500; odd but schema-valid "
+    "values (a `str` id that is no id, empty strings, `{}` for a free-form `dict` body, a body with "
+    "only its required fields) answer 2xx or 4xx, never 5xx.",
+    rationale=(
+        "Bad input is the client's error: a 500 pages the on-call engineer, hides the real message "
+        "from the client, and often means code ran on data nobody validated. What the app "
+        "validates itself (a `str` id it converts, a `dict` body it indexes) gets every value "
+        "FastAPI lets through."
+    ),
+    fix="Declare bodies and parameters with types (Pydantic models, `int`, `UUID`) and let FastAPI "
+    "validate them; keep the RequestValidationError handler free of code that can fail.",
+    applies_to=any_route,
+    bad_example=(
+        "@app.exception_handler(RequestValidationError)\nasync def handler(request, exc):\n"
+        "    body = await request.json()  # raises on malformed JSON: 500\n\n"
+        '@router.get("/{item_id}")\nasync def get_item(item_id: str):\n'
+        "    return await service.get(int(item_id))  # 'abc' -> ValueError: 500"
+    ),
+    good_example=(
+        "@app.exception_handler(RequestValidationError)\nasync def handler(request, exc):\n"
+        '    return JSONResponse(status_code=422, content={"error": "validation_error", ...})\n\n'
+        "@router.get(\"/{item_id}\")\nasync def get_item(item_id: int):  # FastAPI answers 422 to 'abc'"
+    ),
+    phases=("bad-input", "edge", "edge-writes"),
+    reports_setup_failure=True,
+    needs_route_data=True,
+    judges_built_requests=True,
+)
+def check_bad_input_is_422(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR210")
+    exchanges = results.for_target(route.target, ("bad-input", EDGE_PHASE))
+    if not exchanges:
+        raise RuleSkipped(
+            f"{route.target} takes no typed parameter, string parameter or body to send bad or odd input to"
+        )
+    valid = _happy(results, route.target)
+    if valid and all(exchange.server_error for exchange in valid) and any(e.server_error for e in exchanges):
+        # The bad input carries what the valid request carried (credentials included); when the
+        # valid request fails the same way, the 500 is not about the input (a 500 without
+        # credentials is FR704's).
+        first = valid[0]
+        raise RuleSkipped(
+            f"the valid request to {route.target} {first.outcome} too, so a 5xx to bad input says "
+            "nothing about input handling"
+        )
+    for exchange in exchanges:
+        if not exchange.server_error:
+            continue
+        if exchange.phase == EDGE_PHASE:
+            # Values the route's schema accepts: any 2xx or 4xx is an answer, only a 5xx is a bug.
+            message = (
+                f"{exchange.request.shown} with {exchange.request.description} {exchange.outcome}, "
+                "not a 2xx or 4xx"
+            )
+        else:
+            message = (
+                f"{exchange.request.shown} with {exchange.request.description} {exchange.outcome}, not 422"
+            )
+        yield Finding(message=message, location=route.location)
+
+
+# -- FR211 missing-resource-is-404 -------------------------------------------------------------------
+
+
+@rule(
+    code="FR211",
+    name="missing-resource-is-404",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #16",
+    summary="GET/PATCH/DELETE on `/{id}` for an id that does not exist answers 404, never 200 or 500.",
+    rationale=(
+        "`200 null` makes every client check for null; a 500 reports the client's mistake as an "
+        "outage. The service raises a not-found domain error; the handler answers 404."
+    ),
+    fix="Raise a NotFoundError (a DomainError with status 404) in the service when the repository "
+    "returns None.",
+    applies_to=lambda route, options: (
+        route.method in ("GET", "PATCH", "DELETE") and route.path.rstrip("/").endswith("}")
+    ),
+    bad_example="async def get_user(user_id: int, service: UserServiceDep) -> UserResponse | None:\n"
+    "    return await service.repository.get_by_id(user_id)  # None -> 200 null",
+    good_example="user = await self.repository.get_by_id(user_id)\nif user is None:\n"
+    '    raise UserNotFoundError(f"User {user_id} not found")',
+    phases=("missing",),
+    reports_setup_failure=True,
+    needs_route_data=True,
+    judges_built_requests=True,
+)
+def check_missing_resource_is_404(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR211")
+    exchanges = results.for_target(route.target, "missing")
+    if not exchanges:
+        raise RuleSkipped(
+            f"the last path parameter of {route.target} does not map to a table the probes seeded"
+        )
+    exchange = exchanges[0]
+    if exchange.ok:
+        body = exchange.body_excerpt(60)
+        yield Finding(
+            message=f"{exchange.request.shown} (an id that does not exist) answered {exchange.status}"
+            + (f" with {body!r}" if body else " with an empty body")
+            + ", not 404",
+            location=route.location,
+        )
+    elif exchange.server_error:
+        valid = _happy(results, route.target)
+        if valid and all(e.server_error for e in valid):
+            # The valid request to an existing id failed the same way: the 5xx is not about the
+            # missing row (seeded data the app cannot handle, or a broken route: FR210's and the
+            # app's own tests' to find).
+            raise RuleSkipped(
+                f"the valid request to {route.target} (an id that exists) {valid[0].outcome} too, so "
+                "a 5xx for an id that does not exist says nothing about the missing-row path"
+            )
+        yield Finding(
+            message=f"{exchange.request.shown} (an id that does not exist) {exchange.outcome}, not 404",
+            location=route.location,
+        )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from fastapi.security import OAuth2PasswordRequestForm
 
@@ -43,3 +44,36 @@ def code_of(obj: object) -> str:
 def start_production_child(facts: AppFacts, options: RulesOptions) -> None:
     """``background`` of the rules that read the app in production mode (FR108, FR503, FR802)."""
     production.start_production_child(facts, options)
+
+
+# -- FR101 ----------------------------------------------------------------------------------------
+
+
+def _lifespan_parts(context: Any, depth: int = 0) -> Iterator[Any]:
+    """The lifespan callables an app's (possibly merged) lifespan context is made of.
+
+    FastAPI's ``include_router`` wraps the app's lifespan and each included router's in a
+    ``merged_lifespan`` closure (``original_context``/``nested_context``); older versions do not
+    merge. Yields the leaves: the user's lifespan functions and ``_DefaultLifespan`` objects.
+    """
+    if depth > 64:
+        return
+    function = getattr(context, "__wrapped__", context)
+    code = getattr(function, "__code__", None)
+    closure = getattr(function, "__closure__", None)
+    if code is not None and closure and getattr(function, "__name__", "") == "merged_lifespan":
+        cells = dict(zip(code.co_freevars, closure, strict=False))
+        found = False
+        for name in ("original_context", "nested_context"):
+            cell = cells.get(name)
+            if cell is None:
+                continue
+            try:
+                inner = cell.cell_contents
+            except ValueError:
+                continue
+            found = True
+            yield from _lifespan_parts(inner, depth + 1)
+        if found:
+            return
+    yield context

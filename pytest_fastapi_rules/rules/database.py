@@ -3,22 +3,23 @@
 FR501-FR504 judge the engines and session factories the app actually created: they are found once
 the lifespan has started (``AppFacts.runtime_facts``), and FR503 asks a fresh process started with
 the production environment (:mod:`pytest_fastapi_rules.production`). FR505-FR508 judge the ORM
-classes of the app's own models, which exist as soon as the app is imported.
+classes of the app's own models, which exist as soon as the app is imported. FR509-FR511 read the
+probe run (SQL counted per request, a lost connection). Where a discovered engine or session factory
+is in the app's code is worked out in ``places``.
 """
 
 from __future__ import annotations
 
-import ast
-import functools
+import collections.abc
 import inspect
 import re
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
-from pytest_fastapi_rules.facts import Discovered, is_subclass, unwrap_callable
+from pytest_fastapi_rules.facts import Discovered, is_subclass
+from pytest_fastapi_rules.probing.results import N_PLUS_ONE_GROWTH, Exchange
+from pytest_fastapi_rules.probing.seeding import LARGE, SMALL
 from pytest_fastapi_rules.production import production_facts_for_rule
 from pytest_fastapi_rules.registry import (
     Basis,
@@ -31,14 +32,23 @@ from pytest_fastapi_rules.registry import (
     UserSetupError,
     rule,
 )
-from pytest_fastapi_rules.rules.common import code_of, start_production_child
-from pytest_fastapi_rules.rules.wiring import _lifespan_parts
-from pytest_fastapi_rules.sqla import engine_key, is_async_session_factory, is_session_factory, is_sync_engine
+from pytest_fastapi_rules.rules.common import any_route, code_of, start_production_child
+from pytest_fastapi_rules.rules.places import location_of_where, place_of_where
+from pytest_fastapi_rules.rules.probe_support import (
+    _auth_note,
+    _happy,
+    _method_route,
+    _probe,
+    _unanswered,
+    _where_location,
+)
+from pytest_fastapi_rules.sqla import is_async_session_factory
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Mapper
 
     from pytest_fastapi_rules.facts import AppFacts
+    from pytest_fastapi_rules.probing.results import ProbeResults
 
 #: FR502 bounds: the union of the rulebook's development and production rows (Rule #19).
 MAX_POOL_RECYCLE = 3600
@@ -105,191 +115,6 @@ def _is_null_pool(pool: Any) -> bool:
     from sqlalchemy.pool import NullPool
 
     return isinstance(pool, NullPool)
-
-
-#: Calls that create what discovery finds: engines and session factories.
-_ENGINE_CALLS = frozenset({"create_engine", "create_async_engine"})
-_FACTORY_CALLS = frozenset({"sessionmaker", "async_sessionmaker", "scoped_session", "async_scoped_session"})
-
-
-def _called_name(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Call):
-        func = node.func
-        if isinstance(func, ast.Name):
-            return func.id
-        if isinstance(func, ast.Attribute):
-            return func.attr
-    return None
-
-
-@functools.lru_cache(maxsize=256)
-def _assignments(file: str) -> dict[str, tuple[int, frozenset[str]]]:
-    """First top-level assignment of each name in a module's source: its line, and the names of
-    the calls its value makes (``engine = create_async_engine(...)`` -> ``{create_async_engine}``)."""
-    try:
-        tree = ast.parse(Path(file).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return {}
-    found: dict[str, tuple[int, frozenset[str]]] = {}
-    for node in tree.body:
-        targets: list[ast.expr] = []
-        value: ast.expr | None = None
-        if isinstance(node, ast.Assign):
-            targets, value = list(node.targets), node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets, value = [node.target], node.value
-        if not targets or value is None:
-            continue
-        calls = frozenset(name for n in ast.walk(value) if (name := _called_name(n)))
-        for target in targets:
-            if isinstance(target, ast.Name):
-                found.setdefault(target.id, (node.lineno, calls))
-    return found
-
-
-def _same_object(first: Any, second: Any) -> bool:
-    """One engine (an AsyncEngine and its sync_engine count as one), or the very same object."""
-    if first is second:
-        return True
-    key = engine_key(first)
-    return key is not None and key == engine_key(second)
-
-
-def _split_where(where: str) -> tuple[str, list[str]] | None:
-    """``module.name`` (or the ini form ``module:name``) -> ``(module, [name, ...])``."""
-    path = where.split(" ", 1)[0]
-    if ":" in path:
-        module_name, _, attr_text = path.partition(":")
-        return module_name, attr_text.split(".")
-    parts = path.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        if ".".join(parts[:cut]) in sys.modules:
-            return ".".join(parts[:cut]), parts[cut:]
-    return None
-
-
-def _defining_global(facts: AppFacts, obj: Any, first: tuple[str, str] | None) -> tuple[str, str] | None:
-    """The ``(module, name)`` that creates ``obj``, among the own modules that hold it.
-
-    Discovery meets an engine in the first module (by name) that holds it, often one that only
-    imports it (``from app.core.db import engine`` in ``app/api/deps.py``). Every own module's
-    globals are searched for the same object; the module whose top level assigns it from
-    ``create_engine``/``create_async_engine`` (``sessionmaker``... for a factory) wins, then one
-    that assigns it from any call, then ``first`` (the holder discovery met), then any holder.
-    """
-    creators = _ENGINE_CALLS | _FACTORY_CALLS
-    best, best_score = first, -1.0
-    for module in facts.own_modules:
-        file = getattr(module, "__file__", None)
-        for name, value in list(vars(module).items()):
-            if name.startswith("__") or not _same_object(value, obj):
-                continue
-            assigned = _assignments(str(file)).get(name) if file else None
-            score = 0.0 if assigned is None else 2.0 if assigned[1] & creators else 1.0
-            if (module.__name__, name) == first:
-                score += 0.5  # among equals, the holder discovery met first
-            if score > best_score:
-                best, best_score = (module.__name__, name), score
-    return best
-
-
-def _lifespan_creation(facts: AppFacts, obj: Any) -> Location | None:
-    """Where the app's lifespan creates a lifespan-state or ``app.state`` object: the line of the
-    creating call in the lifespan's source (``create_async_engine(`` for an engine), else the
-    lifespan's ``def``."""
-    router = getattr(facts.app, "router", None)
-    context = getattr(router, "lifespan_context", None)
-    if context is None:
-        return None
-    wanted = _ENGINE_CALLS if hasattr(obj, "sync_engine") or is_sync_engine(obj) else _FACTORY_CALLS
-    pattern = re.compile(r"\b(" + "|".join(sorted(wanted)) + r")\s*\(")
-    for part in _lifespan_parts(context):
-        function = unwrap_callable(part)
-        if not inspect.isfunction(function) or not facts.is_own_object(function):
-            continue
-        try:
-            lines, start = inspect.getsourcelines(function)
-            file = inspect.getsourcefile(function)
-        except (OSError, TypeError):
-            continue
-        if not file:
-            continue
-        for offset, text in enumerate(lines):
-            if pattern.search(text) and not text.lstrip().startswith("#"):
-                return Location(file=facts.relative(file), line=start + offset)
-        return facts.location_of(function)
-    return None
-
-
-def _state_object(facts: AppFacts, where: str) -> Any:
-    """The object behind an ``app.state.x`` or ``lifespan state['x']`` path (its bind for
-    ``... (bind)``), or None."""
-    match = re.match(r"lifespan state\[(?P<key>.+?)\]", where)
-    value: Any = None
-    if match:
-        try:
-            key = ast.literal_eval(match.group("key"))
-        except (ValueError, SyntaxError):
-            return None
-        state = getattr(facts.runtime, "lifespan_state", None) or {}
-        value = state.get(key) if isinstance(state, dict) else None
-    elif where.startswith("app.state."):
-        state = getattr(getattr(facts.app, "state", None), "_state", None) or {}
-        value = state.get(where.split(" ", 1)[0][len("app.state.") :])
-    if value is not None and where.endswith(" (bind)"):
-        value = getattr(value, "kw", {}).get("bind")
-    return value
-
-
-def place_of_where(facts: AppFacts, where: str) -> tuple[str, Location | None]:
-    """How to name a discovered object's path in a message, and where it is in the app's code.
-
-    ``module.name`` (or the ini form ``module:name``) is followed to the module that creates the
-    object (see :func:`_defining_global`) and points at that assignment; ``module.obj.attr``
-    points at the class of ``obj`` when it is the app's own (a session manager); ``app.state``
-    and lifespan-state objects point at the line of the lifespan that creates them.
-    """
-    suffix = " (bind)" if where.endswith(" (bind)") else ""
-    if where.startswith(("app.state.", "lifespan state")):
-        obj = _state_object(facts, where)
-        return where, _lifespan_creation(facts, obj) if obj is not None else None
-    split = _split_where(where)
-    if split is None:
-        return where, None
-    module_name, attrs = split
-    module = sys.modules.get(module_name)
-    if module is None or not attrs:
-        return where, None
-    if len(attrs) > 1:
-        holder = getattr(module, attrs[0], None)
-        if holder is not None and facts.is_own_object(type(holder)):
-            return where, facts.location_of(type(holder))
-    obj = getattr(module, attrs[0], None)
-    shown = where
-    bind = getattr(obj, "kw", {}).get("bind") if suffix and is_session_factory(obj) else None
-    held = _defining_global(facts, bind, None) if bind is not None else None
-    if held is not None:
-        # The engine a session factory is bound to, held as a global of its own: name that.
-        module_name, attrs = held[0], [held[1]]
-        module = sys.modules.get(module_name, module)
-        shown = f"{module_name}.{attrs[0]}"
-    elif obj is not None and len(attrs) == 1 and ":" not in where:
-        defining = _defining_global(facts, obj, (module_name, attrs[0]))
-        if defining is not None and defining != (module_name, attrs[0]):
-            module_name, attrs = defining[0], [defining[1]]
-            module = sys.modules.get(module_name, module)
-            shown = f"{module_name}.{attrs[0]}{suffix}"
-    file = getattr(module, "__file__", None)
-    if not file:
-        return shown, None
-    assigned = _assignments(str(file)).get(attrs[0])
-    return shown, Location(file=facts.relative(file), line=assigned[0] if assigned else None)
-
-
-def location_of_where(facts: AppFacts, where: str) -> Location | None:
-    """Best-effort place in the app's code for a discovered object's path (see
-    :func:`place_of_where`)."""
-    return place_of_where(facts, where)[1]
 
 
 @rule(
@@ -884,3 +709,212 @@ def check_relationship_lazy_raise(context: CheckContext) -> Iterator[Finding]:
             )
     if not any_relationship:
         raise RuleSkipped("the app's models declare no relationships")
+
+
+# -- FR509 no-n-plus-one -----------------------------------------------------------------------------
+
+
+@rule(
+    code="FR509",
+    name="no-n-plus-one",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #12",
+    summary="The number of SQL statements of a GET request does not grow with the number of rows "
+    "(measured with 3 and with 9 parents).",
+    rationale=(
+        "One query per row (a lazy relationship read in a loop, or a repository call per item) turns "
+        "a page of 100 rows into 101 round trips; it passes every test on a small database."
+    ),
+    fix="Load the related rows in the list query: `selectinload(Parent.children)` for one-to-many, "
+    "`joinedload(Child.parent)` for many-to-one.",
+    applies_to=_method_route("GET"),
+    bad_example="posts = (await session.scalars(select(Post))).all()\nfor post in posts:\n"
+    "    post.author = await session.get(User, post.author_id)  # one query per post",
+    good_example="posts = (await session.scalars(select(Post).options(joinedload(Post.author)))).all()",
+    phases=("gets",),
+    reports_setup_failure=True,
+    needs_route_data=True,
+    judges_built_requests=True,
+)
+def check_no_n_plus_one(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR509")
+    small_exchange = results.fewest_statements(route.target, "small")
+    # A count that grew is sampled twice at the large size (ProbeRun._wants_second_sample), so that
+    # one request that happened to run extra statements does not look like a query per row.
+    large_exchange = results.fewest_statements(route.target, ("large", "repeat"))
+    if small_exchange is None or large_exchange is None:
+        raise RuleSkipped(_unanswered(results, route.target, ("small", "large"), route))
+    small_count, large_count = small_exchange.count, large_exchange.count
+    if not (small_exchange.ok and large_exchange.ok):
+        shown = small_exchange.request.shown
+        if small_exchange.outcome == large_exchange.outcome:
+            raise RuleSkipped(
+                f"{shown} {small_exchange.outcome} at both data sizes: no rows to measure"
+                + _auth_note(results, route, small_exchange)
+            )
+        raise RuleSkipped(
+            f"{shown} {small_exchange.outcome} with {_seed_words(results, 'small')} and "
+            f"{large_exchange.outcome} with {_seed_words(results, 'large')}: no rows to measure"
+        )
+    if large_count - small_count < N_PLUS_ONE_GROWTH:
+        return
+    shape, repeats, statement = _repeated_statement(small_exchange, large_exchange)
+    hint = _eager_load_hint(context.facts, statement, large_exchange)
+    message = (
+        f"{route.target} runs {small_count} SQL statements with {_seed_words(results, 'small')} and "
+        f"{large_count} with {_seed_words(results, 'large')}: the statement `{shape}` runs "
+        f"{repeats} times"
+    )
+    yield Finding(
+        message=message,
+        location=route.location,
+        fix=hint
+        or "Load the related rows in the list query (selectinload for one-to-many, joinedload for "
+        "many-to-one) instead of one query per row.",
+    )
+
+
+def _seed_words(results: ProbeResults, phase: str) -> str:
+    size = SMALL if phase == "small" else LARGE
+    return f"{size} parent rows"
+
+
+def _repeated_statement(small: Exchange, large: Exchange) -> tuple[str, int, Any]:
+    large_shapes = collections.Counter(s.shape for s in large.statements)
+    small_shapes = collections.Counter(s.shape for s in small.statements)
+    shape, _growth = max(
+        large_shapes.items(), key=lambda item: (item[1] - small_shapes.get(item[0], 0), item[1])
+    )
+    statement = next(s for s in large.statements if s.shape == shape)
+    text = statement.short
+    return text, large_shapes[shape], statement
+
+
+def _eager_load_hint(facts: AppFacts, statement: Any, exchange: Exchange) -> str | None:
+    """Name the relationship the repeated statement loads, and the eager load that avoids it."""
+    from sqlalchemy import inspect as sa_inspect
+    from sqlalchemy.orm import RelationshipDirection
+
+    if statement is None or not statement.tables:
+        return None
+    repeated_table = statement.tables[0]
+    filtered = set(statement.filter_columns)
+    other_tables = {t for s in exchange.statements if s is not statement for t in s.tables}
+    candidates: list[tuple[int, str, str]] = []
+    try:
+        classes = list(facts.mapped_classes)
+    except Exception:  # noqa: BLE001
+        return None
+    for cls in classes:
+        mapper: Any = sa_inspect(cls, raiseerr=False)
+        if mapper is None:
+            continue
+        for relationship in mapper.relationships:
+            target = relationship.mapper.local_table
+            if getattr(target, "name", None) != repeated_table:
+                continue
+            remote = {f"{c.table.name}.{c.name}" for c in relationship.remote_side}
+            if filtered and not (remote & filtered):
+                continue
+            many_to_one = relationship.direction is RelationshipDirection.MANYTOONE
+            loader = "joinedload" if many_to_one else "selectinload"
+            parent_table = getattr(mapper.local_table, "name", "")
+            score = 2 if parent_table in other_tables else 1
+            candidates.append((score, f"{cls.__name__}.{relationship.key}", loader))
+    if not candidates:
+        return None
+    candidates.sort(key=lambda item: -item[0])
+    _score, attribute, loader = candidates[0]
+    kind = "many-to-one" if loader == "joinedload" else "one-to-many"
+    return (
+        f"Load `{attribute}` eagerly in the query that lists the rows: "
+        f"`.options({loader}({attribute}))` ({kind}), instead of one query per row."
+    )
+
+
+# -- FR510 query-budget --------------------------------------------------------------------------------
+
+
+@rule(
+    code="FR510",
+    name="query-budget",
+    severity=Severity.WARNING,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #12",
+    summary="No request runs more SQL statements than a budget (default 10; per route in the ini).",
+    rationale=(
+        "Each statement is a network round trip: a request that needs dozens is slow under load even "
+        "when it does not grow with the data."
+    ),
+    fix="Combine queries (joins, eager loads, one aggregate query), or raise this route's budget "
+    "with `fastapi_rules_query_budgets = GET /path = N` when the work is necessary.",
+    applies_to=any_route,
+    bad_example="stats = {k: await repo.count(k) for k in kinds}  # one query per kind",
+    good_example="stats = await repo.count_by_kind()  # one GROUP BY query",
+    phases=("gets", "writes"),
+    reports_setup_failure=True,
+    needs_route_data=True,
+    judges_built_requests=True,
+)
+def check_query_budget(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR510")
+    exchanges = [
+        e
+        for e in _happy(results, route.target)
+        if e.error is None and e.status is not None and e.status < 500
+    ]
+    if not exchanges:
+        raise RuleSkipped(_unanswered(results, route.target, route=route))
+    worst = max(exchanges, key=lambda e: e.count)
+    budget = context.options.query_budget_for(route.method, route.path)
+    if worst.count > budget:
+        yield Finding(
+            message=f"{worst.request.shown} ran {worst.count} SQL statements, over the budget of {budget}",
+            location=route.location,
+        )
+    elif not any(e.ok for e in exchanges):
+        # A refusal (401 before the current user was loaded, 404, 422) runs a few statements and
+        # stops: it shows nothing about what the route's work costs.
+        raise RuleSkipped(_unanswered(results, route.target, route=route))
+
+
+# -- FR511 survives-connection-loss --------------------------------------------------------------------------
+
+
+@rule(
+    code="FR511",
+    name="survives-connection-loss",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="Rule #19, database.py template",
+    summary="After PostgreSQL drops every connection (`pg_terminate_backend`), the next request "
+    "still succeeds; runs only against a real PostgreSQL.",
+    rationale=(
+        "Failovers, restarts and idle timeouts kill pooled connections; without `pool_pre_ping` the "
+        "first request after each one fails with a 500."
+    ),
+    fix="Create the engine with `pool_pre_ping=True` (and a `pool_recycle` below the server's idle timeout).",
+    bad_example="create_async_engine(url, pool_size=5)",
+    good_example="create_async_engine(url, pool_size=5, pool_recycle=3600, pool_pre_ping=True)",
+    phases=("connection-loss",),
+    reports_setup_failure=True,
+)
+def check_survives_connection_loss(context: CheckContext) -> Iterator[Finding]:
+    results = _probe(context, "FR511")
+    if results.connection_loss is None:
+        raise RuleSkipped(results.connection_loss_skipped or "the probe could not run")
+    warm, after = results.connection_loss
+    if after.ok:
+        return
+    engine = results.engines[0] if results.engines else None
+    yield Finding(
+        message=f"after the database dropped every connection, {after.request.shown} {after.outcome} "
+        f"(it answered {warm.status} before)",
+        location=_where_location(context.facts, engine.where) if engine else None,
+    )

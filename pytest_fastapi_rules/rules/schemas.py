@@ -1,7 +1,7 @@
 """FR6xx: Pydantic v2 schemas (Rules #14, #15).
 
-FR602 (``pydantic.v1`` API in the source) is a source rule and lives with the source rules; the
-rules here read the imported model classes and the routes that use them.
+FR601 and FR603-FR605 read the imported model classes and the routes that use them; FR602
+(``pydantic.v1`` API) reads the app's source.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pytest_fastapi_rules.facts import type_hints, unwrap_callable
+from pytest_fastapi_rules.facts import is_subclass, type_hints, unwrap_callable
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -28,6 +28,8 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import is_api_route
+from pytest_fastapi_rules.rules.source_support import _index, _quote, _shadowed
+from pytest_fastapi_rules.source import FunctionInfo, SourceIndex, instance_type
 
 if typing.TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
@@ -873,3 +875,125 @@ def check_email_fields_validated(context: CheckContext) -> Iterator[Finding]:
                     message=f"request field `{_name(model)}.{name}` is a plain `str`, not `EmailStr`",
                     location=facts.location_of(model),
                 )
+
+
+# -- FR602 -----------------------------------------------------------------------------------------
+
+_V1_VALIDATORS = frozenset(
+    {
+        "pydantic.validator",
+        "pydantic.root_validator",
+        "pydantic.class_validators.validator",
+        "pydantic.class_validators.root_validator",
+        "pydantic.deprecated.class_validators.validator",
+        "pydantic.deprecated.class_validators.root_validator",
+    }
+)
+
+
+#: v1 methods and their v2 names.
+_V1_METHODS = {
+    "dict": "model_dump()",
+    "json": "model_dump_json()",
+    "copy": "model_copy()",
+    "parse_obj": "model_validate()",
+    "parse_raw": "model_validate_json()",
+    "parse_file": "model_validate_json(path.read_text())",
+    "from_orm": "model_validate() with from_attributes=True",
+    "schema": "model_json_schema()",
+    "schema_json": "json.dumps(Model.model_json_schema())",
+    "construct": "model_construct()",
+    "update_forward_refs": "model_rebuild()",
+}
+
+
+def _pydantic_base() -> type:
+    from pydantic import BaseModel
+
+    return BaseModel
+
+
+def _v1_method_owner(cls: type, method: str) -> bool:
+    """Whether ``cls.method`` is pydantic's own (deprecated) method, not one the app defined."""
+    for klass in cls.__mro__:
+        if method in vars(klass):
+            owner = (getattr(klass, "__module__", "") or "").split(".")[0]
+            return owner in ("pydantic", "sqlmodel")  # SQLModel keeps the deprecated v1 names too
+    return False
+
+
+@rule(
+    code="FR602",
+    name="no-pydantic-v1-api",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.SOURCE,
+    section="Rule #14",
+    summary="No `pydantic.v1` import, `@validator`, `@root_validator`, `.dict()`, `.json()`, "
+    "`.parse_obj()`, `.from_orm()` on models.",
+    rationale=(
+        "The v1 API is deprecated in Pydantic 2 (warnings on every call) and removed in v3; "
+        "`pydantic.v1` models do not mix with v2 models in FastAPI."
+    ),
+    fix="Use the v2 API: `model_dump()`, `model_dump_json()`, `model_validate()`, "
+    "`@field_validator`, `@model_validator`.",
+    bad_example="user_dict = user.dict()\nuser = UserResponse.from_orm(db_user)",
+    good_example="user_dict = user.model_dump()\nuser = UserResponse.model_validate(db_user)",
+)
+def check_no_pydantic_v1_api(context: CheckContext) -> Iterator[Finding]:
+    """Methods count only on something known to be a Pydantic model: a ``BaseModel`` subclass named
+    directly, or an instance typed by an annotation, built by ``Model(...)``/``Model.model_validate``,
+    held in ``self.attr`` with a known type, or a module global (``settings.dict()``). ``.json()`` on
+    an HTTP response or ``.dict()`` on a dataclass or dict is never a finding; nor is a method the
+    model class defines itself."""
+    index = _index(context)
+    base = _pydantic_base()
+    for module in index:
+        for item in module.imported_names:
+            if (
+                item.target == "pydantic.v1"
+                or item.target.startswith("pydantic.v1.")
+                or (item.module == "pydantic" and item.name == "v1")
+            ):
+                yield Finding(
+                    message=f"module `{module.name}` imports the Pydantic v1 API: "
+                    f"{_quote(module, item.node)}",
+                    location=module.location(item.node),
+                )
+        for node in module.nodes:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for decorator in node.decorator_list:
+                    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                    if module.resolve(target) in _V1_VALIDATORS:
+                        yield Finding(
+                            message=f"`{node.name}` uses the v1 decorator {_quote(module, decorator)}",
+                            location=module.location(decorator),
+                            fix="Use `@field_validator(...)` with `@classmethod` "
+                            "(`@model_validator(mode=...)` for root validators).",
+                        )
+        for info in module.functions:
+            for call in info.calls():
+                func = call.func
+                if not isinstance(func, ast.Attribute) or func.attr not in _V1_METHODS:
+                    continue
+                model = _model_class(info, func.value, index, base)
+                if model is None or not _v1_method_owner(model, func.attr):
+                    continue
+                yield Finding(
+                    message=f"`.{func.attr}()` on the Pydantic model `{model.__name__}` is the v1 API "
+                    f"(v2: `{_V1_METHODS[func.attr]}`): {_quote(module, call)}",
+                    location=module.location(call),
+                    fix=f"Use `{_V1_METHODS[func.attr]}`.",
+                )
+
+
+def _model_class(info: FunctionInfo, receiver: ast.AST, index: SourceIndex, base: type) -> type | None:
+    module = info.module
+    if not _shadowed(info, receiver):
+        value = module.value_of(receiver)
+        if inspect.isclass(value):
+            return value if is_subclass(value, base) else None
+    cls = instance_type(info, receiver, index)
+    if is_subclass(cls, base):
+        return cls
+    return None

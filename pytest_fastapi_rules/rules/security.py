@@ -1,29 +1,32 @@
 """FR7xx: security (Rules #21, #22, the config.py template).
 
-Here: the app-level halves, read off the middleware stack and the dependency trees. FR701's runtime
-half (a preflight from an unlisted origin) belongs with the probes; FR706 asks the probes only to
-confirm a write that looks unprotected (a 401 or 403 to the probes' request clears it).
+FR701 and FR702 read the middleware stack and the dependency trees; FR701's runtime half (a
+preflight from an unlisted origin) is declared with it. FR703 reads the app's source, FR704 and
+FR705 the probe run; FR706 asks the probes only to confirm a write that looks unprotected (a 401 or
+403 to the probes' request clears it).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import itertools
 import re
 import typing
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
 
-from pytest_fastapi_rules.facts import unwrap_callable
+from pytest_fastapi_rules.facts import is_subclass, plain_annotation, unwrap_callable
 from pytest_fastapi_rules.options import DEFAULT_PUBLIC_WRITE_SUFFIXES
-from pytest_fastapi_rules.probing.auth import credential_reader
-from pytest_fastapi_rules.probing.runner import probe_results
+from pytest_fastapi_rules.probing.auth import challenge_schemes, credential_reader, iter_schemes
+from pytest_fastapi_rules.probing.requests import PASSWORD_FIELD, RequestBuilder
+from pytest_fastapi_rules.probing.runner import UNLISTED_ORIGIN, probe_results
 from pytest_fastapi_rules.probing.shards import Shard
 from pytest_fastapi_rules.registry import (
     Basis,
@@ -36,6 +39,12 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import is_api_route, takes_password_form
+from pytest_fastapi_rules.rules.probe_support import PROBES_UNAVAILABLE, _probe
+from pytest_fastapi_rules.rules.source_support import _index
+from pytest_fastapi_rules.source import SourceIndex, dotted_text, settings_classes, shorten
+
+if TYPE_CHECKING:
+    from pytest_fastapi_rules.source import SourceModule
 
 if typing.TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant
@@ -143,12 +152,23 @@ def middleware_location(facts: AppFacts, middleware: MiddlewareFacts, key: str) 
     return best[1] if best else None
 
 
+def _runtime_cors(context: CheckContext) -> Iterator[Finding]:
+    results = _probe(context, "FR701")
+    for exchange in results.in_phase("preflight"):
+        allowed = exchange.headers.get("access-control-allow-origin", "")
+        if allowed in ("*", UNLISTED_ORIGIN):
+            yield Finding(
+                message=f"a CORS preflight from the unlisted origin {UNLISTED_ORIGIN} is allowed "
+                f"(Access-Control-Allow-Origin: {allowed})",
+            )
+
+
 @rule(
     code="FR701",
     name="cors-no-wildcard-credentials",
     severity=Severity.ERROR,
     scope=Scope.APP,
-    basis=Basis.APP,
+    basis=Basis.APP_PROBE,
     section="Rule #22",
     summary=(
         "No CORSMiddleware combines `allow_credentials=True` with `allow_origins=['*']` or with an "
@@ -165,6 +185,9 @@ def middleware_location(facts: AppFacts, middleware: MiddlewareFacts, key: str) 
     bad_example='app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=True)',
     good_example="app.add_middleware(\n    CORSMiddleware,\n"
     "    allow_origins=settings.BACKEND_CORS_ORIGINS,\n    allow_credentials=True,\n)",
+    runtime=_runtime_cors,
+    unavailable=PROBES_UNAVAILABLE,
+    phases=("preflight",),
 )
 def check_cors_no_wildcard_credentials(context: CheckContext) -> Iterator[Finding]:
     facts = context.facts
@@ -606,3 +629,478 @@ def check_writes_need_auth(context: CheckContext) -> Iterator[Finding]:
         ),
         location=route.location,
     )
+
+
+# -- FR704 auth-challenge --------------------------------------------------------------------------
+
+
+def _has_challenge(route: RouteFacts, options: RulesOptions) -> bool:
+    """Behind a bearer scheme, or a dependency of its own that reads the credentials."""
+    try:
+        return bool(challenge_schemes(route)) or credential_reader(route) is not None
+    except Exception:  # noqa: BLE001 - an exotic dependency tree: not a protected route
+        return False
+
+
+@rule(
+    code="FR704",
+    name="auth-challenge",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #21",
+    summary="Routes behind an OAuth2/bearer scheme answer 401 with `WWW-Authenticate: Bearer` "
+    "without a token or with a garbage one; never 500. Routes whose own dependency reads the "
+    "credentials (an `Authorization`/API-key header or a token cookie) never answer 5xx without them, "
+    "and a 401 they send names its scheme in `WWW-Authenticate`.",
+    rationale=(
+        "RFC 6750 clients refresh or re-login on 401 + WWW-Authenticate; a 500 or a 403 for a bad "
+        "token breaks that, and a decoder crash on garbage input is an outage anyone can trigger."
+    ),
+    fix="Catch the JWT library's errors in the current-user dependency and raise an authentication "
+    "error that the handler answers with 401 and `WWW-Authenticate: Bearer`.",
+    applies_to=_has_challenge,
+    bad_example="payload = jwt.decode(token, key, algorithms=[ALG])  # DecodeError -> 500",
+    good_example="try:\n    payload = jwt.decode(token, key, algorithms=[ALG])\n"
+    "except jwt.InvalidTokenError as exc:\n    raise InvalidTokenError() from exc  # 401 + WWW-Authenticate",
+    phases=("credentials",),
+    reports_setup_failure=True,
+    judges_built_requests=True,
+)
+def check_auth_challenge(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR704")
+    exchanges = results.for_target(route.target, "no-credentials") + results.for_target(
+        route.target, "garbage-token"
+    )
+    if not exchanges:
+        raise RuleSkipped(f"the probes could not build a request for {route.target}")
+    reader = _token_reader(context.facts, route)
+    own_reader = None if reader is not None or challenge_schemes(route) else credential_reader(route)
+    for exchange in exchanges:
+        challenge = exchange.headers.get("www-authenticate", "")
+        if own_reader is not None:
+            # No scheme declares what the route expects: judge what no scheme may do (a crash, a
+            # 401 that names no scheme), not which of 401 and 403 it chose.
+            if exchange.server_error:
+                problem = f"{exchange.outcome}: `{own_reader.name}` reads {own_reader.carrier} and crashed"
+            elif exchange.status == 401 and not challenge:
+                problem = "answered 401 without a `WWW-Authenticate` header (RFC 7235 requires one)"
+            else:
+                continue
+            yield Finding(
+                message=f"{exchange.request.shown} with {exchange.request.description} {problem}",
+                location=context.facts.location_of(own_reader.call) or route.location,
+                fix=f"Make `{own_reader.name}` answer a missing or invalid credential with 401 and a "
+                "`WWW-Authenticate` header naming the scheme (catch the token library's errors), or "
+                "declare the scheme with `fastapi.security` (`OAuth2PasswordBearer`, `APIKeyHeader`).",
+            )
+            continue
+        if exchange.status == 401 and "bearer" in challenge.lower():
+            continue
+        if exchange.status == 401:
+            problem = "answered 401 without `WWW-Authenticate: Bearer`"
+        else:
+            problem = f"{exchange.outcome}, not 401"
+        message = f"{exchange.request.shown} with {exchange.request.description} {problem}"
+        if reader is None:
+            yield Finding(message=message, location=route.location)
+            continue
+        # One dependency usually decides this answer for every protected route: name it and point
+        # at it, so seventeen items show one cause in one place.
+        name, location = reader
+        yield Finding(
+            message=f"{message} (the token is read by `{name}`)",
+            location=location or route.location,
+            fix=f"Make `{name}` raise an authentication error that the app answers with 401 and "
+            "`WWW-Authenticate: Bearer`, for a missing token and for one that does not decode "
+            "(catch the JWT library's errors).",
+        )
+
+
+def _token_reader(facts: AppFacts, route: RouteFacts) -> tuple[str, Location | None] | None:
+    """The dependency that reads the route's bearer token, as the app runs it (its overrides applied)."""
+    from fastapi.security import HTTPBearer
+    from fastapi.security.oauth2 import OAuth2
+
+    overrides = getattr(facts, "initial_dependency_overrides", None) or {}
+    with contextlib.suppress(Exception):
+        for consumer, scheme in iter_schemes(route):
+            if isinstance(scheme, OAuth2 | HTTPBearer):
+                call = overrides.get(consumer.call, consumer.call)
+                name = getattr(call, "__qualname__", None) or getattr(call, "__name__", None)
+                if name:
+                    return str(name), facts.location_of(call)
+    return None
+
+
+# -- FR705 passwords-hashed ---------------------------------------------------------------------------
+
+_BCRYPT = re.compile(r"^\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}$")
+
+
+_ARGON2 = re.compile(r"^\$argon2(id|i|d)\$")
+
+
+def _creates_with_password(route: RouteFacts, options: RulesOptions) -> bool:
+    from pydantic import BaseModel
+
+    if route.method != "POST":
+        return False
+    try:
+        if RequestBuilder.body_kind(route) != "json":
+            return False
+        annotation = plain_annotation(RequestBuilder.body_field(route).field_info.annotation)
+    except Exception:  # noqa: BLE001
+        return False
+    if not is_subclass(annotation, BaseModel):
+        return False
+    return any(PASSWORD_FIELD.match(name) for name in annotation.model_fields)
+
+
+@rule(
+    code="FR705",
+    name="passwords-hashed",
+    severity=Severity.ERROR,
+    scope=Scope.ROUTE,
+    basis=Basis.PROBE,
+    section="Rule #21",
+    summary="After a create call carrying a `password`, no column holds the plain password and the "
+    "stored value is a bcrypt or argon2 hash.",
+    rationale="A database dump, a backup or an SQL injection must not hand out users' passwords.",
+    fix="Hash with bcrypt (or argon2) before storing: `bcrypt.hashpw(password.encode(), "
+    "bcrypt.gensalt())`, run in a thread (`asyncio.to_thread`).",
+    applies_to=_creates_with_password,
+    bad_example="User(**data.model_dump())  # password stored as sent",
+    good_example="User(**data.model_dump(exclude={'password'}),\n"
+    "     hashed_password=await hash_password(data.password))",
+    phases=("writes", "password-scan"),
+    reports_setup_failure=True,
+    needs_route_data=True,
+    judges_built_requests=True,
+)
+def check_passwords_hashed(context: CheckContext) -> Iterator[Finding]:
+    route = context.the_route
+    results = _probe(context, "FR705")
+    checks = [c for c in results.password_checks if c.target == route.target]
+    if not checks:
+        raise RuleSkipped(f"the probes could not send {route.target} a body with a known password")
+    check = checks[0]
+    if check.skipped:
+        raise RuleSkipped(check.skipped)
+    for place in check.plain_found_in:
+        yield Finding(
+            message=f"the plain password sent to {route.target} is stored in column `{place}`",
+            location=route.location,
+        )
+    for place, value in check.stored:
+        if place in check.plain_found_in:
+            continue
+        if not (_BCRYPT.match(value) or _ARGON2.match(value)):
+            shown = value[:12] + "..." if len(value) > 12 else value
+            yield Finding(
+                message=f"column `{place}` of the row created by {route.target} holds {shown!r}, "
+                "not a bcrypt or argon2 hash",
+                location=route.location,
+            )
+
+
+# -- FR703 -----------------------------------------------------------------------------------------
+
+#: Names of secrets: the name *ends* with one of these words (``ACCESS_TOKEN_EXPIRE_MINUTES`` is not).
+SECRET_NAME = re.compile(
+    r"(?i)(^|_)(secret|secret_key|password|passwd|token|api_key|apikey|private_key|access_key|"
+    r"client_secret|signing_key)$"
+)
+
+
+_JWT_MODULES = ("jwt", "jose", "jose.jwt", "authlib.jose", "python_jwt", "jwcrypto")
+
+
+_JWT_KEY_ARGUMENTS = frozenset({"key", "secret", "secret_key", "signing_key"})
+
+
+def _literal_secret(node: ast.AST | None, name: str | None) -> str | None:
+    """The string literal, when it can be a secret: non-empty, no spaces (prose), not only masking
+    characters (``***``), and not merely the name itself (``ACCESS_TOKEN = "access_token"``)."""
+    if not isinstance(node, ast.Constant) or not isinstance(node.value, str | bytes):
+        return None
+    text = node.value.decode("latin-1") if isinstance(node.value, bytes) else node.value
+    stripped = text.strip()
+    if not stripped or any(ch.isspace() for ch in stripped):
+        return None
+    if not any(ch.isalnum() for ch in stripped) or len(set(stripped)) == 1:
+        return None
+    if name is not None and _normal(stripped) == _normal(name):
+        return None
+    if _names_something(stripped, name):
+        return None
+    return text
+
+
+#: A lowercase identifier: a key, a column or a header name, not a generated secret.
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9]*(?:[_.-][a-z0-9]+)*")
+
+
+def _names_something(text: str, name: str | None) -> bool:
+    """Whether the literal is a name rather than a secret: a lowercase identifier made only of the
+    variable's own words (``PK_TOKEN = "token"``, ``ACCESS_TOKEN_COOKIE = "access_token"``). A
+    literal with a word of its own (``SECRET_KEY = "dev-secret-key"``) stays a secret."""
+    if len(text) > 40 or not _IDENTIFIER.fullmatch(text):
+        return False
+    words = {word for word in re.split(r"[^a-z0-9]+", (name or "").lower()) if word}
+    return set(re.split(r"[_.-]", text)) <= words
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+@rule(
+    code="FR703",
+    name="secrets-from-environment",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.SOURCE,
+    section="config.py template, Rule #21",
+    summary="Settings fields named like secrets (`SECRET_KEY`, `*_PASSWORD`, `*_TOKEN`, `*_API_KEY`) "
+    "have no non-empty default, and no such literal is assigned in app code.",
+    rationale=(
+        "A secret in the code is in every clone, image and log of the repository; a default secret "
+        "lets the app start in production with a key everybody knows."
+    ),
+    fix="Declare the field without a default (`SECRET_KEY: str`) and set it in the environment; "
+    "read secrets from settings, never from literals.",
+    bad_example='SECRET_KEY: str = "super-secret-key"\njwt.encode(claims, "my-key", algorithm="HS256")',
+    good_example="SECRET_KEY: str  # required, from the environment\n"
+    "jwt.encode(claims, settings.SECRET_KEY, algorithm=settings.ALGORITHM)",
+)
+def check_secrets_from_environment(context: CheckContext) -> Iterator[Finding]:
+    """App half: fields of the app's ``BaseSettings`` classes named like secrets whose runtime
+    default is a non-empty string (``SecretStr`` too), when the source shows a literal default (a
+    computed default such as ``secrets.token_urlsafe(32)`` is not a secret in the code). Source half:
+    literals assigned to secret names (module, class and function level, parameter defaults), and a
+    literal passed as the key of a JWT call (positional key or ``key=``/``secret=``). Reading the
+    environment is never a finding (``os.environ["SECRET_KEY"]``, ``os.getenv("SECRET_KEY", "")``);
+    ``.env``/``.env.example`` files are not read at all; test code is not part of the index; enum
+    members are names, not secrets. A finding shows the literal masked, with its length
+    (``"8f4*****"``, `mask_secret`): enough to tell ``"changeme"`` from a real key, never the key."""
+    facts = context.facts
+    index = _index(context)
+    reported: set[tuple[str, int | None, int | None]] = set()
+
+    def report(module: SourceModule, node: ast.AST, message: str, secret: ast.AST) -> Finding | None:
+        location = module.location(node)
+        key = (location.file, location.line, location.column)
+        if key in reported:
+            return None
+        reported.add(key)
+        text = _secret_text(secret)
+        length = f" ({len(text)} characters)" if text is not None else ""
+        excerpt = _masked_excerpt(module, node, secret)
+        return Finding(message=f"{message}{length}: `{excerpt}`", location=location)
+
+    yield from _settings_defaults(facts, index, report)
+    enum_bodies = _enum_class_nodes(index)
+    for module in index:
+        for node in module.nodes:
+            if isinstance(node, ast.ClassDef) and id(node) in enum_bodies:
+                continue
+            if not isinstance(node, ast.Assign | ast.AnnAssign | ast.FunctionDef | ast.AsyncFunctionDef):
+                if isinstance(node, ast.Call):
+                    finding = _jwt_literal_key(module, node, report)
+                    if finding is not None:
+                        yield finding
+                continue
+            for target_name, value, anchor in _assignments(node):
+                if id(anchor) in enum_bodies or not SECRET_NAME.search(target_name):
+                    continue
+                if value is None or _literal_secret(value, target_name) is None:
+                    continue
+                finding = report(module, anchor, f"`{target_name}` is assigned a literal secret", value)
+                if finding is not None:
+                    yield finding
+
+
+def _masked_excerpt(module: SourceModule, node: ast.AST, secret: ast.AST, limit: int = 80) -> str:
+    """The node's source with the secret literal masked (``"8f4*****..."``, see `mask_secret`):
+    enough to tell a placeholder from a real key, never enough to spread the secret further in
+    reports and CI logs."""
+    text = ast.get_source_segment(module.source, node) or ""
+    segment = ast.get_source_segment(module.source, secret)
+    masked = _masked_literal(segment or "", _secret_text(secret))
+    if not text or not segment:
+        return masked
+    start = text.find(segment)
+    if start >= 0:
+        text = text[:start] + masked + text[start + len(segment) :]
+        # Keep the masked literal whole: it is what the reader judges the finding by.
+        limit = max(limit, start + len(masked) + 2)
+    return shorten(text, limit)
+
+
+def _secret_text(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Constant) and isinstance(node.value, bytes):
+        return node.value.decode("latin-1")
+    return None
+
+
+def mask_secret(text: str) -> str:
+    """The secret's first characters (at most 3, and at most a quarter of it), the rest as ``*``:
+    ``8f4e2b0c9d1a`` is shown as ``8f4*********``; a secret under 4 characters shows none."""
+    shown = min(3, len(text) // 4)
+    return text[:shown] + "*" * (len(text) - shown)
+
+
+_STRING_OPENING = re.compile(r"^([rRbBuU]{0,2})(\"\"\"|'''|\"|')")
+
+
+def _masked_literal(segment: str, text: str | None) -> str:
+    """The literal as written (prefix and quotes kept), its content masked."""
+    if text is None:
+        return '"***"'
+    opening = _STRING_OPENING.match(segment)
+    prefix, quote = (opening.group(1), opening.group(2)) if opening else ("", '"')
+    return f"{prefix}{quote}{mask_secret(text)}{quote}"
+
+
+def _assignments(node: ast.AST) -> Iterator[tuple[str, ast.AST | None, ast.AST]]:
+    """(name, value, node to point at) of assignments and parameter defaults in ``node``."""
+    if isinstance(node, ast.Assign):
+        for target in node.targets:
+            name = _target_name(target)
+            if name:
+                yield name, node.value, node
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        name = _target_name(node.target)
+        if name:
+            yield name, node.value, node
+    elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        args = node.args
+        positional = [*args.posonlyargs, *args.args]
+        for arg, default in zip(
+            positional[len(positional) - len(args.defaults) :], args.defaults, strict=True
+        ):
+            yield arg.arg, default, default
+        for arg, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+            if kw_default is not None:
+                yield arg.arg, kw_default, kw_default
+
+
+def _target_name(target: ast.AST) -> str | None:
+    if isinstance(target, ast.Name):
+        return target.id
+    if isinstance(target, ast.Attribute):
+        return target.attr
+    return None
+
+
+def _enum_class_nodes(index: SourceIndex) -> set[int]:
+    """ids of the class nodes (and their statements) of Enum classes: members are names, not secrets."""
+    import enum
+
+    ids: set[int] = set()
+    for module in index:
+        for qualname, node in module.classes:
+            cls = module.runtime_class(qualname)
+            is_enum = (
+                is_subclass(cls, enum.Enum)
+                if cls is not None
+                else any((dotted_text(base) or "").endswith("Enum") for base in node.bases)
+            )
+            if is_enum:
+                ids.add(id(node))
+                ids.update(id(statement) for statement in node.body)
+    return ids
+
+
+def _jwt_literal_key(module: SourceModule, call: ast.Call, report: Any) -> Finding | None:
+    resolved = module.resolve(call.func) or ""
+    head, _, function = resolved.rpartition(".")
+    if head not in _JWT_MODULES or function not in ("encode", "decode"):
+        return None
+    candidates: list[ast.AST] = []
+    if len(call.args) >= 2:
+        candidates.append(call.args[1])
+    candidates.extend(keyword.value for keyword in call.keywords if keyword.arg in _JWT_KEY_ARGUMENTS)
+    for candidate in candidates:
+        if _literal_secret(candidate, None) is not None:
+            result: Finding | None = report(
+                module, call, f"`{resolved}` is called with a literal key", candidate
+            )
+            return result
+    return None
+
+
+def _settings_defaults(facts: AppFacts, index: SourceIndex, report: Any) -> Iterator[Finding]:
+    for cls in settings_classes(facts):
+        fields = getattr(cls, "model_fields", {}) or {}
+        for name, info in fields.items():
+            if not SECRET_NAME.search(name) and not SECRET_NAME.search(str(info.alias or "")):
+                continue
+            default = info.default
+            secret = getattr(default, "get_secret_value", None)
+            value = secret() if callable(secret) else default
+            if isinstance(value, bytes):
+                value = value.decode("latin-1")
+            if not isinstance(value, str) or not value.strip():
+                continue
+            located = _field_node(index, cls, name)
+            if located is None:
+                continue
+            module, node = located
+            literal = _literal_default(node)
+            if literal is None:
+                continue
+            finding = report(
+                module,
+                node,
+                f"settings field `{cls.__name__}.{name}` has a non-empty default secret",
+                literal,
+            )
+            if finding is not None:
+                yield finding
+
+
+def _field_node(
+    index: SourceIndex, cls: type, name: str
+) -> tuple[SourceModule, ast.AnnAssign | ast.Assign] | None:
+    """The class-body statement that declares field ``name`` (looked up through the MRO)."""
+    for klass in cls.__mro__:
+        module = index.get(getattr(klass, "__module__", None))
+        if module is None:
+            continue
+        for qualname, node in module.classes:
+            if qualname != klass.__qualname__:
+                continue
+            for statement in node.body:
+                if isinstance(statement, ast.AnnAssign) and _target_name(statement.target) == name:
+                    return module, statement
+                if isinstance(statement, ast.Assign) and any(
+                    _target_name(t) == name for t in statement.targets
+                ):
+                    return module, statement
+    return None
+
+
+def _literal_default(node: ast.AnnAssign | ast.Assign) -> ast.AST | None:
+    """The literal default of a field declaration: ``= "x"``, ``Field("x")``, ``Field(default="x")``,
+    ``SecretStr("x")``; None when the default is computed or empty."""
+    value = node.value
+    if value is None:
+        return None
+    candidates: list[ast.expr] = [value]
+    if isinstance(value, ast.Call):
+        # Only a field constructor's first argument is a default; in `config("SECRET_KEY")` or
+        # `os.getenv("SECRET_KEY")` it is the name of the variable the secret is read from.
+        function = value.func
+        called = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+        if called not in _FIELD_CONSTRUCTORS:
+            return None
+        candidates = list(value.args[:1]) + [k.value for k in value.keywords if k.arg == "default"]
+    return next((c for c in candidates if _literal_secret(c, None) is not None), None)
+
+
+_FIELD_CONSTRUCTORS = frozenset({"Field", "SecretStr", "SecretBytes", "Secret"})

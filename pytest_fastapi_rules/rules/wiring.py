@@ -1,4 +1,9 @@
-"""FR1xx: application wiring (the main.py template, Rule #5 lifespan)."""
+"""FR1xx: application wiring (the main.py template, Rule #5 lifespan).
+
+Every rule of the family lives here, whatever it reads: the app object and its handlers (FR101,
+FR104, FR105's static half, FR109), the probe run (FR102, FR103, FR105's runtime half, FR106,
+FR107) and the app in production mode (FR108).
+"""
 
 from __future__ import annotations
 
@@ -16,16 +21,22 @@ from starlette.routing import Mount, Router
 from pytest_fastapi_rules.compat import iter_effective_routes, middleware_class, middleware_options
 from pytest_fastapi_rules.facts import AppFacts, RouteFacts, unwrap_callable
 from pytest_fastapi_rules.options import BARE_VERSION_PREFIX, DEFAULT_VERSION_PREFIX
+from pytest_fastapi_rules.probing.results import Exchange
+from pytest_fastapi_rules.probing.runner import ENVELOPE_SAMPLES, LIVENESS_ALIASES, READINESS_ALIASES
+from pytest_fastapi_rules.production import DOCS_KINDS, declared_docs_paths, production_facts
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
     Finding,
     Location,
+    RuleSkipped,
     Scope,
     Severity,
     rule,
 )
-from pytest_fastapi_rules.rules.common import is_api_route
+from pytest_fastapi_rules.rules.common import _lifespan_parts, is_api_route, start_production_child
+from pytest_fastapi_rules.rules.probe_support import PROBES_UNAVAILABLE, _probe, _short_where, _where_location
+from pytest_fastapi_rules.runtime import AppStartupError
 from pytest_fastapi_rules.source import source_index
 
 # -- shared helpers -------------------------------------------------------------------------------
@@ -223,39 +234,6 @@ def mounted_apps(app: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[s
 
 def _mount_label(path: str) -> str:
     return f"the app mounted at `{path or '/'}`"
-
-
-# -- FR101 ----------------------------------------------------------------------------------------
-
-
-def _lifespan_parts(context: Any, depth: int = 0) -> Iterator[Any]:
-    """The lifespan callables an app's (possibly merged) lifespan context is made of.
-
-    FastAPI's ``include_router`` wraps the app's lifespan and each included router's in a
-    ``merged_lifespan`` closure (``original_context``/``nested_context``); older versions do not
-    merge. Yields the leaves: the user's lifespan functions and ``_DefaultLifespan`` objects.
-    """
-    if depth > 64:
-        return
-    function = getattr(context, "__wrapped__", context)
-    code = getattr(function, "__code__", None)
-    closure = getattr(function, "__closure__", None)
-    if code is not None and closure and getattr(function, "__name__", "") == "merged_lifespan":
-        cells = dict(zip(code.co_freevars, closure, strict=False))
-        found = False
-        for name in ("original_context", "nested_context"):
-            cell = cells.get(name)
-            if cell is None:
-                continue
-            try:
-                inner = cell.cell_contents
-            except ValueError:
-                continue
-            found = True
-            yield from _lifespan_parts(inner, depth + 1)
-        if found:
-            return
-    yield context
 
 
 def _handlers_that_run(facts: AppFacts) -> set[int] | None:
@@ -472,12 +450,67 @@ def check_domain_error_handler(context: CheckContext) -> Iterator[Finding]:
     )
 
 
+def _runtime_generic_handler(context: CheckContext) -> Iterator[Finding]:
+    """FR105: the generic handler, invoked on a synthetic exception, answers a clean JSON 500."""
+    results = _probe(context, "FR105")
+    exchange = results.synthetic
+    if exchange is None:
+        raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")
+    if not results.synthetic_raised:
+        raise RuleSkipped(
+            f"the synthetic exception was never raised: {exchange.request.shown} {exchange.outcome} "
+            "before it reached the dependency that raises (a middleware answered first)"
+        )
+    marker = results.synthetic_marker
+    shown = exchange.request.shown
+    if exchange.error is not None:
+        yield Finding(message=f"a synthetic exception in {shown} was not handled: the app {exchange.outcome}")
+        return
+    if exchange.status != 500:
+        yield Finding(message=f"a synthetic exception in {shown} answered {exchange.status}, not 500")
+    text = exchange.body.decode("utf-8", errors="replace")
+    if not exchange.is_json:
+        yield Finding(
+            message=f"a synthetic exception in {shown} answered a non-JSON body "
+            f"({exchange.body_excerpt(60)!r})"
+        )
+    leaks = []
+    if marker and marker in text:
+        leaks.append("the exception's text")
+    if "Traceback" in text or 'File "' in text:
+        leaks.append("a traceback")
+    if re.search(r"(/[\w.-]+){2,}\.py", text):
+        leaks.append("file paths")
+    if leaks:
+        yield Finding(
+            message=f"the 500 answer to a synthetic exception in {shown} carries {' and '.join(leaks)}"
+        )
+
+
+def _handled_without_a_handler(context: CheckContext) -> str | None:
+    """FR105's static findings say no handler for ``Exception`` is registered; when the synthetic
+    exception still answered a clean JSON 500, the app handles unexpected errors another way (a
+    middleware that catches every exception: Netflix/dispatch). Only for an app that serves its
+    routes itself: the one synthetic request speaks for one app, not for mounted ones."""
+    if sum(1 for _, _, routes in serving_apps(context.facts) if routes) > 1:
+        return None
+    results = _probe(context, "FR105")
+    exchange = results.synthetic
+    if exchange is None or not results.synthetic_raised or list(_runtime_generic_handler(context)):
+        return None
+    return (
+        "no exception handler for `Exception` is registered, but a synthetic exception in "
+        f"{exchange.request.shown} answered a JSON 500 without internals: the app handles "
+        "unexpected errors another way (a middleware)"
+    )
+
+
 @rule(
     code="FR105",
     name="generic-error-handler",
     severity=Severity.ERROR,
     scope=Scope.APP,
-    basis=Basis.APP,
+    basis=Basis.APP_PROBE,
     section="main.py template",
     summary="A handler for `Exception` exists, or a middleware that catches every exception and "
     "answers (it answers a JSON 500 without internals).",
@@ -495,6 +528,10 @@ def check_domain_error_handler(context: CheckContext) -> Iterator[Finding]:
         '    logger.error("unhandled_exception", path=request.url.path, exc_info=True)\n'
         '    return JSONResponse(status_code=500, content={"error": "internal_server_error"})'
     ),
+    runtime=_runtime_generic_handler,
+    overruled_by=_handled_without_a_handler,
+    unavailable=PROBES_UNAVAILABLE,
+    phases=("synthetic-error",),
 )
 def check_generic_error_handler(context: CheckContext) -> Iterator[Finding]:
     facts = context.facts
@@ -625,3 +662,354 @@ def check_versioned_prefix_and_tags(context: CheckContext) -> Iterator[Finding]:
             fix='Give the router or the route a tag: `APIRouter(tags=["Users"])` or '
             '`app.include_router(router, tags=["Users"])`.',
         )
+
+
+# -- FR102 lifespan-starts-cleanly --------------------------------------------------------------------
+
+
+@rule(
+    code="FR102",
+    name="lifespan-starts-cleanly",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="main.py template, Rule #5",
+    summary="The lifespan's startup and shutdown both complete within the timeout, without error.",
+    rationale=(
+        "A lifespan that raises at shutdown leaks connections and loses the last log lines on every "
+        "deploy; one that fails or hangs at startup takes the service down."
+    ),
+    fix="Make startup and shutdown code robust: dispose engines and close clients after `yield` "
+    "in a `try/finally`, and do not let shutdown code raise.",
+    bad_example=(
+        "@asynccontextmanager\nasync def lifespan(app):\n    sessionmanager.init(url)\n    yield\n"
+        "    await redis.close()  # redis was never opened: AttributeError at shutdown"
+    ),
+    good_example=(
+        "@asynccontextmanager\nasync def lifespan(app):\n    sessionmanager.init(url)\n    try:\n"
+        "        yield\n    finally:\n        await sessionmanager.close()"
+    ),
+    # Not reports_setup_failure: it judges the app's lifespan, and a database the probes could
+    # not set up says nothing about that.
+    phases=("shutdown",),
+)
+def check_lifespan_starts_cleanly(context: CheckContext) -> Iterator[Finding]:
+    try:
+        results = _probe(context, "FR102")
+    except AppStartupError as exc:
+        fallback = _sqlite_fallback(context)
+        if fallback is not None and _is_database_error(exc.app_traceback or exc.message):
+            raise RuleSkipped(
+                "the lifespan failed with a database error on the probes' SQLite database, which they "
+                f"use because {fallback}: that says nothing about the app's own database, so the "
+                "lifespan is not judged. Make the app's server reachable (or pass "
+                "--fastapi-rules-db-url=URL of a PostgreSQL server) to judge it: "
+                + exc.message.split(". Checks that need")[0]
+            ) from None
+        what = exc.message.split(". Checks that need")[0]
+        what = what.removeprefix("The app's lifespan failed at startup with ")
+        yield Finding(
+            message=f"the lifespan failed at startup: {what}",
+            location=_last_own_frame(context.facts, exc.app_traceback) or context.facts.app_location,
+            fix="Fix the startup error shown in the app's traceback below; "
+            + (exc.app_traceback or "").strip()[-1500:],
+        )
+        return
+    if results.shutdown_error:
+        lines = [line for line in results.shutdown_error.strip().splitlines() if line.strip()]
+        yield Finding(
+            message=f"the lifespan failed at shutdown: {lines[-1].strip() if lines else 'error'}",
+            location=_last_own_frame(context.facts, results.shutdown_error) or context.facts.app_location,
+            fix="Make the code after `yield` in the lifespan robust (try/finally, check what was "
+            "opened before closing it). The app's traceback: " + results.shutdown_error.strip()[-1500:],
+        )
+
+
+def _sqlite_fallback(context: CheckContext) -> str | None:
+    """Why the probes run on SQLite although the app uses another database, or None."""
+    choice = getattr(getattr(context.facts, "database_placement", None), "choice", None)
+    return getattr(choice, "fallback", None) if choice is not None and choice.server is None else None
+
+
+#: The exception modules whose errors are the database's answer, not the app's own code failing.
+_DATABASE_ERRORS = re.compile(
+    r"\b(sqlalchemy\.exc\.|sqlite3\.|aiosqlite\.)\w*Error|OperationalError|ProgrammingError"
+)
+
+
+def _is_database_error(text: str) -> bool:
+    return bool(_DATABASE_ERRORS.search(text))
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def _last_own_frame(facts: AppFacts, text: str | None) -> Location | None:
+    """The innermost frame of the app's own code in a formatted traceback."""
+    if not text:
+        return None
+    found: Location | None = None
+    for match in _FRAME.finditer(text):
+        path, line = match.group(1), int(match.group(2))
+        relative = facts.relative(path)
+        if "site-packages" in path or relative.startswith("/") or "pytest_fastapi_rules" in path:
+            continue
+        found = Location(file=relative, line=line)
+    return found
+
+
+# -- FR103 lifespan-disposes-engines ------------------------------------------------------------------
+
+
+@rule(
+    code="FR103",
+    name="lifespan-disposes-engines",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="database.py template, main.py template",
+    summary="Every engine the app used is disposed at shutdown, with no connection left checked out.",
+    rationale=(
+        "An engine that is never disposed keeps its connections open after the app stops (and an "
+        "aiosqlite engine keeps the process alive); a checked-out connection at shutdown is a leak."
+    ),
+    fix="Call `await engine.dispose()` (the template's `sessionmanager.close()`) after `yield` in "
+    "the lifespan, in a `finally`.",
+    bad_example="async def lifespan(app):\n    sessionmanager.init(url)\n    yield  # never closed",
+    good_example=(
+        "async def lifespan(app):\n    sessionmanager.init(url)\n    try:\n        yield\n"
+        "    finally:\n        await sessionmanager.close()"
+    ),
+    phases=("shutdown",),
+    reports_setup_failure=True,
+)
+def check_lifespan_disposes_engines(context: CheckContext) -> Iterator[Finding]:
+    results = _probe(context, "FR103")
+    if not results.engines:
+        raise RuleSkipped("the app used no SQLAlchemy engine during the probes")
+    for engine in results.engines:
+        location = _where_location(context.facts, engine.where)
+        if not engine.disposed:
+            yield Finding(
+                message=f"the engine created at {_short_where(context.facts, engine.where)} was not "
+                "disposed when the lifespan shut down",
+                location=location,
+            )
+        if engine.checked_out:
+            yield Finding(
+                message=f"{engine.checked_out} connection(s) of the engine created at "
+                f"{_short_where(context.facts, engine.where)} were still checked out after shutdown",
+                location=location,
+                fix="Close every session (`async with session_factory() as session:`), so its "
+                "connection returns to the pool before shutdown.",
+            )
+
+
+# -- FR106 error-envelope -----------------------------------------------------------------------------
+
+_MACHINE_CODE = re.compile(r"^[a-z][a-z0-9]*([_.-][a-z0-9]+)*$")
+
+
+@rule(
+    code="FR106",
+    name="error-envelope",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="main.py template, shared/exceptions.py template",
+    summary="Error responses (404, 422, 401) share one JSON envelope with a machine-readable code "
+    "in `error`, as the rulebook's (another key through `fastapi_rules_error_code_key`).",
+    rationale=(
+        'Clients handle errors by one shape: `{"error": "user_not_found", "message": ...}`. '
+        'FastAPI\'s defaults answer `{"detail": "Not Found"}` for one error and a list for another.'
+    ),
+    fix="Register handlers for HTTPException and RequestValidationError (and the domain error) "
+    'that all answer `{"error": <code>, "message": <text>}`.',
+    bad_example='{"detail": "Not Found"}  /  {"detail": [{"loc": [...], "msg": ...}]}',
+    good_example='{"error": "user_not_found", "message": "User 7 not found"}',
+    phases=("missing", "bad-input", "credentials", "envelope"),
+    reports_setup_failure=True,
+)
+def check_error_envelope(context: CheckContext) -> Iterator[Finding]:
+    results = _probe(context, "FR106")
+    # The first 404 to a missing id, 422 to bad input and 401 without credentials, routes in the
+    # app's order: the order a whole run sends them in, whichever routes this process probed itself
+    # (see shards.py).
+    route_order = {route.target: index for index, route in enumerate(context.facts.routes)}
+    samples: dict[int, Exchange] = {}
+    for phase, status in ENVELOPE_SAMPLES:
+        answers = [
+            (route_order.get(exchange.target, -1), sent, exchange)
+            for sent, exchange in enumerate(results.exchanges)
+            if exchange.phase == phase and exchange.status == status
+        ]
+        if answers:
+            samples[status] = min(answers, key=lambda answer: answer[:2])[2]
+    if len(samples) < 2:
+        raise RuleSkipped(
+            "the probes saw fewer than two kinds of error response to compare (a 404 to a missing id, "
+            "a 422 to bad input, a 401 without credentials)"
+        )
+    bodies = {status: exchange.json for status, exchange in samples.items()}
+    not_objects = [status for status, body in bodies.items() if not isinstance(body, dict)]
+    if not_objects:
+        for status in not_objects:
+            exchange = samples[status]
+            yield Finding(
+                message=f"the {status} answer to {exchange.request.shown} is not a JSON object: "
+                f"{exchange.body_excerpt(100)!r}",
+            )
+        return
+    shared = set.intersection(*(set(body) for body in bodies.values()))
+    coded = [
+        key
+        for key in sorted(shared)
+        if all(isinstance(body.get(key), str) and _MACHINE_CODE.match(body[key]) for body in bodies.values())
+    ]
+    shapes = "; ".join(f"{status}: {{{', '.join(sorted(body))}}}" for status, body in sorted(bodies.items()))
+    key = context.options.error_code_key
+    if key in coded:
+        return
+    if coded:
+        # One envelope, but its code under another key than the rulebook's: a team's choice to
+        # make on purpose, not a default.
+        yield Finding(
+            message=f"error responses share one envelope, with the machine-readable code in "
+            f"`{coded[0]}`, not in `{key}` ({shapes}); to accept it on purpose, set the ini key "
+            f"fastapi_rules_error_code_key = {coded[0]}"
+        )
+        return
+    what = (
+        "share no key"
+        if not shared
+        else f"share {', '.join(sorted(shared))} but no machine-readable code in it"
+    )
+    yield Finding(message=f"error responses do not share one envelope: they {what} ({shapes})")
+
+
+# -- FR107 health-endpoints ---------------------------------------------------------------------------
+
+
+@rule(
+    code="FR107",
+    name="health-endpoints",
+    severity=Severity.WARNING,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    section="main.py template",
+    summary="`GET /health` answers 200 JSON; `GET /health/ready` answers 200 and reaches the database "
+    "(other paths through `fastapi_rules_health_path` and `fastapi_rules_readiness_path`).",
+    rationale=(
+        "Load balancers and Kubernetes need a liveness route that answers without dependencies and a "
+        "readiness route that fails when the database is down; a readiness check that never touches "
+        "the database routes traffic to an instance that cannot serve it."
+    ),
+    fix="Add `GET /health` (returns a small JSON) and `GET /health/ready` that runs `SELECT 1` "
+    "through the session manager and answers 503 when it fails.",
+    bad_example=(
+        '@app.get("/health/ready")\nasync def ready() -> dict:\n    return {"status": "ready"}  # TODO'
+    ),
+    good_example=(
+        '@app.get("/health/ready")\nasync def ready() -> ReadinessResponse:\n'
+        '    await sessionmanager.ping()  # SELECT 1\n    return ReadinessResponse(status="ready")'
+    ),
+    phases=("health",),
+    reports_setup_failure=True,
+)
+def check_health_endpoints(context: CheckContext) -> Iterator[Finding]:
+    options = context.options
+    results = _probe(context, "FR107")
+    health = results.in_phase("health")
+    liveness = [e for e in health if e.request.path == options.health_path]
+    readiness = [e for e in health if e.request.path == options.readiness_path]
+    if not liveness:
+        yield Finding(
+            message=f"the app has no `GET {options.health_path}` route"
+            + _health_alias_note(context.facts, LIVENESS_ALIASES, "fastapi_rules_health_path")
+        )
+    else:
+        first = liveness[0]
+        if not first.ok or not first.is_json:
+            yield Finding(
+                message=f"{first.request.shown} {first.outcome}"
+                + ("" if first.is_json else " without a JSON body"),
+                location=_route_location_of(context.facts, first.target),
+            )
+    if not readiness:
+        yield Finding(
+            message=f"the app has no readiness route (`GET {options.readiness_path}`)"
+            + _health_alias_note(context.facts, READINESS_ALIASES, "fastapi_rules_readiness_path")
+        )
+        return
+    ready = readiness[0]
+    location = _route_location_of(context.facts, ready.target)
+    if not ready.ok:
+        yield Finding(message=f"{ready.request.shown} {ready.outcome}", location=location)
+    elif results.engines and ready.count == 0:
+        yield Finding(
+            message=f"{ready.request.shown} answers 200 without running any SQL: it does not "
+            "check that the database is reachable",
+            location=location,
+        )
+
+
+def _health_alias_note(facts: AppFacts, aliases: tuple[str, ...], setting: str) -> str:
+    """When the app serves a health route under a name the rulebook does not use (``/readyz``):
+    the setting that makes FR107 probe it on purpose; empty otherwise."""
+    served = [path for path in aliases if any(r.method == "GET" and r.path == path for r in facts.routes)]
+    if not served:
+        return ""
+    return (
+        f"; it has `GET {served[0]}`, not the rulebook's path: to probe that one on purpose, set "
+        f"the ini key {setting} = {served[0]}"
+    )
+
+
+def _route_location_of(facts: AppFacts, target: str) -> Location | None:
+    for route in facts.routes:
+        if route.target == target:
+            return route.location
+    return None
+
+
+# -- FR108 docs-hidden-in-production -------------------------------------------------------------------
+
+
+@rule(
+    code="FR108",
+    name="docs-hidden-in-production",
+    severity=Severity.ERROR,
+    scope=Scope.APP,
+    basis=Basis.PROBE,
+    background=start_production_child,
+    section="main.py template",
+    summary="With the production environment set, `/docs`, `/redoc` and `/openapi.json` (and the "
+    "documentation paths the app declares, sub-apps included) answer 404.",
+    rationale=(
+        "The interactive docs and the schema map every route, parameter and model of the API for "
+        "anyone who finds them; production has no reason to serve them."
+    ),
+    fix="Pass `docs_url=None, redoc_url=None, openapi_url=None` to FastAPI when "
+    '`settings.ENVIRONMENT == "production"`.',
+    bad_example="app = FastAPI(lifespan=lifespan)  # /docs everywhere",
+    good_example=(
+        'production = settings.ENVIRONMENT == "production"\n'
+        'app = FastAPI(docs_url=None if production else "/docs",\n'
+        '              redoc_url=None if production else "/redoc",\n'
+        '              openapi_url=None if production else "/openapi.json")'
+    ),
+)
+def check_docs_hidden_in_production(context: CheckContext) -> Iterator[Finding]:
+    facts = production_facts(context.facts, context.options)
+    declared = declared_docs_paths(context.facts.app)
+    for path in sorted({*DOCS_KINDS, *declared}):
+        status = facts.docs_status.get(path)
+        if status is None:
+            if path not in declared and path in facts.docs_errors:
+                continue  # a path the app never serves its docs at: its failure is another matter
+            error = facts.docs_errors.get(path, "no answer")
+            yield Finding(
+                message=f"with {facts.env_text}, GET {path} failed ({error}) instead of answering 404"
+            )
+        elif status != 404 and facts.docs_served.get(path, True):
+            yield Finding(message=f"with {facts.env_text}, GET {path} answers {status}, not 404")

@@ -1182,6 +1182,7 @@ SECRETS_PROJECT = {
         import os
         from enum import Enum
 
+        from pydantic import BaseModel, SecretStr
         from pydantic_settings import BaseSettings
 
         SECRET_KEY = "hard-coded-key-123"
@@ -1196,11 +1197,17 @@ SECRETS_PROJECT = {
             WRONG_PASSWORD = "wrong_password"
 
 
+        class Database(BaseModel):  # a nested section of the settings, as minimal's are
+            password: SecretStr = SecretStr("passwd-change-me")
+            username: SecretStr = SecretStr("")
+
+
         class Settings(BaseSettings):
             JWT_SECRET: str = "dev-only-secret"
             DATABASE_PASSWORD: str = ""
             ACCESS_TOKEN_EXPIRE_MINUTES: int = 30
             STRIPE_API_KEY: str | None = None
+            database: Database = Database()
     """,
     "secretapp/tests/__init__.py": "",
     "secretapp/tests/test_config.py": """
@@ -1249,6 +1256,11 @@ def test_secrets_in_code_and_their_look_alikes(
                 "`ADMIN_PASSWORD` is assigned a literal secret (7 characters): `ADMIN_PASSWORD = 'h******'`",
             ),
             (
+                ("secretapp/config.py", line_of(config, r"password: SecretStr"), 5),
+                "`password` is assigned a literal secret (16 characters): "
+                '`password: SecretStr = SecretStr("pas*************")`',
+            ),
+            (
                 ("secretapp/config.py", line_of(config, r"JWT_SECRET: str"), 5),
                 "settings field `Settings.JWT_SECRET` has a non-empty default secret (15 characters): "
                 '`JWT_SECRET: str = "dev************"`',
@@ -1267,6 +1279,7 @@ def test_secrets_in_code_and_their_look_alikes(
     ), run.output
     for secret in (
         "hard-coded-key-123",
+        "passwd-change-me",
         "hunter2",
         "dev-only-secret",
         "literal-signing-key",

@@ -912,14 +912,29 @@ def check_secrets_from_environment(context: CheckContext) -> Iterator[Finding]:
                     if finding is not None:
                         yield finding
                 continue
-            for target_name, value, anchor in _assignments(node):
+            for target_name, assigned, anchor in _assignments(node):
                 if id(anchor) in enum_bodies or not SECRET_NAME.search(target_name):
                     continue
+                value = _unwrapped_secret(assigned)
                 if value is None or _literal_secret(value, target_name) is None:
                     continue
                 finding = report(module, anchor, f"`{target_name}` is assigned a literal secret", value)
                 if finding is not None:
                     yield finding
+
+
+#: Pydantic's secret types: `SecretStr("change-me")` is the literal it wraps.
+_SECRET_WRAPPERS = frozenset({"SecretStr", "SecretBytes"})
+
+
+def _unwrapped_secret(value: ast.AST | None) -> ast.AST | None:
+    """The literal inside ``SecretStr("...")`` (minimal-fastapi-postgres-template's settings
+    sections: ``jwt_secret_key: SecretStr = SecretStr("change-me-...")``), else the value itself."""
+    if isinstance(value, ast.Call) and len(value.args) == 1 and not value.keywords:
+        called = (dotted_text(value.func) or "").rsplit(".", 1)[-1]
+        if called in _SECRET_WRAPPERS:
+            return value.args[0]
+    return value
 
 
 def _masked_excerpt(module: SourceModule, node: ast.AST, secret: ast.AST, limit: int = 80) -> str:

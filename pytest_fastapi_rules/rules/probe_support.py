@@ -38,6 +38,21 @@ if TYPE_CHECKING:
 # -- access to the probe run ------------------------------------------------------------------------
 
 
+def raised_synthetic(results: ProbeResults) -> Exchange:
+    """The probes' synthetic-error request (FR105, FR803), when its raising dependency ran: a
+    middleware that answered first (Netflix/dispatch's db middleware, for an unknown schema) shows
+    nothing of how the app handles an unexpected exception. Skips with the reason otherwise."""
+    exchange = results.synthetic
+    if exchange is None:
+        raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")
+    if not results.synthetic_raised:
+        raise RuleSkipped(
+            f"the synthetic exception was never raised: {exchange.request.shown} {exchange.outcome} "
+            "before it reached the dependency that raises (a middleware answered first)"
+        )
+    return exchange
+
+
 def _probe(context: CheckContext, code: str) -> ProbeResults:
     """The probe run's results, for the item of rule ``code`` (and ``context.route``).
 

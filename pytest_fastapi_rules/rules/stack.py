@@ -42,7 +42,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import code_of, start_production_child
-from pytest_fastapi_rules.rules.probe_support import _probe
+from pytest_fastapi_rules.rules.probe_support import _probe, raised_synthetic
 from pytest_fastapi_rules.rules.wiring import is_app_code_module
 from pytest_fastapi_rules.runtime import AppStartupError
 from pytest_fastapi_rules.source import settings_classes, source_index
@@ -663,14 +663,7 @@ def check_errors_are_logged(context: CheckContext) -> Iterator[Finding]:
     if Exception not in facts.exception_handlers and 500 not in facts.exception_handlers:
         raise RuleSkipped("the app has no handler for Exception (FR105 reports that)")
     results = _probe(context, "FR803")
-    exchange = results.synthetic
-    if exchange is None:
-        raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")
-    if not results.synthetic_raised:
-        raise RuleSkipped(
-            f"the synthetic exception was never raised: {exchange.request.shown} {exchange.outcome} "
-            "before it reached the dependency that raises (a middleware answered first)"
-        )
+    exchange = raised_synthetic(results)
     handler = facts.exception_handlers.get(Exception) or facts.exception_handlers.get(500)
     location = facts.location_of(handler)
     path = exchange.request.path.split("?")[0]

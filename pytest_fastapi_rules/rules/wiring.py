@@ -35,7 +35,13 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import _lifespan_parts, is_api_route, start_production_child
-from pytest_fastapi_rules.rules.probe_support import PROBES_UNAVAILABLE, _probe, _short_where, _where_location
+from pytest_fastapi_rules.rules.probe_support import (
+    PROBES_UNAVAILABLE,
+    _probe,
+    _short_where,
+    _where_location,
+    raised_synthetic,
+)
 from pytest_fastapi_rules.runtime import AppStartupError
 from pytest_fastapi_rules.source import source_index
 
@@ -453,14 +459,7 @@ def check_domain_error_handler(context: CheckContext) -> Iterator[Finding]:
 def _runtime_generic_handler(context: CheckContext) -> Iterator[Finding]:
     """FR105: the generic handler, invoked on a synthetic exception, answers a clean JSON 500."""
     results = _probe(context, "FR105")
-    exchange = results.synthetic
-    if exchange is None:
-        raise RuleSkipped(results.synthetic_skipped or "no synthetic error was injected")
-    if not results.synthetic_raised:
-        raise RuleSkipped(
-            f"the synthetic exception was never raised: {exchange.request.shown} {exchange.outcome} "
-            "before it reached the dependency that raises (a middleware answered first)"
-        )
+    exchange = raised_synthetic(results)
     marker = results.synthetic_marker
     shown = exchange.request.shown
     if exchange.error is not None:

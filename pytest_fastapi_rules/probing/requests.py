@@ -402,6 +402,23 @@ def _jsonable(value: Any) -> Any:
     return jsonable_encoder(value)
 
 
+#: Words that make a second password field the confirmation of the first (`confirm_password`,
+#: `password_repeat`, `password_again`, `retype_password`).
+_CONFIRMING_WORDS = ("confirm", "repeat", "again", "retype")
+
+
+def _confirms_password(name: str, other: str) -> bool:
+    """Whether field ``other`` repeats password field ``name``: a password field named for
+    confirming, or the same name with another number (teamhide/fastapi-boilerplate's `password1`
+    and `password2`, which the app refuses with 401 when they differ)."""
+    lowered = other.lower()
+    if "password" not in lowered and "passwd" not in lowered:
+        return False
+    if re.sub(r"\d+$", "", other) == re.sub(r"\d+$", "", name):
+        return True
+    return any(word in lowered for word in _CONFIRMING_WORDS)
+
+
 class RequestBuilder:
     """Builds the probe requests of one route from the seeded data."""
 
@@ -595,13 +612,8 @@ class RequestBuilder:
             candidate = dict(value)
             candidate[key] = plain
             for other_name, other in model.model_fields.items():
-                other_key = other.alias or other_name
-                if (
-                    other_name != name
-                    and "confirm" in other_name.lower()
-                    and "password" in other_name.lower()
-                ):
-                    candidate[other_key] = plain
+                if other_name != name and _confirms_password(name, other_name):
+                    candidate[other.alias or other_name] = plain
             try:
                 model.model_validate(candidate)
             except Exception:  # noqa: BLE001 - the app's rules refuse it; keep the generated one

@@ -413,7 +413,7 @@ def test_domains_whose_routes_sit_deep_in_their_api_layer_fr305(blog: Path, run_
     # `src.notes` is judged as the domain (its routes in `api/`, not the rulebook's `router.py`);
     # `src.badges.adapter.input` is not judged at all.
     assert [f["message"] for f in run.findings("FR305")] == [
-        "domain `src.notes` has no `router.py`; it has: __init__.py, schemas.py, service.py (`api` is "
+        "domain `src.notes` has no `router.py`; it has: __init__.py, api/, schemas.py, service.py (`api` is "
         "not the rulebook's name; to accept it on purpose, add the line `router = api` to the ini key "
         "fastapi_rules_domain_layout)"
     ], run.output

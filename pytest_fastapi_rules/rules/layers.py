@@ -806,7 +806,11 @@ def check_domain_layout(context: CheckContext) -> Iterator[Finding]:
         touches = _touches_database(facts, domain, members.get(domain, []))
         roles = ["router", "service", "schemas"] + (["repository", "models"] if touches else [])
         anchor = index.get(domain) or routers[0]
-        has = ", ".join(sorted(f"{name}.py" for name in present if (directory / f"{name}.py").exists()))
+        # Modules and packages alike: "it has: __init__.py" hid fastapi_best_architecture's api/,
+        # crud/, model/, schema/ and service/ packages.
+        has = ", ".join(
+            sorted(f"{name}.py" if (directory / f"{name}.py").exists() else f"{name}/" for name in present)
+        )
         missing = [role for role in roles if not any(name in present for name in layout.get(role, ()))]
         if not missing:
             continue

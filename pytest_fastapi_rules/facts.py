@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import sys
 import sysconfig
 import types
@@ -42,6 +43,10 @@ _LIBRARY_ROOTS = tuple(
         sysconfig.get_paths()["stdlib"],
     }
 )
+#: Test modules: imported in the same process, never the app's code.
+TEST_MODULE = re.compile(r"(^|\.)(tests?|conftest|test_[^.]*|[^.]*_tests?)(\.|$)")
+#: Top-level packages that are never the app's code even when installed from a checkout.
+NEVER_APP_CODE = frozenset({"pytest_fastapi_rules", "_pytest", "pytest", "pluggy"})
 
 
 def unwrap_callable(func: Any) -> Any:
@@ -291,6 +296,16 @@ class AppFacts:
             return False
         resolved = str(Path(file).resolve())
         return not resolved.startswith(_LIBRARY_ROOTS) and "site-packages" not in resolved
+
+    def is_project_sibling(self, module_name: str) -> bool:
+        """A module of the project beside the app's own packages (a sibling ``core`` package that
+        holds the engines: teamhide/fastapi-boilerplate): its file is in the project, outside the
+        interpreter's library folders; test modules and the plugin itself never count."""
+        if self.is_own_module(module_name) or module_name.split(".")[0] in NEVER_APP_CODE:
+            return False
+        if TEST_MODULE.search(module_name):
+            return False
+        return self._is_project_module_name(module_name) and self._under_project(module_name)
 
     def is_own_module(self, module_name: str | None) -> bool:
         return bool(module_name) and str(module_name).split(".")[0] in self.own_packages

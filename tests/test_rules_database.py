@@ -1060,3 +1060,52 @@ def test_fr505_columns_declared_inside_an_annotated_composite_are_annotated(
         finding["message"]
         == "model `compositeapp.Legacy` has columns without a Mapped[...] annotation: count"
     ), finding
+
+
+SIBLING_DATABASE_PROJECT = {
+    "app/__init__.py": "",
+    "app/main.py": """
+        from fastapi import FastAPI
+
+        from core.db import session
+
+        app = FastAPI()
+
+
+        @app.get("/api/v1/ping", tags=["ping"])
+        async def ping() -> dict:
+            return {"session": type(session).__name__}
+    """,
+    # teamhide/fastapi-boilerplate keeps its engines and session factory in a sibling `core`
+    "core/__init__.py": "",
+    "core/db.py": """
+        from asyncio import current_task
+
+        from sqlalchemy.ext.asyncio import async_scoped_session, async_sessionmaker, create_async_engine
+
+        engine = create_async_engine("sqlite+aiosqlite:///./sibling.db")
+        _session_factory = async_sessionmaker(engine)
+        session = async_scoped_session(_session_factory, scopefunc=current_task)
+    """,
+}
+
+
+def test_engines_and_factories_in_a_sibling_package_are_found(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    """The app's package is `app`; its engine and factory live in the sibling `core` package.
+    Discovery reads the project's modules beside the app's packages."""
+    for name, text in SIBLING_DATABASE_PROJECT.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    run = run_rules("app.main:app", "--fastapi-rules-select=FR501,FR504")
+    engine = only(run.findings("FR501"))
+    assert engine["message"].startswith("engine `core.db.engine` (sqlite+aiosqlite) is created without"), (
+        engine
+    )
+    factory = [f["message"] for f in run.findings("FR504")]
+    assert any(
+        m.startswith("session factory `core.db._session_factory` keeps expire_on_commit=True")
+        for m in factory
+    ), factory

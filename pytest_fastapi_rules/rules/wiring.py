@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Router
 
 from pytest_fastapi_rules.compat import iter_effective_routes, middleware_class, middleware_options
-from pytest_fastapi_rules.facts import AppFacts, RouteFacts, unwrap_callable
+from pytest_fastapi_rules.facts import NEVER_APP_CODE, TEST_MODULE, AppFacts, RouteFacts, unwrap_callable
 from pytest_fastapi_rules.options import BARE_VERSION_PREFIX, DEFAULT_VERSION_PREFIX
 from pytest_fastapi_rules.probing.results import Exchange
 from pytest_fastapi_rules.probing.runner import ENVELOPE_SAMPLES, LIVENESS_ALIASES, READINESS_ALIASES
@@ -48,9 +48,6 @@ from pytest_fastapi_rules.source import source_index
 # -- shared helpers -------------------------------------------------------------------------------
 
 #: Module name parts that mark a module as test code, not app code (the user's suite, conftest).
-_TEST_MODULE = re.compile(r"(^|\.)(tests?|conftest|test_[^.]*|[^.]*_tests?)(\.|$)")
-#: Top-level packages that are never the app's code even when installed from a checkout.
-_NEVER_APP_CODE = frozenset({"pytest_fastapi_rules", "_pytest", "pytest", "pluggy"})
 
 
 def is_app_code_module(facts: AppFacts, module_name: str | None) -> bool:
@@ -67,7 +64,7 @@ def is_app_code_module(facts: AppFacts, module_name: str | None) -> bool:
         return False
     if facts.is_own_module(module_name):
         return True
-    if module_name.split(".")[0] in _NEVER_APP_CODE or _TEST_MODULE.search(module_name):
+    if module_name.split(".")[0] in NEVER_APP_CODE or TEST_MODULE.search(module_name):
         return False
     module = sys.modules.get(module_name)
     file = getattr(module, "__file__", None)

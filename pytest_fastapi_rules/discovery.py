@@ -10,9 +10,7 @@ database, which ``facts.py`` never imports.
 from __future__ import annotations
 
 import importlib
-import sys
 import types
-from collections.abc import Iterator
 from typing import Any
 
 from pytest_fastapi_rules.facts import AppFacts, Discovered, RuntimeFacts, instance_of, namespace_of
@@ -86,17 +84,6 @@ def _already_found(found: RuntimeFacts, named: Any) -> bool:
     return any(engine_key(v) in known or id(v) in known for v in values)
 
 
-def _sibling_globals(facts: AppFacts) -> Iterator[tuple[str, Any]]:
-    """``(module.name, value)`` for the globals of the project's modules beside the app's packages
-    (``core.db.session`` beside ``app``): engines and factories often live there."""
-    for name, module in sorted(list(sys.modules.items()), key=lambda item: item[0]):
-        if module is None or not facts.is_project_sibling(name):
-            continue
-        for attribute, value in list(vars(module).items()):
-            if not attribute.startswith("__"):
-                yield f"{name}.{attribute}", value
-
-
 def discover_runtime_objects(
     facts: AppFacts, engine_paths: tuple[str, ...], factory_paths: tuple[str, ...]
 ) -> RuntimeFacts:
@@ -146,7 +133,7 @@ def discover_runtime_objects(
                 "src.database:engine."
             )
 
-    for where, value in [*facts.own_globals(), *_sibling_globals(facts)]:
+    for where, value in [*facts.own_globals(), *facts.sibling_globals()]:
         consider(value, where)
         # A registry such as `state = {"engine": ...}`, or an object of the app's own class.
         if instance_of(value, dict) or facts.is_own_object(type(value)):

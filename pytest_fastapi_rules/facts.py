@@ -49,6 +49,13 @@ TEST_MODULE = re.compile(r"(^|\.)(tests?|conftest|test_[^.]*|[^.]*_tests?)(\.|$)
 NEVER_APP_CODE = frozenset({"pytest_fastapi_rules", "_pytest", "pytest", "pluggy"})
 
 
+def _globals_of(modules: list[ModuleType]) -> Iterator[tuple[str, Any]]:
+    for module in modules:
+        for name, value in list(vars(module).items()):
+            if not name.startswith("__"):
+                yield f"{module.__name__}.{name}", value
+
+
 def unwrap_callable(func: Any) -> Any:
     """The function behind partials and decorators (``functools.wraps``), for locating and judging."""
     seen = 0
@@ -225,6 +232,14 @@ class MiddlewareFacts:
         return getattr(self.cls, "__name__", repr(self.cls))
 
 
+def middleware_of(app: Any) -> list[MiddlewareFacts]:
+    """The middleware an app (the main one or a mounted one) declares, outermost last."""
+    return [
+        MiddlewareFacts(middleware_class(m), middleware_options(m))
+        for m in getattr(app, "user_middleware", None) or []
+    ]
+
+
 @dataclass
 class Discovered:
     """A runtime object (engine, session factory) and the path it was found at."""
@@ -325,10 +340,17 @@ class AppFacts:
 
     def own_globals(self) -> Iterator[tuple[str, Any]]:
         """``(module.name, value)`` for every global of every own module."""
-        for module in self.own_modules:
-            for name, value in list(vars(module).items()):
-                if not name.startswith("__"):
-                    yield f"{module.__name__}.{name}", value
+        return _globals_of(self.own_modules)
+
+    def sibling_globals(self) -> Iterator[tuple[str, Any]]:
+        """``(module.name, value)`` for the globals of the project's modules beside the app's
+        packages (``core.db.session`` beside ``app``; see :meth:`is_project_sibling`)."""
+        siblings = [
+            module
+            for name, module in sorted(list(sys.modules.items()), key=lambda item: item[0])
+            if module is not None and self.is_project_sibling(name)
+        ]
+        return _globals_of(siblings)
 
     @functools.cached_property
     def own_classes(self) -> list[type]:
@@ -386,10 +408,7 @@ class AppFacts:
 
     @functools.cached_property
     def middleware(self) -> list[MiddlewareFacts]:
-        return [
-            MiddlewareFacts(middleware_class(m), middleware_options(m))
-            for m in getattr(self.app, "user_middleware", [])
-        ]
+        return middleware_of(self.app)
 
     def middleware_named(self, *names: str) -> list[MiddlewareFacts]:
         return [m for m in self.middleware if m.name in names]

@@ -18,8 +18,15 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Mount, Router
 
-from pytest_fastapi_rules.compat import iter_effective_routes, middleware_class, middleware_options
-from pytest_fastapi_rules.facts import NEVER_APP_CODE, TEST_MODULE, AppFacts, RouteFacts, unwrap_callable
+from pytest_fastapi_rules.compat import iter_effective_routes
+from pytest_fastapi_rules.facts import (
+    NEVER_APP_CODE,
+    TEST_MODULE,
+    AppFacts,
+    RouteFacts,
+    middleware_of,
+    unwrap_callable,
+)
 from pytest_fastapi_rules.options import BARE_VERSION_PREFIX, DEFAULT_VERSION_PREFIX
 from pytest_fastapi_rules.probing.results import Exchange
 from pytest_fastapi_rules.probing.runner import ENVELOPE_SAMPLES, LIVENESS_ALIASES, READINESS_ALIASES
@@ -558,14 +565,13 @@ def catch_all_middleware(facts: AppFacts, app: Any) -> str | None:
     handler in all but name. Read from the dispatch function's source: a ``try`` whose body awaits
     ``call_next`` and whose ``except Exception`` (or bare ``except``) answers without re-raising:
     it returns a response, or sets the one the function returns after the ``try``."""
-    for entry in getattr(app, "user_middleware", None) or []:
-        cls = middleware_class(entry)
-        dispatch = middleware_options(entry).get("dispatch") or getattr(cls, "dispatch", None)
+    for entry in middleware_of(app):
+        dispatch = entry.options.get("dispatch") or getattr(entry.cls, "dispatch", None)
         if dispatch is None or not facts.is_own_object(unwrap_callable(dispatch)):
             continue
         info = source_index(facts).function_info(unwrap_callable(dispatch))
         if info is not None and _returns_on_every_exception(info.node):
-            return str(getattr(cls, "__name__", None) or getattr(dispatch, "__name__", "middleware"))
+            return entry.name
     return None
 
 

@@ -201,8 +201,17 @@ def test_the_phases_rules_declare_are_the_phases_the_run_has() -> None:
     assert run and set(registry.phase_rules()) == run
 
 
-def test_only_a_rule_that_reads_the_probes_declares_what_the_run_feeds_it() -> None:
-    with pytest.raises(ValueError, match="only a rule that reads the probes"):
+@pytest.mark.parametrize(
+    ("declared", "refusal"),
+    [
+        ({"phases": ("gets",)}, "only a rule that reads the probes"),
+        ({"runtime": lambda context: []}, "runtime half"),
+    ],
+)
+def test_only_a_rule_that_reads_the_probes_declares_what_the_run_feeds_it(
+    declared: dict[str, Any], refusal: str
+) -> None:
+    with pytest.raises(ValueError, match=refusal):
         registry.rule(
             code="FR999",
             name="not-a-probe-rule",
@@ -213,18 +222,5 @@ def test_only_a_rule_that_reads_the_probes_declares_what_the_run_feeds_it() -> N
             summary="-",
             rationale="-",
             fix="-",
-            phases=("gets",),
-        )
-    with pytest.raises(ValueError, match="runtime half"):
-        registry.rule(
-            code="FR999",
-            name="not-a-probe-rule",
-            severity=registry.Severity.ERROR,
-            scope=registry.Scope.APP,
-            basis=registry.Basis.APP,
-            section="-",
-            summary="-",
-            rationale="-",
-            fix="-",
-            runtime=lambda context: [],
+            **declared,
         )

@@ -1,7 +1,7 @@
 """How many requests the probe run sends, by phase, to a generated app (or any app).
 
 Seconds are noisy on a shared machine; request counts are not, and they are what the probes' cost
-grows with (a request is most of the probe run, see RESULTS.md). Runs the plugin in this process
+grows with (a request is most of the probe run, see README.md). Runs the plugin in this process
 on the app with every probe request counted where it is sent (``ProbeRun.send``), and prints the
 counts per phase, the total and the requests per route.
 

@@ -89,12 +89,28 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "fastapi_rule(code, name, severity, family): the pytest-fastapi-rules rule an item checks",
     )
+    if _is_xdist_controller(config):
+        # It collects nothing, so no item of its is marked; importing every rule here (about 0.6 s)
+        # would only delay starting the workers, which register the markers themselves.
+        return
     families: dict[str, str] = {}
     for rule in all_rules():
         config.addinivalue_line("markers", f"{rule.code}: pytest-fastapi-rules {rule.name}")
         families.setdefault(rule.family, rule.code[:3])
     for family in families:
         config.addinivalue_line("markers", f"{family}: pytest-fastapi-rules rules {family}")
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process is pytest-xdist's controller, which hands the items to its workers and
+    collects none itself: xdist's own test, made before its ``pytest_configure`` runs."""
+    return (
+        not hasattr(config, "workerinput")
+        and not config.getoption("collectonly")
+        and not config.getoption("markers", False)
+        and getattr(config.option, "dist", "no") != "no"
+        and bool(getattr(config.option, "tx", None))
+    )
 
 
 def _uses_probe_scheduler(config: pytest.Config) -> bool:

@@ -155,6 +155,32 @@ def test_keyword_and_marker_selection(
     assert "INTERNALERROR" not in result.stdout.str()
 
 
+def test_markers_select_under_xdist_with_strict_markers(pytester: pytest.Pytester, small_app: None) -> None:
+    """The xdist controller registers no rule markers (it collects nothing); the workers do, so
+    ``--strict-markers -m FR201`` selects the same items as in one process, and ``--markers`` on the
+    controller still lists them."""
+    pytest.importorskip("xdist")
+    result = pytester.runpytest(
+        "--fastapi-app=small:app",
+        "--strict-markers",
+        "-m",
+        "FR201",
+        "-n",
+        "2",
+        "-v",
+        "-p",
+        "no:cacheprovider",
+    )
+    ran = set(re.findall(r"(?:PASSED|FAILED) (fastapi-rules::FR\d+\[[^\]]*\])", result.stdout.str()))
+    assert ran == {
+        "fastapi-rules::FR201[GET /api/v1/items]",
+        "fastapi-rules::FR201[GET /api/v1/items/{item_id}]",
+    }
+    result.assert_outcomes(passed=1, failed=1)
+    listed = pytester.runpytest("--fastapi-app=small:app", "--markers", "-n", "2", "-p", "no:cacheprovider")
+    listed.stdout.fnmatch_lines(["@pytest.mark.FR201: pytest-fastapi-rules async-endpoint"])
+
+
 def test_select_and_ignore_from_command_line_and_ini(pytester: pytest.Pytester, small_app: None) -> None:
     result = pytester.runpytest(
         "--fastapi-app=small:app",

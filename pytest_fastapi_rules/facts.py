@@ -280,9 +280,12 @@ class AppFacts:
     def _find_own_packages(self) -> frozenset[str]:
         """Top-level packages that hold the app's code: the app module's and its endpoints'."""
         names = {self.loaded.module.__name__.split(".")[0]}
-        for effective in iter_effective_routes(self.app):
-            endpoint = effective.get("endpoint")
-            module_name = getattr(unwrap_callable(endpoint), "__module__", None)
+        # Each module once: a large app has many routes per module, and each test resolves paths.
+        endpoint_modules = {
+            getattr(unwrap_callable(effective.get("endpoint")), "__module__", None)
+            for effective in iter_effective_routes(self.app)
+        }
+        for module_name in endpoint_modules:
             if module_name and self._is_project_module_name(module_name) and self._under_project(module_name):
                 names.add(module_name.split(".")[0])
         return frozenset(names)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import pytest
@@ -131,14 +132,18 @@ class RulesSession:
             self._froze_heap = True
 
     def _unfreeze_heap(self) -> None:
-        """Give the frozen objects back to the collector, as the last thing of the session.
+        """Give the frozen objects back to the collector, as the last thing of the session, when the
+        process goes on after it.
 
         After pytest's own full collections at the end (its unraisable-exception check collects in
         ``pytest_unconfigure`` and again in a cleanup): unfrozen before them, each walked the whole
         heap again, 1 to 2 s apiece at 1,000 routes. What was frozen is the app and the items, whose
-        finalizers are not the user's tests'.
+        finalizers are not the user's tests'. A process that ends with the session (the ``pytest``
+        command, an xdist worker) keeps the heap frozen: the interpreter's own collections at exit
+        would walk it all again for nothing (a tenth of the run's CPU at 100 routes). A process
+        that goes on (``pytest.main()`` in a script, an IDE, ``pytester``) gets it back.
         """
-        if self._froze_heap:
+        if self._froze_heap and not _process_ends_with_session(self.config):
             import gc
 
             gc.unfreeze()
@@ -165,3 +170,25 @@ class RulesSession:
 
 
 SESSION_KEY = pytest.StashKey[RulesSession]()
+
+
+def _process_ends_with_session(config: pytest.Config) -> bool:
+    """Whether this process exits once the pytest session ends: an xdist worker (a process made for
+    the session), or a run of pytest's command-line entry point (``pytest``, ``python -m pytest``),
+    which exits with the session's code as soon as the innermost ``main`` returns to it. Anything
+    else (``pytest.main()`` called from code, ``pytester``'s in-process runs) goes on."""
+    if hasattr(config, "workerinput"):
+        return True
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        if _is_pytest_config_function(frame, ("main", "_main")):
+            caller = frame.f_back
+            return caller is not None and _is_pytest_config_function(
+                caller, ("console_main", "_console_main")
+            )
+        frame = frame.f_back
+    return False
+
+
+def _is_pytest_config_function(frame: FrameType, names: tuple[str, ...]) -> bool:
+    return frame.f_code.co_name in names and frame.f_globals.get("__name__") == "_pytest.config"

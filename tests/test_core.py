@@ -492,3 +492,26 @@ def test_the_heap_is_frozen_after_collection_and_unfrozen_after_the_session(
         assert 0 < gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_pytest_command_that_exits_with_the_session_keeps_the_heap_frozen_to_the_end(
+    pytester: pytest.Pytester, small_app: None
+) -> None:
+    """``python -m pytest`` exits when the session ends: the heap stays frozen, so the interpreter's
+    collections at exit do not walk it again (an in-process run gets it back, the test above)."""
+    pytester.makeconftest(
+        """
+import atexit, gc
+
+def _record():
+    with open("freeze-count-at-exit.txt", "w") as out:
+        out.write(str(gc.get_freeze_count()))
+
+atexit.register(_record)
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--fastapi-app=small:app", "--fastapi-rules-select=FR101,FR201", "-p", "no:cacheprovider"
+    )
+    assert result.ret in (0, 1), result.stdout.str()
+    assert int((pytester.path / "freeze-count-at-exit.txt").read_text()) > 0

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BLOG, RulesRun, _pg
+from tests.conftest import BLOG, RulesRun, _pg, line_of
 
 PROBE_CODES = (
     "FR102",
@@ -91,19 +91,8 @@ def pytest_sessionfinish(session):
 """
 
 
-def only_codes(run: RulesRun) -> list[tuple[str, str]]:
-    return sorted({(r["code"], r["target"]) for r in run.failing()})
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def line_of(path: Path, pattern: str) -> int:
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if re.search(pattern, line):
-            return number
-    raise AssertionError(f"{pattern!r} not in {path}")
 
 
 def test_asyncpg_is_imported_before_any_pytester_run() -> None:

@@ -9,18 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RulesRun
+from tests.conftest import RulesRun, line_of
 
 
 def only_codes(run: RulesRun) -> list[tuple[str, str]]:
     return sorted({(r["code"], r["target"]) for r in run.failing()})
-
-
-def line_of(path: Path, pattern: str) -> int:
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if re.search(pattern, line):
-            return number
-    raise AssertionError(f"{pattern!r} not in {path}")
 
 
 # -- the violating variants ------------------------------------------------------------------------

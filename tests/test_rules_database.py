@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import re
 import textwrap
 import weakref
 from pathlib import Path
@@ -14,22 +13,10 @@ import pytest
 from pytest_fastapi_rules import production
 from pytest_fastapi_rules.options import RulesOptions
 from pytest_fastapi_rules.production import ProductionFacts, ProductionModeError, read_child, start_child
+from tests.conftest import line_of, only
 
 OWN_CODES = ("FR501", "FR502", "FR503", "FR504", "FR505", "FR506", "FR507", "FR508")
 SELECT_OWN = "--fastapi-rules-select=" + ",".join(OWN_CODES)
-
-
-def line_of(path: Path, pattern: str) -> int:
-    """1-based line of the first line of ``path`` matching ``pattern`` (so tests survive edits)."""
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if re.search(pattern, line):
-            return number
-    raise AssertionError(f"{pattern!r} not in {path}")
-
-
-def only(items: list[dict[str, Any]]) -> dict[str, Any]:
-    assert len(items) == 1, items
-    return items[0]
 
 
 # -- the conforming app ---------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,26 +19,10 @@ from pytest_fastapi_rules.rules.security import (
     auth_middleware,
     looks_like_auth,
 )
+from tests.conftest import line_of, messages, only
 
 OWN_CODES = ("FR601", "FR603", "FR604", "FR605", "FR701", "FR702", "FR706")
 SELECT_OWN = "--fastapi-rules-select=" + ",".join(OWN_CODES)
-
-
-def line_of(path: Path, pattern: str) -> int:
-    """1-based line of the first line of ``path`` matching ``pattern`` (so tests survive edits)."""
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if re.search(pattern, line):
-            return number
-    raise AssertionError(f"{pattern!r} not in {path}")
-
-
-def only(items: list[dict[str, Any]]) -> dict[str, Any]:
-    assert len(items) == 1, items
-    return items[0]
-
-
-def messages(run: Any, code: str) -> list[str]:
-    return sorted(f["message"] for f in run.findings(code))
 
 
 # -- the conforming app ---------------------------------------------------------------------------

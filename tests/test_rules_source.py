@@ -8,7 +8,6 @@ projects pin the false positives each heuristic must not produce.
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -24,59 +23,8 @@ from pytest_fastapi_rules.rules.stack import (
     dockerfile_problems,
     dockerfiles,
 )
-from tests.conftest import OLD_FASTAPI
-
-OWN_CODES = (
-    "FR302",
-    "FR303",
-    "FR304",
-    "FR305",
-    "FR307",
-    "FR401",
-    "FR403",
-    "FR602",
-    "FR703",
-    "FR801",
-    "FR804",
-)
-#: On the old FastAPI line CI also runs, FR801 rightly reports the FastAPI version (see conftest).
-CHECKED_CODES = tuple(code for code in OWN_CODES if not (OLD_FASTAPI and code == "FR801"))
-SELECT_OWN = "--fastapi-rules-select=" + ",".join(CHECKED_CODES)
-#: Variants run every rule but the two that re-import the app in a production child process (docs
-#: hidden, JSON logging): ~3 s of each run, and no deviation here touches docs or logging.
-ALL_BUT_CHILDREN = "--fastapi-rules-ignore=FR108,FR802"
-
-
-def line_of(path: Path, pattern: str) -> int:
-    """1-based line of the first line of ``path`` matching ``pattern`` (so tests survive edits)."""
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if re.search(pattern, line):
-            return number
-    raise AssertionError(f"{pattern!r} not in {path}")
-
-
-def column_of(path: Path, pattern: str, text: str) -> int:
-    """1-based column of ``text`` on the first line matching ``pattern``."""
-    line = path.read_text().splitlines()[line_of(path, pattern) - 1]
-    return line.index(text) + 1
-
-
-def only(items: list[dict[str, Any]]) -> dict[str, Any]:
-    assert len(items) == 1, items
-    return items[0]
-
-
-def where(finding: dict[str, Any]) -> tuple[str, int, int]:
-    location = finding["location"]
-    return location["file"], location["line"], location["column"]
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip())
-
+from tests.conftest import OLD_FASTAPI, line_of, only
+from tests.source_projects import ALL_BUT_CHILDREN, CHECKED_CODES, SELECT_OWN, column_of, where, write
 
 # -- the conforming app ---------------------------------------------------------------------------
 

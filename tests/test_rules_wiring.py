@@ -18,39 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
 from pytest_fastapi_rules.rules.layers import _session_from_dependency, _session_in_annotation
-from tests.conftest import RulesRun, RunRules, installed
+from tests.conftest import RulesRun, RunRules, assert_located, installed, line_of, only_failure
 
 MY_CODES = ("FR101", "FR104", "FR105", "FR109", "FR301", "FR805")
 SELECT_MINE = "--fastapi-rules-select=" + ",".join(MY_CODES)
 
 
-def line_of(path: Path, needle: str) -> int:
-    """1-based number of the first line of ``path`` containing ``needle``."""
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if needle in text:
-            return number
-    raise AssertionError(f"{needle!r} not in {path}")
-
-
-def only_failure(run: RulesRun) -> dict[str, Any]:
-    """The single failing (or warning) item of a run, with a readable error if there are more."""
-    failing = run.failing()
-    summary = [(r["code"], r["target"], r["outcome"], r["message"]) for r in failing]
-    assert len(failing) == 1, summary
-    return failing[0]
-
-
 def static_findings(run: RulesRun, code: str) -> list[dict[str, Any]]:
     """FR104/FR105 findings of the app half: the ones about which handlers are registered."""
     return [f for f in run.findings(code) if "no exception handler for" in f["message"]]
-
-
-def assert_located(finding: dict[str, Any], file: str, line: int | None = None) -> None:
-    location = finding["location"]
-    assert location is not None, finding
-    assert location["file"] == file, location
-    if line is not None:
-        assert location["line"] == line, location
 
 
 # -- the conforming blog ----------------------------------------------------------------------------

@@ -152,35 +152,6 @@ def _env(pytester: pytest.Pytester) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(pytester.path)}
 
 
-# -- FR806: an override the user's tests left behind -------------------------------------------------
-
-
-def test_override_left_by_a_test_is_reported_and_probes_ignore_it(
-    blog: Path, run_rules: Any, pytester: pytest.Pytester
-) -> None:
-    pytester.makepyfile(
-        test_leaky="""
-        from src.database import get_db
-        from src.main import app
-
-
-        async def fake_db():
-            yield None
-
-
-        def test_uses_fake_db():
-            app.dependency_overrides[get_db] = fake_db
-        """
-    )
-    run = run_rules(BLOG, "--fastapi-rules-select=FR806,FR509,FR211")
-    (finding,) = run.findings("FR806")
-    assert "dependency `src.database.get_db` is now overridden by `test_leaky.fake_db`" in finding["message"]
-    assert finding["location"]["file"] == "test_leaky.py"
-    # The probes ran against the app as loaded, not against the leftover fake session.
-    assert set(run.outcomes("FR509").values()) == {"passed"}
-    assert set(run.outcomes("FR211").values()) == {"passed"}
-
-
 # -- PostgreSQL ------------------------------------------------------------------------------------
 
 
@@ -467,66 +438,6 @@ def test_seeded_rows_satisfy_the_apps_schemas_and_a_500_names_the_apps_exception
 
 
 # -- FR306: the session dependency, and writes that cannot be injected ---------------------------------
-
-FACTORY_DEPENDENCY_APP = """
-import os
-from collections.abc import AsyncIterator
-from typing import Annotated
-
-from fastapi import Depends, FastAPI
-from sqlalchemy import String, select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-engine = create_async_engine(os.environ["DATABASE_URL"])
-factory = async_sessionmaker(engine, expire_on_commit=False)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Note(Base):
-    __tablename__ = "notes"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    title: Mapped[str] = mapped_column(String(50))
-
-
-async def get_session() -> AsyncIterator[async_sessionmaker]:
-    # Named like a session dependency, but yields the factory: the use case owns the transaction.
-    yield factory
-
-
-AsyncSession = Annotated[async_sessionmaker, Depends(get_session)]
-
-
-class ListNotes:
-    def __init__(self, session: AsyncSession) -> None:
-        self.factory = session
-
-    async def execute(self) -> list[str]:
-        async with self.factory.begin() as session:
-            return list((await session.scalars(select(Note.title))).all())
-
-
-app = FastAPI()
-
-
-@app.get("/api/v1/notes", tags=["notes"])
-async def notes(use_case: Annotated[ListNotes, Depends(ListNotes)]) -> list[str]:
-    return await use_case.execute()
-"""
-
-
-def test_a_dependency_that_yields_a_session_factory_is_not_the_session_dependency(
-    pytester: pytest.Pytester, run_rules: Any, app_env: None
-) -> None:
-    pytester.makepyfile(factorydep=FACTORY_DEPENDENCY_APP)
-    run = run_rules("factorydep:app", "--fastapi-rules-select=FR306,FR509")
-    assert run.outcomes("FR509") == {"GET /api/v1/notes": "passed"}, run.output
-    (result,) = run.results_for("FR306")
-    assert result["outcome"] == "skipped", run.output
-    assert "no route depends on a database-session dependency" in result["message"]
 
 
 SYNC_SESSION_APP = """
@@ -831,51 +742,7 @@ def test_an_orm_object_in_the_body_is_fr203s_finding_not_also_fr209s(
     assert "hashed_password" not in " ".join(f["message"] for f in run.findings("FR209"))
 
 
-# -- FR802: production mode as the app spells it ---------------------------------------------------------
-
-PRODUCTION_SPELLING_APP = """
-import os
-from typing import Literal
-
-from fastapi import FastAPI
-from pydantic_settings import BaseSettings
-
-
-class Settings(BaseSettings):
-    ENVIRONMENT: Literal["Development", "Production", "Testing"] = "Development"
-
-
-settings = Settings()
-if settings.ENVIRONMENT == "Production" and os.environ.get("REQUIRE_VAULT"):
-    raise RuntimeError("VAULT_TOKEN is required in production")
-
-app = FastAPI()
-
-
-@app.get("/api/v1/ping", tags=["ping"])
-async def ping() -> dict[str, str]:
-    return {"ping": "pong"}
-"""
-
-
-def test_fr802_runs_production_mode_with_the_apps_own_spelling_and_skips_when_it_cannot_start(
-    pytester: pytest.Pytester, run_rules: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pytester.makepyfile(spelling=PRODUCTION_SPELLING_APP)
-    # ENVIRONMENT=production would be refused by the settings: the app's own value is used.
-    run = run_rules("spelling:app", "--fastapi-rules-select=FR802")
-    (result,) = run.results_for("FR802")
-    assert result["outcome"] == "warning", run.output
-    assert "with ENVIRONMENT=Production, structlog is not configured" in result["message"]
-    # When production mode cannot start at all, the warning rule is skipped with the reason; it
-    # does not fail the run.
-    monkeypatch.setenv("REQUIRE_VAULT", "1")
-    run = run_rules("spelling:app", "--fastapi-rules-select=FR802")
-    (result,) = run.results_for("FR802")
-    assert result["outcome"] == "skipped", run.output
-    assert "production logging could not be checked" in result["message"]
-    assert "VAULT_TOKEN is required in production" in result["message"]
-    assert run.result.ret == 0
+# -- one production-mode child for FR108, FR503 and FR802 ------------------------------------------------
 
 
 def test_one_production_mode_child_serves_fr108_fr503_and_fr802(

@@ -1,24 +1,23 @@
-"""FR101, FR104, FR105 (app half), FR109, FR301 and FR805 on the blog, its variants and small apps.
+"""The wiring rules: FR101, FR104, FR105 (app half) and FR109 on the blog, its variants and small
+apps.
 
 Each variant run executes every rule, so it also proves the variant breaks exactly one rule. The
 small inline apps hold the shapes that a careless heuristic would misjudge: shared packages beside
-the app, mounted sub-apps, library routers, nested settings, sessions behind services.
+the app, mounted sub-apps, library routers, nested settings, sessions behind services; their runs
+judge FR301 and FR805 too (MY_CODES), so those tests span three families and stay here, while FR301's
+and FR805's own tests are in test_rules_layers.py and test_rules_stack.py. The probe rules' variants
+(FR102, FR103, FR106-FR108) share one parametrized test across families in test_probes_variants.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
 import fastapi.routing
 import pytest
-from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session, sessionmaker
 
-from pytest_fastapi_rules.rules.layers import _session_from_dependency, _session_in_annotation
-from tests.conftest import RulesRun, RunRules, assert_located, installed, line_of, only_failure
+from tests.conftest import RulesRun, RunRules, assert_located, line_of, only_failure
 
 MY_CODES = ("FR101", "FR104", "FR105", "FR109", "FR301", "FR805")
 SELECT_MINE = "--fastapi-rules-select=" + ",".join(MY_CODES)
@@ -197,37 +196,6 @@ def test_fr109_unversioned_untagged_alias(blog: Path, run_rules: RunRules) -> No
     for finding in findings:
         assert_located(finding, "src/posts/router.py", line_of(router, "async def list_posts"))
     assert "FR109 versioned-prefix-and-tags: GET /posts" in run.output
-
-
-def test_fr301_endpoint_takes_the_session(blog: Path, run_rules: RunRules) -> None:
-    run = run_rules("variants.fr301_session_in_endpoint:app")
-    failure = only_failure(run)
-    target = "GET /api/v1/posts/{post_id}/author"
-    assert (failure["code"], failure["target"], failure["outcome"]) == ("FR301", target, "failed")
-    [finding] = run.findings("FR301")
-    assert (
-        "endpoint `get_post_author` receives a database session directly: "
-        "parameter `db` (AsyncSession from `get_db`)"
-    ) in finding["message"]
-    variant = blog / "variants" / "fr301_session_in_endpoint.py"
-    assert_located(
-        finding, "variants/fr301_session_in_endpoint.py", line_of(variant, "async def get_post_author")
-    )
-    assert "FR301 router-uses-service" in run.output
-
-
-def test_fr805_uncached_second_settings_class(blog: Path, run_rules: RunRules) -> None:
-    run = run_rules("variants.fr805_uncached_settings:app")
-    failure = only_failure(run)
-    assert (failure["code"], failure["target"], failure["outcome"]) == ("FR805", "app", "warning")
-    [finding] = run.findings("FR805")
-    # Only the uncached class: the conforming Settings (lru_cache + module instance) is fine.
-    assert "settings class `MailSettings` is not cached" in finding["message"]
-    assert "`Settings`" not in finding["message"]
-    assert "get_mail_settings" in finding["fix"]
-    variant = blog / "variants" / "fr805_uncached_settings.py"
-    assert_located(finding, "variants/fr805_uncached_settings.py", line_of(variant, "class MailSettings"))
-    assert "FR805 settings-via-pydantic" in run.output
 
 
 # -- small apps: what a careless heuristic would misjudge ---------------------------------------------
@@ -699,185 +667,6 @@ def test_handler_for_a_library_base_of_own_errors_counts(
     pytester.makepyfile(lib_base_app=LIBRARY_BASE_APP)
     run = run_rules("lib_base_app:app", "--fastapi-rules-select=FR104")
     assert run.outcomes("FR104") == {"app": "passed"}
-
-
-LIBRARY_SETTINGS_APP = """
-from fastapi import FastAPI
-from pydantic_settings import BaseSettings
-
-# Stands for a settings class shipped by an internal library, used as is.
-CommonSettings = type("CommonSettings", (BaseSettings,), {"__module__": "pydantic_settings.main"})
-
-settings = CommonSettings()
-app = FastAPI()
-"""
-
-
-def test_library_settings_held_once_count(pytester: pytest.Pytester, run_rules: RunRules) -> None:
-    pytester.makepyfile(lib_settings_app=LIBRARY_SETTINGS_APP)
-    run = run_rules("lib_settings_app:app", "--fastapi-rules-select=FR805")
-    assert run.outcomes("FR805") == {"app": "passed"}
-
-
-MIXIN_SETTINGS_APP = """
-from fastapi import Depends, FastAPI
-from pydantic_settings import BaseSettings
-
-
-class DatabaseSettings(BaseSettings):
-    pass
-
-
-class SQLiteSettings(DatabaseSettings):
-    SQLITE_URI: str = "./app.db"
-
-
-class MySQLSettings(DatabaseSettings):
-    MYSQL_USER: str = "user"
-
-
-class PostgresSettings(DatabaseSettings):
-    POSTGRES_USER: str = "postgres"
-
-
-class AppSettings(BaseSettings):
-    APP_NAME: str = "app"
-
-
-class Settings(AppSettings, PostgresSettings):
-    pass
-
-
-settings = Settings()
-USES_MYSQL = isinstance(settings, MySQLSettings)  # reads the class, builds nothing
-
-
-class SMTPSettings(BaseSettings):
-    SMTP_HOST: str = "localhost"
-
-
-app = FastAPI()
-
-
-@app.get("/mail")
-async def mail_host(smtp: SMTPSettings = Depends(SMTPSettings)) -> dict[str, str]:
-    return {"host": smtp.SMTP_HOST}
-"""
-
-
-@pytest.mark.skipif(
-    installed("pydantic") < (2, 10),
-    reason="the test app's Depends(BaseSettings) does not import on pydantic before 2.10",
-)
-def test_mixins_and_alternatives_are_not_judged(pytester: pytest.Pytester, run_rules: RunRules) -> None:
-    """Bases, mixins and unused alternatives (igorbenav's MySQLSettings/SQLiteSettings) are never
-    instantiated: nothing to cache. A class built on every request (Depends(SMTPSettings)) is."""
-    path = pytester.makepyfile(mixin_settings_app=MIXIN_SETTINGS_APP)
-    run = run_rules("mixin_settings_app:app", "--fastapi-rules-select=FR805")
-    [finding] = run.findings("FR805")
-    assert finding["message"].startswith("settings class `SMTPSettings` is not cached")
-    assert "get_smtp_settings() -> SMTPSettings" in finding["fix"]
-    assert_located(finding, "mixin_settings_app.py", line_of(path, "class SMTPSettings"))
-
-
-@pytest.mark.parametrize(
-    ("name", "snake"),
-    [
-        ("MailSettings", "mail_settings"),
-        ("MySQLSettings", "mysql_settings"),
-        ("SQLiteSettings", "sqlite_settings"),
-        ("PostgreSQLSettings", "postgresql_settings"),
-        ("HTTPClientSettings", "http_client_settings"),
-        ("OAuth2Settings", "oauth2_settings"),
-        ("S3Settings", "s3_settings"),
-        ("Settings", "settings"),
-    ],
-)
-def test_accessor_names_keep_acronyms_together(name: str, snake: str) -> None:
-    from pytest_fastapi_rules.rules.stack import _snake
-
-    assert _snake(name) == snake
-
-
-PYDANTIC_V1_APP = """
-import warnings
-
-from fastapi import FastAPI
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from pydantic.v1 import BaseSettings
-
-
-class Settings(BaseSettings):
-    name: str = "old"
-
-
-settings = Settings()
-app = FastAPI()
-"""
-
-
-def test_pydantic_v1_settings_are_named(pytester: pytest.Pytester, run_rules: RunRules) -> None:
-    path = pytester.makepyfile(v1_app=PYDANTIC_V1_APP)
-    run = run_rules("v1_app:app", "--fastapi-rules-select=FR805")
-    [finding] = run.findings("FR805")
-    assert finding["message"] == (
-        "settings class `Settings` subclasses pydantic.v1's `BaseSettings`, not "
-        "`pydantic_settings.BaseSettings`"
-    )
-    assert_located(finding, "v1_app.py", line_of(path, "class Settings"))
-
-
-NO_PYDANTIC_SETTINGS_APP = """
-import os
-import sys
-
-from fastapi import FastAPI
-
-sys.modules["pydantic_settings"] = None  # what an environment without pydantic-settings sees
-
-SECRET_KEY = os.getenv("SECRET_KEY", "")
-app = FastAPI()
-"""
-
-
-def test_missing_pydantic_settings_is_the_finding(pytester: pytest.Pytester, run_rules: RunRules) -> None:
-    path = pytester.makepyfile(no_settings_app=NO_PYDANTIC_SETTINGS_APP)
-    run = run_rules("no_settings_app:app", "--fastapi-rules-select=FR805")
-    [finding] = run.findings("FR805")
-    assert finding["message"].startswith("pydantic-settings is not installed")
-    assert_located(finding, "no_settings_app.py", line_of(path, "os.getenv"))
-
-
-# -- FR301's type reading, without a sandbox ----------------------------------------------------------
-
-
-async def _get_db() -> AsyncGenerator[AsyncSession, None]:
-    yield AsyncSession()
-
-
-def _get_sync_db() -> Generator[Session, None, None]:
-    yield Session()
-
-
-async def _get_sessions() -> list[AsyncSession]:
-    return []
-
-
-def test_session_types_are_read_through_wrappers() -> None:
-    assert _session_in_annotation(Annotated[AsyncSession, Depends(_get_db)]) is AsyncSession
-    assert _session_in_annotation(Optional[AsyncSession]) is AsyncSession  # noqa: UP045
-    assert _session_in_annotation(Session | None) is Session
-    assert _session_in_annotation("Annotated[AsyncSession, Depends(get_db)]") == "AsyncSession"
-    # A bare, unresolved `Session` may be anything (a login session, requests.Session).
-    assert _session_in_annotation("Session") is None
-    assert _session_in_annotation(list[AsyncSession]) is None
-    assert _session_from_dependency(_get_db) is AsyncSession
-    assert _session_from_dependency(_get_sync_db) is Session
-    assert _session_from_dependency(_get_sessions) is None
-    assert _session_from_dependency(async_sessionmaker()) == "AsyncSession"
-    assert _session_from_dependency(sessionmaker()) == "Session"
 
 
 BARE_VERSION_APP = """

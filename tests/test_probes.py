@@ -1,5 +1,12 @@
-"""The probes: the conforming app passes every probe rule, its database is untouched, and the
-process is left as it was; each violating variant fails exactly its rule."""
+"""The probe run itself: the conforming app passes every probe rule, its database is untouched, and
+the process is left as it was; the probes on other app shapes (no database, a service that is down,
+PostgreSQL, seeded rows the app's schemas accept), reports that read the same on every run, one
+production-mode child for several rules, and pytest-xdist's split of the run.
+
+A test here judges the run or rules of several families at once; a test of one family's probe rule
+is in that family's file (test_rules_<family>.py), and each probe rule's violating variant in
+test_probes_variants.py.
+"""
 
 from __future__ import annotations
 
@@ -183,25 +190,6 @@ def test_postgres_probes_pass_and_the_apps_database_keeps_every_row(
         postgres_url, f"SELECT datname FROM pg_database WHERE datname LIKE 'fastapi_rules_{os.getpid()}_%'"
     )
     assert leftovers == []
-
-
-def test_postgres_connection_loss_without_pre_ping_fails_fr511(
-    blog: Path, run_rules: Any, postgres_url: str, app_database: Any
-) -> None:
-    run = run_rules("variants.fr511_no_pre_ping:app", f"--fastapi-rules-db-url={postgres_url}")
-    assert {r["code"] for r in run.failing()} <= {"FR501", "FR511"}, run.output
-    (finding,) = run.findings("FR511")
-    assert finding["message"].startswith("after the database dropped every connection, GET /")
-    assert finding["message"].endswith("(it answered 200 before)")
-    assert finding["location"]["file"] == "variants/fr511_no_pre_ping.py"
-
-
-def test_fr511_is_skipped_with_the_reason_on_sqlite(blog: Path, run_rules: Any) -> None:
-    run = run_rules(BLOG, "--fastapi-rules-select=FR511")
-    (result,) = run.results_for("FR511")
-    assert result["outcome"] == "skipped"
-    assert "runs only against PostgreSQL" in result["message"]
-    assert "--fastapi-rules-db-url" in result["message"]
 
 
 # -- the probes on other app shapes ------------------------------------------------------------------
@@ -514,94 +502,6 @@ def test_session_dependency_used_by_endpoints_directly_is_wrapped_and_judged(
     assert "Make `get_current_user` raise an authentication error" in challenge["fix"]
 
 
-# -- FR511 with a protected route --------------------------------------------------------------------
-
-PROTECTED_ASYNC_APP = """
-import os
-from collections.abc import AsyncIterator
-
-from fastapi import Depends, FastAPI, HTTPException
-from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import ForeignKey, String, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-engine = create_async_engine(os.environ["DATABASE_URL"])  # no pool_pre_ping
-sessions = async_sessionmaker(engine, expire_on_commit=False)
-oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login/access-token")
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class User(Base):
-    __tablename__ = "users"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(100))
-
-
-class Item(Base):
-    __tablename__ = "items"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    title: Mapped[str] = mapped_column(String(100))
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-
-
-async def get_db() -> AsyncIterator[AsyncSession]:
-    async with sessions() as session:
-        yield session
-
-
-async def get_current_user(session: AsyncSession = Depends(get_db), token: str = Depends(oauth2)) -> User:
-    raise HTTPException(401, "bad token", headers={"WWW-Authenticate": "Bearer"})
-
-
-app = FastAPI()
-
-
-@app.get("/api/v1/items", tags=["items"])
-async def read_items(
-    session: AsyncSession = Depends(get_db), user: User = Depends(get_current_user)
-) -> list[int]:
-    return list((await session.scalars(select(Item.id).where(Item.owner_id == user.id))).all())
-"""
-
-
-def test_fr511_resends_the_authenticated_request_and_fails_without_pre_ping(
-    pytester: pytest.Pytester, run_rules: Any, postgres_url: str, app_database: Any
-) -> None:
-    path = pytester.makepyfile(protected=PROTECTED_ASYNC_APP)
-    run = run_rules(
-        "protected:app", f"--fastapi-rules-db-url={postgres_url}", "--fastapi-rules-select=FR306,FR511"
-    )
-    # FR306 injected into the current user before: it must give the probe user back, so the
-    # connection-loss requests are authenticated, answer 200 first and then fail.
-    (finding,) = run.findings("FR511")
-    assert finding["message"].startswith(
-        "after the database dropped every connection, GET /api/v1/items answered 500 ("
-    ), run.output
-    assert finding["message"].endswith("(it answered 200 before)")
-    assert finding["location"]["file"] == "protected.py"
-    assert finding["location"]["line"] == line_of(path, r"^engine = create_async_engine")
-    # The async session dependency is wrapped the same way as a sync one; this one commits nothing.
-    (session_finding,) = run.findings("FR306")
-    assert "was not committed" in session_finding["message"]
-
-
-def test_fr511_skips_with_the_reason_when_no_request_reaches_the_database(
-    pytester: pytest.Pytester, run_rules: Any, postgres_url: str, app_database: Any
-) -> None:
-    # The current user is a dict the probes cannot build: every data route answers 401.
-    pytester.makepyfile(
-        protected=PROTECTED_ASYNC_APP.replace(") -> User:\n    raise", ") -> dict:\n    raise")
-    )
-    run = run_rules("protected:app", f"--fastapi-rules-db-url={postgres_url}", "--fastapi-rules-select=FR511")
-    (result,) = run.results_for("FR511")
-    assert result["outcome"] == "skipped", run.output
-    assert "no GET route answered 2xx and ran SQL on the isolated database" in result["message"]
-
-
 # -- reports read the same on every run ----------------------------------------------------------------
 
 UUID_KEYS_APP = """
@@ -680,66 +580,6 @@ def test_two_runs_on_an_app_with_uuid_keys_give_the_same_report(
     assert "RuntimeError: request <uuid> failed at <object object> at uuidkeys.py:" in messages, [
         r["message"] for r in first.report["results"] if "boom" in r["message"]
     ]
-
-
-# -- one mistake, one finding: FR203 and FR209's runtime half ------------------------------------------
-
-ORM_RESPONSE_APP = """
-import os
-
-from fastapi import Depends, FastAPI
-from sqlalchemy import String
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-engine = create_async_engine(os.environ["DATABASE_URL"])
-sessions = async_sessionmaker(engine, expire_on_commit=False)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "accounts"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(100))
-    hashed_password: Mapped[str] = mapped_column(String(100))
-
-
-async def get_db():
-    async with sessions() as session:
-        yield session
-
-
-app = FastAPI()
-
-
-@app.get("/api/v1/accounts/{account_id}/raw", tags=["accounts"], response_model=None)
-async def raw_account(account_id: int, db=Depends(get_db)) -> Account:
-    return await db.get(Account, account_id)
-
-
-@app.get("/api/v1/accounts/{account_id}/untyped", tags=["accounts"])
-async def untyped_account(account_id: int, db=Depends(get_db)):
-    return await db.get(Account, account_id)
-"""
-
-
-def test_an_orm_object_in_the_body_is_fr203s_finding_not_also_fr209s(
-    pytester: pytest.Pytester, run_rules: Any, app_env: None
-) -> None:
-    pytester.makepyfile(ormresponse=ORM_RESPONSE_APP)
-    run = run_rules("ormresponse:app", "--fastapi-rules-select=FR203,FR209")
-    # Both bodies carry `hashed_password` because the ORM object itself is serialised: FR203
-    # reports that (statically for the annotated route, at runtime for the other); FR209 does not
-    # report the same mistake again.
-    assert run.outcomes("FR203") == {
-        "GET /api/v1/accounts/{account_id}/raw": "failed",
-        "GET /api/v1/accounts/{account_id}/untyped": "failed",
-    }, run.output
-    assert "failed" not in run.outcomes("FR209").values(), run.output
-    assert "hashed_password" not in " ".join(f["message"] for f in run.findings("FR209"))
 
 
 # -- one production-mode child for FR108, FR503 and FR802 ------------------------------------------------
@@ -1016,58 +856,3 @@ def test_blocking_calls_and_loop_stalls_at_runtime_and_a_one_off_extra_statement
     # size shows the route's real count.
     assert run.outcomes("FR509")["GET /api/v1/warming"] == "passed", run.output
     assert run.outcomes("FR509")["GET /api/v1/notes"] == "passed", run.output
-
-
-#: One error envelope for 404 and 422, its machine-readable code under `code`, not the rulebook's `error`.
-CODE_ENVELOPE_APP = """
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Thing(Base):
-    __tablename__ = "things"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str]
-
-
-app = FastAPI()
-
-
-@app.exception_handler(StarletteHTTPException)
-async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return JSONResponse({"code": "not_found", "message": str(exc.detail)}, status_code=exc.status_code)
-
-
-@app.exception_handler(RequestValidationError)
-async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse({"code": "validation_error", "message": "bad input"}, status_code=422)
-
-
-@app.get("/api/v1/things/{thing_id}", tags=["things"])
-async def get_thing(thing_id: int) -> dict[str, int]:
-    raise HTTPException(status_code=404, detail="not found")
-"""
-
-
-def test_error_code_under_another_key_than_the_rulebooks(pytester: pytest.Pytester, run_rules: Any) -> None:
-    """The rulebook's envelope carries its code in `error`: one shared envelope with `code` instead
-    is reported with the setting that accepts it, and passes once the setting names `code`."""
-    pytester.makepyfile(codeenvelope=CODE_ENVELOPE_APP)
-    run = run_rules("codeenvelope:app", "--fastapi-rules-select=FR106")
-    (finding,) = run.findings("FR106")
-    assert finding["message"] == (
-        "error responses share one envelope, with the machine-readable code in `code`, not in "
-        "`error` (404: {code, message}; 422: {code, message}); to accept it on purpose, set the ini "
-        "key fastapi_rules_error_code_key = code"
-    ), run.output
-    named = run_rules(
-        "codeenvelope:app", "--fastapi-rules-select=FR106", "-o", "fastapi_rules_error_code_key=code"
-    )
-    assert named.outcomes("FR106") == {"app": "passed"}, named.output

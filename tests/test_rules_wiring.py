@@ -1,5 +1,5 @@
 """The wiring rules: FR101, FR104, FR105 (app half) and FR109 on the blog, its variants and small
-apps.
+apps; FR106 and FR107 as the probe run finds them.
 
 Each variant run executes every rule, so it also proves the variant breaks exactly one rule. The
 small inline apps hold the shapes that a careless heuristic would misjudge: shared packages beside
@@ -708,3 +708,80 @@ def test_version_without_api_is_judged_unless_accepted(
         "fastapi_rules_version_prefix=^(/api)?/v[0-9]+(\\.[0-9]+)?(/|$)",
     )
     assert accepted.outcomes("FR109") == {"GET /api/v2/items": "passed", "GET /v1/items": "passed"}
+
+
+# -- FR106, FR107: what the probe run finds --------------------------------------------------------
+
+#: One error envelope for 404 and 422, its machine-readable code under `code`, not the rulebook's `error`.
+CODE_ENVELOPE_APP = """
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Thing(Base):
+    __tablename__ = "things"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+
+
+app = FastAPI()
+
+
+@app.exception_handler(StarletteHTTPException)
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"code": "not_found", "message": str(exc.detail)}, status_code=exc.status_code)
+
+
+@app.exception_handler(RequestValidationError)
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"code": "validation_error", "message": "bad input"}, status_code=422)
+
+
+@app.get("/api/v1/things/{thing_id}", tags=["things"])
+async def get_thing(thing_id: int) -> dict[str, int]:
+    raise HTTPException(status_code=404, detail="not found")
+"""
+
+
+def test_error_code_under_another_key_than_the_rulebooks(pytester: pytest.Pytester, run_rules: Any) -> None:
+    """The rulebook's envelope carries its code in `error`: one shared envelope with `code` instead
+    is reported with the setting that accepts it, and passes once the setting names `code`."""
+    pytester.makepyfile(codeenvelope=CODE_ENVELOPE_APP)
+    run = run_rules("codeenvelope:app", "--fastapi-rules-select=FR106")
+    (finding,) = run.findings("FR106")
+    assert finding["message"] == (
+        "error responses share one envelope, with the machine-readable code in `code`, not in "
+        "`error` (404: {code, message}; 422: {code, message}); to accept it on purpose, set the ini "
+        "key fastapi_rules_error_code_key = code"
+    ), run.output
+    named = run_rules(
+        "codeenvelope:app", "--fastapi-rules-select=FR106", "-o", "fastapi_rules_error_code_key=code"
+    )
+    assert named.outcomes("FR106") == {"app": "passed"}, named.output
+
+
+def test_readiness_alias_is_probed_once_named(blog: Path, run_rules: Any) -> None:
+    """The rulebook's readiness path is `/health/ready`: another one fails FR107 with the setting
+    named in the finding, and passes (its database check included) once the setting names it."""
+    run = run_rules("variants.fr107_readiness_alias:app", "--fastapi-rules-select=FR107")
+    (finding,) = run.findings("FR107")
+    assert finding["message"] == (
+        "the app has no readiness route (`GET /health/ready`); it has `GET /health/readiness`, not "
+        "the rulebook's path: to probe that one on purpose, set the ini key "
+        "fastapi_rules_readiness_path = /health/readiness"
+    )
+    named = run_rules(
+        "variants.fr107_readiness_alias:app",
+        "--fastapi-rules-select=FR107,FR109",
+        "-o",
+        "fastapi_rules_readiness_path=/health/readiness",
+    )
+    assert named.outcomes("FR107") == {"app": "passed"}, named.output
+    assert "GET /health/readiness" not in named.outcomes("FR109")

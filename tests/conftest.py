@@ -1,4 +1,5 @@
-"""Shared helpers: run the plugin in a pytester sandbox against a sample app and read its report."""
+"""Shared helpers: run the plugin in a pytester sandbox against a sample app and read its report
+(an item's findings, the line a finding must point at), whichever family's rules a test judges."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +75,45 @@ class RulesRun:
 
 
 RunRules = Callable[..., RulesRun]
+
+
+# -- reading a run's findings ----------------------------------------------------------------------
+
+
+def line_of(path: Path, pattern: str) -> int:
+    """1-based line of the first line of ``path`` matching ``pattern`` (so tests survive edits)."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if re.search(pattern, line):
+            return number
+    raise AssertionError(f"{pattern!r} not in {path}")
+
+
+def only(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one item of ``items`` (results or findings), with a readable error if there are more."""
+    assert len(items) == 1, items
+    return items[0]
+
+
+def messages(run: RulesRun, code: str) -> list[str]:
+    """The messages of every finding of rule ``code``, sorted."""
+    return sorted(f["message"] for f in run.findings(code))
+
+
+def only_failure(run: RulesRun) -> dict[str, Any]:
+    """The single failing (or warning) item of a run, with a readable error if there are more."""
+    failing = run.failing()
+    summary = [(r["code"], r["target"], r["outcome"], r["message"]) for r in failing]
+    assert len(failing) == 1, summary
+    return failing[0]
+
+
+def assert_located(finding: dict[str, Any], file: str, line: int | None = None) -> None:
+    """The finding points at ``file`` (and at ``line``, when given)."""
+    location = finding["location"]
+    assert location is not None, finding
+    assert location["file"] == file, location
+    if line is not None:
+        assert location["line"] == line, location
 
 
 @pytest.fixture

@@ -1,5 +1,12 @@
-"""The probes: the conforming app passes every probe rule, its database is untouched, and the
-process is left as it was; each violating variant fails exactly its rule."""
+"""The probe run itself: the conforming app passes every probe rule, its database is untouched, and
+the process is left as it was; the probes on other app shapes (no database, a service that is down,
+PostgreSQL, seeded rows the app's schemas accept), reports that read the same on every run, one
+production-mode child for several rules, and pytest-xdist's split of the run.
+
+A test here judges the run or rules of several families at once; a test of one family's probe rule
+is in that family's file (test_rules_<family>.py), and each probe rule's violating variant in
+test_probes_variants.py.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BLOG, RulesRun, _pg
+from tests.conftest import BLOG, RulesRun, _pg, line_of
 
 PROBE_CODES = (
     "FR102",
@@ -91,19 +98,8 @@ def pytest_sessionfinish(session):
 """
 
 
-def only_codes(run: RulesRun) -> list[tuple[str, str]]:
-    return sorted({(r["code"], r["target"]) for r in run.failing()})
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def line_of(path: Path, pattern: str) -> int:
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if re.search(pattern, line):
-            return number
-    raise AssertionError(f"{pattern!r} not in {path}")
 
 
 def test_asyncpg_is_imported_before_any_pytester_run() -> None:
@@ -163,35 +159,6 @@ def _env(pytester: pytest.Pytester) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(pytester.path)}
 
 
-# -- FR806: an override the user's tests left behind -------------------------------------------------
-
-
-def test_override_left_by_a_test_is_reported_and_probes_ignore_it(
-    blog: Path, run_rules: Any, pytester: pytest.Pytester
-) -> None:
-    pytester.makepyfile(
-        test_leaky="""
-        from src.database import get_db
-        from src.main import app
-
-
-        async def fake_db():
-            yield None
-
-
-        def test_uses_fake_db():
-            app.dependency_overrides[get_db] = fake_db
-        """
-    )
-    run = run_rules(BLOG, "--fastapi-rules-select=FR806,FR509,FR211")
-    (finding,) = run.findings("FR806")
-    assert "dependency `src.database.get_db` is now overridden by `test_leaky.fake_db`" in finding["message"]
-    assert finding["location"]["file"] == "test_leaky.py"
-    # The probes ran against the app as loaded, not against the leftover fake session.
-    assert set(run.outcomes("FR509").values()) == {"passed"}
-    assert set(run.outcomes("FR211").values()) == {"passed"}
-
-
 # -- PostgreSQL ------------------------------------------------------------------------------------
 
 
@@ -223,25 +190,6 @@ def test_postgres_probes_pass_and_the_apps_database_keeps_every_row(
         postgres_url, f"SELECT datname FROM pg_database WHERE datname LIKE 'fastapi_rules_{os.getpid()}_%'"
     )
     assert leftovers == []
-
-
-def test_postgres_connection_loss_without_pre_ping_fails_fr511(
-    blog: Path, run_rules: Any, postgres_url: str, app_database: Any
-) -> None:
-    run = run_rules("variants.fr511_no_pre_ping:app", f"--fastapi-rules-db-url={postgres_url}")
-    assert {r["code"] for r in run.failing()} <= {"FR501", "FR511"}, run.output
-    (finding,) = run.findings("FR511")
-    assert finding["message"].startswith("after the database dropped every connection, GET /")
-    assert finding["message"].endswith("(it answered 200 before)")
-    assert finding["location"]["file"] == "variants/fr511_no_pre_ping.py"
-
-
-def test_fr511_is_skipped_with_the_reason_on_sqlite(blog: Path, run_rules: Any) -> None:
-    run = run_rules(BLOG, "--fastapi-rules-select=FR511")
-    (result,) = run.results_for("FR511")
-    assert result["outcome"] == "skipped"
-    assert "runs only against PostgreSQL" in result["message"]
-    assert "--fastapi-rules-db-url" in result["message"]
 
 
 # -- the probes on other app shapes ------------------------------------------------------------------
@@ -479,66 +427,6 @@ def test_seeded_rows_satisfy_the_apps_schemas_and_a_500_names_the_apps_exception
 
 # -- FR306: the session dependency, and writes that cannot be injected ---------------------------------
 
-FACTORY_DEPENDENCY_APP = """
-import os
-from collections.abc import AsyncIterator
-from typing import Annotated
-
-from fastapi import Depends, FastAPI
-from sqlalchemy import String, select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-engine = create_async_engine(os.environ["DATABASE_URL"])
-factory = async_sessionmaker(engine, expire_on_commit=False)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Note(Base):
-    __tablename__ = "notes"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    title: Mapped[str] = mapped_column(String(50))
-
-
-async def get_session() -> AsyncIterator[async_sessionmaker]:
-    # Named like a session dependency, but yields the factory: the use case owns the transaction.
-    yield factory
-
-
-AsyncSession = Annotated[async_sessionmaker, Depends(get_session)]
-
-
-class ListNotes:
-    def __init__(self, session: AsyncSession) -> None:
-        self.factory = session
-
-    async def execute(self) -> list[str]:
-        async with self.factory.begin() as session:
-            return list((await session.scalars(select(Note.title))).all())
-
-
-app = FastAPI()
-
-
-@app.get("/api/v1/notes", tags=["notes"])
-async def notes(use_case: Annotated[ListNotes, Depends(ListNotes)]) -> list[str]:
-    return await use_case.execute()
-"""
-
-
-def test_a_dependency_that_yields_a_session_factory_is_not_the_session_dependency(
-    pytester: pytest.Pytester, run_rules: Any, app_env: None
-) -> None:
-    pytester.makepyfile(factorydep=FACTORY_DEPENDENCY_APP)
-    run = run_rules("factorydep:app", "--fastapi-rules-select=FR306,FR509")
-    assert run.outcomes("FR509") == {"GET /api/v1/notes": "passed"}, run.output
-    (result,) = run.results_for("FR306")
-    assert result["outcome"] == "skipped", run.output
-    assert "no route depends on a database-session dependency" in result["message"]
-
 
 SYNC_SESSION_APP = """
 import os
@@ -612,94 +500,6 @@ def test_session_dependency_used_by_endpoints_directly_is_wrapped_and_judged(
     assert challenge["location"]["file"] == "syncsession.py"
     assert challenge["location"]["line"] == line_of(path, r"^def get_current_user")
     assert "Make `get_current_user` raise an authentication error" in challenge["fix"]
-
-
-# -- FR511 with a protected route --------------------------------------------------------------------
-
-PROTECTED_ASYNC_APP = """
-import os
-from collections.abc import AsyncIterator
-
-from fastapi import Depends, FastAPI, HTTPException
-from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import ForeignKey, String, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-engine = create_async_engine(os.environ["DATABASE_URL"])  # no pool_pre_ping
-sessions = async_sessionmaker(engine, expire_on_commit=False)
-oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login/access-token")
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class User(Base):
-    __tablename__ = "users"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(100))
-
-
-class Item(Base):
-    __tablename__ = "items"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    title: Mapped[str] = mapped_column(String(100))
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-
-
-async def get_db() -> AsyncIterator[AsyncSession]:
-    async with sessions() as session:
-        yield session
-
-
-async def get_current_user(session: AsyncSession = Depends(get_db), token: str = Depends(oauth2)) -> User:
-    raise HTTPException(401, "bad token", headers={"WWW-Authenticate": "Bearer"})
-
-
-app = FastAPI()
-
-
-@app.get("/api/v1/items", tags=["items"])
-async def read_items(
-    session: AsyncSession = Depends(get_db), user: User = Depends(get_current_user)
-) -> list[int]:
-    return list((await session.scalars(select(Item.id).where(Item.owner_id == user.id))).all())
-"""
-
-
-def test_fr511_resends_the_authenticated_request_and_fails_without_pre_ping(
-    pytester: pytest.Pytester, run_rules: Any, postgres_url: str, app_database: Any
-) -> None:
-    path = pytester.makepyfile(protected=PROTECTED_ASYNC_APP)
-    run = run_rules(
-        "protected:app", f"--fastapi-rules-db-url={postgres_url}", "--fastapi-rules-select=FR306,FR511"
-    )
-    # FR306 injected into the current user before: it must give the probe user back, so the
-    # connection-loss requests are authenticated, answer 200 first and then fail.
-    (finding,) = run.findings("FR511")
-    assert finding["message"].startswith(
-        "after the database dropped every connection, GET /api/v1/items answered 500 ("
-    ), run.output
-    assert finding["message"].endswith("(it answered 200 before)")
-    assert finding["location"]["file"] == "protected.py"
-    assert finding["location"]["line"] == line_of(path, r"^engine = create_async_engine")
-    # The async session dependency is wrapped the same way as a sync one; this one commits nothing.
-    (session_finding,) = run.findings("FR306")
-    assert "was not committed" in session_finding["message"]
-
-
-def test_fr511_skips_with_the_reason_when_no_request_reaches_the_database(
-    pytester: pytest.Pytester, run_rules: Any, postgres_url: str, app_database: Any
-) -> None:
-    # The current user is a dict the probes cannot build: every data route answers 401.
-    pytester.makepyfile(
-        protected=PROTECTED_ASYNC_APP.replace(") -> User:\n    raise", ") -> dict:\n    raise")
-    )
-    run = run_rules("protected:app", f"--fastapi-rules-db-url={postgres_url}", "--fastapi-rules-select=FR511")
-    (result,) = run.results_for("FR511")
-    assert result["outcome"] == "skipped", run.output
-    assert "no GET route answered 2xx and ran SQL on the isolated database" in result["message"]
 
 
 # -- reports read the same on every run ----------------------------------------------------------------
@@ -782,111 +582,7 @@ def test_two_runs_on_an_app_with_uuid_keys_give_the_same_report(
     ]
 
 
-# -- one mistake, one finding: FR203 and FR209's runtime half ------------------------------------------
-
-ORM_RESPONSE_APP = """
-import os
-
-from fastapi import Depends, FastAPI
-from sqlalchemy import String
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-engine = create_async_engine(os.environ["DATABASE_URL"])
-sessions = async_sessionmaker(engine, expire_on_commit=False)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "accounts"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(100))
-    hashed_password: Mapped[str] = mapped_column(String(100))
-
-
-async def get_db():
-    async with sessions() as session:
-        yield session
-
-
-app = FastAPI()
-
-
-@app.get("/api/v1/accounts/{account_id}/raw", tags=["accounts"], response_model=None)
-async def raw_account(account_id: int, db=Depends(get_db)) -> Account:
-    return await db.get(Account, account_id)
-
-
-@app.get("/api/v1/accounts/{account_id}/untyped", tags=["accounts"])
-async def untyped_account(account_id: int, db=Depends(get_db)):
-    return await db.get(Account, account_id)
-"""
-
-
-def test_an_orm_object_in_the_body_is_fr203s_finding_not_also_fr209s(
-    pytester: pytest.Pytester, run_rules: Any, app_env: None
-) -> None:
-    pytester.makepyfile(ormresponse=ORM_RESPONSE_APP)
-    run = run_rules("ormresponse:app", "--fastapi-rules-select=FR203,FR209")
-    # Both bodies carry `hashed_password` because the ORM object itself is serialised: FR203
-    # reports that (statically for the annotated route, at runtime for the other); FR209 does not
-    # report the same mistake again.
-    assert run.outcomes("FR203") == {
-        "GET /api/v1/accounts/{account_id}/raw": "failed",
-        "GET /api/v1/accounts/{account_id}/untyped": "failed",
-    }, run.output
-    assert "failed" not in run.outcomes("FR209").values(), run.output
-    assert "hashed_password" not in " ".join(f["message"] for f in run.findings("FR209"))
-
-
-# -- FR802: production mode as the app spells it ---------------------------------------------------------
-
-PRODUCTION_SPELLING_APP = """
-import os
-from typing import Literal
-
-from fastapi import FastAPI
-from pydantic_settings import BaseSettings
-
-
-class Settings(BaseSettings):
-    ENVIRONMENT: Literal["Development", "Production", "Testing"] = "Development"
-
-
-settings = Settings()
-if settings.ENVIRONMENT == "Production" and os.environ.get("REQUIRE_VAULT"):
-    raise RuntimeError("VAULT_TOKEN is required in production")
-
-app = FastAPI()
-
-
-@app.get("/api/v1/ping", tags=["ping"])
-async def ping() -> dict[str, str]:
-    return {"ping": "pong"}
-"""
-
-
-def test_fr802_runs_production_mode_with_the_apps_own_spelling_and_skips_when_it_cannot_start(
-    pytester: pytest.Pytester, run_rules: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pytester.makepyfile(spelling=PRODUCTION_SPELLING_APP)
-    # ENVIRONMENT=production would be refused by the settings: the app's own value is used.
-    run = run_rules("spelling:app", "--fastapi-rules-select=FR802")
-    (result,) = run.results_for("FR802")
-    assert result["outcome"] == "warning", run.output
-    assert "with ENVIRONMENT=Production, structlog is not configured" in result["message"]
-    # When production mode cannot start at all, the warning rule is skipped with the reason; it
-    # does not fail the run.
-    monkeypatch.setenv("REQUIRE_VAULT", "1")
-    run = run_rules("spelling:app", "--fastapi-rules-select=FR802")
-    (result,) = run.results_for("FR802")
-    assert result["outcome"] == "skipped", run.output
-    assert "production logging could not be checked" in result["message"]
-    assert "VAULT_TOKEN is required in production" in result["message"]
-    assert run.result.ret == 0
+# -- one production-mode child for FR108, FR503 and FR802 ------------------------------------------------
 
 
 def test_one_production_mode_child_serves_fr108_fr503_and_fr802(
@@ -1160,58 +856,3 @@ def test_blocking_calls_and_loop_stalls_at_runtime_and_a_one_off_extra_statement
     # size shows the route's real count.
     assert run.outcomes("FR509")["GET /api/v1/warming"] == "passed", run.output
     assert run.outcomes("FR509")["GET /api/v1/notes"] == "passed", run.output
-
-
-#: One error envelope for 404 and 422, its machine-readable code under `code`, not the rulebook's `error`.
-CODE_ENVELOPE_APP = """
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Thing(Base):
-    __tablename__ = "things"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str]
-
-
-app = FastAPI()
-
-
-@app.exception_handler(StarletteHTTPException)
-async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return JSONResponse({"code": "not_found", "message": str(exc.detail)}, status_code=exc.status_code)
-
-
-@app.exception_handler(RequestValidationError)
-async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse({"code": "validation_error", "message": "bad input"}, status_code=422)
-
-
-@app.get("/api/v1/things/{thing_id}", tags=["things"])
-async def get_thing(thing_id: int) -> dict[str, int]:
-    raise HTTPException(status_code=404, detail="not found")
-"""
-
-
-def test_error_code_under_another_key_than_the_rulebooks(pytester: pytest.Pytester, run_rules: Any) -> None:
-    """The rulebook's envelope carries its code in `error`: one shared envelope with `code` instead
-    is reported with the setting that accepts it, and passes once the setting names `code`."""
-    pytester.makepyfile(codeenvelope=CODE_ENVELOPE_APP)
-    run = run_rules("codeenvelope:app", "--fastapi-rules-select=FR106")
-    (finding,) = run.findings("FR106")
-    assert finding["message"] == (
-        "error responses share one envelope, with the machine-readable code in `code`, not in "
-        "`error` (404: {code, message}; 422: {code, message}); to accept it on purpose, set the ini "
-        "key fastapi_rules_error_code_key = code"
-    ), run.output
-    named = run_rules(
-        "codeenvelope:app", "--fastapi-rules-select=FR106", "-o", "fastapi_rules_error_code_key=code"
-    )
-    assert named.outcomes("FR106") == {"app": "passed"}, named.output

@@ -9,18 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RulesRun
+from tests.conftest import RulesRun, line_of
 
 
 def only_codes(run: RulesRun) -> list[tuple[str, str]]:
     return sorted({(r["code"], r["target"]) for r in run.failing()})
-
-
-def line_of(path: Path, pattern: str) -> int:
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if re.search(pattern, line):
-            return number
-    raise AssertionError(f"{pattern!r} not in {path}")
 
 
 # -- the violating variants ------------------------------------------------------------------------
@@ -293,23 +286,3 @@ EXTRA_CHECKS: dict[str, Callable[[RulesRun], None]] = {
     "fr509_query_per_row": _n_plus_one_message_names_route_counts_and_statement,
     "fr205_delete_answers_a_dict": _delete_with_a_body_is_left_to_fr205,
 }
-
-
-def test_readiness_alias_is_probed_once_named(blog: Path, run_rules: Any) -> None:
-    """The rulebook's readiness path is `/health/ready`: another one fails FR107 with the setting
-    named in the finding, and passes (its database check included) once the setting names it."""
-    run = run_rules("variants.fr107_readiness_alias:app", "--fastapi-rules-select=FR107")
-    (finding,) = run.findings("FR107")
-    assert finding["message"] == (
-        "the app has no readiness route (`GET /health/ready`); it has `GET /health/readiness`, not "
-        "the rulebook's path: to probe that one on purpose, set the ini key "
-        "fastapi_rules_readiness_path = /health/readiness"
-    )
-    named = run_rules(
-        "variants.fr107_readiness_alias:app",
-        "--fastapi-rules-select=FR107,FR109",
-        "-o",
-        "fastapi_rules_readiness_path=/health/readiness",
-    )
-    assert named.outcomes("FR107") == {"app": "passed"}, named.output
-    assert "GET /health/readiness" not in named.outcomes("FR109")

@@ -1075,3 +1075,63 @@ def test_bodies_query_parameters_and_secrets(pytester: pytest.Pytester, run_rule
     assert run.outcomes("FR209")["GET /api/v1/users/{user_id}/public"] == "passed"
     assert run.outcomes("FR209")["POST /api/v1/token"] == "passed"
     assert run.outcomes("FR209")["GET /api/v1/cursor"] == "passed"
+
+
+# -- FR203 and FR209's runtime half: one mistake, one finding --------------------------------------
+
+ORM_RESPONSE_APP = """
+import os
+
+from fastapi import Depends, FastAPI
+from sqlalchemy import String
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine(os.environ["DATABASE_URL"])
+sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(100))
+    hashed_password: Mapped[str] = mapped_column(String(100))
+
+
+async def get_db():
+    async with sessions() as session:
+        yield session
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/accounts/{account_id}/raw", tags=["accounts"], response_model=None)
+async def raw_account(account_id: int, db=Depends(get_db)) -> Account:
+    return await db.get(Account, account_id)
+
+
+@app.get("/api/v1/accounts/{account_id}/untyped", tags=["accounts"])
+async def untyped_account(account_id: int, db=Depends(get_db)):
+    return await db.get(Account, account_id)
+"""
+
+
+def test_an_orm_object_in_the_body_is_fr203s_finding_not_also_fr209s(
+    pytester: pytest.Pytester, run_rules: Any, app_env: None
+) -> None:
+    pytester.makepyfile(ormresponse=ORM_RESPONSE_APP)
+    run = run_rules("ormresponse:app", "--fastapi-rules-select=FR203,FR209")
+    # Both bodies carry `hashed_password` because the ORM object itself is serialised: FR203
+    # reports that (statically for the annotated route, at runtime for the other); FR209 does not
+    # report the same mistake again.
+    assert run.outcomes("FR203") == {
+        "GET /api/v1/accounts/{account_id}/raw": "failed",
+        "GET /api/v1/accounts/{account_id}/untyped": "failed",
+    }, run.output
+    assert "failed" not in run.outcomes("FR209").values(), run.output
+    assert "hashed_password" not in " ".join(f["message"] for f in run.findings("FR209"))

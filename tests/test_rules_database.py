@@ -1,9 +1,13 @@
-"""FR501-FR508: engines, session factories and ORM models (and the production-mode child process)."""
+"""The database rules (FR5xx): FR501-FR508, engines, session factories and ORM models (and the
+production-mode child process); FR511's connection loss at runtime, on PostgreSQL.
+
+FR509 and FR510 (SQL per request, at runtime) are judged by their variants in
+test_probes_variants.py and with other families' rules in test_probes.py.
+"""
 
 from __future__ import annotations
 
 import importlib
-import re
 import textwrap
 import weakref
 from pathlib import Path
@@ -14,22 +18,10 @@ import pytest
 from pytest_fastapi_rules import production
 from pytest_fastapi_rules.options import RulesOptions
 from pytest_fastapi_rules.production import ProductionFacts, ProductionModeError, read_child, start_child
+from tests.conftest import BLOG, line_of, only
 
 OWN_CODES = ("FR501", "FR502", "FR503", "FR504", "FR505", "FR506", "FR507", "FR508")
 SELECT_OWN = "--fastapi-rules-select=" + ",".join(OWN_CODES)
-
-
-def line_of(path: Path, pattern: str) -> int:
-    """1-based line of the first line of ``path`` matching ``pattern`` (so tests survive edits)."""
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if re.search(pattern, line):
-            return number
-    raise AssertionError(f"{pattern!r} not in {path}")
-
-
-def only(items: list[dict[str, Any]]) -> dict[str, Any]:
-    assert len(items) == 1, items
-    return items[0]
 
 
 # -- the conforming app ---------------------------------------------------------------------------
@@ -1109,3 +1101,111 @@ def test_engines_and_factories_in_a_sibling_package_are_found(
         m.startswith("session factory `core.db._session_factory` keeps expire_on_commit=True")
         for m in factory
     ), factory
+
+
+# -- FR511: connections lost, at runtime (PostgreSQL) ----------------------------------------------
+
+
+def test_postgres_connection_loss_without_pre_ping_fails_fr511(
+    blog: Path, run_rules: Any, postgres_url: str, app_database: Any
+) -> None:
+    run = run_rules("variants.fr511_no_pre_ping:app", f"--fastapi-rules-db-url={postgres_url}")
+    assert {r["code"] for r in run.failing()} <= {"FR501", "FR511"}, run.output
+    (finding,) = run.findings("FR511")
+    assert finding["message"].startswith("after the database dropped every connection, GET /")
+    assert finding["message"].endswith("(it answered 200 before)")
+    assert finding["location"]["file"] == "variants/fr511_no_pre_ping.py"
+
+
+def test_fr511_is_skipped_with_the_reason_on_sqlite(blog: Path, run_rules: Any) -> None:
+    run = run_rules(BLOG, "--fastapi-rules-select=FR511")
+    (result,) = run.results_for("FR511")
+    assert result["outcome"] == "skipped"
+    assert "runs only against PostgreSQL" in result["message"]
+    assert "--fastapi-rules-db-url" in result["message"]
+
+
+PROTECTED_ASYNC_APP = """
+import os
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import ForeignKey, String, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine(os.environ["DATABASE_URL"])  # no pool_pre_ping
+sessions = async_sessionmaker(engine, expire_on_commit=False)
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login/access-token")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(100))
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+async def get_db() -> AsyncIterator[AsyncSession]:
+    async with sessions() as session:
+        yield session
+
+
+async def get_current_user(session: AsyncSession = Depends(get_db), token: str = Depends(oauth2)) -> User:
+    raise HTTPException(401, "bad token", headers={"WWW-Authenticate": "Bearer"})
+
+
+app = FastAPI()
+
+
+@app.get("/api/v1/items", tags=["items"])
+async def read_items(
+    session: AsyncSession = Depends(get_db), user: User = Depends(get_current_user)
+) -> list[int]:
+    return list((await session.scalars(select(Item.id).where(Item.owner_id == user.id))).all())
+"""
+
+
+def test_fr511_resends_the_authenticated_request_and_fails_without_pre_ping(
+    pytester: pytest.Pytester, run_rules: Any, postgres_url: str, app_database: Any
+) -> None:
+    path = pytester.makepyfile(protected=PROTECTED_ASYNC_APP)
+    run = run_rules(
+        "protected:app", f"--fastapi-rules-db-url={postgres_url}", "--fastapi-rules-select=FR306,FR511"
+    )
+    # FR306 injected into the current user before: it must give the probe user back, so the
+    # connection-loss requests are authenticated, answer 200 first and then fail.
+    (finding,) = run.findings("FR511")
+    assert finding["message"].startswith(
+        "after the database dropped every connection, GET /api/v1/items answered 500 ("
+    ), run.output
+    assert finding["message"].endswith("(it answered 200 before)")
+    assert finding["location"]["file"] == "protected.py"
+    assert finding["location"]["line"] == line_of(path, r"^engine = create_async_engine")
+    # The async session dependency is wrapped the same way as a sync one; this one commits nothing.
+    (session_finding,) = run.findings("FR306")
+    assert "was not committed" in session_finding["message"]
+
+
+def test_fr511_skips_with_the_reason_when_no_request_reaches_the_database(
+    pytester: pytest.Pytester, run_rules: Any, postgres_url: str, app_database: Any
+) -> None:
+    # The current user is a dict the probes cannot build: every data route answers 401.
+    pytester.makepyfile(
+        protected=PROTECTED_ASYNC_APP.replace(") -> User:\n    raise", ") -> dict:\n    raise")
+    )
+    run = run_rules("protected:app", f"--fastapi-rules-db-url={postgres_url}", "--fastapi-rules-select=FR511")
+    (result,) = run.results_for("FR511")
+    assert result["outcome"] == "skipped", run.output
+    assert "no GET route answered 2xx and ran SQL on the isolated database" in result["message"]

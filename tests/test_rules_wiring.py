@@ -1,56 +1,31 @@
-"""FR101, FR104, FR105 (app half), FR109, FR301 and FR805 on the blog, its variants and small apps.
+"""The wiring rules: FR101, FR104, FR105 (app half) and FR109 on the blog, its variants and small
+apps; FR106 and FR107 as the probe run finds them.
 
 Each variant run executes every rule, so it also proves the variant breaks exactly one rule. The
 small inline apps hold the shapes that a careless heuristic would misjudge: shared packages beside
-the app, mounted sub-apps, library routers, nested settings, sessions behind services.
+the app, mounted sub-apps, library routers, nested settings, sessions behind services; their runs
+judge FR301 and FR805 too (MY_CODES), so those tests span three families and stay here, while FR301's
+and FR805's own tests are in test_rules_layers.py and test_rules_stack.py. The probe rules' variants
+(FR102, FR103, FR106-FR108) share one parametrized test across families in test_probes_variants.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
 import fastapi.routing
 import pytest
-from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session, sessionmaker
 
-from pytest_fastapi_rules.rules.layers import _session_from_dependency, _session_in_annotation
-from tests.conftest import RulesRun, RunRules, installed
+from tests.conftest import RulesRun, RunRules, assert_located, line_of, only_failure
 
 MY_CODES = ("FR101", "FR104", "FR105", "FR109", "FR301", "FR805")
 SELECT_MINE = "--fastapi-rules-select=" + ",".join(MY_CODES)
 
 
-def line_of(path: Path, needle: str) -> int:
-    """1-based number of the first line of ``path`` containing ``needle``."""
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if needle in text:
-            return number
-    raise AssertionError(f"{needle!r} not in {path}")
-
-
-def only_failure(run: RulesRun) -> dict[str, Any]:
-    """The single failing (or warning) item of a run, with a readable error if there are more."""
-    failing = run.failing()
-    summary = [(r["code"], r["target"], r["outcome"], r["message"]) for r in failing]
-    assert len(failing) == 1, summary
-    return failing[0]
-
-
 def static_findings(run: RulesRun, code: str) -> list[dict[str, Any]]:
     """FR104/FR105 findings of the app half: the ones about which handlers are registered."""
     return [f for f in run.findings(code) if "no exception handler for" in f["message"]]
-
-
-def assert_located(finding: dict[str, Any], file: str, line: int | None = None) -> None:
-    location = finding["location"]
-    assert location is not None, finding
-    assert location["file"] == file, location
-    if line is not None:
-        assert location["line"] == line, location
 
 
 # -- the conforming blog ----------------------------------------------------------------------------
@@ -221,37 +196,6 @@ def test_fr109_unversioned_untagged_alias(blog: Path, run_rules: RunRules) -> No
     for finding in findings:
         assert_located(finding, "src/posts/router.py", line_of(router, "async def list_posts"))
     assert "FR109 versioned-prefix-and-tags: GET /posts" in run.output
-
-
-def test_fr301_endpoint_takes_the_session(blog: Path, run_rules: RunRules) -> None:
-    run = run_rules("variants.fr301_session_in_endpoint:app")
-    failure = only_failure(run)
-    target = "GET /api/v1/posts/{post_id}/author"
-    assert (failure["code"], failure["target"], failure["outcome"]) == ("FR301", target, "failed")
-    [finding] = run.findings("FR301")
-    assert (
-        "endpoint `get_post_author` receives a database session directly: "
-        "parameter `db` (AsyncSession from `get_db`)"
-    ) in finding["message"]
-    variant = blog / "variants" / "fr301_session_in_endpoint.py"
-    assert_located(
-        finding, "variants/fr301_session_in_endpoint.py", line_of(variant, "async def get_post_author")
-    )
-    assert "FR301 router-uses-service" in run.output
-
-
-def test_fr805_uncached_second_settings_class(blog: Path, run_rules: RunRules) -> None:
-    run = run_rules("variants.fr805_uncached_settings:app")
-    failure = only_failure(run)
-    assert (failure["code"], failure["target"], failure["outcome"]) == ("FR805", "app", "warning")
-    [finding] = run.findings("FR805")
-    # Only the uncached class: the conforming Settings (lru_cache + module instance) is fine.
-    assert "settings class `MailSettings` is not cached" in finding["message"]
-    assert "`Settings`" not in finding["message"]
-    assert "get_mail_settings" in finding["fix"]
-    variant = blog / "variants" / "fr805_uncached_settings.py"
-    assert_located(finding, "variants/fr805_uncached_settings.py", line_of(variant, "class MailSettings"))
-    assert "FR805 settings-via-pydantic" in run.output
 
 
 # -- small apps: what a careless heuristic would misjudge ---------------------------------------------
@@ -725,185 +669,6 @@ def test_handler_for_a_library_base_of_own_errors_counts(
     assert run.outcomes("FR104") == {"app": "passed"}
 
 
-LIBRARY_SETTINGS_APP = """
-from fastapi import FastAPI
-from pydantic_settings import BaseSettings
-
-# Stands for a settings class shipped by an internal library, used as is.
-CommonSettings = type("CommonSettings", (BaseSettings,), {"__module__": "pydantic_settings.main"})
-
-settings = CommonSettings()
-app = FastAPI()
-"""
-
-
-def test_library_settings_held_once_count(pytester: pytest.Pytester, run_rules: RunRules) -> None:
-    pytester.makepyfile(lib_settings_app=LIBRARY_SETTINGS_APP)
-    run = run_rules("lib_settings_app:app", "--fastapi-rules-select=FR805")
-    assert run.outcomes("FR805") == {"app": "passed"}
-
-
-MIXIN_SETTINGS_APP = """
-from fastapi import Depends, FastAPI
-from pydantic_settings import BaseSettings
-
-
-class DatabaseSettings(BaseSettings):
-    pass
-
-
-class SQLiteSettings(DatabaseSettings):
-    SQLITE_URI: str = "./app.db"
-
-
-class MySQLSettings(DatabaseSettings):
-    MYSQL_USER: str = "user"
-
-
-class PostgresSettings(DatabaseSettings):
-    POSTGRES_USER: str = "postgres"
-
-
-class AppSettings(BaseSettings):
-    APP_NAME: str = "app"
-
-
-class Settings(AppSettings, PostgresSettings):
-    pass
-
-
-settings = Settings()
-USES_MYSQL = isinstance(settings, MySQLSettings)  # reads the class, builds nothing
-
-
-class SMTPSettings(BaseSettings):
-    SMTP_HOST: str = "localhost"
-
-
-app = FastAPI()
-
-
-@app.get("/mail")
-async def mail_host(smtp: SMTPSettings = Depends(SMTPSettings)) -> dict[str, str]:
-    return {"host": smtp.SMTP_HOST}
-"""
-
-
-@pytest.mark.skipif(
-    installed("pydantic") < (2, 10),
-    reason="the test app's Depends(BaseSettings) does not import on pydantic before 2.10",
-)
-def test_mixins_and_alternatives_are_not_judged(pytester: pytest.Pytester, run_rules: RunRules) -> None:
-    """Bases, mixins and unused alternatives (igorbenav's MySQLSettings/SQLiteSettings) are never
-    instantiated: nothing to cache. A class built on every request (Depends(SMTPSettings)) is."""
-    path = pytester.makepyfile(mixin_settings_app=MIXIN_SETTINGS_APP)
-    run = run_rules("mixin_settings_app:app", "--fastapi-rules-select=FR805")
-    [finding] = run.findings("FR805")
-    assert finding["message"].startswith("settings class `SMTPSettings` is not cached")
-    assert "get_smtp_settings() -> SMTPSettings" in finding["fix"]
-    assert_located(finding, "mixin_settings_app.py", line_of(path, "class SMTPSettings"))
-
-
-@pytest.mark.parametrize(
-    ("name", "snake"),
-    [
-        ("MailSettings", "mail_settings"),
-        ("MySQLSettings", "mysql_settings"),
-        ("SQLiteSettings", "sqlite_settings"),
-        ("PostgreSQLSettings", "postgresql_settings"),
-        ("HTTPClientSettings", "http_client_settings"),
-        ("OAuth2Settings", "oauth2_settings"),
-        ("S3Settings", "s3_settings"),
-        ("Settings", "settings"),
-    ],
-)
-def test_accessor_names_keep_acronyms_together(name: str, snake: str) -> None:
-    from pytest_fastapi_rules.rules.stack import _snake
-
-    assert _snake(name) == snake
-
-
-PYDANTIC_V1_APP = """
-import warnings
-
-from fastapi import FastAPI
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from pydantic.v1 import BaseSettings
-
-
-class Settings(BaseSettings):
-    name: str = "old"
-
-
-settings = Settings()
-app = FastAPI()
-"""
-
-
-def test_pydantic_v1_settings_are_named(pytester: pytest.Pytester, run_rules: RunRules) -> None:
-    path = pytester.makepyfile(v1_app=PYDANTIC_V1_APP)
-    run = run_rules("v1_app:app", "--fastapi-rules-select=FR805")
-    [finding] = run.findings("FR805")
-    assert finding["message"] == (
-        "settings class `Settings` subclasses pydantic.v1's `BaseSettings`, not "
-        "`pydantic_settings.BaseSettings`"
-    )
-    assert_located(finding, "v1_app.py", line_of(path, "class Settings"))
-
-
-NO_PYDANTIC_SETTINGS_APP = """
-import os
-import sys
-
-from fastapi import FastAPI
-
-sys.modules["pydantic_settings"] = None  # what an environment without pydantic-settings sees
-
-SECRET_KEY = os.getenv("SECRET_KEY", "")
-app = FastAPI()
-"""
-
-
-def test_missing_pydantic_settings_is_the_finding(pytester: pytest.Pytester, run_rules: RunRules) -> None:
-    path = pytester.makepyfile(no_settings_app=NO_PYDANTIC_SETTINGS_APP)
-    run = run_rules("no_settings_app:app", "--fastapi-rules-select=FR805")
-    [finding] = run.findings("FR805")
-    assert finding["message"].startswith("pydantic-settings is not installed")
-    assert_located(finding, "no_settings_app.py", line_of(path, "os.getenv"))
-
-
-# -- FR301's type reading, without a sandbox ----------------------------------------------------------
-
-
-async def _get_db() -> AsyncGenerator[AsyncSession, None]:
-    yield AsyncSession()
-
-
-def _get_sync_db() -> Generator[Session, None, None]:
-    yield Session()
-
-
-async def _get_sessions() -> list[AsyncSession]:
-    return []
-
-
-def test_session_types_are_read_through_wrappers() -> None:
-    assert _session_in_annotation(Annotated[AsyncSession, Depends(_get_db)]) is AsyncSession
-    assert _session_in_annotation(Optional[AsyncSession]) is AsyncSession  # noqa: UP045
-    assert _session_in_annotation(Session | None) is Session
-    assert _session_in_annotation("Annotated[AsyncSession, Depends(get_db)]") == "AsyncSession"
-    # A bare, unresolved `Session` may be anything (a login session, requests.Session).
-    assert _session_in_annotation("Session") is None
-    assert _session_in_annotation(list[AsyncSession]) is None
-    assert _session_from_dependency(_get_db) is AsyncSession
-    assert _session_from_dependency(_get_sync_db) is Session
-    assert _session_from_dependency(_get_sessions) is None
-    assert _session_from_dependency(async_sessionmaker()) == "AsyncSession"
-    assert _session_from_dependency(sessionmaker()) == "Session"
-
-
 BARE_VERSION_APP = """
 from fastapi import APIRouter, FastAPI
 
@@ -943,3 +708,80 @@ def test_version_without_api_is_judged_unless_accepted(
         "fastapi_rules_version_prefix=^(/api)?/v[0-9]+(\\.[0-9]+)?(/|$)",
     )
     assert accepted.outcomes("FR109") == {"GET /api/v2/items": "passed", "GET /v1/items": "passed"}
+
+
+# -- FR106, FR107: what the probe run finds --------------------------------------------------------
+
+#: One error envelope for 404 and 422, its machine-readable code under `code`, not the rulebook's `error`.
+CODE_ENVELOPE_APP = """
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Thing(Base):
+    __tablename__ = "things"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+
+
+app = FastAPI()
+
+
+@app.exception_handler(StarletteHTTPException)
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"code": "not_found", "message": str(exc.detail)}, status_code=exc.status_code)
+
+
+@app.exception_handler(RequestValidationError)
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"code": "validation_error", "message": "bad input"}, status_code=422)
+
+
+@app.get("/api/v1/things/{thing_id}", tags=["things"])
+async def get_thing(thing_id: int) -> dict[str, int]:
+    raise HTTPException(status_code=404, detail="not found")
+"""
+
+
+def test_error_code_under_another_key_than_the_rulebooks(pytester: pytest.Pytester, run_rules: Any) -> None:
+    """The rulebook's envelope carries its code in `error`: one shared envelope with `code` instead
+    is reported with the setting that accepts it, and passes once the setting names `code`."""
+    pytester.makepyfile(codeenvelope=CODE_ENVELOPE_APP)
+    run = run_rules("codeenvelope:app", "--fastapi-rules-select=FR106")
+    (finding,) = run.findings("FR106")
+    assert finding["message"] == (
+        "error responses share one envelope, with the machine-readable code in `code`, not in "
+        "`error` (404: {code, message}; 422: {code, message}); to accept it on purpose, set the ini "
+        "key fastapi_rules_error_code_key = code"
+    ), run.output
+    named = run_rules(
+        "codeenvelope:app", "--fastapi-rules-select=FR106", "-o", "fastapi_rules_error_code_key=code"
+    )
+    assert named.outcomes("FR106") == {"app": "passed"}, named.output
+
+
+def test_readiness_alias_is_probed_once_named(blog: Path, run_rules: Any) -> None:
+    """The rulebook's readiness path is `/health/ready`: another one fails FR107 with the setting
+    named in the finding, and passes (its database check included) once the setting names it."""
+    run = run_rules("variants.fr107_readiness_alias:app", "--fastapi-rules-select=FR107")
+    (finding,) = run.findings("FR107")
+    assert finding["message"] == (
+        "the app has no readiness route (`GET /health/ready`); it has `GET /health/readiness`, not "
+        "the rulebook's path: to probe that one on purpose, set the ini key "
+        "fastapi_rules_readiness_path = /health/readiness"
+    )
+    named = run_rules(
+        "variants.fr107_readiness_alias:app",
+        "--fastapi-rules-select=FR107,FR109",
+        "-o",
+        "fastapi_rules_readiness_path=/health/readiness",
+    )
+    assert named.outcomes("FR107") == {"app": "passed"}, named.output
+    assert "GET /health/readiness" not in named.outcomes("FR109")

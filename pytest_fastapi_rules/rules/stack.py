@@ -29,8 +29,8 @@ from typing import Any
 from pytest_fastapi_rules import registry
 from pytest_fastapi_rules.dockerfile import Instruction, parse_dockerfile
 from pytest_fastapi_rules.facts import AppFacts, is_subclass, type_hints, unwrap_callable
-from pytest_fastapi_rules.probing.logchild import LoggingProbeError
-from pytest_fastapi_rules.production import describe_env, logging_facts
+from pytest_fastapi_rules.production.app_logging import LoggingProbeError
+from pytest_fastapi_rules.production.facts import describe_env, logging_facts
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,

@@ -30,7 +30,8 @@ from pytest_fastapi_rules.facts import (
 from pytest_fastapi_rules.options import BARE_VERSION_PREFIX, DEFAULT_VERSION_PREFIX
 from pytest_fastapi_rules.probing.results import Exchange
 from pytest_fastapi_rules.probing.runner import ENVELOPE_SAMPLES, LIVENESS_ALIASES, READINESS_ALIASES
-from pytest_fastapi_rules.production import DOCS_KINDS, declared_docs_paths, production_facts
+from pytest_fastapi_rules.production.facts import declared_docs_paths, production_facts
+from pytest_fastapi_rules.production.protocol import DOCS_KINDS
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,

@@ -51,7 +51,7 @@ from pytest_fastapi_rules.rules.probe_support import (
     raised_synthetic,
 )
 from pytest_fastapi_rules.runtime import AppStartupError
-from pytest_fastapi_rules.source import source_index
+from pytest_fastapi_rules.source.index import source_index
 
 # -- shared helpers -------------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
 from pytest_fastapi_rules.facts import AppFacts
 from pytest_fastapi_rules.loading import AppLoadError, load_app
@@ -51,8 +53,6 @@ def looks_like_docs(kind: str, content_type: str, body: bytes) -> bool:
 
 def _rejected_env(exc: BaseException, env: dict[str, str]) -> list[str]:
     """Production variables that a pydantic ValidationError in ``exc``'s chain complains about."""
-    from pydantic import ValidationError
-
     seen: set[int] = set()
     current: BaseException | None = exc
     rejected: list[str] = []
@@ -77,7 +77,7 @@ async def _probe_docs(
 ) -> tuple[dict[str, int], dict[str, str], dict[str, bool]]:
     """Status of GET on each documentation path (redirects followed), whether the answer was the
     documentation, and the requests that raised; in-process (base URL http://localhost)."""
-    import httpx
+    import httpx  # deferred: only a child whose app started asks for the documentation
 
     statuses: dict[str, int] = {}
     errors: dict[str, str] = {}

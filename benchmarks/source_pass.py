@@ -38,7 +38,7 @@ def main() -> int:
     from pytest_fastapi_rules.options import RulesOptions
     from pytest_fastapi_rules.registry import Basis, CheckContext, RuleSkipped
     from pytest_fastapi_rules.runtime import AppRuntime
-    from pytest_fastapi_rules.source import source_index
+    from pytest_fastapi_rules.source.index import source_index
 
     root = args.app_dir.resolve()
     loaded = load_app(args.app, root)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from pytest_fastapi_rules.probing.isolation import IsolatedStart
-from pytest_fastapi_rules.probing.seeding import Seeder, metadatas_of
+from pytest_fastapi_rules.probing.metadata import metadatas_of
+from pytest_fastapi_rules.probing.seeding import Seeder
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.session import RulesSession

@@ -18,9 +18,12 @@ import contextlib
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
+if TYPE_CHECKING:
+    # Annotations only: the production-mode child imports this module (``production.launcher``)
+    # and must not pay for importing pytest (issue #20).
+    import pytest
 
 #: Environment variables through which pytest-cov (``COV_CORE_*``, before 7.0) and coverage.py
 #: (``COVERAGE_PROCESS_START``; ``COVERAGE_PROCESS_CONFIG`` for ``[run] patch = subprocess``) start

@@ -22,7 +22,6 @@ from _pytest._code.code import ExceptionInfo, TerminalRepr
 
 from pytest_fastapi_rules.baseline import fingerprint
 from pytest_fastapi_rules.catalog import all_rules
-from pytest_fastapi_rules.childproc import wait_unfinished
 from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
 from pytest_fastapi_rules.facts import AppFacts, RouteFacts
 from pytest_fastapi_rules.loading import AppLoadError
@@ -32,6 +31,7 @@ from pytest_fastapi_rules.probing.placement import ProbeDatabaseError
 from pytest_fastapi_rules.probing.results import ProbePhaseError
 from pytest_fastapi_rules.probing.runner import probe_results
 from pytest_fastapi_rules.probing.shards import Shard, shard_index
+from pytest_fastapi_rules.production.launcher import wait_unfinished
 from pytest_fastapi_rules.registry import (
     CheckContext,
     Finding,
@@ -79,8 +79,8 @@ def _import_probing_modules() -> None:
         "pytest_fastapi_rules.probing.blocking",
         "pytest_fastapi_rules.probing.isolation",
         "pytest_fastapi_rules.probing.shards",
-        "pytest_fastapi_rules.production",
-        "pytest_fastapi_rules.childproc",
+        "pytest_fastapi_rules.production.facts",
+        "pytest_fastapi_rules.production.launcher",
     ):
         importlib.import_module(name)
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_fastapi_rules.baseline import Baseline
-from pytest_fastapi_rules.childproc import stop_unfinished
 from pytest_fastapi_rules.coexistence import coverage_paused
 from pytest_fastapi_rules.options import RulesOptions
+from pytest_fastapi_rules.production.launcher import stop_unfinished
 from pytest_fastapi_rules.tracebacks import captured_output
 
 if TYPE_CHECKING:

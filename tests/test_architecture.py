@@ -1,4 +1,5 @@
-"""The plugin's modules import each other without a circle.
+"""The plugin's import structure: its modules import each other without a circle, and the
+production-mode child imports only what it uses.
 
 The graph is read from the source (``ast``): every import that runs, at module level or inside a
 function body, of one of the plugin's own modules. An import inside a function breaks no circle, it
@@ -10,6 +11,8 @@ only hides it until the function runs, so it counts like any other. Imports unde
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,3 +186,20 @@ def test_a_circle_closed_inside_a_function_is_found(tmp_path: Path) -> None:
     assert [[(edge.importer, edge.imported, edge.line) for edge in circle] for _, circle in found] == [
         [("pkg.high", "pkg.sub.low", 1), ("pkg.sub.low", "pkg.high", 5)]
     ]
+
+
+def test_the_production_child_imports_only_what_it_uses() -> None:
+    """The child (``python -m pytest_fastapi_rules.production``) runs in every session that checks
+    production mode, and its imports are paid for before the app starts (issue #20): the probe
+    run's data generation (polyfactory, faker), pytest, and httpx until the app has started, stay
+    out of its import path."""
+    code = "import sys, pytest_fastapi_rules.production.__main__; print(' '.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+
+    assert loaded >= {"pytest_fastapi_rules.production.__main__", "pytest_fastapi_rules.discovery"}
+    unused = sorted(loaded & {"polyfactory", "faker", "pytest", "_pytest", "httpx"})
+    assert not unused, f"the production-mode child imports {unused}"

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pytest_fastapi_rules import childproc
 from pytest_fastapi_rules.coexistence import without_coverage_env
+from pytest_fastapi_rules.production import launcher
 from tests.conftest import BLOG, RunRules
 
 
@@ -142,7 +142,7 @@ def test_children_do_not_inherit_coverage_variables(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(subprocess, "Popen", fake_popen)
     for count in (False, True):
         with pytest.raises(Stopped):
-            childproc.ChildProcess("json.tool", [], {"ENVIRONMENT": "production"}, 1.0, count_coverage=count)
+            launcher.ChildProcess("json.tool", [], {"ENVIRONMENT": "production"}, 1.0, count_coverage=count)
     stripped, kept = seen
     coverage_names = {
         "COV_CORE_SOURCE",

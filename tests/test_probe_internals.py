@@ -17,11 +17,12 @@ import pytest
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from pytest_fastapi_rules import catalog, childproc, registry
+from pytest_fastapi_rules import catalog, registry
 from pytest_fastapi_rules.probing import runner
 from pytest_fastapi_rules.probing.requests import ProbeRequest, TableIndex, bind_path_params, generate_value
 from pytest_fastapi_rules.probing.results import Exchange, ProbeResults
 from pytest_fastapi_rules.probing.seeding import Seeder, singular
+from pytest_fastapi_rules.production import launcher
 
 
 def _tables(*names: str) -> list[Table]:
@@ -133,7 +134,7 @@ def test_a_child_started_early_is_read_later(tmp_path: Path) -> None:
     module, env = _module(
         tmp_path, "import os, sys\nprint(os.environ['GREETING'])\nprint('err', file=sys.stderr)\n"
     )
-    child = childproc.ChildProcess(module, [], {**env, "GREETING": "hello"}, timeout=30)
+    child = launcher.ChildProcess(module, [], {**env, "GREETING": "hello"}, timeout=30)
     output = child.output()
     assert (output.returncode, output.stdout.strip(), output.stderr.strip()) == (0, "hello", "err")
     assert child.output() is output
@@ -143,28 +144,28 @@ def test_a_child_past_its_timeout_is_killed_and_reported(tmp_path: Path) -> None
     module, env = _module(
         tmp_path, "import sys, time\nprint('started', file=sys.stderr, flush=True)\ntime.sleep(60)\n"
     )
-    child = childproc.ChildProcess(module, [], env, timeout=1.5)
+    child = launcher.ChildProcess(module, [], env, timeout=1.5)
     started = time.monotonic()
-    with pytest.raises(childproc.ChildTimeout) as caught:
+    with pytest.raises(launcher.ChildTimeout) as caught:
         child.output()
     assert time.monotonic() - started < 30
     assert "started" in caught.value.stderr
-    with pytest.raises(childproc.ChildTimeout):
+    with pytest.raises(launcher.ChildTimeout):
         child.output()
 
 
 def test_unread_children_are_stopped_at_the_end(tmp_path: Path) -> None:
     module, env = _module(tmp_path, "import time\ntime.sleep(60)\n")
-    child = childproc.ChildProcess(module, [], env, timeout=120)
-    childproc.stop_unfinished()
+    child = launcher.ChildProcess(module, [], env, timeout=120)
+    launcher.stop_unfinished()
     assert child._process.poll() is not None
-    assert child not in childproc._UNFINISHED
+    assert child not in launcher._UNFINISHED
 
 
 def test_the_child_is_told_the_parents_import_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(tmp_path / "parent-only"))
-    module, env = _module(tmp_path, f"import os\nprint(os.environ[{childproc.SYS_PATH_ENV!r}])\n")
-    shown = childproc.ChildProcess(module, [], env, timeout=30).output().stdout.strip()
+    module, env = _module(tmp_path, f"import os\nprint(os.environ[{launcher.SYS_PATH_ENV!r}])\n")
+    shown = launcher.ChildProcess(module, [], env, timeout=30).output().stdout.strip()
     assert shown.split(os.pathsep)[0] == str(tmp_path / "parent-only")
 
 

@@ -590,16 +590,16 @@ def test_one_production_mode_child_serves_fr108_fr503_and_fr802(
 ) -> None:
     """The production-mode rules and FR802 import the app with the same environment: one child
     gathers both sets of facts (a second one imported the app again)."""
-    from pytest_fastapi_rules import childproc
+    from pytest_fastapi_rules.production import launcher
 
     started: list[list[str]] = []
-    original = childproc.ChildProcess.__init__
+    original = launcher.ChildProcess.__init__
 
     def counting(self: Any, module: str, args: list[str], *rest: Any, **named: Any) -> None:
         started.append([module, *args])
         original(self, module, args, *rest, **named)
 
-    monkeypatch.setattr(childproc.ChildProcess, "__init__", counting)
+    monkeypatch.setattr(launcher.ChildProcess, "__init__", counting)
     run = run_rules(BLOG, "--fastapi-rules-select=FR108,FR503,FR802")
     outcomes = {code: list(run.outcomes(code).values()) for code in ("FR108", "FR503", "FR802")}
     assert outcomes == {"FR108": ["passed"], "FR503": ["passed"], "FR802": ["passed"]}, run.output

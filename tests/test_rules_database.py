@@ -15,9 +15,14 @@ from typing import Any
 
 import pytest
 
-from pytest_fastapi_rules import production
 from pytest_fastapi_rules.options import RulesOptions
-from pytest_fastapi_rules.production import ProductionFacts, ProductionModeError, read_child, start_child
+from pytest_fastapi_rules.production import facts as production
+from pytest_fastapi_rules.production.facts import (
+    ProductionFacts,
+    ProductionModeError,
+    read_child,
+    start_child,
+)
 from tests.conftest import BLOG, line_of, only
 
 OWN_CODES = ("FR501", "FR502", "FR503", "FR504", "FR505", "FR506", "FR507", "FR508")

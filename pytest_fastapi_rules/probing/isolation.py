@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_fastapi_rules.probing.counting import SqlMonitor
 from pytest_fastapi_rules.probing.database import Redirector
+from pytest_fastapi_rules.probing.metadata import metadatas_of, schemas_of
 from pytest_fastapi_rules.probing.placement import PendingDatabase, forget, placement_of
-from pytest_fastapi_rules.probing.seeding import metadatas_of, schemas_of
 from pytest_fastapi_rules.runtime import AppStartupError
 
 if TYPE_CHECKING:

@@ -63,6 +63,7 @@ from pytest_fastapi_rules.probing.lifecycle import (
     connection_loss_applies,
     send_synthetic_error,
 )
+from pytest_fastapi_rules.probing.metadata import metadatas_of, schemas_of, sorted_tables
 from pytest_fastapi_rules.probing.placement import (
     IsolatedDatabase,
     PendingDatabase,
@@ -89,10 +90,7 @@ from pytest_fastapi_rules.probing.seeding import (
     SeedResult,
     column_type,
     holds_plain_text,
-    metadatas_of,
     schema_hints,
-    schemas_of,
-    sorted_tables,
 )
 from pytest_fastapi_rules.probing.shards import Shard
 from pytest_fastapi_rules.runtime import AppStartupError, LoopStalled

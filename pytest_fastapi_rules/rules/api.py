@@ -50,12 +50,12 @@ from pytest_fastapi_rules.registry import (
 )
 from pytest_fastapi_rules.rules.common import any_route, code_of, is_api_route, takes_password_form
 from pytest_fastapi_rules.rules.probe_support import PROBES_UNAVAILABLE, _happy, _method_route, _probe
-from pytest_fastapi_rules.source import source_index
+from pytest_fastapi_rules.source.index import source_index
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts
     from pytest_fastapi_rules.options import RulesOptions
-    from pytest_fastapi_rules.source import SourceModule
+    from pytest_fastapi_rules.source.parsing import SourceModule
 
 
 # -- route predicates -------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.security import OAuth2PasswordRequestForm
 
-from pytest_fastapi_rules import production
 from pytest_fastapi_rules.facts import is_subclass
+from pytest_fastapi_rules.production import facts as production
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts

@@ -15,22 +15,21 @@ from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD
 from pytest_fastapi_rules.registry import Basis, CheckContext, Finding, RuleSkipped, Scope, Severity, rule
 from pytest_fastapi_rules.rules.common import any_route
 from pytest_fastapi_rules.rules.probe_support import _frame_location, _probe, _short_frame
-from pytest_fastapi_rules.rules.source_support import (
-    SESSION_ATTRIBUTES,
-    _index,
+from pytest_fastapi_rules.source.index import SourceIndex, _index
+from pytest_fastapi_rules.source.inference import resolve_callee
+from pytest_fastapi_rules.source.parsing import (
+    MISSING,
+    FunctionInfo,
     _quote,
     _shadowed,
+    dotted_text,
+    iter_body,
+)
+from pytest_fastapi_rules.source.sessions import (
+    SESSION_ATTRIBUTES,
     db_session_names,
     self_attribute_is_session,
     session_key,
-)
-from pytest_fastapi_rules.source import (
-    MISSING,
-    FunctionInfo,
-    SourceIndex,
-    dotted_text,
-    iter_body,
-    resolve_callee,
 )
 from pytest_fastapi_rules.sqla import (
     is_scoped_session,

@@ -20,7 +20,7 @@ from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
 from pytest_fastapi_rules.facts import Discovered, is_subclass
 from pytest_fastapi_rules.probing.results import N_PLUS_ONE_GROWTH, Exchange
 from pytest_fastapi_rules.probing.seeding import LARGE, SMALL
-from pytest_fastapi_rules.production import production_facts_for_rule
+from pytest_fastapi_rules.production.facts import production_facts_for_rule
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,

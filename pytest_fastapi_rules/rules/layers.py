@@ -2,7 +2,7 @@
 
 FR301 reads the routes' dependency trees, FR302-FR305 and FR307 the app's source (the domain and
 layer analysis they share is here; the session analysis shared with other families is in
-``source_support``), FR306 the probe run (the session dependency's lifecycle).
+``source.sessions``), FR306 the probe run (the session dependency's lifecycle).
 """
 
 from __future__ import annotations
@@ -35,20 +35,22 @@ from pytest_fastapi_rules.registry import (
 )
 from pytest_fastapi_rules.rules.common import is_api_route
 from pytest_fastapi_rules.rules.probe_support import _probe
-from pytest_fastapi_rules.rules.source_support import _index, _quote, _shadowed, db_session_names, session_key
 from pytest_fastapi_rules.rules.wiring import is_app_code_module
-from pytest_fastapi_rules.source import (
+from pytest_fastapi_rules.source.index import SourceIndex, _index
+from pytest_fastapi_rules.source.parsing import (
     MISSING,
     FunctionInfo,
     ImportedName,
-    SourceIndex,
+    _quote,
+    _shadowed,
     dotted_text,
     safe_attribute,
 )
+from pytest_fastapi_rules.source.sessions import db_session_names, session_key
 from pytest_fastapi_rules.sqla import SESSION_FACTORY_CLASSES, SESSION_LIKE_CLASSES
 
 if TYPE_CHECKING:
-    from pytest_fastapi_rules.source import SourceModule
+    from pytest_fastapi_rules.source.parsing import SourceModule
 
 #: Return-type wrappers whose first argument is what a (yield) dependency hands to the endpoint.
 _YIELDING_ORIGINS = (

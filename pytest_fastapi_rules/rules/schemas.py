@@ -28,8 +28,9 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import is_api_route
-from pytest_fastapi_rules.rules.source_support import _index, _quote, _shadowed
-from pytest_fastapi_rules.source import FunctionInfo, SourceIndex, instance_type
+from pytest_fastapi_rules.source.index import SourceIndex, _index
+from pytest_fastapi_rules.source.inference import instance_type
+from pytest_fastapi_rules.source.parsing import FunctionInfo, _quote, _shadowed
 
 if typing.TYPE_CHECKING:
     from pytest_fastapi_rules.facts import AppFacts, RouteFacts

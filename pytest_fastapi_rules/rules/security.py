@@ -40,11 +40,11 @@ from pytest_fastapi_rules.registry import (
 )
 from pytest_fastapi_rules.rules.common import is_api_route, takes_password_form
 from pytest_fastapi_rules.rules.probe_support import PROBES_UNAVAILABLE, _probe
-from pytest_fastapi_rules.rules.source_support import _index
-from pytest_fastapi_rules.source import SourceIndex, dotted_text, settings_classes, shorten
+from pytest_fastapi_rules.source.index import SourceIndex, _index, settings_classes
+from pytest_fastapi_rules.source.parsing import dotted_text, shorten
 
 if TYPE_CHECKING:
-    from pytest_fastapi_rules.source import SourceModule
+    from pytest_fastapi_rules.source.parsing import SourceModule
 
 if typing.TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant

@@ -29,8 +29,8 @@ from typing import Any
 from pytest_fastapi_rules import registry
 from pytest_fastapi_rules.dockerfile import Instruction, parse_dockerfile
 from pytest_fastapi_rules.facts import AppFacts, is_subclass, type_hints, unwrap_callable
-from pytest_fastapi_rules.probing.logchild import LoggingProbeError
-from pytest_fastapi_rules.production import describe_env, logging_facts
+from pytest_fastapi_rules.production.app_logging import LoggingProbeError
+from pytest_fastapi_rules.production.facts import describe_env, logging_facts
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -45,7 +45,7 @@ from pytest_fastapi_rules.rules.common import code_of, start_production_child
 from pytest_fastapi_rules.rules.probe_support import _probe, raised_synthetic
 from pytest_fastapi_rules.rules.wiring import is_app_code_module
 from pytest_fastapi_rules.runtime import AppStartupError
-from pytest_fastapi_rules.source import settings_classes, source_index
+from pytest_fastapi_rules.source.index import settings_classes, source_index
 from pytest_fastapi_rules.sqla import is_any_engine
 
 _ENVIRON_READ = re.compile(r"\bos\.environ\b|\bos\.getenv\s*\(|\bgetenv\s*\(")

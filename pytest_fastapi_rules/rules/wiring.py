@@ -30,7 +30,8 @@ from pytest_fastapi_rules.facts import (
 from pytest_fastapi_rules.options import BARE_VERSION_PREFIX, DEFAULT_VERSION_PREFIX
 from pytest_fastapi_rules.probing.results import Exchange
 from pytest_fastapi_rules.probing.runner import ENVELOPE_SAMPLES, LIVENESS_ALIASES, READINESS_ALIASES
-from pytest_fastapi_rules.production import DOCS_KINDS, declared_docs_paths, production_facts
+from pytest_fastapi_rules.production.facts import declared_docs_paths, production_facts
+from pytest_fastapi_rules.production.protocol import DOCS_KINDS
 from pytest_fastapi_rules.registry import (
     Basis,
     CheckContext,
@@ -50,7 +51,7 @@ from pytest_fastapi_rules.rules.probe_support import (
     raised_synthetic,
 )
 from pytest_fastapi_rules.runtime import AppStartupError
-from pytest_fastapi_rules.source import source_index
+from pytest_fastapi_rules.source.index import source_index
 
 # -- shared helpers -------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """FR802: how the app logs in production, seen by the production-mode child.
 
-The production-mode child (``pytest_fastapi_rules.production``) imports and starts the app with the
+The production-mode child (this package's ``__main__``) imports and starts the app with the
 production environment set, its databases redirected to a throwaway one; when FR802 is selected it
 then runs :func:`logging_document` in the started app, and puts the result in its JSON document
 under ``"logging"``. One child serves FR108, FR503 and FR802: a second child imported the app with

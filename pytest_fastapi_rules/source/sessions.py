@@ -1,13 +1,12 @@
-"""What the source rules of several families share: the app's code index and its database sessions.
+"""Which names of the app's source hold a database session, for the source rules of several families.
 
-The source rules (FR302-FR307, FR401, FR403, FR602, FR703) read the code index of
-:mod:`pytest_fastapi_rules.source` (the app's own modules, found through the app and parsed once).
-Each of those rules is one item for the app, with one finding per offending place, located
-``file:line:column`` (1-based column) and ending with a short excerpt of the offending source.
+FR302 and FR305 (layers) and FR403 (concurrency) ask where the app's code uses a database session:
+a parameter or local typed or named as one, a session opened from a factory, ``self.session`` of a
+repository or service.
 
-The heuristics are conservative: a name is only treated as a database session, a Pydantic model or
-an app helper when the code says so plainly (an annotation, an import, a constructor call, a
-well-known name not bound to something else). Misses are preferred to false positives.
+The heuristics are conservative: a name is only treated as a database session when the code says so
+plainly (an annotation, an import, a constructor call, a well-known name not bound to something
+else). Misses are preferred to false positives.
 """
 
 from __future__ import annotations
@@ -16,34 +15,12 @@ import ast
 import re
 from typing import TYPE_CHECKING
 
-from pytest_fastapi_rules.registry import CheckContext, RuleSkipped
-from pytest_fastapi_rules.source import (
-    MISSING,
-    FunctionInfo,
-    SourceIndex,
-    attribute_types,
-    dotted_text,
-    self_class,
-    source_index,
-)
+from pytest_fastapi_rules.source.inference import attribute_types, self_class
+from pytest_fastapi_rules.source.parsing import MISSING, FunctionInfo, _shadowed, dotted_text
 from pytest_fastapi_rules.sqla import is_session_factory, is_session_like_class
 
 if TYPE_CHECKING:
-    from pytest_fastapi_rules.source import SourceModule
-
-
-def _index(context: CheckContext) -> SourceIndex:
-    index = source_index(context.facts)
-    if not len(index):
-        raise RuleSkipped("no source of the app's own modules was found (is the app installed as a library?)")
-    return index
-
-
-def _quote(module: SourceModule, node: ast.AST) -> str:
-    return f"`{module.excerpt(node)}`"
-
-
-# -- sessions --------------------------------------------------------------------------------------
+    from pytest_fastapi_rules.source.index import SourceIndex
 
 #: Names that, unless bound to something else, hold a database session.
 SESSION_NAMES = frozenset({"session", "db", "db_session", "async_session", "dbsession", "sess"})
@@ -106,11 +83,6 @@ def _binding_is_session(info: FunctionInfo, value: ast.AST) -> bool | None:
     if "session" in last:
         return True
     return None
-
-
-def _shadowed(info: FunctionInfo, expr: ast.AST) -> bool:
-    text = dotted_text(expr)
-    return bool(text) and text.split(".")[0] in info.local_names  # type: ignore[union-attr]
 
 
 def db_session_names(info: FunctionInfo, depth: int = 0) -> frozenset[str]:

@@ -7,6 +7,9 @@ probe run works in this process, and the rule that reads it usually finds it alr
 
 The child's output goes to temporary files, not pipes: nobody reads a pipe while the child runs in
 the background, and a child that fills a pipe's buffer would hang until its timeout.
+
+The child imports exactly what the parent imported: the parent's ``sys.path`` goes with it
+(:data:`SYS_PATH_ENV`), and the child puts it first (:func:`restore_parent_sys_path`).
 """
 
 from __future__ import annotations
@@ -117,6 +120,12 @@ class ChildProcess:
     def _close_files(self) -> None:
         self._stdout.close()
         self._stderr.close()
+
+
+def restore_parent_sys_path() -> None:
+    """In the child: put the parent's import path first, so it imports the same app and libraries."""
+    entries = [entry for entry in os.environ.get(SYS_PATH_ENV, "").split(os.pathsep) if entry]
+    sys.path[:] = entries + [entry for entry in sys.path if entry not in entries]
 
 
 def stop_unfinished() -> None:

@@ -1,17 +1,12 @@
-"""Facts about the app in production mode, gathered by a fresh child process.
+"""Production mode, the parent's side: the child started once per session, its document read as facts.
 
-Why a child process: the app under check was imported once, in development mode, and its settings
-objects are cached (``lru_cache``) and its app and engines are built from them at import or startup.
-Setting ``ENVIRONMENT=production`` in this process would change nothing the app already read, and
-re-importing the app here would leave two copies of every module. So the parent runs::
+The parent runs the child (:mod:`pytest_fastapi_rules.production.__main__`, see the package)::
 
     python -m pytest_fastapi_rules.production --app SPEC --app-dir DIR
 
 with ``os.environ`` plus the production variables (``fastapi_rules_production_env``, default
-``ENVIRONMENT=production``). The child imports the app with the same loader, starts its lifespan with
-the same :class:`AppRuntime`, discovers engines with the same discovery code, asks ``/docs``,
-``/redoc`` and ``/openapi.json`` (and the documentation paths the app declares) what they serve,
-prints one JSON document on its stdout, and exits.
+``ENVIRONMENT=production``), and reads the one JSON document it prints into :class:`ProductionFacts`
+(FR108, FR503) and, apart from it, FR802's part (:mod:`~pytest_fastapi_rules.production.app_logging`).
 Anything the app prints goes to the child's stderr, which the parent shows, labelled as the app's
 output, when production mode fails.
 
@@ -28,14 +23,11 @@ Messages say which value was used and where it came from.
 
 from __future__ import annotations
 
-import argparse
 import enum
 import importlib.util
 import json
-import os
 import re
 import sys
-import traceback
 import typing
 import weakref
 from collections.abc import Iterator
@@ -43,34 +35,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_fastapi_rules.childproc import SYS_PATH_ENV, ChildProcess, ChildTimeout
-from pytest_fastapi_rules.discovery import DiscoveryError, runtime_facts
+from pytest_fastapi_rules.discovery import DiscoveryError
 from pytest_fastapi_rules.facts import AppFacts, is_subclass
-from pytest_fastapi_rules.loading import AppLoadError, load_app
-from pytest_fastapi_rules.probing.logchild import (
-    LoggingFacts,
-    LoggingProbeError,
-    logging_document,
-    read_logging,
-)
+from pytest_fastapi_rules.production.app_logging import LoggingFacts, LoggingProbeError, read_logging
+from pytest_fastapi_rules.production.launcher import ChildProcess, ChildTimeout
+from pytest_fastapi_rules.production.protocol import CHILD_MODULE, DB_URL_ENV, PROTOCOL
 from pytest_fastapi_rules.registry import RuleSkipped, Severity
-from pytest_fastapi_rules.runtime import AppRuntime, AppStartupError
+from pytest_fastapi_rules.runtime import AppStartupError
 
 if TYPE_CHECKING:
     from pytest_fastapi_rules.options import RulesOptions
 
-#: Version of the JSON document the child prints (bumped when its shape changes incompatibly).
-PROTOCOL = 1
-#: The variable that hands ``--fastapi-rules-db-url`` to the child (the child's own probe database
-#: then lives where the user said, ``sqlite`` included).
-DB_URL_ENV = "PYTEST_FASTAPI_RULES_DB_URL"
-#: The rule whose facts the child also gathers when it is selected (``probing.logchild``).
+#: The rule whose facts the child also gathers when it is selected (``app_logging``).
 LOGGING_RULE = "FR802"
 #: How long the child may take to import, start, probe and stop the app, at least.
 CHILD_TIMEOUT = 60.0
-#: The documentation routes FR108 asks about (their status in production mode).
-#: The rulebook's documentation paths, and what each serves.
-DOCS_KINDS = {"/docs": "docs", "/redoc": "redoc", "/openapi.json": "openapi"}
 
 
 def declared_docs_paths(app: Any, prefix: str = "", depth: int = 0) -> dict[str, str]:
@@ -91,20 +70,6 @@ def declared_docs_paths(app: Any, prefix: str = "", depth: int = 0) -> dict[str,
             if inner is not None and isinstance(path, str) and hasattr(inner, "openapi_url"):
                 found.update(declared_docs_paths(inner, prefix + path.rstrip("/"), depth + 1))
     return found
-
-
-def looks_like_docs(kind: str, content_type: str, body: bytes) -> bool:
-    """Whether an answer is the documentation itself, not something else served at its path
-    (a single-page app's fallback page, a login redirect's target)."""
-    text = body[:200_000].decode("utf-8", "replace")
-    if kind == "openapi":
-        try:
-            document = json.loads(text)
-        except ValueError:
-            return False
-        return isinstance(document, dict) and bool({"openapi", "swagger"} & set(document))
-    marker = "swagger-ui" if kind == "docs" else "redoc"
-    return "html" in content_type.lower() and marker in text.lower()
 
 
 #: How much of the app's output a failure message shows.
@@ -178,7 +143,7 @@ class ProductionFacts:
     docs_status: dict[str, int] = field(default_factory=dict)
     #: ``path -> "ExceptionType: text"`` for requests that raised instead of answering.
     docs_errors: dict[str, str] = field(default_factory=dict)
-    #: ``path -> whether the answer was the documentation itself`` (:func:`looks_like_docs`).
+    #: ``path -> whether the answer was the documentation itself`` (the child's ``looks_like_docs``).
     docs_served: dict[str, bool] = field(default_factory=dict)
     #: Where the values came from when the plugin chose them from the app's settings ('' otherwise).
     origin: str = ""
@@ -583,7 +548,7 @@ def start_child(
     ``timeout`` bounds the whole child (import, startup, probes, shutdown); by default
     :data:`CHILD_TIMEOUT`, or more when the app's own startup timeout is long. ``count_coverage``:
     let pytest-cov/coverage.py measure the child (``fastapi_rules_count_coverage``). ``logging``:
-    also gather FR802's facts in the started app (``probing.logchild``).
+    also gather FR802's facts in the started app (``app_logging``).
     """
     args = ["--app", spec, "--app-dir", str(app_dir), "--startup-timeout", str(startup_timeout)]
     for path in engine_paths:
@@ -602,7 +567,7 @@ def start_child(
     if db_url:
         # In the environment, not on the command line: the URL may carry a password.
         child_env[DB_URL_ENV] = db_url
-    return ChildProcess("pytest_fastapi_rules.production", args, child_env, timeout, count_coverage)
+    return ChildProcess(CHILD_MODULE, args, child_env, timeout, count_coverage)
 
 
 def read_child(
@@ -703,204 +668,3 @@ def _failure_from(
         f"in the test environment.\n{hint}",
         output,
     )
-
-
-# -- child side -------------------------------------------------------------------------------------
-
-
-def _restore_parent_sys_path() -> None:
-    """Put the parent's import path first, so the child imports the same app and libraries."""
-    entries = [entry for entry in os.environ.get(SYS_PATH_ENV, "").split(os.pathsep) if entry]
-    sys.path[:] = entries + [entry for entry in sys.path if entry not in entries]
-
-
-def _rejected_env(exc: BaseException, env: dict[str, str]) -> list[str]:
-    """Production variables that a pydantic ValidationError in ``exc``'s chain complains about."""
-    from pydantic import ValidationError
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    rejected: list[str] = []
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ValidationError):
-            for error in current.errors():
-                loc = [str(part).lower() for part in error.get("loc", ())]
-                value = error.get("input")
-                for name, expected in env.items():
-                    field_matches = bool(loc) and (
-                        loc[0] == name.lower() or name.lower().endswith("_" + loc[0])
-                    )
-                    if (field_matches or value == expected) and name not in rejected:
-                        rejected.append(name)
-        current = current.__cause__ or current.__context__
-    return rejected
-
-
-async def _probe_docs(
-    app: Any, paths: dict[str, str]
-) -> tuple[dict[str, int], dict[str, str], dict[str, bool]]:
-    """Status of GET on each documentation path (redirects followed), whether the answer was the
-    documentation, and the requests that raised; in-process (base URL http://localhost)."""
-    import httpx
-
-    statuses: dict[str, int] = {}
-    errors: dict[str, str] = {}
-    served: dict[str, bool] = {}
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://localhost", follow_redirects=True
-    ) as client:
-        for path, kind in paths.items():
-            try:
-                response = await client.get(path)
-            except Exception as exc:  # noqa: BLE001 - the app's failure is a fact to report
-                errors[path] = f"{type(exc).__name__}: {exc}"
-            else:
-                statuses[path] = response.status_code
-                served[path] = response.is_success and looks_like_docs(
-                    kind, response.headers.get("content-type", ""), response.content
-                )
-    return statuses, errors, served
-
-
-def _echo_of(engine: Any) -> bool | str | None:
-    value = getattr(getattr(engine, "sync_engine", engine), "echo", None)
-    return value if isinstance(value, bool | str) or value is None else bool(value)
-
-
-def gather(
-    spec: str,
-    app_dir: Path,
-    env: dict[str, str],
-    engine_paths: tuple[str, ...],
-    factory_paths: tuple[str, ...],
-    startup_timeout: float,
-    docs_paths: dict[str, str] | None = None,
-    logging: bool = False,
-) -> dict[str, Any]:
-    """Import and start the app, and describe it as the JSON document the parent reads.
-
-    ``docs_paths`` (``path -> kind``) are the documentation paths the app declares when it is not
-    in production mode; the rulebook's ``/docs``, ``/redoc`` and ``/openapi.json`` are always asked.
-    ``logging``: once the app has started, FR802's part (``"logging"``), before the documentation
-    requests, as the app is right after startup.
-    """
-    base: dict[str, Any] = {"protocol": PROTOCOL, "env": env}
-    try:
-        loaded = load_app(spec, app_dir)
-    except AppLoadError as exc:
-        sys.stderr.write(exc.render() + "\n")
-        return {
-            **base,
-            "ok": False,
-            "stage": "import",
-            "error": exc.message,
-            "rejected_env": _rejected_env(exc, env),
-        }
-    runtime = AppRuntime(loaded.app, timeout=startup_timeout)
-    try:
-        facts = AppFacts(loaded, root=app_dir, runtime=runtime)
-        try:
-            found = runtime_facts(
-                facts, engine_paths, factory_paths, os.environ.get(DB_URL_ENV) or None, "the parent's setting"
-            )
-        except AppStartupError as exc:
-            sys.stderr.write(exc.render() + "\n")
-            return {
-                **base,
-                "ok": False,
-                "stage": "lifespan",
-                "error": exc.message,
-                "rejected_env": _rejected_env(exc, env),
-            }
-        except DiscoveryError as exc:
-            return {**base, **_logging_part(logging), "ok": False, "stage": "discovery", "error": str(exc)}
-        base.update(_logging_part(logging))
-        paths = {**DOCS_KINDS, **(docs_paths or {})}
-        try:
-            statuses, errors, served = runtime.run(
-                _probe_docs(runtime.asgi_app, paths), timeout=startup_timeout + 30
-            )
-        except Exception as exc:  # noqa: BLE001 - a hung or broken app is a fact, not a crash
-            statuses, errors, served = {}, dict.fromkeys(paths, f"{type(exc).__name__}: {exc}"), {}
-        return {
-            **base,
-            "ok": True,
-            "engines": [
-                {
-                    "where": discovered.where,
-                    "echo": _echo_of(discovered.obj),
-                    "pool": type(getattr(discovered.obj, "pool", None)).__name__,
-                }
-                for discovered in found.engines
-            ],
-            "docs_status": statuses,
-            "docs_errors": errors,
-            "docs_served": served,
-        }
-    finally:
-        shutdown_error = runtime.close()
-        if shutdown_error:
-            sys.stderr.write(f"The app's lifespan failed at shutdown:\n{shutdown_error}\n")
-
-
-def _logging_part(wanted: bool) -> dict[str, Any]:
-    return {"logging": logging_document()} if wanted else {}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Child entry point: print one JSON document on the real stdout, the app's output on stderr."""
-    parser = argparse.ArgumentParser(prog="python -m pytest_fastapi_rules.production")
-    parser.add_argument("--app", required=True)
-    parser.add_argument("--app-dir", required=True)
-    parser.add_argument("--startup-timeout", type=float, default=30.0)
-    parser.add_argument("--engine", action="append", default=[])
-    parser.add_argument("--session-factory", action="append", default=[])
-    parser.add_argument("--docs", action="append", default=[], help="KIND=PATH of documentation to probe")
-    parser.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        help="NAME of a production variable (its value is read from the environment)",
-    )
-    parser.add_argument("--logging", action="store_true", help="also gather FR802's logging facts")
-    args = parser.parse_args(argv)
-    _restore_parent_sys_path()
-
-    # The app may print (logging to stdout is common): keep fd 1 for the document alone.
-    sys.stdout.flush()
-    document_fd = os.dup(1)
-    os.dup2(2, 1)
-    env = {name: os.environ.get(name, "") for name in args.env}
-    try:
-        document = gather(
-            args.app,
-            Path(args.app_dir),
-            env,
-            tuple(args.engine),
-            tuple(args.session_factory),
-            args.startup_timeout,
-            {path: kind for kind, _, path in (item.partition("=") for item in args.docs) if path},
-            logging=args.logging,
-        )
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent as a failure
-        traceback.print_exc()
-        document = {
-            "protocol": PROTOCOL,
-            "ok": False,
-            "stage": "internal",
-            "error": f"{type(exc).__name__}: {exc}",
-        }
-    with os.fdopen(document_fd, "w", encoding="utf-8") as out:
-        json.dump(document, out, default=str)
-        out.write("\n")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # os._exit, not sys.exit: threads the app left running (an aiosqlite engine that was never
-    # disposed, a scheduler) must not keep the child alive until the parent's timeout.
-    os._exit(0 if document.get("ok") else 3)
-
-
-if __name__ == "__main__":
-    main()

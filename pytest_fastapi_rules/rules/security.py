@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
 
-from pytest_fastapi_rules.facts import is_subclass, plain_annotation, unwrap_callable
+from pytest_fastapi_rules.facts import MemoKey, is_subclass, plain_annotation, unwrap_callable
 from pytest_fastapi_rules.options import DEFAULT_PUBLIC_WRITE_SUFFIXES
 from pytest_fastapi_rules.probing.auth import challenge_schemes, credential_reader, iter_schemes
 from pytest_fastapi_rules.probing.requests import PASSWORD_FIELD, RequestBuilder
@@ -488,16 +488,13 @@ def _answer_without_credentials(context: CheckContext) -> Exchange | None:
     return answers[0] if answers else None
 
 
-_AUTHENTICATES: weakref.WeakKeyDictionary[AppFacts, bool] = weakref.WeakKeyDictionary()
+_AUTHENTICATES: MemoKey[bool] = MemoKey("some route authenticates")
 
 
 def _authenticates_somewhere(facts: AppFacts) -> bool:
     """Whether any route of the app (any method) is protected: only then is an unprotected write
     a forgotten dependency rather than the app's design."""
-    cached = _AUTHENTICATES.get(facts)
-    if cached is None:
-        cached = _AUTHENTICATES[facts] = any(_has_protection(route) for route in facts.routes)
-    return cached
+    return facts.memo(_AUTHENTICATES, lambda: any(_has_protection(route) for route in facts.routes))
 
 
 def _judged_by_the_middleware(

@@ -10,15 +10,14 @@ exist).
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pytest_fastapi_rules.probing.edges import EDGE_PHASE
 from pytest_fastapi_rules.registry import Basis, CheckContext, Finding, RuleSkipped, Scope, Severity, rule
 from pytest_fastapi_rules.rules.api.annotations import _snake
 from pytest_fastapi_rules.rules.api.routes import _api_route_with, _skip_library_endpoint, list_answer_of
-from pytest_fastapi_rules.rules.common import any_route, takes_password_form
+from pytest_fastapi_rules.rules.common import any_route, is_token_endpoint
 from pytest_fastapi_rules.rules.probe_support import _happy, _method_route, _probe
 
 if TYPE_CHECKING:
@@ -44,58 +43,9 @@ ACTION_VERBS = frozenset({
 #: Actions that legitimately create something (a copy, a batch of rows, an invitation): 201 is fine.
 CREATING_ACTIONS = frozenset({"clone", "copy", "duplicate", "bulk", "batch", "import", "invite"})
 
-_token_url_cache: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
-
 
 def _words(segment: str) -> list[str]:
     return [w for w in re.split(r"[-_.]+", _snake(segment)) if w]
-
-
-def _oauth2_token_paths(facts: AppFacts) -> frozenset[str]:
-    """``tokenUrl``/``refreshUrl`` of every OAuth2 flow of every security scheme in the app."""
-    cached = _token_url_cache.get(facts)
-    if cached is not None:
-        return cached
-    urls: set[str] = set()
-    for route in facts.routes:
-        for scheme in route.security_schemes():
-            flows = getattr(getattr(scheme, "model", None), "flows", None)
-            for flow_name in ("password", "clientCredentials", "authorizationCode"):
-                flow = getattr(flows, flow_name, None)
-                for attr in ("tokenUrl", "refreshUrl"):
-                    url = getattr(flow, attr, None)
-                    if isinstance(url, str) and url:
-                        urls.add(url)
-    result = frozenset(urls)
-    _token_url_cache[facts] = result
-    return result
-
-
-def _matches_token_url(path: str, url: str) -> bool:
-    """Whether route ``path`` is the endpoint of ``url`` (absolute URL, absolute or relative path)."""
-    from urllib.parse import urlsplit
-
-    url_path = urlsplit(url).path if "://" in url else url.split("?", 1)[0]
-    route_path = path.rstrip("/") or "/"
-    if url_path.startswith("/"):
-        return route_path == (url_path.rstrip("/") or "/")
-    relative = url_path.strip("/")
-    if not relative:
-        return False
-    return route_path == f"/{relative}" or route_path.endswith(f"/{relative}")
-
-
-def is_token_endpoint(route: RouteFacts, facts: AppFacts) -> bool:
-    """The OAuth2 token endpoint: a ``tokenUrl`` of the app's schemes, or a password-form route."""
-    if route.method != "POST":
-        return False
-    # tokenUrl is what clients call: with root_path="/api" behind a proxy it carries the prefix
-    root_path = str(getattr(facts.app, "root_path", "") or "").rstrip("/")
-    paths = {route.path, root_path + route.path} if root_path else {route.path}
-    urls = _oauth2_token_paths(facts)
-    if any(_matches_token_url(path, url) for path in paths for url in urls):
-        return True
-    return takes_password_form(route)
 
 
 def _status_text(route: RouteFacts) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, UnionType
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from fastapi.dependencies.models import Dependant
 from fastapi.security.base import SecurityBase
@@ -254,6 +254,48 @@ class RuntimeFacts:
     session_factories: list[Discovered] = field(default_factory=list)
 
 
+T = TypeVar("T")
+
+
+class MemoKey(Generic[T]):
+    """The key of one value in a session's :class:`Memo`, as pytest's ``StashKey`` is of its stash.
+
+    The module that owns a cache declares its key once, at import; the value's type rides on the
+    key, so ``facts.memo(KEY, compute)`` is typed without a cast, and two modules never collide on
+    a name.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"MemoKey({self.name!r})"
+
+
+class Memo:
+    """Values computed once per session, by :class:`MemoKey`: ``facts.memo(KEY, compute)``.
+
+    Held by the session's :class:`AppFacts`, so whatever a rule or the probes cache about the app
+    dies with the session's facts: one home for every per-session cache, instead of module-global
+    dictionaries keyed by the facts object, which outlive the session that filled them.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[MemoKey[Any], Any] = {}
+
+    def __call__(self, key: MemoKey[T], compute: Callable[[], T]) -> T:
+        """The value of ``key``, computed by ``compute`` on first use. A ``compute`` that raises
+        stores nothing, so the next call tries again; a failure that must not be retried (a probe
+        run, a child process) is cached as a value by its caller."""
+        if key in self._values:
+            return cast(T, self._values[key])
+        value = compute()
+        self._values[key] = value
+        return value
+
+
 class AppFacts:
     """Everything the rules know about the app. Built once per session; expensive parts are lazy."""
 
@@ -272,6 +314,8 @@ class AppFacts:
         #: Where this session's probe databases live (``probing.placement.DatabasePlacement``),
         #: decided once and shared by every start of the app.
         self.database_placement: Any = None
+        #: What the rules and the probes compute once per session (see :class:`Memo`).
+        self.memo = Memo()
         self.own_packages = self._find_own_packages()
         self.routes = self._collect_routes()
 

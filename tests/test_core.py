@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from pytest_fastapi_rules.facts import Memo, MemoKey
 from pytest_fastapi_rules.items import PROBE_GROUP
 from tests.conftest import RulesRun, RunRules, installed
 
@@ -515,3 +516,31 @@ atexit.register(_record)
     )
     assert result.ret in (0, 1), result.stdout.str()
     assert int((pytester.path / "freeze-count-at-exit.txt").read_text()) > 0
+
+
+def test_a_session_memo_computes_each_key_once_and_keeps_no_failure() -> None:
+    """``facts.memo``: one value per key and per memo (a second session's facts start empty), and a
+    computation that raised is tried again rather than remembered."""
+    first_key: MemoKey[list[int]] = MemoKey("first")
+    second_key: MemoKey[list[int]] = MemoKey("second")
+    memo, other_session = Memo(), Memo()
+    calls: list[str] = []
+
+    def compute(name: str) -> list[int]:
+        calls.append(name)
+        return [len(calls)]
+
+    value = memo(first_key, lambda: compute("first"))
+    assert memo(first_key, lambda: compute("again")) is value
+    assert memo(second_key, lambda: compute("second")) == [2]
+    assert other_session(first_key, lambda: compute("other")) == [3]
+    assert calls == ["first", "second", "other"]
+
+    failing: MemoKey[int] = MemoKey("failing")
+
+    def fail() -> int:
+        raise RuntimeError("no value")
+
+    with pytest.raises(RuntimeError):
+        memo(failing, fail)
+    assert memo(failing, lambda: 7) == 7

@@ -681,6 +681,81 @@ def test_post_statuses(pytester: pytest.Pytester, run_rules: Any) -> None:
     assert plain.outcomes("FR204")["POST /api/v1/index/reindex"] == "skipped"
 
 
+TOKEN_URLS_APP = """
+    from typing import Annotated
+
+    from fastapi import Depends, FastAPI
+    from fastapi.security import OAuth2PasswordBearer
+    from pydantic import BaseModel
+
+
+    class Token(BaseModel):
+        access_token: str
+
+
+    class RefreshRequest(BaseModel):
+        refresh_token: str
+
+
+    class Me(BaseModel):
+        id: int
+
+
+    # The scheme the routes use names a token and a refresh endpoint.
+    oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", refreshUrl="/api/v1/auth/refresh")
+    # No route declares this one (the app reads the token by hand): it still names a token endpoint.
+    admin_oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/admin/login")
+
+    app = FastAPI()
+
+
+    @app.get("/api/v1/me", tags=["me"])
+    async def me(token: Annotated[str, Depends(oauth2)]) -> Me:
+        return Me(id=1)
+
+
+    @app.post("/api/v1/auth/token", tags=["auth"])
+    async def issue_token() -> Token:
+        return Token(access_token="a")
+
+
+    @app.post("/api/v1/auth/refresh", tags=["auth"], status_code=201)
+    async def refresh(body: RefreshRequest) -> Token:
+        return Token(access_token="a")
+
+
+    @app.post("/api/v1/admin/login", tags=["admin"], status_code=201)
+    async def admin_login() -> Token:
+        return Token(access_token="a")
+"""
+
+
+def test_token_endpoints_are_the_urls_of_every_oauth2_scheme(
+    pytester: pytest.Pytester, run_rules: Any
+) -> None:
+    """FR204 and FR706 read one list of token endpoints: tokenUrl and refreshUrl of the schemes
+    the routes use and of those the app's modules define."""
+    pytester.makepyfile(tokenapp=textwrap.dedent(TOKEN_URLS_APP))
+    run = run_rules("tokenapp:app", "--fastapi-rules-select=FR204,FR706")
+
+    assert run.outcomes("FR204") == {
+        "POST /api/v1/auth/token": "passed",
+        "POST /api/v1/auth/refresh": "failed",
+        "POST /api/v1/admin/login": "failed",
+    }
+    for target in ("POST /api/v1/auth/refresh", "POST /api/v1/admin/login"):
+        assert only(findings_of(run, "FR204", target))["message"].startswith(
+            "the OAuth2 token endpoint declares 201; a token request is a login"
+        )
+    # A refresh request carries its credential, the refresh token, in the body: public, as the
+    # token endpoint is.
+    assert run.outcomes("FR706") == {
+        "POST /api/v1/auth/token": "passed",
+        "POST /api/v1/auth/refresh": "passed",
+        "POST /api/v1/admin/login": "passed",
+    }
+
+
 # -- FR206, FR207, FR208, FR209: bodies, query parameters, secrets -------------------------------
 
 EXTLIB = """

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import importlib
 import textwrap
-import weakref
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_fastapi_rules.facts import Memo
 from pytest_fastapi_rules.options import RulesOptions
 from pytest_fastapi_rules.production import facts as production
 from pytest_fastapi_rules.production.facts import (
@@ -925,9 +925,11 @@ def test_production_facts_are_gathered_once_per_session(
     class FakeFacts:
         loaded = FakeLoaded()
 
+        def __init__(self) -> None:
+            self.memo = Memo()  # the session's caches: a new facts object starts with none
+
     monkeypatch.setattr(production, "start_child", fake_start_child)
     monkeypatch.setattr(production, "read_child", fake_read_child)
-    monkeypatch.setattr(production, "_CACHE", weakref.WeakKeyDictionary())
     facts: Any = FakeFacts()
     options = RulesOptions(app_spec="src.main:app", app_dir=tmp_path)
     first = production.production_facts(facts, options)

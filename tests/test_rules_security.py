@@ -19,8 +19,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from pytest_fastapi_rules.facts import MiddlewareFacts
+from pytest_fastapi_rules.rules.common import is_token_path
 from pytest_fastapi_rules.rules.security import (
-    _is_token_path,
     _regex_matches_unrelated,
     auth_middleware,
     looks_like_auth,
@@ -73,10 +73,12 @@ def test_auth_names(name: str, expected: bool) -> None:
         ("/api/v1/auth/token", "/prefix/api/v1/auth/token", True),  # behind a root_path
         ("/api/v1/posts", "/api/v1/auth/token", False),
         ("/api/v1/auth/token-info", "/api/v1/auth/token", False),
+        ("/token", "token?scope=read", True),
+        ("/api/v1/tokens", "api/v1/token", False),
     ],
 )
 def test_token_url_comparison(path: str, token_url: str, expected: bool) -> None:
-    assert _is_token_path(path, token_url) is expected
+    assert is_token_path(path, token_url) is expected
 
 
 @pytest.mark.parametrize(

@@ -91,27 +91,29 @@ class Escape:
     where: str
 
 
-#: ``_describe_construct``'s answers per compiled statement: SQLAlchemy reuses one compiled form for
-#: every execution of the same statement shape, so each shape is walked once, not per execution.
-_DESCRIBED: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], tuple[str, ...]]] = (
-    weakref.WeakKeyDictionary()
-)
+#: Tables and filtered columns of a statement (``_walk_construct``), per compiled form: weakly
+#: keyed by SQLAlchemy's compiled object, which dies with the engine's statement cache.
+Described = weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], tuple[str, ...]]]
 
 
-def _describe_construct(context: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Tables and filtered columns of the compiled statement behind an execution context."""
+def _describe_construct(context: Any, described: Described) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Tables and filtered columns of the compiled statement behind an execution context.
+
+    SQLAlchemy reuses one compiled form for every execution of the same statement shape, so each
+    shape is walked once per monitor (``described``), not per execution.
+    """
     compiled = getattr(context, "compiled", None)
     statement = getattr(compiled, "statement", None)
     if statement is None:
         return (), ()
     try:
-        return _DESCRIBED[compiled]
+        return described[compiled]
     except (KeyError, TypeError):
         pass
-    described = _walk_construct(statement)
+    found = _walk_construct(statement)
     with contextlib.suppress(TypeError):  # a compiled form that takes no weak reference
-        _DESCRIBED[compiled] = described
-    return described
+        described[compiled] = found
+    return found
 
 
 def _walk_construct(statement: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -164,6 +166,8 @@ class SqlMonitor:
         self.isolated_dialects: set[int] = set()
         self.escapes: list[Escape] = []
         self.own_roots = own_roots
+        #: The statements described so far (a cache: it lives and dies with the monitor).
+        self._described: Described = weakref.WeakKeyDictionary()
         self._installed = False
         self._had_flag = False
         self._flag: Any = None
@@ -215,7 +219,7 @@ class SqlMonitor:
             raise self._refuse(getattr(engine, "url", "?"))
         log = _CURRENT.get()
         if log is not None:
-            tables, columns = _describe_construct(context)
+            tables, columns = _describe_construct(context, self._described)
             log.statements.append(Statement(sql=str(statement), tables=tables, filter_columns=columns))
 
     def _do_connect(self, dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> None:

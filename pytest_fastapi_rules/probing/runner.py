@@ -38,14 +38,13 @@ import logging
 import re
 import secrets
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from pytest_fastapi_rules import registry
-from pytest_fastapi_rules.facts import is_subclass, plain_annotation
+from pytest_fastapi_rules.facts import MemoKey, is_subclass, plain_annotation
 from pytest_fastapi_rules.options import DEFAULT_EDGE_REQUESTS
 from pytest_fastapi_rules.probing import auth as auth_mod
 from pytest_fastapi_rules.probing.blocking import STALL_THRESHOLD, BlockingCallRecorder, LoopWatch
@@ -122,9 +121,8 @@ ENVELOPE_SAMPLES: tuple[tuple[str, int], ...] = (
 #: The phase of a valid request sent to a route of another shard for an app-level probe's choice.
 OTHER_SHARD_PHASE = "large-other-shard"
 
-_CACHE: weakref.WeakKeyDictionary[Any, dict[Shard | None, ProbeResults | BaseException]] = (
-    weakref.WeakKeyDictionary()
-)
+#: The session's probe results (or the failure that stopped the run), per shard.
+_RESULTS: MemoKey[dict[Shard | None, ProbeResults | BaseException]] = MemoKey("probe results")
 log = logging.getLogger(__name__)
 
 
@@ -166,7 +164,7 @@ def probe_results(facts: AppFacts, options: RulesOptions, shard: Shard | None = 
     fails, and :class:`ProbeSetupError` when the isolated database cannot be set up; both are
     cached too, so every probe item reports the same cause.
     """
-    per_facts = _CACHE.setdefault(facts, {})
+    per_facts = facts.memo(_RESULTS, dict)
     cached = per_facts.get(shard)
     if cached is None:
         try:

@@ -29,14 +29,13 @@ import json
 import re
 import sys
 import typing
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_fastapi_rules.discovery import DiscoveryError
-from pytest_fastapi_rules.facts import AppFacts, is_subclass
+from pytest_fastapi_rules.facts import AppFacts, MemoKey, is_subclass
 from pytest_fastapi_rules.production.app_logging import LoggingFacts, LoggingProbeError, read_logging
 from pytest_fastapi_rules.production.launcher import ChildProcess, ChildTimeout
 from pytest_fastapi_rules.production.protocol import CHILD_MODULE, DB_URL_ENV, PROTOCOL
@@ -356,15 +355,13 @@ def _environment_fields(facts: AppFacts) -> Iterator[_EnvironmentField]:
 # -- parent side ------------------------------------------------------------------------------------
 
 _Cached = ProductionFacts | ProductionModeError | DiscoveryError
-_CACHE: weakref.WeakKeyDictionary[AppFacts, dict[tuple[Any, ...], _Cached]] = weakref.WeakKeyDictionary()
-_LOGGING_CACHE: weakref.WeakKeyDictionary[
-    AppFacts, dict[tuple[Any, ...], LoggingFacts | LoggingProbeError]
-] = weakref.WeakKeyDictionary()
+_CACHE: MemoKey[dict[tuple[Any, ...], _Cached]] = MemoKey("production facts")
+_LOGGING_CACHE: MemoKey[dict[tuple[Any, ...], LoggingFacts | LoggingProbeError]] = MemoKey(
+    "production logging"
+)
 #: The children started per session and key, kept once read: FR108/FR503 and FR802 read the same
 #: child's document, each its own part.
-_CHILDREN: weakref.WeakKeyDictionary[AppFacts, dict[tuple[Any, ...], ChildProcess]] = (
-    weakref.WeakKeyDictionary()
-)
+_CHILDREN: MemoKey[dict[tuple[Any, ...], ChildProcess]] = MemoKey("production children")
 
 
 def _child_key(facts: AppFacts, options: RulesOptions, env: dict[str, str]) -> tuple[Any, ...]:
@@ -384,7 +381,7 @@ def start_production_child(facts: AppFacts, options: RulesOptions) -> None:
     """
     env = production_env(facts, options).env
     key = _child_key(facts, options, env)
-    if key not in _CACHE.get(facts, {}):
+    if key not in facts.memo(_CACHE, dict):
         _child_for(facts, options, env, key)
 
 
@@ -392,7 +389,7 @@ def _child_for(
     facts: AppFacts, options: RulesOptions, env: dict[str, str], key: tuple[Any, ...]
 ) -> ChildProcess:
     """The child for ``key``, started now unless it already was."""
-    started = _CHILDREN.setdefault(facts, {})
+    started = facts.memo(_CHILDREN, dict)
     if key not in started:
         started[key] = _start_for(facts, options, env)
     return started[key]
@@ -425,7 +422,7 @@ def production_facts(facts: AppFacts, options: RulesOptions) -> ProductionFacts:
     chosen = production_env(facts, options)
     env = chosen.env
     key = _child_key(facts, options, env)
-    per_facts = _CACHE.setdefault(facts, {})
+    per_facts = facts.memo(_CACHE, dict)
     if key not in per_facts:
         try:
             child = _child_for(facts, options, env, key)
@@ -450,7 +447,7 @@ def logging_facts(facts: AppFacts, options: RulesOptions) -> LoggingFacts:
     """
     env = production_env(facts, options).env
     key = _child_key(facts, options, env)
-    per_facts = _LOGGING_CACHE.setdefault(facts, {})
+    per_facts = facts.memo(_LOGGING_CACHE, dict)
     if key not in per_facts:
         try:
             per_facts[key] = _read_logging(_child_for(facts, options, env, key), env)

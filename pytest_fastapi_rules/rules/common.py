@@ -1,13 +1,16 @@
-"""Predicates and helpers shared by several rule modules."""
+"""Predicates and helpers shared by several rule modules: which routes are the public API, the
+OAuth2 token endpoint (FR204 and FR706), names in messages, the production-mode child's starter,
+the parts of a lifespan."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi.security import OAuth2, OAuth2PasswordRequestForm
 
-from pytest_fastapi_rules.facts import is_subclass
+from pytest_fastapi_rules.facts import MemoKey, is_subclass
 from pytest_fastapi_rules.production import facts as production
 
 if TYPE_CHECKING:
@@ -27,6 +30,65 @@ def any_route(route: RouteFacts, options: RulesOptions) -> bool:
 def takes_password_form(route: RouteFacts) -> bool:
     """The route reads an ``OAuth2PasswordRequestForm`` (a login or token endpoint)."""
     return any(is_subclass(d.call, OAuth2PasswordRequestForm) for d in route.iter_dependants())
+
+
+# -- the OAuth2 token endpoint (FR204, FR706) -------------------------------------------------------
+
+_TOKEN_URLS: MemoKey[frozenset[str]] = MemoKey("OAuth2 token URLs")
+#: The OAuth2 flows that name a token endpoint (the implicit flow has none).
+_TOKEN_FLOWS = ("password", "clientCredentials", "authorizationCode")
+
+
+def is_token_endpoint(route: RouteFacts, facts: AppFacts) -> bool:
+    """The OAuth2 token endpoint: a route that reads the password form, or that serves a URL the
+    app's OAuth2 schemes name (:func:`oauth2_token_urls`), as served or under the app's root_path.
+
+    FR204 asks it of POSTs (a token request is a login: 200, not 201), FR706 of every write (the
+    token endpoint is public: its credentials are in the request body).
+    """
+    if takes_password_form(route):
+        return True
+    # tokenUrl is what clients call: with root_path="/api" behind a proxy it carries the prefix
+    root_path = str(getattr(facts.app, "root_path", "") or "").rstrip("/")
+    paths = {route.path, root_path + route.path} if root_path else {route.path}
+    return any(is_token_path(path, url) for path in paths for url in oauth2_token_urls(facts))
+
+
+def oauth2_token_urls(facts: AppFacts) -> frozenset[str]:
+    """``tokenUrl`` and ``refreshUrl`` of every flow of every OAuth2 scheme that a route depends on
+    or that the app's own modules define (a scheme no route declares still names the app's token
+    endpoint). Both name a token endpoint: a refresh request is a token request whose credential,
+    the refresh token, is in the body (RFC 6749, section 6). Read once per session: every POST and
+    every write asks."""
+    return facts.memo(_TOKEN_URLS, lambda: frozenset(_collect_token_urls(facts)))
+
+
+def _collect_token_urls(facts: AppFacts) -> set[str]:
+    schemes: list[Any] = [scheme for route in facts.routes for scheme in route.security_schemes()]
+    schemes.extend(value for _, value in facts.own_globals() if isinstance(value, OAuth2))
+    urls: set[str] = set()
+    for scheme in schemes:
+        flows = getattr(getattr(scheme, "model", None), "flows", None)
+        for flow_name in _TOKEN_FLOWS:
+            flow = flows.get(flow_name) if isinstance(flows, dict) else getattr(flows, flow_name, None)
+            for attribute in ("tokenUrl", "refreshUrl"):
+                url = flow.get(attribute) if isinstance(flow, dict) else getattr(flow, attribute, None)
+                if isinstance(url, str) and url:
+                    urls.add(url)
+    return urls
+
+
+def is_token_path(path: str, token_url: str) -> bool:
+    """Whether a route at ``path`` (as served) is the endpoint of ``token_url``: an absolute URL or
+    path equal to ``path`` or ending with it (the prefix of a root_path, or of a proxy that strips
+    it), or a relative path that ``path`` ends with."""
+    token_path = urlsplit(token_url).path
+    route_path = path.rstrip("/") or "/"
+    if token_path.startswith("/"):
+        token_path = token_path.rstrip("/") or "/"
+        return token_path == route_path or (route_path != "/" and token_path.endswith(route_path))
+    relative = token_path.strip("/")
+    return bool(relative) and route_path.endswith("/" + relative)
 
 
 def code_of(obj: object) -> str:

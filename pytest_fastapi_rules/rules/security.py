@@ -14,15 +14,13 @@ import inspect
 import itertools
 import re
 import typing
-import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
 
-from pytest_fastapi_rules.facts import is_subclass, plain_annotation, unwrap_callable
+from pytest_fastapi_rules.facts import MemoKey, is_subclass, plain_annotation, unwrap_callable
 from pytest_fastapi_rules.options import DEFAULT_PUBLIC_WRITE_SUFFIXES
 from pytest_fastapi_rules.probing.auth import challenge_schemes, credential_reader, iter_schemes
 from pytest_fastapi_rules.probing.requests import PASSWORD_FIELD, RequestBuilder
@@ -38,7 +36,7 @@ from pytest_fastapi_rules.registry import (
     Severity,
     rule,
 )
-from pytest_fastapi_rules.rules.common import is_api_route, takes_password_form
+from pytest_fastapi_rules.rules.common import is_api_route, is_token_endpoint
 from pytest_fastapi_rules.rules.probe_support import PROBES_UNAVAILABLE, _probe
 from pytest_fastapi_rules.source.index import SourceIndex, _index, settings_classes
 from pytest_fastapi_rules.source.parsing import dotted_text, shorten
@@ -345,47 +343,6 @@ def auth_middleware(facts: AppFacts) -> str | None:
     return None
 
 
-_TOKEN_URLS: weakref.WeakKeyDictionary[AppFacts, frozenset[str]] = weakref.WeakKeyDictionary()
-
-
-def _token_urls(facts: AppFacts) -> frozenset[str]:
-    """``tokenUrl`` of every OAuth2 scheme the routes use or the app's modules define (cached:
-    every write route asks)."""
-    cached = _TOKEN_URLS.get(facts)
-    if cached is None:
-        cached = _TOKEN_URLS[facts] = frozenset(_collect_token_urls(facts))
-    return cached
-
-
-def _collect_token_urls(facts: AppFacts) -> set[str]:
-    from fastapi.security import OAuth2
-
-    schemes: list[Any] = [s for route in facts.routes for s in route.security_schemes()]
-    schemes.extend(value for _, value in facts.own_globals() if isinstance(value, OAuth2))
-    urls: set[str] = set()
-    for scheme in schemes:
-        if not isinstance(scheme, OAuth2):
-            continue
-        flows = getattr(getattr(scheme, "model", None), "flows", None)
-        for flow_name in ("password", "clientCredentials", "authorizationCode"):
-            flow = flows.get(flow_name) if isinstance(flows, dict) else getattr(flows, flow_name, None)
-            url = flow.get("tokenUrl") if isinstance(flow, dict) else getattr(flow, "tokenUrl", None)
-            if isinstance(url, str) and url:
-                urls.add(url)
-    return urls
-
-
-def _is_token_path(path: str, token_url: str) -> bool:
-    """Whether ``path`` (as served) is ``token_url``: absolute, relative, or under a root_path."""
-    token_path = urlsplit(token_url).path
-    route_path = path.rstrip("/") or "/"
-    if token_path.startswith("/"):
-        token_path = token_path.rstrip("/") or "/"
-        return token_path == route_path or (route_path != "/" and token_path.endswith(route_path))
-    relative = token_path.strip("/")
-    return bool(relative) and route_path.endswith("/" + relative)
-
-
 #: Account flows that anonymous users reach besides sign-up and login: password recovery (the
 #: full-stack-fastapi-template's ``/password-recovery/{email}`` and ``/reset-password/``), e-mail
 #: verification and token refresh (the refresh token in the body is the credential). RULES.md does
@@ -428,7 +385,7 @@ def public_reason(facts: AppFacts, route: RouteFacts, options: RulesOptions) -> 
     last = _last_literal_segment(route.path)
     if last in _PUBLIC_SEGMENTS:
         return f"a {last} route"
-    if takes_password_form(route) or any(_is_token_path(route.path, u) for u in _token_urls(facts)):
+    if is_token_endpoint(route, facts):
         return "the OAuth2 token endpoint"
     return None
 
@@ -488,16 +445,13 @@ def _answer_without_credentials(context: CheckContext) -> Exchange | None:
     return answers[0] if answers else None
 
 
-_AUTHENTICATES: weakref.WeakKeyDictionary[AppFacts, bool] = weakref.WeakKeyDictionary()
+_AUTHENTICATES: MemoKey[bool] = MemoKey("some route authenticates")
 
 
 def _authenticates_somewhere(facts: AppFacts) -> bool:
     """Whether any route of the app (any method) is protected: only then is an unprotected write
     a forgotten dependency rather than the app's design."""
-    cached = _AUTHENTICATES.get(facts)
-    if cached is None:
-        cached = _AUTHENTICATES[facts] = any(_has_protection(route) for route in facts.routes)
-    return cached
+    return facts.memo(_AUTHENTICATES, lambda: any(_has_protection(route) for route in facts.routes))
 
 
 def _judged_by_the_middleware(

@@ -66,6 +66,18 @@ def measure(
     return elapsed, peak_kib / 1024, completed.returncode
 
 
+def benchmark_env() -> dict[str, str]:
+    """This process's environment for the measured runs, without what would skew them.
+
+    Bytecode caches are kept (a warm-up run writes them): the steady state of a developer's or a
+    cached CI's runs, for the floor and the plugin alike. ``PYTEST_ADDOPTS`` would change the runs.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10,100,1000")
@@ -85,11 +97,7 @@ def _benchmark(args: argparse.Namespace, work: Path) -> int:
     """Generate the apps in ``work``, measure, print the table and write the JSON."""
     sizes = [int(s) for s in args.sizes.split(",")]
     python = sys.executable
-    # Bytecode caches are kept (a warm-up run per size writes them): the steady state of a
-    # developer's or a cached CI's runs, for the floor and the plugin alike.
-    env = {**os.environ, "API_KEY": "benchmark-key"}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.pop("PYTEST_ADDOPTS", None)
+    env = {**benchmark_env(), "API_KEY": "benchmark-key"}
     pytest_base = [python, "-m", "pytest", "--fastapi-app=app.main:app", "-p", "no:cacheprovider", "-q"]
     configs = {
         "floor": lambda d: [python, str(HERE / "floor.py"), str(d)],

@@ -157,8 +157,26 @@ def _benchmark(args: argparse.Namespace, work: Path) -> int:
         f"without --fastapi-app: pytest on one test {overhead['with_plugin_s']:.3f} s with the plugin "
         f"installed, {overhead['without_plugin_s']:.3f} s with -p no:fastapi_rules (median)"
     )
-    Path(args.json).write_text(json.dumps({"rows": rows, "no_app_overhead": overhead}, indent=2) + "\n")
+    measured = {
+        "commit": _commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "compared": args.compare,
+        "rows": rows,
+        "no_app_overhead": overhead,
+    }
+    Path(args.json).write_text(json.dumps(measured, indent=2) + "\n")
     return 0
+
+
+def _commit() -> str:
+    """The commit of this checkout (the plugin measured), marked when its tree has changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=HERE, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + (" with changes" if dirty.stdout.strip() else "") or "unknown"
 
 
 def _no_app_overhead(work: Path, env: dict[str, str], repeat: int) -> dict[str, float]:

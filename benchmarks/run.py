@@ -171,9 +171,10 @@ def _benchmark(args: argparse.Namespace, work: Path) -> int:
 
 def _commit() -> str:
     """The commit of this checkout (the plugin measured), marked when its tree has changes."""
+    git = ["git", "-C", str(HERE)]
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=HERE, capture_output=True, text=True)
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
     except OSError:
         return "unknown"
     return head.stdout.strip() + (" with changes" if dirty.stdout.strip() else "") or "unknown"

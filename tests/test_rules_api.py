@@ -4,30 +4,16 @@ the real ones these rules could misjudge."""
 
 from __future__ import annotations
 
-import re
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import installed
+from tests.conftest import installed, line_of, only
 
 OWN_CODES = ("FR201", "FR202", "FR203", "FR204", "FR206", "FR207", "FR208", "FR209")
 SELECT_OWN = "--fastapi-rules-select=" + ",".join(OWN_CODES)
-
-
-def line_of(path: Path, pattern: str) -> int:
-    """1-based line of the first line of ``path`` matching ``pattern`` (so tests survive edits)."""
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if re.search(pattern, line):
-            return number
-    raise AssertionError(f"{pattern!r} not in {path}")
-
-
-def only(items: list[dict[str, Any]]) -> dict[str, Any]:
-    assert len(items) == 1, items
-    return items[0]
 
 
 def result_of(run: Any, code: str, target: str) -> dict[str, Any]:

@@ -46,8 +46,6 @@ from pytest_fastapi_rules.reporting import PROBE_DATABASE_KEY, finding_to_dict
 from pytest_fastapi_rules.runtime import AppStartupError
 from pytest_fastapi_rules.session import SESSION_KEY, RulesSession
 
-#: The pytest-xdist work unit of every probe item (see xdist_scheduling).
-PROBE_GROUP = "fastapi-rules-probes"
 RULEBOOK = "fastapi-rules-ru.md"
 
 

@@ -17,29 +17,39 @@ items (most of a core at 13,000 items). Other tests (the project's own) are unit
 as in "load".
 
 The controller does not collect, so the grouping is decided from node ids alone: a rule item's
-id names its code and route (``fastapi-rules::FR509[GET /x]``), and the registry says whether
-that rule reads the probes.
+id names its code and route (``fastapi-rules::FR509[GET /x]``), and :data:`PROBE_CODES` says
+whether that rule runs with the probes. That set is written out here rather than read from the
+registry because reading the registry means importing every rule, and with them FastAPI and
+SQLAlchemy: half a second of the controller's CPU between the workers' collection and their first
+item, on the critical path of every ``-n`` run. ``test_core`` checks it against the registry; a
+code missing from it would only cost time (its items would probe their shard on whichever worker
+got them), never a verdict.
 """
 
 from __future__ import annotations
 
 import re
-from functools import cache
 from typing import Any
 
 from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
-from pytest_fastapi_rules.catalog import all_rules
-from pytest_fastapi_rules.items import PROBE_GROUP
 from pytest_fastapi_rules.probing.shards import shard_index
 from pytest_fastapi_rules.registry import COLLECTOR_NAME
 
+#: The work unit of the probe items, followed by their shard's index.
+PROBE_GROUP = "fastapi-rules-probes"
+
+#: The rules whose items run with the probes (``Rule.runs_with_probes``: they read the probe run, or
+#: wait for the background work started with it), by code. Kept equal to the registry by a test.
+PROBE_CODES = frozenset(
+    {
+        "FR102", "FR103", "FR105", "FR106", "FR107", "FR108", "FR203", "FR205", "FR207", "FR209",
+        "FR210", "FR211", "FR306", "FR402", "FR503", "FR509", "FR510", "FR511", "FR701", "FR704",
+        "FR705", "FR706", "FR802", "FR803", "FR806",
+    }
+)  # fmt: skip
+
 _RULE_NODE = re.compile(rf"^{re.escape(COLLECTOR_NAME)}::(FR\d+)")
-
-
-@cache
-def _probe_codes() -> frozenset[str]:
-    return frozenset(rule.code for rule in all_rules() if rule.runs_with_probes)
 
 
 def work_unit(nodeid: str, shards: int = 1) -> str:
@@ -49,7 +59,7 @@ def work_unit(nodeid: str, shards: int = 1) -> str:
     if match is None:
         return nodeid
     code = match.group(1)
-    if code in _probe_codes():
+    if code in PROBE_CODES:
         target = nodeid[match.end() + 1 : -1] if nodeid[match.end() :].startswith("[") else None
         return f"{PROBE_GROUP}-{shard_index(target, shards)}"
     return f"{COLLECTOR_NAME}-{code}"

@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 import pytest_fastapi_rules
 
 PACKAGE_ROOT = Path(pytest_fastapi_rules.__file__).resolve().parent
@@ -203,3 +205,37 @@ def test_the_production_child_imports_only_what_it_uses() -> None:
     assert loaded >= {"pytest_fastapi_rules.production.__main__", "pytest_fastapi_rules.discovery"}
     unused = sorted(loaded & {"polyfactory", "faker", "pytest", "_pytest", "httpx"})
     assert not unused, f"the production-mode child imports {unused}"
+
+
+def test_the_xdist_controller_imports_no_rule() -> None:
+    """The xdist controller groups node ids into work units between the workers' collection and
+    their first item (issue #20): importing the rules there, and with them FastAPI and SQLAlchemy,
+    held every ``-n`` run up by half a second. The scheduler needs only node ids and
+    ``PROBE_CODES``."""
+    pytest.importorskip("xdist")
+    code = (
+        "import sys, pytest_fastapi_rules.plugin, pytest_fastapi_rules.xdist_scheduling; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+
+    assert "pytest_fastapi_rules.xdist_scheduling" in loaded
+    heavy = sorted(
+        loaded & {"fastapi", "sqlalchemy", "pytest_fastapi_rules.rules", "pytest_fastapi_rules.items"}
+    )
+    assert not heavy, f"the xdist controller's scheduler imports {heavy}"
+
+
+def test_the_xdist_probe_codes_are_the_registrys() -> None:
+    """``PROBE_CODES`` is written out for the controller; it must name exactly the rules that run
+    with the probes, or their items would probe on the wrong worker."""
+    pytest.importorskip("xdist")
+    from pytest_fastapi_rules.catalog import all_rules
+    from pytest_fastapi_rules.xdist_scheduling import PROBE_CODES
+
+    expected = sorted(rule.code for rule in all_rules() if rule.runs_with_probes)
+    assert sorted(PROBE_CODES) == expected, f"xdist_scheduling.PROBE_CODES is stale; it must be {expected}"

@@ -7,7 +7,6 @@ import re
 import pytest
 
 from pytest_fastapi_rules.facts import Memo, MemoKey
-from pytest_fastapi_rules.items import PROBE_GROUP
 from tests.conftest import RulesRun, RunRules, installed
 
 SMALL_APP = """
@@ -334,7 +333,7 @@ def test_xdist_runs_the_same_items_with_the_same_verdicts(
     pytester: pytest.Pytester, small_app: None, run_rules: RunRules
 ) -> None:
     pytest.importorskip("xdist")
-    from pytest_fastapi_rules.xdist_scheduling import work_unit
+    from pytest_fastapi_rules.xdist_scheduling import PROBE_GROUP, work_unit
 
     serial: RulesRun = run_rules("small:app")
     parallel: RulesRun = run_rules("small:app", "-n", "2", "-v")

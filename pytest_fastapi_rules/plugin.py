@@ -18,7 +18,9 @@ from pytest_fastapi_rules.baseline import BaselineError
 from pytest_fastapi_rules.catalog import all_rules
 from pytest_fastapi_rules.html_report import write_html
 from pytest_fastapi_rules.noqa import add_noqa, unused_directives
-from pytest_fastapi_rules.options import PROBE_SHARDS_KEY, add_options, resolve_options
+from pytest_fastapi_rules.options import PROBE_SHARDS_KEY, RulesOptions, add_options, resolve_options
+from pytest_fastapi_rules.production.launcher import start_spare, stop_spares
+from pytest_fastapi_rules.production.protocol import CHILD_MODULE, CHILD_RULE_CODES
 from pytest_fastapi_rules.registry import COLLECTOR_NAME
 from pytest_fastapi_rules.reporting import (
     REPORT_ATTRIBUTE,
@@ -93,6 +95,9 @@ def pytest_configure(config: pytest.Config) -> None:
         # It collects nothing, so no item of its is marked; importing every rule here (about 0.6 s)
         # would only delay starting the workers, which register the markers themselves.
         return
+    if _will_run_items(config) and _may_start_production_child(config, options):
+        # Before the rules are imported: the spare's own imports run on the other core meanwhile.
+        start_spare(CHILD_MODULE, options.count_coverage)
     families: dict[str, str] = {}
     for rule in all_rules():
         config.addinivalue_line("markers", f"{rule.code}: pytest-fastapi-rules {rule.name}")
@@ -111,6 +116,23 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
         and getattr(config.option, "dist", "no") != "no"
         and bool(getattr(config.option, "tx", None))
     )
+
+
+def _will_run_items(config: pytest.Config) -> bool:
+    """Whether this process runs the session's items (not only lists them, markers or fixtures)."""
+    return not any(
+        config.getoption(name, False)
+        for name in ("collectonly", "markers", "showfixtures", "show_fixtures_per_test")
+    )
+
+
+def _may_start_production_child(config: pytest.Config, options: RulesOptions) -> bool:
+    """Whether a rule that reads the production-mode child is selected, in a process that starts
+    the child when it probes (one process; under xdist, whichever worker gets the probes' first
+    shard starts its own, so no worker starts a spare)."""
+    if hasattr(config, "workerinput"):
+        return False
+    return any(options.rule_is_selected(code) for code in CHILD_RULE_CODES)
 
 
 def _uses_probe_scheduler(config: pytest.Config) -> bool:
@@ -212,6 +234,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is not None:
+        rule_item = _items().RuleItem
+        if not any(
+            isinstance(item, rule_item) and item.rule.background is not None for item in session.items
+        ):
+            stop_spares()  # deselected (-k, -m) or not collected: nothing will hand it a run
         state.freeze_collected_heap()
 
 

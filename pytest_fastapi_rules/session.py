@@ -17,7 +17,7 @@ import pytest
 from pytest_fastapi_rules.baseline import Baseline
 from pytest_fastapi_rules.coexistence import coverage_paused
 from pytest_fastapi_rules.options import RulesOptions
-from pytest_fastapi_rules.production.launcher import stop_unfinished
+from pytest_fastapi_rules.production.launcher import stop_spares, stop_unfinished
 from pytest_fastapi_rules.tracebacks import captured_output
 
 if TYPE_CHECKING:
@@ -159,6 +159,7 @@ class RulesSession:
             self._sigterm_before = None
         if self.background_started:
             stop_unfinished()
+        stop_spares()
         if self._runtime is not None:
             with self.coverage_paused():
                 self._runtime.close()

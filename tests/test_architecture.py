@@ -239,3 +239,13 @@ def test_the_xdist_probe_codes_are_the_registrys() -> None:
 
     expected = sorted(rule.code for rule in all_rules() if rule.runs_with_probes)
     assert sorted(PROBE_CODES) == expected, f"xdist_scheduling.PROBE_CODES is stale; it must be {expected}"
+
+
+def test_the_child_rule_codes_are_the_registrys() -> None:
+    """``CHILD_RULE_CODES`` decides, before the rules are imported, whether a spare production-mode
+    child is started; it must name exactly the rules that start the child."""
+    from pytest_fastapi_rules.catalog import all_rules
+    from pytest_fastapi_rules.production.protocol import CHILD_RULE_CODES
+
+    expected = sorted(rule.code for rule in all_rules() if rule.background is not None)
+    assert sorted(CHILD_RULE_CODES) == expected, f"protocol.CHILD_RULE_CODES is stale; it must be {expected}"

@@ -169,6 +169,77 @@ def test_the_child_is_told_the_parents_import_path(tmp_path: Path, monkeypatch: 
     assert shown.split(os.pathsep)[0] == str(tmp_path / "parent-only")
 
 
+SPARE_APP = """
+import os
+
+from fastapi import FastAPI
+
+# Set in the parent only after the spare started: the app sees it only if the spare took the
+# environment it was handed.
+assert os.environ["SPARE_HANDED"] == "at-claim", os.environ.get("SPARE_HANDED")
+app = FastAPI(docs_url=None if os.environ.get("ENVIRONMENT") == "production" else "/docs")
+"""
+
+
+def _spare_app(tmp_path: Path) -> Path:
+    (tmp_path / "spareapp.py").write_text(SPARE_APP)
+    return tmp_path
+
+
+def test_a_spare_child_runs_with_the_arguments_and_environment_it_is_handed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interpreter started ahead of need (issue #20) is the child the next run of its module
+    gets, and it runs in the environment of that moment, not of its start."""
+    from pytest_fastapi_rules.production.facts import read_child, start_child
+    from pytest_fastapi_rules.production.protocol import CHILD_MODULE
+
+    app_dir = _spare_app(tmp_path)
+    monkeypatch.syspath_prepend(str(app_dir))
+    launcher.start_spare(CHILD_MODULE)
+    spare = launcher._SPARES[(CHILD_MODULE, False)].process
+    monkeypatch.setenv("SPARE_HANDED", "at-claim")
+    env = {"ENVIRONMENT": "production"}
+    child = start_child(spec="spareapp:app", app_dir=app_dir, env=env)
+
+    assert child._process is spare
+    facts = read_child(child, env)
+    assert facts.docs_status["/docs"] == 404
+    assert launcher._SPARES == {}
+
+
+def test_a_spare_started_with_other_interpreter_variables_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``PYTHON*`` variables act when an interpreter starts: a spare started without the ones a
+    child now needs is ended, and a new child started."""
+    from pytest_fastapi_rules.production.facts import read_child, start_child
+    from pytest_fastapi_rules.production.protocol import CHILD_MODULE
+
+    app_dir = _spare_app(tmp_path)
+    monkeypatch.syspath_prepend(str(app_dir))
+    launcher.start_spare(CHILD_MODULE)
+    spare = launcher._SPARES[(CHILD_MODULE, False)].process
+    monkeypatch.setenv("SPARE_HANDED", "at-claim")
+    monkeypatch.setenv("PYTHONHASHSEED", "7")
+    env = {"ENVIRONMENT": "production"}
+    child = start_child(spec="spareapp:app", app_dir=app_dir, env=env)
+
+    assert child._process is not spare and spare.poll() == 0
+    assert read_child(child, env).docs_status["/docs"] == 404
+
+
+def test_an_unclaimed_spare_ends_when_told(tmp_path: Path) -> None:
+    """A spare nobody hands a run to ends on its own once its stdin closes: nothing is left running."""
+    from pytest_fastapi_rules.production.protocol import CHILD_MODULE
+
+    launcher.start_spare(CHILD_MODULE)
+    spare = launcher._SPARES[(CHILD_MODULE, False)].process
+    launcher.stop_spares()
+    assert spare.poll() == 0
+    assert launcher._SPARES == {}
+
+
 def test_a_remembered_failure_raised_again_keeps_the_traceback_of_its_first_raise() -> None:
     """Every item that depends on a failed probe run raises the same cached failure: its
     traceback must not grow with each raise (a thousand-route app printed a gigabyte)."""
@@ -225,3 +296,4 @@ def test_only_a_rule_that_reads_the_probes_declares_what_the_run_feeds_it(
             fix="-",
             **declared,
         )
+

@@ -607,6 +607,47 @@ def test_one_production_mode_child_serves_fr108_fr503_and_fr802(
     assert started[0][0] == "pytest_fastapi_rules.production" and "--logging" in started[0]
 
 
+def test_the_spare_child_is_the_one_used_and_is_never_left_running(
+    blog: Path, run_rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production-mode child's interpreter starts with pytest (issue #20); the rules that read
+    the child get that process, and a run in which none of them runs ends it (deselected) or never
+    starts it (listing only)."""
+    from pytest_fastapi_rules import plugin
+    from pytest_fastapi_rules.production import launcher
+
+    spares: list[Any] = []
+    original_start = plugin.start_spare
+
+    def recording(module: str, count_coverage: bool = False) -> None:
+        original_start(module, count_coverage)
+        spares.append(launcher._SPARES[(module, count_coverage)].process)
+
+    monkeypatch.setattr(plugin, "start_spare", recording)
+    children: list[Any] = []
+    original_init = launcher.ChildProcess.__init__
+
+    def counting(self: Any, *args: Any, **named: Any) -> None:
+        original_init(self, *args, **named)
+        children.append(self._process)
+
+    monkeypatch.setattr(launcher.ChildProcess, "__init__", counting)
+
+    run = run_rules(BLOG, "--fastapi-rules-select=FR108")
+    assert run.outcomes("FR108") == {"app": "passed"}, run.output
+    assert len(spares) == 1 and children == spares
+
+    spares.clear()
+    children.clear()
+    run = run_rules(BLOG, "--fastapi-rules-select=FR108,FR201", "-k", "FR201")
+    assert "FR108" not in {r["code"] for r in run.report["results"]}, run.output
+    assert len(spares) == 1 and spares[0].poll() == 0 and children == []
+
+    spares.clear()
+    run_rules(BLOG, "--fastapi-rules-select=FR108", "--collect-only")
+    assert spares == [] and launcher._SPARES == {}
+
+
 LOGGING_CRASH_APP = """
 import os
 

@@ -33,7 +33,13 @@ from pytest_fastapi_rules.facts import AppFacts
 from pytest_fastapi_rules.loading import AppLoadError, load_app
 from pytest_fastapi_rules.production.app_logging import logging_document
 from pytest_fastapi_rules.production.launcher import restore_parent_sys_path
-from pytest_fastapi_rules.production.protocol import CHILD_MODULE, DB_URL_ENV, DOCS_KINDS, PROTOCOL
+from pytest_fastapi_rules.production.protocol import (
+    AWAIT_RUN_FLAG,
+    CHILD_MODULE,
+    DB_URL_ENV,
+    DOCS_KINDS,
+    PROTOCOL,
+)
 from pytest_fastapi_rules.runtime import AppRuntime, AppStartupError
 
 
@@ -184,8 +190,25 @@ def _logging_part(wanted: bool) -> dict[str, Any]:
     return {"logging": logging_document()} if wanted else {}
 
 
+def _await_run() -> list[str]:
+    """A spare child's run (``launcher.start_spare``): its imports are done; read its arguments and
+    environment from stdin and take that environment as its own, as a child started now would have
+    it. Exits when stdin ends first: the parent did not need it."""
+    line = sys.stdin.readline()
+    if not line.strip():
+        os._exit(0)
+    request = json.loads(line)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    return [str(arg) for arg in request["args"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Child entry point: print one JSON document on the real stdout, the app's output on stderr."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv == [AWAIT_RUN_FLAG]:
+        argv = _await_run()
     parser = argparse.ArgumentParser(prog=f"python -m {CHILD_MODULE}")
     parser.add_argument("--app", required=True)
     parser.add_argument("--app-dir", required=True)

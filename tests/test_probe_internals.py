@@ -297,3 +297,39 @@ def test_only_a_rule_that_reads_the_probes_declares_what_the_run_feeds_it(
             **declared,
         )
 
+
+def test_is_subclass_reads_the_mro_without_asking_the_base() -> None:
+    """``is_subclass`` answers from the class's MRO: an ABC base's ``__subclasscheck__`` (before
+    pydantic 2.10, a walk of every model class for each class that is not one; issue #20) is never
+    called, and generic aliases and non-classes are False."""
+    import abc
+
+    from pydantic import BaseModel
+
+    from pytest_fastapi_rules.facts import is_subclass
+
+    asked: list[type] = []
+
+    class CountingMeta(abc.ABCMeta):
+        def __subclasscheck__(cls, subclass: type) -> bool:
+            asked.append(subclass)
+            return super().__subclasscheck__(subclass)
+
+    class Base(metaclass=CountingMeta):
+        pass
+
+    class Child(Base):
+        pass
+
+    class Plain:
+        pass
+
+    class Model(BaseModel):
+        x: int
+
+    assert is_subclass(Child, Base) and is_subclass(Base, Base)
+    assert not is_subclass(Plain, Base)
+    assert is_subclass(Plain, (Base, Plain)) and not is_subclass(Plain, (Base, Model))
+    assert is_subclass(Model, BaseModel) and not is_subclass(Plain, BaseModel)
+    assert not is_subclass(list[int], list) and not is_subclass("Model", BaseModel)
+    assert asked == []

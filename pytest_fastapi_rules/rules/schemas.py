@@ -44,10 +44,7 @@ _MAX_DEPTH = 8
 
 
 def _is_model_class(obj: Any) -> bool:
-    try:
-        return inspect.isclass(obj) and issubclass(obj, BaseModel) and obj is not BaseModel
-    except TypeError:  # Python 3.10: `list[int]` passes isclass() but not issubclass()
-        return False
+    return is_subclass(obj, BaseModel) and obj is not BaseModel
 
 
 def _type_args(annotation: Any) -> tuple[Any, ...]:

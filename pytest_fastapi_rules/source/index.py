@@ -37,7 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pytest_fastapi_rules.facts import AppFacts, unwrap_callable
+from pytest_fastapi_rules.facts import AppFacts, is_subclass, unwrap_callable
 from pytest_fastapi_rules.registry import CheckContext, RuleSkipped
 from pytest_fastapi_rules.source.parsing import FunctionInfo, SourceModule
 
@@ -370,14 +370,7 @@ def settings_classes(facts: AppFacts) -> list[type]:
         from pydantic_settings import BaseSettings
     except ImportError:
         return []
-    found = []
-    for cls in facts.own_classes:
-        try:
-            if issubclass(cls, BaseSettings) and cls is not BaseSettings:
-                found.append(cls)
-        except TypeError:
-            continue
-    return found
+    return [cls for cls in facts.own_classes if is_subclass(cls, BaseSettings) and cls is not BaseSettings]
 
 
 def source_index(facts: AppFacts) -> SourceIndex:

@@ -19,6 +19,7 @@ from pytest_fastapi_rules.catalog import all_rules
 from pytest_fastapi_rules.html_report import write_html
 from pytest_fastapi_rules.noqa import add_noqa, unused_directives
 from pytest_fastapi_rules.options import PROBE_SHARDS_KEY, RulesOptions, add_options, resolve_options
+from pytest_fastapi_rules.probing.shards import worker_of_shard
 from pytest_fastapi_rules.production.launcher import start_spare, stop_spares
 from pytest_fastapi_rules.production.protocol import CHILD_MODULE, CHILD_RULE_CODES
 from pytest_fastapi_rules.registry import COLLECTOR_NAME
@@ -127,10 +128,13 @@ def _will_run_items(config: pytest.Config) -> bool:
 
 
 def _may_start_production_child(config: pytest.Config, options: RulesOptions) -> bool:
-    """Whether a rule that reads the production-mode child is selected, in a process that starts
-    the child when it probes (one process; under xdist, whichever worker gets the probes' first
-    shard starts its own, so no worker starts a spare)."""
-    if hasattr(config, "workerinput"):
+    """Whether a rule that reads the production-mode child is selected, in the process that starts
+    the child: the only one, or under xdist the worker that gets the probes' shard 0
+    (``shards.worker_of_shard``; with another scheduler than the plugin's, no worker knows)."""
+    worker = getattr(config, "workerinput", None)
+    if worker is not None and not (
+        PROBE_SHARDS_KEY in worker and worker.get("workerid") == worker_of_shard(0)
+    ):
         return False
     return any(options.rule_is_selected(code) for code in CHILD_RULE_CODES)
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
-from pytest_fastapi_rules.probing.shards import shard_index
+from pytest_fastapi_rules.probing.shards import shard_index, worker_of_shard
 from pytest_fastapi_rules.registry import COLLECTOR_NAME
 
 #: The work unit of the probe items, followed by their shard's index.
@@ -66,8 +66,8 @@ def work_unit(nodeid: str, shards: int = 1) -> str:
 
 
 class ProbeGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
-    """Like "load", except that the probe items go to one worker per probe shard, and the items of
-    each other rule to one worker.
+    """Like "load", except that the probe items go to one worker per probe shard (shard ``k`` to
+    worker ``gwK`` while it is there), and the items of each other rule to one worker.
 
     Two pieces of loadscope's bookkeeping are kept in O(1) per item instead of walking lists:
     finding an item's position in a worker's collection (``list.index`` for every item sent, over
@@ -79,6 +79,8 @@ class ProbeGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
 
     def __init__(self, config: Any, log: Any = None) -> None:
         super().__init__(config, log)
+        #: Each probe shard's unit, by the worker that gets it first (``shards.worker_of_shard``).
+        self._own_probe_unit = {worker_of_shard(k): f"{PROBE_GROUP}-{k}" for k in range(self.numnodes)}
         self._positions: dict[Any, dict[str, int]] = {}
         #: Pending items of each unit given to a worker, by the unit's identity (units are dicts; the
         #: unit is kept with its count so that its identity is not reused).
@@ -88,7 +90,11 @@ class ProbeGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
         return work_unit(nodeid, self.numnodes)
 
     def _assign_work_unit(self, node: Any) -> None:
-        scope, unit = self.workqueue.popitem(last=False)
+        scope = self._own_probe_unit.get(str(node.gateway.id))
+        if scope is not None and scope in self.workqueue:
+            unit = self.workqueue.pop(scope)
+        else:
+            scope, unit = self.workqueue.popitem(last=False)
         self.assigned_work.setdefault(node, {})[scope] = unit
         positions = self._positions.get(node)
         if positions is None:

@@ -349,9 +349,33 @@ def test_xdist_runs_the_same_items_with_the_same_verdicts(
             workers_by_unit.setdefault(work_unit(match.group(2), 2), set()).add(match.group(1))
     probe_units = {unit for unit in workers_by_unit if unit.startswith(PROBE_GROUP)}
     assert probe_units == {f"{PROBE_GROUP}-0", f"{PROBE_GROUP}-1"}, workers_by_unit
+    # Shard k on worker gwK: gw0 knows as it starts that it will start the production-mode child.
+    assert workers_by_unit[f"{PROBE_GROUP}-0"] == {"gw0"}, workers_by_unit
+    assert workers_by_unit[f"{PROBE_GROUP}-1"] == {"gw1"}, workers_by_unit
     assert "fastapi-rules-FR201" in workers_by_unit, workers_by_unit
     assert all(len(workers) == 1 for workers in workers_by_unit.values()), workers_by_unit
     assert set().union(*workers_by_unit.values()) == {"gw0", "gw1"}, workers_by_unit
+
+
+def test_only_the_process_that_starts_the_production_child_starts_its_interpreter_early() -> None:
+    """The spare child interpreter (issue #20) is started by one process or by the xdist worker that
+    gets the probes' shard 0, and only when a rule that reads the child is selected."""
+    from types import SimpleNamespace
+
+    from pytest_fastapi_rules.options import PROBE_SHARDS_KEY
+    from pytest_fastapi_rules.plugin import _may_start_production_child
+
+    def selects(*codes: str) -> object:
+        return SimpleNamespace(rule_is_selected=lambda code: code in codes)
+
+    one_process = SimpleNamespace()
+    gw0 = SimpleNamespace(workerinput={"workerid": "gw0", PROBE_SHARDS_KEY: 2})
+    gw1 = SimpleNamespace(workerinput={"workerid": "gw1", PROBE_SHARDS_KEY: 2})
+    other_scheduler = SimpleNamespace(workerinput={"workerid": "gw0"})
+    decide = _may_start_production_child
+    assert decide(one_process, selects("FR108")) and decide(gw0, selects("FR802"))  # type: ignore[arg-type]
+    assert not decide(gw1, selects("FR108")) and not decide(other_scheduler, selects("FR108"))  # type: ignore[arg-type]
+    assert not decide(one_process, selects("FR201"))  # type: ignore[arg-type]
 
 
 class _FakeWorker:

@@ -8,6 +8,10 @@ CORS preflight, injections). Verdicts do not depend on the split: every route it
 of its own route, and the one app-level rule that compares answers of several routes (FR106) gets
 the same samples either way (see ``ProbeRun._send_envelope_samples``).
 
+Shard ``k`` goes to worker ``gwK`` when that worker is there (:func:`worker_of_shard`): the worker
+of shard 0 then knows, as it starts, that it will start the production-mode child, and starts the
+child's interpreter at once (``launcher.start_spare``) instead of after its first probe item.
+
 Kept free of heavy imports: the xdist controller imports it to group node ids.
 """
 
@@ -25,6 +29,12 @@ def shard_index(target: str | None, count: int) -> int:
     if count <= 1 or target is None or not _TARGET.match(target):
         return 0
     return zlib.crc32(target.encode("utf-8")) % count
+
+
+def worker_of_shard(index: int) -> str:
+    """The xdist worker id that is given shard ``index`` first (a restarted worker gets another id,
+    and its shard then goes to whichever worker asks first)."""
+    return f"gw{index}"
 
 
 @dataclass(frozen=True)

@@ -225,18 +225,18 @@ def test_a_spare_started_with_other_interpreter_variables_is_not_used(
     env = {"ENVIRONMENT": "production"}
     child = start_child(spec="spareapp:app", app_dir=app_dir, env=env)
 
-    assert child._process is not spare and spare.poll() == 0
+    assert child._process is not spare and spare.poll() is not None
     assert read_child(child, env).docs_status["/docs"] == 404
 
 
 def test_an_unclaimed_spare_ends_when_told(tmp_path: Path) -> None:
-    """A spare nobody hands a run to ends on its own once its stdin closes: nothing is left running."""
+    """A spare nobody hands a run to is ended at once: nothing is left running, nothing waits."""
     from pytest_fastapi_rules.production.protocol import CHILD_MODULE
 
     launcher.start_spare(CHILD_MODULE)
     spare = launcher._SPARES[(CHILD_MODULE, False)].process
     launcher.stop_spares()
-    assert spare.poll() == 0
+    assert spare.poll() is not None and spare.returncode < 0  # killed, not waited for
     assert launcher._SPARES == {}
 
 

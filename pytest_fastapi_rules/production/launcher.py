@@ -52,15 +52,14 @@ class _Spare:
     startup_env: dict[str, str]
 
     def close(self) -> None:
-        """End the spare (nobody needs it): closing its stdin ends it; kill it if it does not."""
+        """End the spare (nobody needs it). Killed, not asked: it may still be importing, and has
+        nothing to finish (its stdin's end would stop it only after its imports)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
         with contextlib.suppress(OSError):
             if self.process.stdin is not None:
                 self.process.stdin.close()
-        try:
-            self.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
         self.stdout.close()
         self.stderr.close()
 
@@ -79,7 +78,7 @@ def _child_env(env: dict[str, str], count_coverage: bool) -> dict[str, str]:
 
 
 def _startup_env(env: dict[str, str]) -> dict[str, str]:
-    return {name: value for name, value in env.items() if name.startswith("PYTHON") and name != SYS_PATH_ENV}
+    return {name: value for name, value in env.items() if name.startswith("PYTHON")}
 
 
 def start_spare(module: str, count_coverage: bool = False) -> None:

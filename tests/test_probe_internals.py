@@ -333,3 +333,52 @@ def test_is_subclass_reads_the_mro_without_asking_the_base() -> None:
     assert is_subclass(Model, BaseModel) and not is_subclass(Plain, BaseModel)
     assert not is_subclass(list[int], list) and not is_subclass("Model", BaseModel)
     assert asked == []
+
+
+DEFINITION_LINES = """import functools
+
+
+def plain():
+    return 1
+
+
+@functools.lru_cache(
+    maxsize=None,
+)
+async def decorated():
+    return 2
+
+
+@functools.lru_cache
+def outer():
+    @functools.wraps(plain)
+    def inner():
+        return 3
+
+    return inner
+
+
+named = lambda: 4  # noqa: E731
+"""
+
+
+def test_a_functions_location_is_its_def_line_below_the_decorators(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read from the function's code and its file's cached lines (issue #20: without tokenizing the
+    whole function); the same line ``inspect.getsourcelines`` gave, as linters report it."""
+    import importlib
+
+    from pytest_fastapi_rules.facts import _definition_line
+
+    (tmp_path / "deflines.py").write_text(DEFINITION_LINES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("deflines")
+    found = {
+        "plain": _definition_line(module.plain),
+        "decorated": _definition_line(module.decorated.__wrapped__),
+        "outer": _definition_line(module.outer.__wrapped__),
+        "inner": _definition_line(module.outer()),
+        "named": _definition_line(module.named),
+    }
+    assert found == {"plain": 4, "decorated": 11, "outer": 16, "inner": 18, "named": 24}

@@ -359,6 +359,11 @@ def outer():
 
 
 named = lambda: 4  # noqa: E731
+
+
+@functools.lru_cache
+async def only_docstring():
+    '''Its body is this line alone.'''
 """
 
 
@@ -380,5 +385,6 @@ def test_a_functions_location_is_its_def_line_below_the_decorators(
         "outer": _definition_line(module.outer.__wrapped__),
         "inner": _definition_line(module.outer()),
         "named": _definition_line(module.named),
+        "only_docstring": _definition_line(module.only_docstring.__wrapped__),
     }
-    assert found == {"plain": 4, "decorated": 11, "outer": 16, "inner": 18, "named": 24}
+    assert found == {"plain": 4, "decorated": 11, "outer": 16, "inner": 18, "named": 24, "only_docstring": 28}

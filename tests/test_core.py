@@ -519,11 +519,9 @@ def test_the_heap_is_frozen_after_collection_and_unfrozen_after_the_session(
         gc.unfreeze()
 
 
-def test_a_pytest_command_that_exits_with_the_session_keeps_the_heap_frozen_to_the_end(
-    pytester: pytest.Pytester, small_app: None
-) -> None:
-    """``python -m pytest`` exits when the session ends: the heap stays frozen, so the interpreter's
-    collections at exit do not walk it again (an in-process run gets it back, the test above)."""
+def _frozen_at_exit_of_a_pytest_command(pytester: pytest.Pytester) -> int:
+    """Run ``python -m pytest`` with the plugin on ``small:app``; how many objects were frozen when
+    its process exited."""
     pytester.makeconftest(
         """
 import atexit, gc
@@ -539,7 +537,15 @@ atexit.register(_record)
         "--fastapi-app=small:app", "--fastapi-rules-select=FR101,FR201", "-p", "no:cacheprovider"
     )
     assert result.ret in (0, 1), result.stdout.str()
-    assert int((pytester.path / "freeze-count-at-exit.txt").read_text()) > 0
+    return int((pytester.path / "freeze-count-at-exit.txt").read_text())
+
+
+def test_a_pytest_command_that_exits_with_the_session_keeps_the_heap_frozen_to_the_end(
+    pytester: pytest.Pytester, small_app: None
+) -> None:
+    """``python -m pytest`` exits when the session ends: the heap stays frozen, so the interpreter's
+    collections at exit do not walk it again (an in-process run gets it back, the test above)."""
+    assert _frozen_at_exit_of_a_pytest_command(pytester) > 0
 
 
 def test_a_heap_frozen_before_pytest_started_is_frozen_again_after_collection(
@@ -556,23 +562,8 @@ def test_a_heap_frozen_before_pytest_started_is_frozen_again_after_collection(
         "    out.write(str(gc.get_freeze_count()))\n"
     )
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
-    pytester.makeconftest(
-        """
-import atexit, gc
-
-def _record():
-    with open("freeze-count-at-exit.txt", "w") as out:
-        out.write(str(gc.get_freeze_count()))
-
-atexit.register(_record)
-"""
-    )
-    result = pytester.runpytest_subprocess(
-        "--fastapi-app=small:app", "--fastapi-rules-select=FR101,FR201", "-p", "no:cacheprovider"
-    )
-    assert result.ret in (0, 1), result.stdout.str()
-    at_start = int((pytester.path / "frozen-at-start.txt").read_text())
-    assert 0 < at_start < int((pytester.path / "freeze-count-at-exit.txt").read_text())
+    at_exit = _frozen_at_exit_of_a_pytest_command(pytester)
+    assert 0 < int((pytester.path / "frozen-at-start.txt").read_text()) < at_exit
 
 
 def test_a_session_memo_computes_each_key_once_and_keeps_no_failure() -> None:

@@ -120,11 +120,10 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 
 def _will_run_items(config: pytest.Config) -> bool:
-    """Whether this process runs the session's items (not only lists them, markers or fixtures)."""
-    return not any(
-        config.getoption(name, False)
-        for name in ("collectonly", "markers", "showfixtures", "show_fixtures_per_test")
-    )
+    """Whether this process runs the session's items (not only shows the help, lists them, the
+    markers or the fixtures)."""
+    listing = ("help", "collectonly", "markers", "showfixtures", "show_fixtures_per_test")
+    return not any(config.getoption(name, False) for name in listing)
 
 
 def _may_start_production_child(config: pytest.Config, options: RulesOptions) -> bool:

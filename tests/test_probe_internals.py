@@ -177,6 +177,7 @@ from fastapi import FastAPI
 # Set in the parent only after the spare started: the app sees it only if the spare took the
 # environment it was handed.
 assert os.environ["SPARE_HANDED"] == "at-claim", os.environ.get("SPARE_HANDED")
+assert os.getcwd() == os.environ["SPARE_CWD"], os.getcwd()
 app = FastAPI(docs_url=None if os.environ.get("ENVIRONMENT") == "production" else "/docs")
 """
 
@@ -190,7 +191,7 @@ def test_a_spare_child_runs_with_the_arguments_and_environment_it_is_handed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The interpreter started ahead of need (issue #20) is the child the next run of its module
-    gets, and it runs in the environment of that moment, not of its start."""
+    gets, and it runs in the environment and directory of that moment, not of its start."""
     from pytest_fastapi_rules.production.facts import read_child, start_child
     from pytest_fastapi_rules.production.protocol import CHILD_MODULE
 
@@ -199,6 +200,10 @@ def test_a_spare_child_runs_with_the_arguments_and_environment_it_is_handed(
     launcher.start_spare(CHILD_MODULE)
     spare = launcher._SPARES[(CHILD_MODULE, False)].process
     monkeypatch.setenv("SPARE_HANDED", "at-claim")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("SPARE_CWD", str(elsewhere))
     env = {"ENVIRONMENT": "production"}
     child = start_child(spec="spareapp:app", app_dir=app_dir, env=env)
 
@@ -221,6 +226,7 @@ def test_a_spare_started_with_other_interpreter_variables_is_not_used(
     launcher.start_spare(CHILD_MODULE)
     spare = launcher._SPARES[(CHILD_MODULE, False)].process
     monkeypatch.setenv("SPARE_HANDED", "at-claim")
+    monkeypatch.setenv("SPARE_CWD", os.getcwd())
     monkeypatch.setenv("PYTHONHASHSEED", "7")
     env = {"ENVIRONMENT": "production"}
     child = start_child(spec="spareapp:app", app_dir=app_dir, env=env)

@@ -191,15 +191,16 @@ def _logging_part(wanted: bool) -> dict[str, Any]:
 
 
 def _await_run() -> list[str]:
-    """A spare child's run (``launcher.start_spare``): its imports are done; read its arguments and
-    environment from stdin and take that environment as its own, as a child started now would have
-    it. Exits when stdin ends first: the parent did not need it."""
-    line = sys.stdin.readline()
+    """A spare child's run (``launcher.start_spare``): its imports are done; read its arguments,
+    environment and working directory from stdin and take them as its own, as a child started now
+    would have them. Exits when stdin ends first: the parent did not need it."""
+    line = sys.stdin.buffer.readline()
     if not line.strip():
         os._exit(0)
     request = json.loads(line)
     os.environ.clear()
     os.environ.update(request["env"])
+    os.chdir(request["cwd"])
     return [str(arg) for arg in request["args"]]
 
 

@@ -160,7 +160,7 @@ class ChildProcess:
         if spare is not None:
             self._process = spare.process
             self._stdout, self._stderr = spare.stdout, spare.stderr
-            request = json.dumps({"args": args, "env": child_env}) + "\n"
+            request = json.dumps({"args": args, "env": child_env, "cwd": os.getcwd()}) + "\n"
             assert spare.process.stdin is not None
             try:
                 spare.process.stdin.write(request.encode("utf-8"))

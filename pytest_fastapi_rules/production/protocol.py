@@ -17,8 +17,9 @@ DB_URL_ENV = "PYTEST_FASTAPI_RULES_DB_URL"
 #: judges their status in production mode.
 DOCS_KINDS = {"/docs": "docs", "/redoc": "redoc", "/openapi.json": "openapi"}
 #: The child's only argument when it is started ahead of need (``launcher.start_spare``): it imports
-#: what it uses, then reads one JSON line on its stdin, ``{"args": [...], "env": {...}}``, and runs
-#: with those arguments in that environment. An empty stdin (the parent never needed it) ends it.
+#: what it uses, then reads one JSON line on its stdin, ``{"args": [...], "env": {...}, "cwd": ...}``,
+#: and runs with those arguments, in that environment and directory. An empty stdin (the parent
+#: never needed it) ends it.
 AWAIT_RUN_FLAG = "--await-run"
 #: The rules whose items read the child (their ``Rule.background`` starts it), by code: the plugin
 #: decides whether to start a spare child before it imports the rules. Kept equal to the registry by

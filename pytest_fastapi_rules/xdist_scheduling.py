@@ -21,9 +21,9 @@ id names its code and route (``fastapi-rules::FR509[GET /x]``), and :data:`PROBE
 whether that rule runs with the probes. That set is written out here rather than read from the
 registry because reading the registry means importing every rule, and with them FastAPI and
 SQLAlchemy: half a second of the controller's CPU between the workers' collection and their first
-item, on the critical path of every ``-n`` run. ``test_core`` checks it against the registry; a
-code missing from it would only cost time (its items would probe their shard on whichever worker
-got them), never a verdict.
+item, on the critical path of every ``-n`` run. ``tests/test_architecture.py`` checks it against
+the registry; a code missing from it would only cost time (its items would probe their shard on
+whichever worker got them), never a verdict.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The plugin's import structure: its modules import each other without a circle, and the
-production-mode child imports only what it uses.
+"""The plugin's import structure: its modules import each other without a circle, the
+production-mode child and the xdist controller import only what they use, and the rule codes written
+out for them match the registry.
 
 The graph is read from the source (``ast``): every import that runs, at module level or inside a
 function body, of one of the plugin's own modules. An import inside a function breaks no circle, it

@@ -93,7 +93,7 @@ def _pool_of(engine: Any) -> Any:
 def _describe_engine(facts: AppFacts, discovered: Discovered) -> tuple[str, Location | None]:
     """The engine's path plus its driver, e.g. ```src.database.sessionmanager._engine`
     (sqlite+aiosqlite)``, named after the module that creates it, and where that is."""
-    shown, location = place_of_where(facts, discovered.where)
+    shown, location = place_of_where(facts, discovered.where, discovered.obj)
     url = getattr(_sync_engine(discovered.obj), "url", None)
     driver = getattr(url, "drivername", None)
     return (f"`{shown}` ({driver})" if driver else f"`{shown}`"), location
@@ -315,7 +315,7 @@ def check_expire_on_commit_off(context: CheckContext) -> Iterator[Finding]:
         )
     for factory in factories:
         options = dict(getattr(factory.obj, "kw", {}) or {})
-        shown, location = place_of_where(context.facts, factory.where)
+        shown, location = place_of_where(context.facts, factory.where, factory.obj)
         if options.get("expire_on_commit", True):
             yield Finding(
                 message=(

@@ -143,7 +143,9 @@ def _state_object(facts: AppFacts, where: str) -> Any:
             key = ast.literal_eval(match.group("key"))
         except (ValueError, SyntaxError):
             return None
-        state = getattr(facts.runtime, "lifespan_state", None) or {}
+        if not getattr(facts.runtime, "started", False):
+            return None  # the lifespan has stopped (the probe run stops it), and its state with it
+        state = facts.runtime.lifespan_state
         value = state.get(key) if isinstance(state, dict) else None
     elif where.startswith("app.state."):
         state = getattr(getattr(facts.app, "state", None), "_state", None) or {}
@@ -153,17 +155,19 @@ def _state_object(facts: AppFacts, where: str) -> Any:
     return value
 
 
-def place_of_where(facts: AppFacts, where: str) -> tuple[str, Location | None]:
+def place_of_where(facts: AppFacts, where: str, found: Any = None) -> tuple[str, Location | None]:
     """How to name a discovered object's path in a message, and where it is in the app's code.
 
     ``module.name`` (or the ini form ``module:name``) is followed to the module that creates the
     object (see :func:`_defining_global`) and points at that assignment; ``module.obj.attr``
     points at the class of ``obj`` when it is the app's own (a session manager); ``app.state``
-    and lifespan-state objects point at the line of the lifespan that creates them.
+    and lifespan-state objects point at the line of the lifespan that creates them. ``found`` is
+    the object discovery found there, if the caller has it: the lifespan state it came from is gone
+    once the app stops.
     """
     suffix = " (bind)" if where.endswith(" (bind)") else ""
     if where.startswith(("app.state.", "lifespan state")):
-        obj = _state_object(facts, where)
+        obj = found if found is not None else _state_object(facts, where)
         return where, _lifespan_creation(facts, obj) if obj is not None else None
     split = _split_where(where)
     if split is None:

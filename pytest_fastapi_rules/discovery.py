@@ -5,12 +5,18 @@ Apps usually create their engines and session factories in their lifespan, so th
 lifespan state and the objects named in the ini are searched. The facts found are kept on the
 session's :class:`~pytest_fastapi_rules.facts.AppFacts`; this module sits above the isolated
 database, which ``facts.py`` never imports.
+
+The probe run starts the lifespan with the same redirection, and records these facts while the app
+runs (:func:`record_while_running`): when it comes first, as it does in the rules' order, the
+lifespan is not started a second time for them. On a real app a start can cost seconds (mealie runs
+its migrations at startup).
 """
 
 from __future__ import annotations
 
 import importlib
 import types
+from collections.abc import Callable
 from typing import Any
 
 from pytest_fastapi_rules.facts import AppFacts, Discovered, RuntimeFacts, instance_of, namespace_of
@@ -42,17 +48,51 @@ def runtime_facts(
         except Exception as exc:
             facts.runtime_facts_error = exc
             raise
-        found = discover_runtime_objects(facts, engine_paths, factory_paths)
-        engines: list[Discovered] = []
-        seen: set[int] = set()
-        for discovered in found.engines:
-            original = isolated.original_of(discovered.obj)
-            if id(original) not in seen:
-                seen.add(id(original))
-                engines.append(Discovered(original, discovered.where))
-        found.engines = engines
-        facts.runtime_facts_found = found
+        facts.runtime_facts_found = _found_while_running(
+            facts, engine_paths, factory_paths, isolated.original_of
+        )
     return facts.runtime_facts_found
+
+
+def record_while_running(
+    facts: AppFacts,
+    engine_paths: tuple[str, ...],
+    factory_paths: tuple[str, ...],
+    original_of: Callable[[Any], Any],
+) -> None:
+    """Record the runtime facts from a lifespan another step started with the same redirection.
+
+    The probe run calls this once the app has started on its throwaway database, ``original_of``
+    being its redirector's. Nothing is recorded when the facts are already known, or when discovery
+    fails here: :func:`runtime_facts` then starts the app itself and reports the failure to the
+    rules that read these facts, as it would have without the probe run.
+    """
+    if facts.runtime_facts_found is not None or facts.runtime_facts_error is not None:
+        return
+    try:
+        found = _found_while_running(facts, engine_paths, factory_paths, original_of)
+    except Exception:  # noqa: BLE001 - runtime_facts reports it, from a start of its own
+        return
+    facts.runtime_facts_found = found
+
+
+def _found_while_running(
+    facts: AppFacts,
+    engine_paths: tuple[str, ...],
+    factory_paths: tuple[str, ...],
+    original_of: Callable[[Any], Any],
+) -> RuntimeFacts:
+    """What :func:`discover_runtime_objects` finds, each engine reported as the app configured it."""
+    found = discover_runtime_objects(facts, engine_paths, factory_paths)
+    engines: list[Discovered] = []
+    seen: set[int] = set()
+    for discovered in found.engines:
+        original = original_of(discovered.obj)
+        if id(original) not in seen:
+            seen.add(id(original))
+            engines.append(Discovered(original, discovered.where))
+    found.engines = engines
+    return found
 
 
 def _resolve_path(path: str) -> Any:

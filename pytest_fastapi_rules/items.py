@@ -250,7 +250,7 @@ class RuleItem(pytest.Item):
         rule = self.rule
         if rule.runs_with_probes and not state.background_started and self._in_first_shard(options):
             self._start_background_work(facts)
-        if rule.needs_running_app or rule.uses_probes:
+        if rule.needs_running_app:
             with contextlib.suppress(Exception):
                 runtime_facts(
                     facts,

@@ -373,6 +373,33 @@ def test_lifespan_state_engines_are_placed_after_the_app_stopped(
     assert "internal error" not in run.output
 
 
+def test_the_probe_runs_start_serves_the_engine_rules(pytester: pytest.Pytester, run_rules: Any) -> None:
+    """The probe run records the engines and factories while its app runs: the lifespan starts once.
+
+    A startup can cost seconds on a real app (mealie runs its migrations); FR501 and FR504 used to
+    start it a second time.
+    """
+    counting = LIFESPAN_STATE_APP.replace(
+        "engine = create_async_engine(",
+        'open("starts.txt", "a").write("start\\n")\n        engine = create_async_engine(',
+    )
+    pytester.makepyfile(stateapp=textwrap.dedent(counting))
+    starts = pytester.path / "starts.txt"
+    run = run_rules("stateapp:app", "--fastapi-rules-select=FR103,FR501,FR504")
+    assert starts.read_text().splitlines() == ["start"], run.output
+    engine = only(run.findings("FR501"))
+    assert engine["message"].startswith("engine `lifespan state['db'] (bind)` (sqlite+aiosqlite)")
+    factory = only(run.findings("FR504"))
+    assert factory["message"] == "session factory `lifespan state['db']` keeps autoflush=True"
+
+    # Without the probe run, the engine rules start the app themselves, once, and judge the same.
+    starts.unlink()
+    run = run_rules("stateapp:app", "--fastapi-rules-select=FR501,FR504")
+    assert starts.read_text().splitlines() == ["start"], run.output
+    assert only(run.findings("FR501")) == engine
+    assert only(run.findings("FR504")) == factory
+
+
 # -- false positives and the less common shapes ----------------------------------------------------
 
 SYNC_APP = """

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from pytest_fastapi_rules import registry
+from pytest_fastapi_rules.discovery import record_while_running
 from pytest_fastapi_rules.facts import MemoKey, is_subclass, plain_annotation
 from pytest_fastapi_rules.options import DEFAULT_EDGE_REQUESTS
 from pytest_fastapi_rules.probing import auth as auth_mod
@@ -289,6 +290,11 @@ class ProbeRun:
                 self.facts, self.options.engine_paths, self.options.session_factory_paths
             )
             self._redirect_lifespan_state()
+            # The engines and factories FR501, FR502 and FR504 judge, from this start, not one of their own.
+            options = self.options
+            record_while_running(
+                self.facts, options.engine_paths, options.session_factory_paths, self.redirector.original_of
+            )
             # The database exists once the app's first engine needed it; else it is made now.
             self.database = self.pending.get()
             results.database = self.database.stable_description

@@ -394,3 +394,31 @@ def test_a_functions_location_is_its_def_line_below_the_decorators(
         "only_docstring": _definition_line(module.only_docstring.__wrapped__),
     }
     assert found == {"plain": 4, "decorated": 11, "outer": 16, "inner": 18, "named": 24, "only_docstring": 28}
+
+
+def test_a_factorys_provider_map_is_built_once_and_follows_its_generators() -> None:
+    """The body factory keeps its provider map (polyfactory rebuilt it for every field) and builds
+    a new one when its ``__random__`` is replaced, so a body never draws from a stale generator."""
+    import random
+
+    from pydantic import BaseModel
+
+    from pytest_fastapi_rules.probing import requests
+
+    class Item(BaseModel):
+        quantity: int
+        name: str
+
+    factory: Any = requests._ProbeFactory.create_factory(Item, **requests._seeded("item"))
+    first = factory.get_provider_map()
+    assert factory.get_provider_map()[str] is first[str]  # the same map, not a rebuilt one
+    assert factory.__dict__["_probe_provider_map"][0] is factory.__random__
+    factory.__random__ = random.Random(7)
+    expected = random.Random(7).randint(1, 100)
+    assert factory.get_provider_map()[int]() == expected
+    # The same body as polyfactory's own map gives, for the same seed.
+    seeded: Any = requests._ProbeFactory.create_factory(Item, **requests._seeded("again"))
+    cached_body = seeded.build().model_dump()
+    uncached: Any = requests._ProbeFactory.create_factory(Item, **requests._seeded("again"))
+    uncached._probe_provider_map = ("stale", "stale", {})
+    assert uncached.build().model_dump() == cached_body

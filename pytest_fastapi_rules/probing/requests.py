@@ -279,11 +279,23 @@ class _ProbeFactory(ModelFactory[Any]):
     """
 
     __is_base_factory__ = True
+    _probe_provider_map: tuple[Any, Any, dict[Any, Callable[[], Any]]] | None = None
 
     @classmethod
     def get_provider_map(cls) -> dict[Any, Callable[[], Any]]:
+        """polyfactory's map with modest numbers, built once per factory and its generators.
+
+        polyfactory builds the map again for every field it fills (a hundred entries, each read
+        through Faker's proxy): most of the time a body took on mealie. The entries only bind
+        the factory's ``__random__`` and ``__faker__``, so the same map serves while those stay.
+        It is kept on the class itself (each body makes its own factory class, which goes with it),
+        and read from the class's own ``__dict__``: a nested model's factory subclasses this one.
+        """
+        draw, faker = cls.__random__, cls.__faker__
+        cached = cls.__dict__.get("_probe_provider_map")
+        if cached is not None and cached[0] is draw and cached[1] is faker:
+            return dict(cached[2])
         providers = super().get_provider_map()
-        draw = cls.__random__
         providers.update(
             {
                 int: lambda: draw.randint(1, 100),
@@ -292,7 +304,8 @@ class _ProbeFactory(ModelFactory[Any]):
                 object: lambda: f"probe-{draw.randint(0, 999)}",
             }
         )
-        return providers
+        cls._probe_provider_map = (draw, faker, providers)
+        return dict(providers)
 
     @classmethod
     def get_field_value(cls, field_meta: Any, *args: Any, **kwargs: Any) -> Any:

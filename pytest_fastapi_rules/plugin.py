@@ -391,3 +391,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = _state(config)
     if state is not None:
         state.close()
+        state.freeze_for_exit()

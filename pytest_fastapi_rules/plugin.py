@@ -242,7 +242,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             isinstance(item, rule_item) and item.rule.background is not None for item in session.items
         ):
             stop_spares()  # deselected (-k, -m) or not collected: nothing will hand it a run
-        state.freeze_collected_heap()
+        state.freeze_long_lived()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

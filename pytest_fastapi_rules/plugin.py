@@ -262,6 +262,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if isinstance(item, rule_item):
         with state.coverage_paused(), _quiet():
             item.prepare_shared_work()
+        if item.rule.uses_probes:
+            state.freeze_after_probes()
+    else:
+        state.other_items_started = True
     result = yield
     if isinstance(item, rule_item) and not isinstance(nextitem, rule_item):
         # Once no rule item follows, the user's own tests get the app back (the lifespan stops),

@@ -51,6 +51,10 @@ class RulesSession:
         self._watch_sigterm()
         #: Whether :meth:`freeze_long_lived` froze the heap (then :meth:`_unfreeze_heap` unfreezes it).
         self._froze_heap = False
+        #: Whether :meth:`freeze_after_probes` had its one chance.
+        self._probes_frozen = False
+        #: Whether an item that is not the plugin's (the user's own test) has started.
+        self.other_items_started = False
         # Registered now, in pytest_configure, so that it runs after every other cleanup (they run
         # last-registered first): see _unfreeze_heap.
         config.add_cleanup(self._unfreeze_heap)
@@ -138,6 +142,22 @@ class RulesSession:
         if self._froze_heap or gc.get_freeze_count() <= _FROZEN_AT_PYTEST_START:
             gc.freeze()
             self._froze_heap = True
+
+    def freeze_after_probes(self) -> None:
+        """Once the probe run is done, collect once and freeze what it leaves alive (its answers,
+        the app's caches and pools), so that the full collections while the rule items run walk
+        only what was made since.
+
+        At 1,000 routes the probe run leaves about 700,000 objects, and the five full collections
+        after it took 1.3 s. Only once, after the first probe item's shared work, and only when no
+        test but the plugin's items ran before it: the user's tests' objects (their fixtures, torn
+        down later) are not the plugin's to keep from the collector.
+        """
+        if self._probes_frozen or self.other_items_started or not self._froze_heap:
+            return
+        self._probes_frozen = True
+        gc.collect()
+        gc.freeze()
 
     def freeze_for_exit(self) -> None:
         """In a process that ends with the session, collect once and freeze what the session made

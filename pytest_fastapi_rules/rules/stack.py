@@ -10,6 +10,7 @@ session's dependency overrides.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import functools
 import importlib.metadata
@@ -143,9 +144,8 @@ def _constructed(facts: AppFacts, function: Any, classes: tuple[type, ...], dept
     wrapped = unwrap_callable(function)
     if not inspect.isfunction(wrapped):
         return set()
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(wrapped)))
-    except (OSError, TypeError, SyntaxError, ValueError):
+    tree = _function_tree(facts, wrapped)
+    if tree is None:
         return set()
     by_name = {cls.__name__: cls for cls in classes}
     built: set[type] = set()
@@ -173,6 +173,20 @@ def _constructed(facts: AppFacts, function: Any, classes: tuple[type, ...], dept
         ):
             built |= _constructed(facts, callee, classes, depth + 1)
     return built
+
+
+def _function_tree(facts: AppFacts, function: Any) -> ast.AST | None:
+    """The parsed ``def`` of a function: the source index's node when the index holds its module
+    (parsed once for every rule; a 1,000-route app's endpoints were each read and parsed again
+    here), else its own source parsed; None when neither can be read."""
+    with contextlib.suppress(Exception):
+        info = source_index(facts).function_info(function)
+        if info is not None:
+            return info.node
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
 
 
 def _per_request_builders(
@@ -316,6 +330,19 @@ def _snake(name: str) -> str:
 _TYPE_ONLY_CALLS = frozenset({"isinstance", "issubclass", "cast", "type", "getattr", "hasattr", "super"})
 
 
+def _module_text(facts: AppFacts, module: ModuleType) -> str | None:
+    """The source text the source index holds for a module (the one :func:`_module_tree` parsed),
+    or None when it holds none."""
+    file = getattr(module, "__file__", None)
+    indexed = source_index(facts).get(module.__name__)
+    if indexed is None or not file:
+        return None
+    try:
+        return indexed.source if indexed.path == Path(file).resolve() else None
+    except OSError:
+        return None
+
+
 def _module_tree(facts: AppFacts, module: ModuleType) -> ast.Module | None:
     """A module's parsed source, or None when it has no readable ``.py`` source.
 
@@ -386,11 +413,15 @@ def _used_classes(facts: AppFacts, modules: list[ModuleType], classes: tuple[typ
     """
     called: set[str] = set()
     readable = False
+    names = {cls.__name__ for cls in classes}
     for module in modules:
         tree = _module_tree(facts, module)
         if tree is None:
             continue
         readable = True
+        text = _module_text(facts, module)
+        if text is not None and not any(name in text for name in names):
+            continue  # no call can name a class whose name the source does not contain
         called |= _called_names(tree)
     if not readable:
         return None

@@ -260,8 +260,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     rule_item = _items().RuleItem
     if isinstance(item, rule_item):
-        with state.coverage_paused(), _quiet():
-            item.prepare_shared_work()
+        if item.has_shared_work_left():
+            with state.coverage_paused(), _quiet():
+                item.prepare_shared_work()
         if item.rule.uses_probes:
             state.freeze_after_probes()
     else:

@@ -47,6 +47,8 @@ class RulesSession:
         self.phase_errors_shown: dict[str, str] = {}
         #: Whether the rules' background work (``Rule.background``) was started in this process.
         self.background_started = False
+        #: The steps of the session's shared work done so far (see ``RuleItem.has_shared_work_left``).
+        self.shared_work_done: set[object] = set()
         self._sigterm_before: object = None
         self._watch_sigterm()
         #: Whether :meth:`freeze_long_lived` froze the heap (then :meth:`_unfreeze_heap` unfreezes it).

@@ -656,47 +656,74 @@ class Seeder:
             ) from exc
 
     async def _generate(self, engine: AsyncEngine, size: int, result: SeedResult) -> None:
+        """Fill the tables parents first, each in a transaction of its own on one connection.
+
+        One connection for the whole fill, not one per table: opening one on the temporary SQLite
+        file (a driver thread, the attached schemas, the PostgreSQL functions) cost about 1.5 ms
+        more than a transaction, for each of a 1,000-route app's 200 tables, at each fill. After a
+        table fails, the next one gets a new connection: a failed statement can leave it unusable.
+        """
         counts: dict[str, int] = {}
         rows: dict[str, list[dict[str, Any]]] = {}
-        for table in self.tables:
-            if table.name in self.broken:
-                continue
-            target = _row_target(table, counts, size)
-            generated: list[dict[str, Any]] = []
-            used: set[tuple[Any, ...]] = set()
-            attempts = 0
-            index = 0
-            try:
-                while len(generated) < target and attempts < target * 4 + 4:
-                    attempts += 1
-                    row = self.row(table, index, rows, offset=attempts - 1)
-                    index += 1
-                    if row is None:
-                        break
-                    key = _unique_key(table, row)
-                    if key is not None and key in used:
-                        continue
-                    if key is not None:
-                        used.add(key)
-                    generated.append(row)
-                async with engine.begin() as connection:
-                    await _insert_rows(connection, table, generated)
-            except Exception as exc:  # noqa: BLE001 - recorded; the other tables go on
-                factory = self.row_factories.get(table.name)
-                advice = (
-                    f"check the row factory {factory}"
-                    if factory
-                    else f"name a row factory for it in fastapi_rules_row_factories "
-                    f"({table.name} = module:function), or a seed function in fastapi_rules_seed"
-                )
-                self.broken[table.name] = (
-                    f"a generated row cannot be inserted ({exception_detail(exc)}); {advice}"
-                )
-                self._mark_dependents("seeded")
-                continue
-            counts[table.name] = len(generated)
-            rows[table.name] = generated
+        connection: AsyncConnection | None = None
+        try:
+            for table in self.tables:
+                if table.name in self.broken:
+                    continue
+                try:
+                    generated = self._rows_of(table, _row_target(table, counts, size), rows)
+                    if connection is None:
+                        connection = await engine.connect()
+                    async with connection.begin():
+                        await _insert_rows(connection, table, generated)
+                except Exception as exc:  # noqa: BLE001 - recorded; the other tables go on
+                    if connection is not None:
+                        with contextlib.suppress(Exception):
+                            await connection.close()
+                        connection = None
+                    self._mark_unseedable(table, exc)
+                    continue
+                counts[table.name] = len(generated)
+                rows[table.name] = generated
+        finally:
+            if connection is not None:
+                await connection.close()
         result.rows = rows
+
+    def _rows_of(
+        self, table: Table, target: int, rows: dict[str, list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """Up to ``target`` generated rows of ``table`` whose unique keys differ; foreign keys point
+        at ``rows`` of the parents."""
+        generated: list[dict[str, Any]] = []
+        used: set[tuple[Any, ...]] = set()
+        attempts = 0
+        index = 0
+        while len(generated) < target and attempts < target * 4 + 4:
+            attempts += 1
+            row = self.row(table, index, rows, offset=attempts - 1)
+            index += 1
+            if row is None:
+                break
+            key = _unique_key(table, row)
+            if key is not None and key in used:
+                continue
+            if key is not None:
+                used.add(key)
+            generated.append(row)
+        return generated
+
+    def _mark_unseedable(self, table: Table, exc: Exception) -> None:
+        """Record why ``table`` could not be filled, and the tables that depend on it."""
+        factory = self.row_factories.get(table.name)
+        advice = (
+            f"check the row factory {factory}"
+            if factory
+            else f"name a row factory for it in fastapi_rules_row_factories "
+            f"({table.name} = module:function), or a seed function in fastapi_rules_seed"
+        )
+        self.broken[table.name] = f"a generated row cannot be inserted ({exception_detail(exc)}); {advice}"
+        self._mark_dependents("seeded")
 
     def row(
         self,

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, select
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from pytest_fastapi_rules import catalog, registry
@@ -122,6 +122,39 @@ def test_seeding_writes_the_databases_keys_into_the_rows_children_point_at() -> 
     assert [row["id"] for row in seeded.rows["parents"]] == ids
     assert {row["parent_id"] for row in seeded.rows["kids"]} <= set(ids)
     assert len(seeded.rows["kids"]) == 6
+
+
+def test_a_table_that_cannot_be_filled_leaves_the_next_ones_filled() -> None:
+    """One connection serves a whole fill; a table whose rows the database refuses is marked broken
+    with the reason, and the tables after it are still filled (on a new connection)."""
+    metadata = MetaData()
+    Table("a_first", metadata, Column("id", Integer, primary_key=True), Column("name", String(20)))
+    Table(
+        "b_refused",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("name", String(20)),
+        CheckConstraint("1 = 0", name="refuses_every_row"),
+    )
+    last = Table("c_last", metadata, Column("id", Integer, primary_key=True), Column("name", String(20)))
+
+    async def go() -> tuple[Any, Seeder, int]:
+        engine = create_async_engine("sqlite+aiosqlite://")
+        try:
+            seeder = Seeder([metadata])
+            await seeder.create_schema(engine)
+            seeded = await seeder.seed(engine, 3)
+            async with engine.connect() as connection:
+                count = len(list((await connection.execute(select(last.c.id))).scalars()))
+            return seeded, seeder, count
+        finally:
+            await engine.dispose()
+
+    seeded, seeder, count = asyncio.run(go())
+    assert "a generated row cannot be inserted" in seeder.broken["b_refused"]
+    assert "refuses_every_row" in seeder.broken["b_refused"]
+    assert set(seeded.rows) == {"a_first", "c_last"}
+    assert count == len(seeded.rows["c_last"]) == 3
 
 
 def _module(tmp_path: Path, body: str) -> tuple[str, dict[str, str]]:

@@ -330,21 +330,9 @@ def _snake(name: str) -> str:
 _TYPE_ONLY_CALLS = frozenset({"isinstance", "issubclass", "cast", "type", "getattr", "hasattr", "super"})
 
 
-def _module_text(facts: AppFacts, module: ModuleType) -> str | None:
-    """The source text the source index holds for a module (the one :func:`_module_tree` parsed),
-    or None when it holds none."""
-    file = getattr(module, "__file__", None)
-    indexed = source_index(facts).get(module.__name__)
-    if indexed is None or not file:
-        return None
-    try:
-        return indexed.source if indexed.path == Path(file).resolve() else None
-    except OSError:
-        return None
-
-
-def _module_tree(facts: AppFacts, module: ModuleType) -> ast.Module | None:
-    """A module's parsed source, or None when it has no readable ``.py`` source.
+def _module_source(facts: AppFacts, module: ModuleType) -> tuple[ast.Module, str | None] | None:
+    """A module's parsed source and, when the source index holds the module, its text; None when
+    it has no readable ``.py`` source.
 
     The source index's tree when the index holds the module (the app's own modules, parsed once
     for every rule); a module of the settings classes' package outside the project is parsed here,
@@ -362,8 +350,16 @@ def _module_tree(facts: AppFacts, module: ModuleType) -> ast.Module | None:
         return None
     indexed = source_index(facts).get(module.__name__)
     if indexed is not None and indexed.path == path:
-        return indexed.tree
-    return _parsed(str(path), mtime)
+        return indexed.tree, indexed.source
+    tree = _parsed(str(path), mtime)
+    return (tree, None) if tree is not None else None
+
+
+def _module_tree(facts: AppFacts, module: ModuleType) -> ast.Module | None:
+    """A module's parsed source, or None when it has no readable ``.py`` source (see
+    :func:`_module_source`)."""
+    found = _module_source(facts, module)
+    return found[0] if found is not None else None
 
 
 @functools.lru_cache(maxsize=512)
@@ -415,11 +411,11 @@ def _used_classes(facts: AppFacts, modules: list[ModuleType], classes: tuple[typ
     readable = False
     names = {cls.__name__ for cls in classes}
     for module in modules:
-        tree = _module_tree(facts, module)
-        if tree is None:
+        found = _module_source(facts, module)
+        if found is None:
             continue
         readable = True
-        text = _module_text(facts, module)
+        tree, text = found
         if text is not None and not any(name in text for name in names):
             continue  # no call can name a class whose name the source does not contain
         called |= _called_names(tree)

@@ -257,7 +257,7 @@ class RuleItem(pytest.Item):
             done.add(_FACTS_LOADED)
         options = state.options
         rule = self.rule
-        if rule.runs_with_probes and not state.background_started and self._in_first_shard(options):
+        if self._starts_background_work():
             self._start_background_work(facts)
         if rule.needs_running_app:
             with contextlib.suppress(Exception):
@@ -292,7 +292,7 @@ class RuleItem(pytest.Item):
         return (
             _FACTS_LOADED not in done
             or rule.background is not None
-            or (rule.runs_with_probes and not state.background_started and self._in_first_shard(options))
+            or self._starts_background_work()
             or (rule.needs_running_app and _RUNTIME_FACTS_FOUND not in done)
             or (rule.uses_probes and self._shard(options) not in done)
         )
@@ -314,7 +314,7 @@ class RuleItem(pytest.Item):
         state = self.state
         facts = state.facts()
         options = state.options
-        if self.rule.runs_with_probes and not state.background_started and self._in_first_shard(options):
+        if self._starts_background_work():
             self._start_background_work(facts)
         if self.rule.needs_running_app:
             try:
@@ -365,6 +365,16 @@ class RuleItem(pytest.Item):
         blocking = [f for f in new if options.strict or self.finding_severity(f) is Severity.ERROR]
         if blocking:
             raise RuleViolation(self.format_findings())
+
+    def _starts_background_work(self) -> bool:
+        """Whether this item is the one to start the session's background work: the first probe
+        item of the shard that runs the app-level probes, in a process that has not started it."""
+        state = self.state
+        return (
+            self.rule.runs_with_probes
+            and not state.background_started
+            and self._in_first_shard(state.options)
+        )
 
     def _in_first_shard(self, options: RulesOptions) -> bool:
         """Whether this item's probe shard is the one that runs the app-level probes, and so the

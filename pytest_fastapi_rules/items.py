@@ -340,7 +340,7 @@ class RuleItem(pytest.Item):
             raise
         except Exception as exc:
             raise PluginInternalError(self.rule, exc) from exc
-        note = options.infra_alias_note(self.route.path) if self.route is not None else None
+        note = options.infra_alias_note(self.route.path) if findings and self.route is not None else None
         if note is not None:
             findings = [dataclasses.replace(f, message=f"{f.message} ({note})") for f in findings]
         self.findings = [self._with_default_location(f) for f in findings]

@@ -21,7 +21,7 @@ from pytest_fastapi_rules import catalog, registry
 from pytest_fastapi_rules.probing import runner
 from pytest_fastapi_rules.probing.requests import ProbeRequest, TableIndex, bind_path_params, generate_value
 from pytest_fastapi_rules.probing.results import Exchange, ProbeResults
-from pytest_fastapi_rules.probing.seeding import Seeder, singular
+from pytest_fastapi_rules.probing.seeding import Seeder, schema_hints, singular
 from pytest_fastapi_rules.production import launcher
 
 
@@ -50,6 +50,45 @@ def test_a_module_prefixed_table_is_bound_when_the_path_names_the_module() -> No
 def test_an_exact_table_name_wins_over_prefixed_ones() -> None:
     tables = _tables("blog_posts", "posts")
     assert _bound("/blog/posts/{post_id}", tables) == ["posts"]
+
+
+def test_schema_hints_go_to_the_tables_a_model_is_named_after() -> None:
+    from pydantic import BaseModel, Field
+
+    metadata = MetaData()
+    tables = [
+        Table(name, metadata, Column("id", Integer, primary_key=True), Column("name", String))
+        for name in ("users", "posts", "user_profiles", "people")
+    ]
+
+    class UserCreate(BaseModel):
+        name: str = Field(pattern=r"^[a-z]+$")
+
+    class UserRead(BaseModel):
+        name: str = Field(max_length=8)
+
+    class Postgres(BaseModel):  # named after no table: "post" is followed by a lower-case letter
+        name: str = Field(min_length=3)
+
+    class User_profileIn(BaseModel):  # "user" and "user_profile" (its class name): both tables
+        name: str = Field(min_length=2)
+
+    class AuthorOut(BaseModel):  # its class maps the "people" table
+        name: str = Field(max_length=5)
+
+    class PostIn(BaseModel):
+        title: str = Field(max_length=5)  # no such column
+
+    hints = schema_hints(
+        [UserCreate, UserRead, Postgres, User_profileIn, AuthorOut, PostIn],
+        {"users": "User", "user_profiles": "User_profile", "people": "Author"},
+        tables,
+    )
+    assert {key: [rule.owner for rule in rules] for key, rules in hints.items()} == {
+        ("users", "name"): ["UserCreate", "UserRead", "User_profileIn"],
+        ("user_profiles", "name"): ["User_profileIn"],
+        ("people", "name"): ["AuthorOut"],
+    }
 
 
 def test_irregular_plurals_are_singular() -> None:

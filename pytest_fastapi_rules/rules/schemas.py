@@ -7,6 +7,7 @@ FR601 and FR603-FR605 read the imported model classes and the routes that use th
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import re
 import textwrap
@@ -28,7 +29,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import is_api_route
-from pytest_fastapi_rules.source.index import SourceIndex, _index
+from pytest_fastapi_rules.source.index import SourceIndex, _index, source_index
 from pytest_fastapi_rules.source.inference import instance_type
 from pytest_fastapi_rules.source.parsing import FunctionInfo, _quote, _shadowed
 
@@ -291,8 +292,10 @@ class _OrmFlow:
     evidence.
     """
 
-    def __init__(self, mapped: Iterable[type]) -> None:
+    def __init__(self, mapped: Iterable[type], index: SourceIndex | None = None) -> None:
         self.mapped = frozenset(mapped)
+        #: The app's parsed source, where the functions' ``def`` nodes are read (else each is parsed).
+        self.index = index
         self._returns: dict[int, bool] = {}
 
     # -- annotations ------------------------------------------------------------------------
@@ -384,6 +387,13 @@ class _FunctionReader:
         return owner if inspect.isclass(owner) else None
 
     def _parse(self) -> ast.AST | None:
+        if self.flow.index is not None:
+            # The source index's node: the module was parsed once for every rule (a 1,000-route
+            # app's endpoints were each read and parsed again here).
+            with contextlib.suppress(Exception):
+                info = self.flow.index.function_info(self.func)
+                if info is not None:
+                    return info.node
         try:
             source = textwrap.dedent(inspect.getsource(self.func))
             module = ast.parse(source)
@@ -602,7 +612,10 @@ def _is_true(node: ast.expr) -> bool:
 def _orm_filled_models(facts: AppFacts, options: RulesOptions) -> tuple[dict[type[BaseModel], str], int]:
     """Models answered by routes whose code hands them ORM objects (nested ones included) -> the
     first such route; and how many API routes declare a response model at all."""
-    flow = _OrmFlow(facts.mapped_classes)
+    index = None
+    with contextlib.suppress(Exception):
+        index = source_index(facts)
+    flow = _OrmFlow(facts.mapped_classes, index)
     used_by: dict[type[BaseModel], str] = {}
     declared = 0
     for route in facts.routes:

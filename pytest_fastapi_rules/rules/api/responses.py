@@ -13,6 +13,7 @@ import ast
 import collections.abc
 import dataclasses
 import datetime
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, get_args, get_origin
@@ -391,8 +392,11 @@ SECRET_NAMES = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
-    """A field name that holds a password, a hash or a secret (``UserOut.hashedPassword``...)."""
+    """A field name that holds a password, a hash or a secret (``UserOut.hashedPassword``...).
+
+    Cached: FR209 asks it of every key of every answer body, which repeat from route to route."""
     snake = _snake(name)
     if snake.startswith(_MASKED_PREFIXES):
         return False

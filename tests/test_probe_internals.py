@@ -76,18 +76,21 @@ def test_schema_hints_go_to_the_tables_a_model_is_named_after() -> None:
     class AuthorOut(BaseModel):  # its class maps the "people" table
         name: str = Field(max_length=5)
 
+    class Person(BaseModel):  # the whole name is the singular of "people"
+        name: str = Field(max_length=6)
+
     class PostIn(BaseModel):
         title: str = Field(max_length=5)  # no such column
 
     hints = schema_hints(
-        [UserCreate, UserRead, Postgres, User_profileIn, AuthorOut, PostIn],
+        [UserCreate, UserRead, Postgres, User_profileIn, AuthorOut, Person, PostIn],
         {"users": "User", "user_profiles": "User_profile", "people": "Author"},
         tables,
     )
     assert {key: [rule.owner for rule in rules] for key, rules in hints.items()} == {
         ("users", "name"): ["UserCreate", "UserRead", "User_profileIn"],
         ("user_profiles", "name"): ["User_profileIn"],
-        ("people", "name"): ["AuthorOut"],
+        ("people", "name"): ["AuthorOut", "Person"],
     }
 
 

@@ -7,10 +7,8 @@ FR601 and FR603-FR605 read the imported model classes and the routes that use th
 from __future__ import annotations
 
 import ast
-import contextlib
 import inspect
 import re
-import textwrap
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -29,7 +27,7 @@ from pytest_fastapi_rules.registry import (
     rule,
 )
 from pytest_fastapi_rules.rules.common import is_api_route
-from pytest_fastapi_rules.source.index import SourceIndex, _index, source_index
+from pytest_fastapi_rules.source.index import SourceIndex, _index, function_tree
 from pytest_fastapi_rules.source.inference import instance_type
 from pytest_fastapi_rules.source.parsing import FunctionInfo, _quote, _shadowed
 
@@ -292,10 +290,9 @@ class _OrmFlow:
     evidence.
     """
 
-    def __init__(self, mapped: Iterable[type], index: SourceIndex | None = None) -> None:
-        self.mapped = frozenset(mapped)
-        #: The app's parsed source, where the functions' ``def`` nodes are read (else each is parsed).
-        self.index = index
+    def __init__(self, facts: AppFacts) -> None:
+        self.facts = facts
+        self.mapped = frozenset(facts.mapped_classes)
         self._returns: dict[int, bool] = {}
 
     # -- annotations ------------------------------------------------------------------------
@@ -387,19 +384,10 @@ class _FunctionReader:
         return owner if inspect.isclass(owner) else None
 
     def _parse(self) -> ast.AST | None:
-        if self.flow.index is not None:
-            # The source index's node: the module was parsed once for every rule (a 1,000-route
-            # app's endpoints were each read and parsed again here).
-            with contextlib.suppress(Exception):
-                info = self.flow.index.function_info(self.func)
-                if info is not None:
-                    return info.node
-        try:
-            source = textwrap.dedent(inspect.getsource(self.func))
-            module = ast.parse(source)
-        except (OSError, TypeError, SyntaxError, ValueError, IndentationError):
-            return None
-        for node in module.body:
+        tree = function_tree(self.flow.facts, self.func)
+        if tree is None or isinstance(tree, ast.FunctionDef | ast.AsyncFunctionDef):
+            return tree
+        for node in getattr(tree, "body", []):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 return node
         return None
@@ -612,10 +600,7 @@ def _is_true(node: ast.expr) -> bool:
 def _orm_filled_models(facts: AppFacts, options: RulesOptions) -> tuple[dict[type[BaseModel], str], int]:
     """Models answered by routes whose code hands them ORM objects (nested ones included) -> the
     first such route; and how many API routes declare a response model at all."""
-    index = None
-    with contextlib.suppress(Exception):
-        index = source_index(facts)
-    flow = _OrmFlow(facts.mapped_classes, index)
+    flow = _OrmFlow(facts)
     used_by: dict[type[BaseModel], str] = {}
     declared = 0
     for route in facts.routes:

@@ -10,7 +10,6 @@ session's dependency overrides.
 from __future__ import annotations
 
 import ast
-import contextlib
 import dataclasses
 import functools
 import importlib.metadata
@@ -19,7 +18,6 @@ import json
 import re
 import shlex
 import sys
-import textwrap
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,7 +44,7 @@ from pytest_fastapi_rules.rules.common import code_of, start_production_child
 from pytest_fastapi_rules.rules.probe_support import _probe, raised_synthetic
 from pytest_fastapi_rules.rules.wiring import is_app_code_module
 from pytest_fastapi_rules.runtime import AppStartupError
-from pytest_fastapi_rules.source.index import settings_classes, source_index
+from pytest_fastapi_rules.source.index import function_tree, settings_classes, source_index
 from pytest_fastapi_rules.sqla import is_any_engine
 
 _ENVIRON_READ = re.compile(r"\bos\.environ\b|\bos\.getenv\s*\(|\bgetenv\s*\(")
@@ -144,7 +142,7 @@ def _constructed(facts: AppFacts, function: Any, classes: tuple[type, ...], dept
     wrapped = unwrap_callable(function)
     if not inspect.isfunction(wrapped):
         return set()
-    tree = _function_tree(facts, wrapped)
+    tree = function_tree(facts, wrapped)
     if tree is None:
         return set()
     by_name = {cls.__name__: cls for cls in classes}
@@ -173,20 +171,6 @@ def _constructed(facts: AppFacts, function: Any, classes: tuple[type, ...], dept
         ):
             built |= _constructed(facts, callee, classes, depth + 1)
     return built
-
-
-def _function_tree(facts: AppFacts, function: Any) -> ast.AST | None:
-    """The parsed ``def`` of a function: the source index's node when the index holds its module
-    (parsed once for every rule; a 1,000-route app's endpoints were each read and parsed again
-    here), else its own source parsed; None when neither can be read."""
-    with contextlib.suppress(Exception):
-        info = source_index(facts).function_info(function)
-        if info is not None:
-            return info.node
-    try:
-        return ast.parse(textwrap.dedent(inspect.getsource(function)))
-    except (OSError, TypeError, SyntaxError, ValueError):
-        return None
 
 
 def _per_request_builders(

@@ -29,6 +29,7 @@ import importlib.util
 import inspect
 import sys
 import sysconfig
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -380,6 +381,21 @@ def source_index(facts: AppFacts) -> SourceIndex:
         index = SourceIndex.build(facts)
         setattr(facts, _INDEX_ATTRIBUTE, index)
     return index
+
+
+def function_tree(facts: AppFacts, function: Any) -> ast.AST | None:
+    """The parsed ``def`` of a function: the source index's node when the index holds its module
+    (parsed once for every rule; a 1,000-route app's endpoints were each read and parsed again by
+    the rules that read bodies), else the function's own source parsed (a module); None when
+    neither can be read."""
+    with contextlib.suppress(Exception):
+        info = source_index(facts).function_info(function)
+        if info is not None:
+            return info.node
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
 
 
 def _index(context: CheckContext) -> SourceIndex:
